@@ -1,0 +1,53 @@
+"""The ``mlops`` command. Exit codes: 0 ok, 1 a check failed, 2 usage or system error."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mlops.cli.audit import audit_app
+from mlops.cli.demo import demo
+from mlops.cli.models import models_app
+from mlops.cli.output import err_console
+from mlops.errors import MlopsError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(name="mlops", no_args_is_help=True, add_completion=False,
+                  help="Register, gate, ship, watch and roll back production ML models.")
+app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
+app.command("demo")(demo)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the mlops version."""
+    import mlops
+
+    typer.echo(mlops.__version__)
+
+
+def main() -> None:
+    """Console entry point: user errors print their fix and exit 2, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except MlopsError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}")
+        if exc.fix:
+            err_console.print(f"[bold]fix:[/] {exc.fix}")
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(2)
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

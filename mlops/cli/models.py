@@ -1,0 +1,174 @@
+"""``mlops models ...``: register, list, show, promote, alias, tag, search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlops.cli.output import console, models_table, print_json, versions_table
+from mlops.errors import MlopsError, SignatureError
+from mlops.registry.service import ModelRegistry
+
+models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MlopsError(f"{what} {pair!r} is not KEY=VALUE.", fix=f"Write {what} key=value.")
+        out[key] = _number_or_text(value)
+    return out
+
+
+def _number_or_text(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
+def _read_example(path: Path) -> Any:
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in {".parquet", ".pq"}:
+            return pd.read_parquet(path)
+        if suffix in {".json", ".jsonl"}:
+            return pd.read_json(path, lines=suffix == ".jsonl")
+    except (OSError, ValueError) as exc:
+        raise SignatureError(f"Cannot read input example {path}: {exc}.",
+                             fix="Give a CSV, Parquet or JSON records file.") from exc
+    raise SignatureError(f"Input example {path} must be .csv, .parquet or .json.",
+                         fix="Convert it to one of those formats.")
+
+
+@models_app.command("register")
+def register(
+    path: Annotated[Path, typer.Argument(help="Model file: .skops .onnx .json .txt .pkl .joblib")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Registered model name.")],
+    version: Annotated[str | None, typer.Option(help="Explicit semantic version.")] = None,
+    bump: Annotated[str, typer.Option(help="patch, minor or major when no --version.")] = "patch",
+    metadata: Annotated[list[str] | None, typer.Option("--metadata", "-m",
+                                                       help="KEY=VALUE, repeatable.")] = None,
+    input_example: Annotated[Path | None, typer.Option(help="CSV/Parquet/JSON rows.")] = None,
+    description: str = "",
+    trust: Annotated[bool, typer.Option(help="Load an unsafe pickle anyway (audited).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a model file as a new version."""
+    meta = _parse_pairs(metadata or [], "--metadata")
+    example = _read_example(input_example) if input_example else None
+    mv = ModelRegistry().register(name, path, version=version, bump=bump, metadata=meta,
+                                  input_example=example, description=description, trust=trust)
+    if as_json:
+        print_json(mv.to_dict())
+    else:
+        console.print(f"registered [bold]{mv.model}[/] version [bold]{mv.version}[/] "
+                      f"({mv.flavor}/{mv.format}, sha256 {mv.artifact_digest[:12]})")
+
+
+@models_app.command("list")
+def list_models(as_json: JsonOpt = False) -> None:
+    """List registered models."""
+    models = ModelRegistry().list_models()
+    if as_json:
+        print_json([m.to_dict() for m in models])
+    else:
+        console.print(models_table(models))
+
+
+@models_app.command("show")
+def show(name: str, version: Annotated[str | None, typer.Argument()] = None,
+         as_json: JsonOpt = False) -> None:
+    """Show a model's versions, or one version (number, stage, alias or 'latest')."""
+    registry = ModelRegistry()
+    if version is None:
+        versions = registry.list_versions(name)
+        if as_json:
+            print_json({"model": registry.get_model(name).to_dict(),
+                        "versions": [v.to_dict() for v in versions]})
+        else:
+            console.print(versions_table(versions, f"{name}: versions"))
+        return
+    mv = registry.get_version(name, version)
+    if as_json:
+        print_json(mv.to_dict())
+        return
+    console.print(versions_table([mv], f"{name} {mv.version}"))
+    if mv.signature:
+        cols = ", ".join(f"{c.name}:{c.dtype}" for c in mv.signature.inputs)
+        outs = ", ".join(f"{c.name}:{c.dtype}" for c in mv.signature.outputs)
+        console.print(f"signature: ({cols}) -> ({outs})")
+    lineage = mv.lineage.to_dict()
+    if lineage:
+        console.print("lineage: " + ", ".join(f"{k}={v}" for k, v in lineage.items()))
+
+
+@models_app.command("promote")
+def promote(name: str, version: str, stage: str,
+            keep_existing: Annotated[bool, typer.Option(
+                help="Do not archive the current Production version.")] = False,
+            reason: str = "") -> None:
+    """Move a version to a stage (None, Staging, Production, Archived)."""
+    mv = ModelRegistry().promote(name, version, stage, archive_existing=not keep_existing,
+                                 reason=reason)
+    console.print(f"{mv.model} {mv.version} -> {mv.stage}")
+
+
+@models_app.command("alias")
+def alias(name: str, alias_name: Annotated[str, typer.Argument(metavar="ALIAS")],
+          version: Annotated[str | None, typer.Argument()] = None,
+          delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False
+          ) -> None:
+    """Point an alias (champion, challenger, ...) at a version, or --delete it."""
+    registry = ModelRegistry()
+    if delete:
+        registry.delete_alias(name, alias_name)
+        console.print(f"{name}: alias {alias_name} removed")
+        return
+    if version is None:
+        raise MlopsError("Name the version the alias should point to.",
+                         fix=f"mlops models alias {name} {alias_name} VERSION")
+    mv = registry.set_alias(name, alias_name, version)
+    console.print(f"{name}: {alias_name} -> {mv.version}")
+
+
+@models_app.command("tag")
+def tag(name: str, pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE ...")],
+        version: Annotated[str | None, typer.Option(help="Tag this version, not the model.")
+                           ] = None,
+        delete: Annotated[bool, typer.Option("--delete", help="Remove the KEYs.")] = False
+        ) -> None:
+    """Set (or --delete) tags on a model or one of its versions."""
+    registry = ModelRegistry()
+    if delete:
+        for key in pairs:
+            registry.delete_tag(name, key.partition("=")[0], version)
+        console.print(f"removed {len(pairs)} tag(s)")
+        return
+    for key, value in _parse_pairs(pairs, "tag").items():
+        registry.set_tag(name, key, str(value), version)
+    console.print(f"set {len(pairs)} tag(s)")
+
+
+@models_app.command("search")
+def search(query: Annotated[str, typer.Argument(
+               help="e.g. \"accuracy > 0.9 and stage = production and tags.team = risk\"")] = "",
+           limit: int = 100, as_json: JsonOpt = False) -> None:
+    """Find versions by name, tag, stage, alias and metric filters."""
+    versions = ModelRegistry().search(query, limit=limit)
+    if as_json:
+        print_json([v.to_dict() for v in versions])
+    else:
+        console.print(versions_table(versions, f"search: {query or '(all)'}"))

@@ -1,0 +1,45 @@
+"""Terminal output: Rich tables for people, ``--json`` for programs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mlops.registry.types import ModelVersion, RegisteredModel
+
+__all__ = ["console", "err_console", "models_table", "print_json", "versions_table"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def models_table(models: list[RegisteredModel]) -> Table:
+    table = Table(title="Registered models")
+    for col in ("name", "versions", "latest", "production", "staging", "aliases"):
+        table.add_column(col)
+    for m in models:
+        table.add_row(m.name, str(m.version_count), m.latest_version or "-",
+                      m.stages.get("Production", "-"), m.stages.get("Staging", "-"),
+                      ", ".join(f"{a}->{v}" for a, v in sorted(m.aliases.items())) or "-")
+    return table
+
+
+def versions_table(versions: list[ModelVersion], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("model", "version", "stage", "aliases", "flavor", "metrics", "tags", "sha256"):
+        table.add_column(col, overflow="fold")
+    for v in versions:
+        metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items()))
+        tags = ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items()))
+        table.add_row(v.model, v.version, v.stage, ", ".join(v.aliases) or "-",
+                      f"{v.flavor}/{v.format}", metrics or "-", tags or "-",
+                      v.artifact_digest[:12])
+    return table

@@ -1,0 +1,104 @@
+"""Settings: environment variables ``MLOPS_*`` over ``mlops.toml`` over defaults.
+
+>>> from mlops.config import Settings
+>>> s = Settings(home="/tmp/x")
+>>> s.database_url
+'sqlite:////tmp/x/mlops.db'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mlops.errors import ConfigError
+
+__all__ = ["Settings", "get_settings"]
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Read ``mlops.toml`` (or the file named by ``MLOPS_CONFIG``) when present."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data = self._load()
+
+    @staticmethod
+    def _load() -> dict[str, Any]:
+        import tomllib
+
+        path = Path(os.environ.get("MLOPS_CONFIG", "mlops.toml"))
+        if not path.is_file():
+            return {}
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(
+                f"Cannot read {path}: {exc}.",
+                fix="Correct the TOML syntax or remove the file.",
+                path=str(path),
+            ) from exc
+        section = data.get("mlops", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: [mlops] must be a table.", fix="Use key = value lines.")
+        return section
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Where mlops keeps its state.
+
+    ``home`` holds the default SQLite database and artifact folder; ``database_url`` is any
+    SQLAlchemy URL (SQLite or PostgreSQL); ``artifacts_uri`` any fsspec URL.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
+
+    home: Path = Path(".mlops")
+    database_url: str = ""
+    artifacts_uri: str = ""
+    actor: str = ""
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'mlops.db'}"
+        if not self.artifacts_uri:
+            self.artifacts_uri = str(self.home / "artifacts")
+        if not self.actor:
+            self.actor = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation problems into a :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"Invalid mlops setting: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}.",
+            fix="Check the MLOPS_* environment variables and mlops.toml.",
+        ) from exc

@@ -1,0 +1,172 @@
+"""The one exception tree of mlops.
+
+Every error a user can cause names the thing it is about and how to fix it::
+
+    MlopsError                      base; ``.fix`` holds the remedy, ``.context`` the subject
+    ├── ConfigError                 bad MLOPS_* setting or mlops.toml
+    ├── StoreError                  metadata store unreachable, migration failed
+    │   └── ConcurrencyError        a write lost a race too many times
+    ├── ArtifactError               artifact store problems
+    │   ├── ArtifactNotFound        no artifact with that digest
+    │   └── ArtifactCorrupted       bytes on disk do not match their SHA-256
+    ├── RegistryError               registry rules
+    │   ├── ModelNotFound           unknown registered model
+    │   ├── VersionNotFound         unknown version, stage or alias of a model
+    │   ├── InvalidVersion          malformed semantic version or bump
+    │   ├── DuplicateVersion        version already registered
+    │   ├── InvalidStage            stage name not in None/Staging/Production/Archived
+    │   ├── InvalidAlias            alias name malformed or reserved
+    │   └── InvalidQuery            search filter cannot be parsed
+    ├── FlavorError                 model file cannot be loaded or predicted
+    │   ├── UnknownFlavor           no loader recognises the file
+    │   ├── MissingDependency       the flavor's library is not installed
+    │   └── UnsafeModel             pickle/skops file imports something dangerous
+    ├── SignatureError              input does not fit the model signature
+    └── AuditError                  audit chain broken (tampered, deleted, reordered)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ArtifactCorrupted",
+    "ArtifactError",
+    "ArtifactNotFound",
+    "AuditError",
+    "ConcurrencyError",
+    "ConfigError",
+    "DuplicateVersion",
+    "FlavorError",
+    "InvalidAlias",
+    "InvalidQuery",
+    "InvalidStage",
+    "InvalidVersion",
+    "MissingDependency",
+    "MlopsError",
+    "ModelNotFound",
+    "RegistryError",
+    "SignatureError",
+    "StoreError",
+    "UnknownFlavor",
+    "UnsafeModel",
+    "VersionNotFound",
+]
+
+
+class MlopsError(Exception):
+    """Base of every mlops error.
+
+    ``message`` says what went wrong, ``fix`` what to do about it, and ``context``
+    carries the subject (``model``, ``version``, ``path`` ...) for programs.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None, **context: Any) -> None:
+        self.message = message
+        self.fix = fix
+        self.context = {k: v for k, v in context.items() if v is not None}
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.fix:
+            text += f" Fix: {self.fix}"
+        return text
+
+    @property
+    def model(self) -> str | None:
+        value = self.context.get("model")
+        return None if value is None else str(value)
+
+    @property
+    def version(self) -> str | None:
+        value = self.context.get("version")
+        return None if value is None else str(value)
+
+
+class ConfigError(MlopsError):
+    """A setting (environment variable or mlops.toml) is invalid."""
+
+
+class StoreError(MlopsError):
+    """The metadata store failed (unreachable database, migration error)."""
+
+
+class ConcurrencyError(StoreError):
+    """A write kept losing a race with other writers and gave up."""
+
+
+class ArtifactError(MlopsError):
+    """The artifact store failed."""
+
+
+class ArtifactNotFound(ArtifactError):
+    """No artifact is stored under that digest."""
+
+
+class ArtifactCorrupted(ArtifactError):
+    """An artifact's bytes do not match the SHA-256 it was stored under."""
+
+
+class RegistryError(MlopsError):
+    """A model registry rule was broken."""
+
+
+class ModelNotFound(RegistryError):
+    """No registered model has that name."""
+
+
+class VersionNotFound(RegistryError):
+    """The model has no version matching that version, stage or alias."""
+
+
+class InvalidVersion(RegistryError):
+    """A version string or bump kind is malformed."""
+
+
+class DuplicateVersion(RegistryError):
+    """The version is already registered for that model."""
+
+
+class InvalidStage(RegistryError):
+    """The stage is not one of None, Staging, Production, Archived."""
+
+
+class InvalidAlias(RegistryError):
+    """The alias name is malformed or reserved."""
+
+
+class InvalidQuery(RegistryError):
+    """A search filter could not be parsed."""
+
+
+class FlavorError(MlopsError):
+    """A model file could not be loaded or used."""
+
+
+class UnknownFlavor(FlavorError):
+    """No flavor recognises the model file."""
+
+
+class MissingDependency(FlavorError):
+    """The library a flavor needs is not installed."""
+
+
+class UnsafeModel(FlavorError):
+    """A model file would import dangerous callables when loaded.
+
+    ``offending`` lists the ``module.name`` imports that were refused.
+    """
+
+    def __init__(self, message: str, *, offending: list[str], fix: str | None = None,
+                 **context: Any) -> None:
+        self.offending = offending
+        super().__init__(message, fix=fix, **context)
+
+
+class SignatureError(MlopsError):
+    """Input data does not match the model's signature."""
+
+
+class AuditError(MlopsError):
+    """The audit chain does not verify."""

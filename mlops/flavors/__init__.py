@@ -1,0 +1,23 @@
+"""Model flavors: one uniform predictor over skops/pickle scikit-learn, ONNX, XGBoost,
+LightGBM and any object with ``predict``; plus the pickle safety scanner."""
+
+from __future__ import annotations
+
+from mlops.flavors.base import LoadedModel, to_frame
+from mlops.flavors.estimator import wrap_estimator
+from mlops.flavors.files import FORMATS, SafetyReport, detect_format, load_bytes, safety_check
+from mlops.flavors.pickle_scan import ScanResult, scan_pickle_bytes, scan_pickle_file
+
+__all__ = [
+    "FORMATS",
+    "LoadedModel",
+    "SafetyReport",
+    "ScanResult",
+    "detect_format",
+    "load_bytes",
+    "safety_check",
+    "scan_pickle_bytes",
+    "scan_pickle_file",
+    "to_frame",
+    "wrap_estimator",
+]

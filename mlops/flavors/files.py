@@ -1,0 +1,136 @@
+"""Recognise a model file's format and load it safely into a :class:`LoadedModel`.
+
+Formats: skops (preferred for scikit-learn), ONNX, XGBoost JSON/UBJSON, LightGBM text, and
+pickle/joblib (scanned first: see :mod:`mlops.flavors.pickle_scan`).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from mlops.errors import FlavorError, UnknownFlavor, UnsafeModel
+from mlops.flavors.base import LoadedModel
+from mlops.flavors.boosters import load_lightgbm, load_xgboost
+from mlops.flavors.estimator import wrap_estimator
+from mlops.flavors.onnx import load_onnx
+from mlops.flavors.pickle_scan import scan_pickle_bytes
+
+__all__ = ["FORMATS", "SafetyReport", "detect_format", "load_bytes", "safety_check"]
+
+#: The formats mlops reads, preferred first.
+FORMATS = ("skops", "onnx", "xgboost", "lightgbm", "joblib", "pickle")
+
+_SKOPS_ALLOWED = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "xgboost.",
+                  "lightgbm.", "operator.")
+_PICKLE_EXT = {".pkl", ".pickle", ".joblib", ".jbl", ".sav"}
+_COMPRESSED = (b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"ZF")
+
+
+def detect_format(filename: str, data: bytes) -> str:
+    """One of :data:`FORMATS`, by content first and file name second."""
+    suffix = PurePath(filename).suffix.lower()
+    head = data[:64]
+    if head.startswith(b"PK") and _is_skops(data):
+        return "skops"
+    if suffix == ".skops":
+        raise UnknownFlavor(f"{filename} has the .skops suffix but is not a skops archive.",
+                            fix="Save it with skops.io.dump(model, path).", path=filename)
+    if head.startswith(b"tree\n") or head.startswith(b"tree\r\n"):
+        return "lightgbm"
+    if suffix in {".json", ".ubj"} and head.lstrip().startswith(b"{") and b"learner" in data[:4096]:
+        return "xgboost"
+    if suffix == ".onnx":
+        return "onnx"
+    if head[:1] == b"\x80" or suffix in _PICKLE_EXT or head.startswith(_COMPRESSED):
+        if suffix == ".joblib" or head.startswith(_COMPRESSED) or b"joblib" in data[:2048]:
+            return "joblib"
+        return "pickle"
+    if suffix in {".ubj", ".xgb", ".bst", ".model"}:
+        return "xgboost"
+    raise UnknownFlavor(
+        f"Cannot tell what kind of model {filename} is.",
+        fix="Use one of: .skops, .onnx, XGBoost .json/.ubj, LightGBM .txt, .pkl/.joblib.",
+        path=filename,
+    )
+
+
+def _is_skops(data: bytes) -> bool:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return "schema.json" in zf.namelist()
+    except zipfile.BadZipFile:
+        return False
+
+
+@dataclass(frozen=True)
+class SafetyReport:
+    """What a load of this file would import, and what of that is not trusted."""
+
+    format: str
+    imports: tuple[str, ...]
+    offending: tuple[str, ...]
+
+    @property
+    def safe(self) -> bool:
+        return not self.offending
+
+
+def safety_check(fmt: str, data: bytes) -> SafetyReport:
+    """Scan pickle/joblib opcodes or skops types; other formats import no code."""
+    if fmt in {"pickle", "joblib"}:
+        result = scan_pickle_bytes(data)
+        return SafetyReport(fmt, tuple(result.imports), tuple(result.offending))
+    if fmt == "skops":
+        import skops.io as sio
+
+        try:
+            untrusted = sio.get_untrusted_types(data=data)
+        except Exception as exc:
+            raise FlavorError(f"skops cannot read the archive: {exc}.",
+                              fix="Save it again with skops.io.dump().") from exc
+        bad = tuple(sorted(t for t in untrusted if not t.startswith(_SKOPS_ALLOWED)))
+        return SafetyReport(fmt, tuple(sorted(untrusted)), bad)
+    return SafetyReport(fmt, (), ())
+
+
+def load_bytes(data: bytes, filename: str, *, trust: bool = False,
+               fmt: str | None = None) -> tuple[LoadedModel, SafetyReport]:
+    """Load a model file's bytes. Unsafe pickles/skops files raise :class:`UnsafeModel`
+    unless ``trust`` is true (the caller records that decision)."""
+    fmt = fmt or detect_format(filename, data)
+    report = safety_check(fmt, data)
+    if not report.safe and not trust:
+        raise UnsafeModel(
+            f"{filename} would import code that is not on the allow list: "
+            f"{', '.join(report.offending)}.",
+            offending=list(report.offending),
+            fix="Save the model with skops or ONNX; if you wrote this file yourself and trust "
+                "it, pass trust=True (recorded in the audit log).",
+            path=filename,
+        )
+    if fmt == "onnx":
+        model = load_onnx(data)
+    elif fmt == "xgboost":
+        model = load_xgboost(data)
+    elif fmt == "lightgbm":
+        model = load_lightgbm(data)
+    elif fmt == "skops":
+        import skops.io as sio
+
+        obj = sio.loads(data, trusted=list(report.imports))
+        model = wrap_estimator(obj)
+    else:
+        import joblib
+
+        try:
+            obj = joblib.load(io.BytesIO(data))
+        except Exception as exc:
+            raise FlavorError(f"Cannot unpickle {filename}: {type(exc).__name__}: {exc}.",
+                              fix="Check the file and the library versions it was saved with.",
+                              path=filename) from exc
+        model = wrap_estimator(obj)
+    model.info.setdefault("format", fmt)
+    return model, report

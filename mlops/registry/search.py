@@ -1,0 +1,156 @@
+"""The search filter language and its translation to SQL.
+
+``name = fraud* and stage = production and tags.team = risk and accuracy > 0.9``
+
+Clauses are joined by ``and``. A field is ``name``, ``version``, ``stage``, ``alias``,
+``flavor``, ``tags.<key>`` (or ``tag.<key>``), ``metrics.<key>`` (or ``metric.<key>``),
+or a bare metric name. Operators: ``=``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, and ``~``
+(glob with ``*``; ``=`` also globs when the value has ``*``). Values may be quoted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, not_, select
+
+from mlops.errors import InvalidQuery
+from mlops.registry.versions import normalize_stage
+from mlops.store.schema import AliasRow, MetricRow, ModelRow, VersionRow, VersionTagRow
+
+__all__ = ["Clause", "compile_clauses", "parse_query"]
+
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<op>>=|<=|!=|==|=|>|<|~)|(?P<str>'[^']*'|"[^"]*")|(?P<word>[^\s=!<>~'"]+))"""
+)
+_OPS = {"=", "==", "!=", ">", ">=", "<", "<=", "~"}
+_PLAIN = {"name", "version", "stage", "alias", "flavor"}
+
+
+@dataclass(frozen=True)
+class Clause:
+    kind: str  # name|version|stage|alias|flavor|tag|metric
+    key: str
+    op: str
+    value: str | float
+
+
+def _tokens(query: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    query = query.strip()
+    while pos < len(query):
+        m = _TOKEN.match(query, pos)
+        if not m or m.end() == pos:
+            raise InvalidQuery(f"Cannot read the search query at {query[pos:]!r}.",
+                               fix="Write clauses like accuracy > 0.9 and stage = production.")
+        pos = m.end()
+        kind = m.lastgroup or "word"
+        text = m.group(kind)
+        if kind == "str":
+            text = text[1:-1]
+        out.append((kind, text))
+    return out
+
+
+def parse_query(query: str) -> list[Clause]:
+    """Parse a filter string into clauses; an empty string matches everything."""
+    toks = _tokens(query)
+    clauses: list[Clause] = []
+    i = 0
+    while i < len(toks):
+        if clauses:
+            if toks[i][0] != "word" or toks[i][1].lower() != "and":
+                raise InvalidQuery(f"Expected 'and' between clauses, got {toks[i][1]!r}.",
+                                   fix="Join clauses with 'and'.")
+            i += 1
+        if len(toks) - i < 3:
+            raise InvalidQuery(f"Incomplete clause in {query!r}.",
+                               fix="Each clause is FIELD OP VALUE, e.g. accuracy > 0.9.")
+        (fkind, field), (okind, op), (_vkind, value) = toks[i], toks[i + 1], toks[i + 2]
+        if fkind != "word" or okind != "op" or op not in _OPS:
+            raise InvalidQuery(f"Cannot read clause {field} {op} {value}.",
+                               fix="Each clause is FIELD OP VALUE, e.g. accuracy > 0.9.")
+        clauses.append(_clause(field, op, value))
+        i += 3
+    return clauses
+
+
+def _clause(field: str, op: str, value: str) -> Clause:
+    low = field.lower()
+    op = "=" if op == "==" else op
+    if low in _PLAIN:
+        if op not in {"=", "!=", "~"}:
+            raise InvalidQuery(f"{field} can be compared with =, != or ~ only, not {op}.",
+                               fix=f"Write {field} = VALUE.")
+        if low == "stage":
+            value = normalize_stage(value)
+        return Clause(low, "", op, value)
+    prefix, _, key = field.partition(".")
+    if prefix.lower() in {"tags", "tag"} and key:
+        if op not in {"=", "!=", "~"}:
+            raise InvalidQuery(f"Tags compare as text: use =, != or ~, not {op}.",
+                               fix=f"Write {field} = VALUE.")
+        return Clause("tag", key, op, value)
+    if prefix.lower() in {"metrics", "metric"} and key:
+        field = key
+    if op == "~":
+        raise InvalidQuery(f"Metric {field} is a number: use =, !=, >, >=, < or <=.",
+                           fix=f"Write {field} > 0.9.")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidQuery(f"Metric {field} needs a number, got {value!r}.",
+                           fix=f"Write {field} {op} 0.9, or tags.{field} = {value} for a tag."
+                           ) from None
+    return Clause("metric", field, op, number)
+
+
+def _text_cond(column: Any, op: str, value: str) -> ColumnElement[bool]:
+    if op == "~" or "*" in value:
+        pattern = value.replace("%", r"\%").replace("_", r"\_").replace("*", "%")
+        cond = func.lower(column).like(pattern.lower(), escape="\\")
+        return not_(cond) if op == "!=" else cond
+    return column != value if op == "!=" else column == value
+
+
+def _num_cond(column: Any, op: str, value: float) -> ColumnElement[bool]:
+    return {"=": column == value, "!=": column != value, ">": column > value,
+            ">=": column >= value, "<": column < value, "<=": column <= value}[op]
+
+
+def compile_clauses(clauses: list[Clause]) -> ColumnElement[bool]:
+    """SQL conditions over ``VersionRow`` joined to ``ModelRow``."""
+    conds: list[ColumnElement[bool]] = []
+    for c in clauses:
+        if c.kind == "name":
+            conds.append(_text_cond(ModelRow.name, c.op, str(c.value)))
+        elif c.kind == "version":
+            conds.append(_text_cond(VersionRow.version, c.op, str(c.value)))
+        elif c.kind == "flavor":
+            conds.append(_text_cond(VersionRow.flavor, c.op, str(c.value)))
+        elif c.kind == "stage":
+            conds.append(VersionRow.stage != c.value if c.op == "!=" else
+                         VersionRow.stage == c.value)
+        elif c.kind == "alias":
+            sub = exists(select(AliasRow.alias).where(
+                AliasRow.version_id == VersionRow.id,
+                _text_cond(AliasRow.alias, "~" if c.op == "~" else "=", str(c.value))))
+            conds.append(not_(sub) if c.op == "!=" else sub)
+        elif c.kind == "tag":
+            if c.op == "!=":
+                conds.append(not_(exists(select(VersionTagRow.key).where(
+                    VersionTagRow.version_id == VersionRow.id, VersionTagRow.key == c.key,
+                    _text_cond(VersionTagRow.value, "=", str(c.value))))))
+            else:
+                conds.append(exists(select(VersionTagRow.key).where(
+                    VersionTagRow.version_id == VersionRow.id, VersionTagRow.key == c.key,
+                    _text_cond(VersionTagRow.value, c.op, str(c.value)))))
+        else:
+            assert isinstance(c.value, float)
+            conds.append(exists(select(MetricRow.key).where(
+                MetricRow.version_id == VersionRow.id, MetricRow.key == c.key,
+                _num_cond(MetricRow.value, c.op, c.value))))
+    return and_(True, *conds)

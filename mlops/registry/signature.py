@@ -1,0 +1,90 @@
+"""Model signatures: input columns with dtypes and the output type, inferred from data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.flavors.base import LoadedModel, to_frame
+
+__all__ = ["ColumnSpec", "Signature", "infer_signature"]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    dtype: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Signature:
+    """``inputs`` in column order; ``outputs`` the prediction (and probabilities)."""
+
+    inputs: list[ColumnSpec] = field(default_factory=list)
+    outputs: list[ColumnSpec] = field(default_factory=list)
+    classes: list[Any] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [c.name for c in self.inputs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Signature | None:
+        if not data or not data.get("inputs"):
+            return None
+        return cls(inputs=[ColumnSpec(**c) for c in data["inputs"]],
+                   outputs=[ColumnSpec(**c) for c in data.get("outputs", [])],
+                   classes=data.get("classes"))
+
+
+def _dtype_name(series: pd.Series) -> str:
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "category"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int64"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float32" if dtype == np.float32 else "float64"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    return "string"
+
+
+def _array_dtype(arr: np.ndarray) -> str:
+    if arr.dtype.kind == "b":
+        return "bool"
+    if arr.dtype.kind in "iu":
+        return "int64"
+    if arr.dtype.kind == "f":
+        return "float32" if arr.dtype == np.float32 else "float64"
+    return "string"
+
+
+def infer_signature(example: Any, model: LoadedModel | None = None) -> Signature:
+    """Input columns from ``example`` (DataFrame, records or 2-D array); outputs by
+    running ``model`` on a few of its rows when a model is given."""
+    if model is not None and model.input_columns and not isinstance(example, pd.DataFrame):
+        frame = to_frame(example, model.input_columns)
+    else:
+        frame = to_frame(example)
+    inputs = [ColumnSpec(str(c), _dtype_name(frame[c]), bool(frame[c].isna().any()))
+              for c in frame.columns]
+    outputs: list[ColumnSpec] = []
+    classes = None
+    if model is not None:
+        rows = frame.head(5)
+        pred = model.predict(rows if isinstance(example, pd.DataFrame) else rows.to_numpy())
+        outputs.append(ColumnSpec("prediction", _array_dtype(np.asarray(pred))))
+        if model.has_proba:
+            outputs.append(ColumnSpec("probabilities", "float64"))
+            classes = model.classes
+    return Signature(inputs, outputs, classes)

@@ -1,0 +1,80 @@
+"""Semantic versions, stages and alias names: parsing and validation rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import semver
+
+from mlops.errors import InvalidAlias, InvalidStage, InvalidVersion
+
+__all__ = [
+    "FIRST_VERSION",
+    "STAGES",
+    "next_version",
+    "normalize_stage",
+    "parse_version",
+    "validate_alias",
+]
+
+FIRST_VERSION = "1.0.0"
+STAGES = ("None", "Staging", "Production", "Archived")
+_STAGE_BY_LOWER = {s.lower(): s for s in STAGES}
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_BUMPS = ("patch", "minor", "major")
+
+
+def parse_version(text: str, *, model: str | None = None) -> semver.Version:
+    """Parse ``MAJOR.MINOR.PATCH[-pre][+build]``; a leading ``v`` is accepted."""
+    raw = text.strip()
+    if raw[:1] in {"v", "V"}:
+        raw = raw[1:]
+    try:
+        return semver.Version.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise InvalidVersion(
+            f"{text!r} is not a semantic version.",
+            fix="Use MAJOR.MINOR.PATCH such as 1.2.0 (optionally -rc.1), or leave the version "
+                "out to bump the patch number.",
+            model=model, version=text,
+        ) from exc
+
+
+def next_version(existing: Iterable[str], bump: str = "patch", *,
+                 model: str | None = None) -> str:
+    """The version after the highest of ``existing`` (``1.0.0`` when there is none)."""
+    if bump not in _BUMPS:
+        raise InvalidVersion(f"Unknown bump {bump!r}.", fix="Use 'patch', 'minor' or 'major'.",
+                             model=model)
+    parsed = [parse_version(v, model=model) for v in existing]
+    if not parsed:
+        return FIRST_VERSION
+    top = max(parsed).finalize_version() if max(parsed).prerelease else max(parsed)
+    if max(parsed).prerelease and bump == "patch":
+        return str(top)  # 1.1.0-rc.1 -> 1.1.0
+    return str(getattr(top, f"bump_{bump}")())
+
+
+def normalize_stage(stage: str | None, *, model: str | None = None) -> str:
+    """Case-insensitive stage name to its canonical spelling."""
+    key = "none" if stage is None else str(stage).strip().lower()
+    try:
+        return _STAGE_BY_LOWER[key]
+    except KeyError:
+        raise InvalidStage(f"Unknown stage {stage!r}.",
+                           fix=f"Use one of {', '.join(STAGES)} (any case).", model=model) from None
+
+
+def validate_alias(alias: str, *, model: str | None = None) -> str:
+    """Aliases start with a letter, then letters, digits, ``_`` or ``-``; not a stage name."""
+    if not _ALIAS.match(alias or ""):
+        raise InvalidAlias(
+            f"{alias!r} is not a valid alias.",
+            fix="Start with a letter; then letters, digits, '_' or '-' (at most 64 characters).",
+            model=model,
+        )
+    if alias.lower() in _STAGE_BY_LOWER or alias.lower() == "latest":
+        raise InvalidAlias(f"{alias!r} is reserved (stage names and 'latest').",
+                           fix="Choose another alias such as 'champion'.", model=model)
+    return alias

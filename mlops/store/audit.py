@@ -1,0 +1,172 @@
+"""The hash-chained audit log.
+
+Every state change appends one event in the same transaction as the change itself:
+``hash = sha256(canonical JSON of {seq, ts, actor, action, subject, payload, prev_hash})``
+with ``prev_hash`` of the first event 64 zeros. Canonical JSON: sorted keys, UTF-8, no
+insignificant whitespace, times in UTC ISO-8601. :func:`verify_chain` replays the chain
+and reports the first broken link: an edited row, a deleted or reordered middle row.
+
+A chain alone cannot detect a truncated tail or a complete rewrite; publish
+:func:`checkpoint` (head hash and count) somewhere else and compare later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mlops.store.schema import AuditEventRow
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditEvent",
+    "Checkpoint",
+    "VerifyResult",
+    "append_event",
+    "canonical_json",
+    "checkpoint",
+    "event_hash",
+    "list_events",
+    "verify_chain",
+]
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept as is; raises on NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable in an audit payload")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    ts: str
+    actor: str
+    action: str
+    subject: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+def event_hash(seq: int, ts: str, actor: str, action: str, subject: str, payload: str,
+               prev_hash: str) -> str:
+    body = canonical_json({"seq": seq, "ts": ts, "actor": actor, "action": action,
+                           "subject": subject, "payload": json.loads(payload),
+                           "prev_hash": prev_hash})
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def append_event(session: Session, *, actor: str, action: str, subject: str,
+                 payload: dict[str, Any] | None = None) -> AuditEvent:
+    """Append one event; call inside the write transaction that makes the change."""
+    last = session.execute(
+        select(AuditEventRow.seq, AuditEventRow.hash).order_by(AuditEventRow.seq.desc()).limit(1)
+    ).first()
+    seq = 1 if last is None else last.seq + 1
+    prev = GENESIS_HASH if last is None else last.hash
+    ts = datetime.now(UTC).isoformat(timespec="microseconds")
+    body = canonical_json(payload or {})
+    digest = event_hash(seq, ts, actor, action, subject, body, prev)
+    session.add(AuditEventRow(seq=seq, ts=ts, actor=actor, action=action, subject=subject,
+                              payload=body, prev_hash=prev, hash=digest))
+    session.flush()
+    return AuditEvent(seq, ts, actor, action, subject, json.loads(body), prev, digest)
+
+
+def _to_event(row: AuditEventRow) -> AuditEvent:
+    try:
+        payload = json.loads(row.payload)
+    except ValueError:
+        payload = {"_unparseable": row.payload}
+    return AuditEvent(row.seq, row.ts, row.actor, row.action, row.subject, payload,
+                      row.prev_hash, row.hash)
+
+
+def list_events(session: Session, *, subject: str | None = None, action: str | None = None,
+                limit: int = 100) -> list[AuditEvent]:
+    """Newest first; ``subject`` matches exactly or as a prefix ending in ``/``."""
+    query = select(AuditEventRow)
+    if subject:
+        query = query.where((AuditEventRow.subject == subject)
+                            | AuditEventRow.subject.startswith(subject.rstrip("/") + "/"))
+    if action:
+        query = query.where(AuditEventRow.action == action)
+    rows = session.scalars(query.order_by(AuditEventRow.seq.desc()).limit(limit))
+    return [_to_event(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    events: int
+    head: str
+    broken_seq: int | None = None
+    reason: str = ""
+
+
+def verify_chain(session: Session, batch: int = 5000) -> VerifyResult:
+    """Replay the whole chain; stop at the first broken link."""
+    prev = GENESIS_HASH
+    expected_seq = 1
+    count = 0
+    last_seq = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEventRow).where(AuditEventRow.seq > last_seq)
+            .order_by(AuditEventRow.seq).limit(batch)
+        ).all()
+        if not rows:
+            return VerifyResult(True, count, prev)
+        for row in rows:
+            reason = ""
+            if row.seq != expected_seq:
+                reason = f"sequence jumps from {expected_seq - 1} to {row.seq}: events were deleted"
+            elif row.prev_hash != prev:
+                reason = "prev_hash does not match the previous event's hash: the chain was cut or reordered"
+            else:
+                try:
+                    recomputed = event_hash(row.seq, row.ts, row.actor, row.action, row.subject,
+                                            row.payload, row.prev_hash)
+                except ValueError:
+                    recomputed = ""
+                if recomputed != row.hash:
+                    reason = "hash does not match the event's content: the row was modified"
+            if reason:
+                return VerifyResult(False, count, prev, broken_seq=row.seq, reason=reason)
+            prev = row.hash
+            expected_seq += 1
+            count += 1
+            last_seq = row.seq
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    events: int
+    head: str
+    at: str
+
+
+def checkpoint(session: Session) -> Checkpoint:
+    """Head hash and count, to be published outside the database."""
+    count = session.scalar(select(func.count()).select_from(AuditEventRow)) or 0
+    head = session.scalar(select(AuditEventRow.hash).order_by(AuditEventRow.seq.desc()).limit(1))
+    return Checkpoint(int(count), head or GENESIS_HASH, datetime.now(UTC).isoformat())

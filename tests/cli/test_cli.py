@@ -1,0 +1,114 @@
+"""The real ``mlops`` command in a subprocess: output, --json and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, text
+
+Table = tuple[pd.DataFrame, object]
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith(("MLOPS_", "PATH", "HOME"))}
+    env["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, "-m", "mlops", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def example_csv(tmp_path: Path, table: Table) -> Path:
+    x, _ = table
+    path = tmp_path / "example.csv"
+    x.head(10).to_csv(path, index=False)  # type: ignore[attr-defined]
+    return path
+
+
+def test_register_show_promote_alias_search_and_verify(tmp_path: Path, skops_file: Path,
+                                                       example_csv: Path) -> None:
+    r = run("models", "register", str(skops_file), "--name", "churn", "-m", "accuracy=0.93",
+            "-m", "team=risk", "--input-example", str(example_csv), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "registered churn version 1.0.0" in r.stdout
+    assert run("models", "register", str(skops_file), "--name", "churn", "--bump", "minor",
+               cwd=tmp_path).returncode == 0
+    assert run("models", "promote", "churn", "1.0.0", "production", cwd=tmp_path).returncode == 0
+    assert run("models", "alias", "churn", "champion", "1.1.0", cwd=tmp_path).returncode == 0
+    assert run("models", "tag", "churn", "owner=ana", cwd=tmp_path).returncode == 0
+
+    listed = json.loads(run("models", "list", "--json", cwd=tmp_path).stdout)
+    assert listed[0]["name"] == "churn"
+    assert listed[0]["stages"] == {"Production": "1.0.0"}
+    assert listed[0]["aliases"] == {"champion": "1.1.0"}
+    assert listed[0]["tags"] == {"owner": "ana"}
+
+    shown = json.loads(run("models", "show", "churn", "1.0.0", "--json", cwd=tmp_path).stdout)
+    assert shown["metrics"] == {"accuracy": 0.93}
+    assert shown["tags"] == {"team": "risk"}
+    assert [c["name"] for c in shown["signature"]["inputs"]] == ["a", "b", "c", "d"]
+    text_show = run("models", "show", "churn", "champion", cwd=tmp_path)
+    assert "1.1.0" in text_show.stdout
+
+    found = json.loads(run("models", "search", "accuracy > 0.9 and stage = production",
+                           "--json", cwd=tmp_path).stdout)
+    assert [(v["model"], v["version"]) for v in found] == [("churn", "1.0.0")]
+
+    verify = run("audit", "verify", cwd=tmp_path)
+    assert verify.returncode == 0
+    assert verify.stdout.startswith("ok 6 events")
+    log = json.loads(run("audit", "log", "--json", cwd=tmp_path).stdout)
+    assert [e["action"] for e in log][:2] == ["tag.set", "alias.set"]
+
+
+def test_tampered_audit_row_makes_verify_exit_1(tmp_path: Path, skops_file: Path) -> None:
+    assert run("models", "register", str(skops_file), "--name", "m", cwd=tmp_path).returncode == 0
+    db = tmp_path / ".mlops" / "mlops.db"
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"))
+    engine.dispose()
+    r = run("audit", "verify", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "broken at event 2" in r.stdout
+    assert json.loads(run("audit", "verify", "--json", cwd=tmp_path).stdout)["broken_seq"] == 2
+
+
+def test_user_errors_exit_2_with_a_fix_and_no_traceback(tmp_path: Path, skops_file: Path
+                                                       ) -> None:
+    r = run("models", "register", str(skops_file), "--name", "m", "--version", "1.0",
+            cwd=tmp_path)
+    assert r.returncode == 2
+    assert "not a semantic version" in r.stderr and "fix:" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("models", "show", "ghost", cwd=tmp_path)
+    assert r.returncode == 2 and "ghost" in r.stderr
+    r = run("models", "search", "accuracy >", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = run("models", "promote", cwd=tmp_path)
+    assert r.returncode == 2  # usage error
+
+
+def test_unsafe_pickle_is_refused_by_the_cli(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")
+    r = run("models", "register", str(evil), "--name", "evil", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "system" in r.stderr  # the payload is a protocol-0 pickle of os.system('echo hi')
+
+
+def test_settings_from_mlops_toml(tmp_path: Path, skops_file: Path) -> None:
+    home = tmp_path / "elsewhere"
+    (tmp_path / "mlops.toml").write_text(f'[mlops]\nhome = "{home}"\n')
+    env_home = os.environ.pop("MLOPS_HOME")
+    try:
+        assert run("models", "register", str(skops_file), "--name", "m",
+                   cwd=tmp_path).returncode == 0
+    finally:
+        os.environ["MLOPS_HOME"] = env_home
+    assert (home / "mlops.db").exists()

@@ -1,0 +1,260 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mlops.errors import (
+    ArtifactCorrupted,
+    DuplicateVersion,
+    InvalidQuery,
+    InvalidStage,
+    InvalidVersion,
+    ModelNotFound,
+    RegistryError,
+    VersionNotFound,
+)
+from mlops.registry.service import ModelRegistry
+
+
+def test_register_auto_bumps_patch_then_minor_and_major(registry: ModelRegistry,
+                                                        skops_file: Path) -> None:
+    assert registry.register("m", skops_file).version == "1.0.0"
+    assert registry.register("m", skops_file).version == "1.0.1"
+    assert registry.register("m", skops_file, bump="minor").version == "1.1.0"
+    assert registry.register("m", skops_file, bump="major").version == "2.0.0"
+    assert registry.register("m", skops_file, version="2.5.0").version == "2.5.0"
+    assert registry.register("m", skops_file).version == "2.5.1"
+
+
+def test_malformed_version_is_rejected_and_nothing_is_written(registry: ModelRegistry,
+                                                             skops_file: Path) -> None:
+    with pytest.raises(InvalidVersion) as err:
+        registry.register("m", skops_file, version="1.0")
+    assert err.value.model == "m"
+    with pytest.raises(ModelNotFound):
+        registry.get_model("m")
+    assert registry.verify_audit().events == 0
+
+
+def test_duplicate_version_is_rejected_with_the_next_free_one(registry: ModelRegistry,
+                                                             skops_file: Path) -> None:
+    registry.register("m", skops_file, version="1.0.0")
+    with pytest.raises(DuplicateVersion) as err:
+        registry.register("m", skops_file, version="1.0.0")
+    assert "1.0.1" in str(err.value)
+    assert err.value.version == "1.0.0"
+    assert len(registry.list_versions("m")) == 1
+
+
+def test_unknown_model_version_stage_and_alias_errors(registry: ModelRegistry,
+                                                      skops_file: Path) -> None:
+    with pytest.raises(ModelNotFound, match="nope"):
+        registry.get_version("nope")
+    registry.register("m", skops_file)
+    with pytest.raises(VersionNotFound, match=r"9\.9\.9"):
+        registry.get_version("m", "9.9.9")
+    with pytest.raises(VersionNotFound, match="Production"):
+        registry.get_version("m", stage="production")
+    with pytest.raises(VersionNotFound, match="champion"):
+        registry.get_version("m", alias="champion")
+    with pytest.raises(InvalidStage):
+        registry.promote("m", "1.0.0", "prod")
+
+
+def test_metadata_splits_into_metrics_tags_and_lineage(registry: ModelRegistry,
+                                                       skops_file: Path, tmp_path: Path) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text("a,b\n1,2\n")
+    mv = registry.register("m", skops_file, metadata={
+        "accuracy": 0.91, "training_data": str(data), "algorithm": "logreg",
+        "params": {"C": 1.0}})
+    assert mv.metrics == {"accuracy": 0.91}
+    assert mv.tags == {"algorithm": "logreg"}
+    assert mv.lineage.training_data == str(data)
+    assert mv.lineage.training_data_sha256 is not None
+    assert len(mv.lineage.training_data_sha256) == 64
+    assert mv.lineage.params == {"C": 1.0}
+    assert mv.metadata["algorithm"] == "logreg"
+
+
+def test_lineage_records_git_commit_inside_a_repo(registry: ModelRegistry, skops_file: Path,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "train.py").write_text("print('x')\n")
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"],
+                   cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    mv = registry.register("m", skops_file)
+    assert mv.lineage.git_commit == head
+    assert mv.lineage.git_dirty is False
+
+
+def test_parent_version_must_exist(registry: ModelRegistry, skops_file: Path) -> None:
+    registry.register("m", skops_file)
+    assert registry.register("m", skops_file, parent_version="1.0.0").lineage.parent_version \
+        == "1.0.0"
+    with pytest.raises(VersionNotFound):
+        registry.register("m", skops_file, parent_version="7.0.0")
+
+
+def test_signature_inferred_from_input_example(registry: ModelRegistry, skops_file: Path,
+                                               table: tuple[pd.DataFrame, np.ndarray]) -> None:
+    x, _ = table
+    mv = registry.register("m", skops_file, input_example=x.head(10))
+    assert mv.signature is not None
+    assert [(c.name, c.dtype) for c in mv.signature.inputs] == [
+        ("a", "float64"), ("b", "float64"), ("c", "float64"), ("d", "float64")]
+    assert [c.name for c in mv.signature.outputs] == ["prediction", "probabilities"]
+    assert mv.signature.outputs[0].dtype == "int64"
+    assert mv.signature.classes == [0, 1]
+
+
+def test_register_in_memory_model_prefers_skops(registry: ModelRegistry,
+                                                logistic: LogisticRegression,
+                                                table: tuple[pd.DataFrame, np.ndarray]) -> None:
+    x, _ = table
+    mv = registry.register("m", model=logistic, input_example=x.head(5))
+    assert mv.format == "skops"
+    loaded = registry.load_model("m")
+    np.testing.assert_array_equal(loaded.predict(x), logistic.predict(x))
+
+
+def test_promote_to_production_archives_previous(registry: ModelRegistry,
+                                                 skops_file: Path) -> None:
+    for _ in range(3):
+        registry.register("m", skops_file)
+    registry.promote("m", "1.0.0", "Production")
+    registry.promote("m", "1.0.1", "staging")
+    registry.promote("m", "1.0.1", "PRODUCTION")
+    stages = {v.version: v.stage for v in registry.list_versions("m")}
+    assert stages == {"1.0.0": "Archived", "1.0.1": "Production", "1.0.2": "None"}
+    registry.promote("m", "1.0.2", "production", archive_existing=False)
+    prod = [v.version for v in registry.list_versions("m") if v.stage == "Production"]
+    assert prod == ["1.0.1", "1.0.2"]
+    assert registry.get_version("m", stage="production").version == "1.0.2"
+    event = registry.audit_log(action="version.stage", limit=5)[1]
+    assert event.payload["archived"] == ["1.0.0"]
+
+
+def test_alias_moves_atomically_and_resolves(registry: ModelRegistry, skops_file: Path) -> None:
+    registry.register("m", skops_file)
+    registry.register("m", skops_file)
+    registry.set_alias("m", "champion", "1.0.0")
+    assert registry.get_version("m", alias="champion").version == "1.0.0"
+    registry.set_alias("m", "champion", "1.0.1")
+    assert registry.get_version("m", "champion").version == "1.0.1"
+    assert registry.get_version("m", "1.0.0").aliases == []
+    assert registry.get_model("m").aliases == {"champion": "1.0.1"}
+    moves = registry.audit_log(action="alias.set")
+    assert moves[0].payload == {"alias": "champion", "from": "1.0.0", "to": "1.0.1"}
+    registry.delete_alias("m", "champion")
+    with pytest.raises(VersionNotFound):
+        registry.get_version("m", alias="champion")
+
+
+def test_tags_on_model_and_version(registry: ModelRegistry, skops_file: Path) -> None:
+    registry.register("m", skops_file)
+    registry.set_tag("m", "team", "risk")
+    registry.set_tag("m", "dataset", "2026-11", version="1.0.0")
+    assert registry.get_model("m").tags == {"team": "risk"}
+    assert registry.get_version("m", "1.0.0").tags == {"dataset": "2026-11"}
+    registry.delete_tag("m", "dataset", version="1.0.0")
+    assert registry.get_version("m", "1.0.0").tags == {}
+    with pytest.raises(RegistryError):
+        registry.delete_tag("m", "dataset", version="1.0.0")
+
+
+def test_search_filters(registry: ModelRegistry, skops_file: Path) -> None:
+    registry.register("fraud", skops_file, metadata={"accuracy": 0.95, "team": "risk"})
+    registry.register("fraud", skops_file, metadata={"accuracy": 0.85, "team": "risk"})
+    registry.register("churn", skops_file, metadata={"accuracy": 0.92, "team": "growth"})
+    registry.promote("fraud", "1.0.0", "production")
+    registry.set_alias("churn", "champion", "1.0.0")
+
+    def found(q: str) -> list[tuple[str, str]]:
+        return [(v.model, v.version) for v in registry.search(q)]
+
+    assert found("accuracy > 0.9") == [("churn", "1.0.0"), ("fraud", "1.0.0")]
+    assert found("metrics.accuracy <= 0.85") == [("fraud", "1.0.1")]
+    assert found("name = fraud") == [("fraud", "1.0.1"), ("fraud", "1.0.0")]
+    assert found("name ~ fr*") == [("fraud", "1.0.1"), ("fraud", "1.0.0")]
+    assert found("stage = production") == [("fraud", "1.0.0")]
+    assert found("alias = champion") == [("churn", "1.0.0")]
+    assert found("tags.team = risk and accuracy > 0.9") == [("fraud", "1.0.0")]
+    assert found("tags.team != risk") == [("churn", "1.0.0")]
+    assert found("stage = None and name = 'fraud'") == [("fraud", "1.0.1")]
+    assert len(found("")) == 3
+    assert found("accuracy > 0.99") == []
+
+
+@pytest.mark.parametrize("bad", ["accuracy >", "accuracy > high", "stage > 1",
+                                 "a = 1 or b = 2", "stage = prod", "tags.x > 3"])
+def test_search_rejects_malformed_queries(registry: ModelRegistry, bad: str) -> None:
+    with pytest.raises(RegistryError) as err:
+        registry.search(bad)
+    assert isinstance(err.value, InvalidQuery | InvalidStage)
+    assert err.value.fix
+
+
+def test_load_detects_corrupted_artifact(registry: ModelRegistry, skops_file: Path) -> None:
+    mv = registry.register("m", skops_file)
+    path = Path(registry.artifacts.uri_for(mv.artifact_digest))
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactCorrupted) as err:
+        registry.load_model("m", "1.0.0")
+    assert str(path) in str(err.value)
+
+
+def test_every_state_change_is_audited(registry: ModelRegistry, skops_file: Path) -> None:
+    registry.register("m", skops_file)
+    registry.register("m", skops_file)
+    registry.promote("m", "1.0.0", "production")
+    registry.set_alias("m", "champion", "1.0.0")
+    registry.set_tag("m", "k", "v")
+    registry.log_metrics("m", "1.0.0", {"auc": 0.9})
+    registry.setup_ab_test("m", "1.0.0", "1.0.1", 0.2)
+    registry.delete_version("m", "1.0.1")
+    actions = [e.action for e in reversed(registry.audit_log(limit=50))]
+    assert actions == ["model.create", "version.register", "version.register", "version.stage",
+                       "alias.set", "tag.set", "metrics.log", "abtest.setup", "version.delete"]
+    assert all(e.actor == "tester" for e in registry.audit_log())
+    assert registry.verify_audit().ok
+
+
+def test_setup_ab_test_is_stored_for_the_deployment_layer(registry: ModelRegistry,
+                                                          skops_file: Path) -> None:
+    registry.register("m", skops_file)
+    registry.register("m", skops_file, bump="minor")
+    ab = registry.setup_ab_test("m", "1.0.0", "1.1.0", traffic_split=0.3)
+    assert registry.active_ab_test("m") == ab
+    assert len(ab.salt) == 16
+    second = registry.setup_ab_test("m", "1.1.0", "1.0.0", traffic_split=0.5)
+    assert registry.active_ab_test("m") == second
+    with pytest.raises(RegistryError, match="traffic_split"):
+        registry.setup_ab_test("m", "1.0.0", "1.1.0", traffic_split=1.5)
+    with pytest.raises(VersionNotFound):
+        registry.setup_ab_test("m", "1.0.0", "3.0.0")
+
+
+def test_delete_model_removes_everything(registry: ModelRegistry, skops_file: Path) -> None:
+    registry.register("m", skops_file, metadata={"acc": 1.0})
+    registry.set_alias("m", "champion", "1.0.0")
+    registry.delete_model("m")
+    with pytest.raises(ModelNotFound):
+        registry.get_model("m")
+    assert registry.search("") == []
+    assert registry.verify_audit().ok
