@@ -45,12 +45,19 @@ class Lineage:
 def git_commit(cwd: str | Path | None = None) -> tuple[str | None, bool | None]:
     """``(HEAD commit, has uncommitted changes)`` or ``(None, None)`` outside a repo."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                              text=True, timeout=5, check=False)
-        if head.returncode != 0:
-            return None, None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=cwd, capture_output=True, text=True, timeout=5, check=False)
-        return head.stdout.strip(), bool(status.stdout.strip())
+        out = subprocess.run(
+            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None, None
+    if out.returncode != 0:
+        return None, None
+    commit = None
+    dirty = False
+    for line in out.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split()[-1]
+            commit = None if oid == "(initial)" else oid
+        elif line and not line.startswith("#"):
+            dirty = True
+    return (commit, dirty) if commit else (None, None)

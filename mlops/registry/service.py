@@ -107,6 +107,12 @@ class ModelRegistry:
 
     def _resolve(self, session: Session, name: str, version: str | None = None,
                  stage: str | None = None, alias: str | None = None) -> VersionRow:
+        if version is not None and stage is None and alias is None:
+            # fast path: an exact version number, one indexed query
+            exact = session.scalar(select(VersionRow).join(ModelRow).where(
+                ModelRow.name == name, VersionRow.version == version.strip()))
+            if exact is not None:
+                return exact
         model = self._model_row(session, name)
         if version is not None and stage is None and alias is None:
             ref = version.strip()
@@ -142,6 +148,25 @@ class ModelRegistry:
                                       f"{normalize_stage(stage) if stage else 'Staging'}`.",
                                   model=name)
         return max(rows, key=lambda r: parse_version(r.version))
+
+    @staticmethod
+    def _top_versions(session: Session, model_id: int) -> list[str]:
+        """The versions sharing the highest MAJOR.MINOR.PATCH (pre-releases included)."""
+        top = session.execute(
+            select(VersionRow.major, VersionRow.minor, VersionRow.patch)
+            .where(VersionRow.model_id == model_id)
+            .order_by(VersionRow.major.desc(), VersionRow.minor.desc(), VersionRow.patch.desc())
+            .limit(1)).first()
+        if top is None:
+            return []
+        return list(session.scalars(select(VersionRow.version).where(
+            VersionRow.model_id == model_id, VersionRow.major == top[0],
+            VersionRow.minor == top[1], VersionRow.patch == top[2])))
+
+    @staticmethod
+    def _has_version(session: Session, model_id: int, version: str) -> bool:
+        return session.scalar(select(VersionRow.id).where(
+            VersionRow.model_id == model_id, VersionRow.version == version)) is not None
 
     def _to_version(self, session: Session, row: VersionRow, model_name: str) -> ModelVersion:
         aliases = session.scalars(select(AliasRow.alias).where(AliasRow.version_id == row.id)).all()
@@ -230,18 +255,18 @@ class ModelRegistry:
                 s.add(mrow)
                 s.flush()
                 append_event(s, actor=self.actor, action="model.create", subject=_subject(name))
-            existing = s.scalars(select(VersionRow.version)
-                                 .where(VersionRow.model_id == mrow.id)).all()
+            top = self._top_versions(s, mrow.id)
             if version is None:
-                version = next_version(existing, bump, model=name)
-            elif version in existing:
+                version = next_version(top, bump, model=name)
+            elif self._has_version(s, mrow.id, version):
                 raise DuplicateVersion(
                     f"Model {name!r} already has version {version}.",
-                    fix=f"Leave the version out to get {next_version(existing, 'patch')}, or "
+                    fix=f"Leave the version out to get {next_version(top, 'patch')}, or "
                         "choose a new one; versions are immutable.",
                     model=name, version=version,
                 )
-            if lineage.parent_version and lineage.parent_version not in existing:
+            if lineage.parent_version and not self._has_version(s, mrow.id,
+                                                                lineage.parent_version):
                 raise VersionNotFound(
                     f"Parent version {lineage.parent_version} of {name!r} does not exist.",
                     fix="Name an existing version as parent_version.", model=name,
@@ -506,23 +531,35 @@ class ModelRegistry:
         An unsafe pickle loads only when the version was registered with ``trust=True`` or
         ``trust=True`` is passed here (recorded in the audit log).
         """
-        mv = self.get_version(name, version, stage=stage, alias=alias)
-        data = self.artifacts.get_bytes(mv.artifact_digest)
+        cols = (VersionRow.version, VersionRow.artifact_digest, VersionRow.artifact_name,
+                VersionRow.extra, VersionRow.trusted, VersionRow.signature)
+        with self.store.read() as s:
+            found: Any = None
+            if version is not None and stage is None and alias is None:
+                found = s.execute(select(*cols).join(ModelRow).where(
+                    ModelRow.name == name, VersionRow.version == version.strip())).first()
+            if found is None:
+                row = self._resolve(s, name, version, stage, alias)
+                found = (row.version, row.artifact_digest, row.artifact_name, row.extra,
+                         row.trusted, row.signature)
+        number, digest, filename, extra, trusted, sig = found
+        fmt = str(extra.get("format", "")) or None
+        signature = Signature.from_dict(sig)
+        data = self.artifacts.get_bytes(digest)
         try:
-            loaded, report = load_bytes(data, mv.artifact_name, trust=trust or mv.trusted,
-                                        fmt=mv.format or None)
+            loaded, report = load_bytes(data, filename, trust=trust or trusted, fmt=fmt)
         except FlavorError as exc:
             exc.context.setdefault("model", name)
-            exc.context.setdefault("version", mv.version)
+            exc.context.setdefault("version", number)
             raise
-        if not report.safe and trust and not mv.trusted:
+        if not report.safe and trust and not trusted:
             with self.store.write() as s:
                 append_event(s, actor=self.actor, action="security.trust_override",
-                             subject=_subject(name, mv.version),
+                             subject=_subject(name, number),
                              payload={"when": "load", "offending": list(report.offending)})
-        loaded.name, loaded.version = name, mv.version
-        if mv.signature and loaded.input_columns is None:
-            loaded.input_columns = mv.signature.columns
+        loaded.name, loaded.version = name, number
+        if signature and loaded.input_columns is None:
+            loaded.input_columns = signature.columns
         return loaded
 
     # ------------------------------------------------------------------ A/B

@@ -44,8 +44,7 @@ class Signature:
                    classes=data.get("classes"))
 
 
-def _dtype_name(series: pd.Series) -> str:
-    dtype = series.dtype
+def _dtype_name(dtype: Any) -> str:
     if isinstance(dtype, pd.CategoricalDtype):
         return "category"
     if pd.api.types.is_bool_dtype(dtype):
@@ -76,8 +75,10 @@ def infer_signature(example: Any, model: LoadedModel | None = None) -> Signature
         frame = to_frame(example, model.input_columns)
     else:
         frame = to_frame(example)
-    inputs = [ColumnSpec(str(c), _dtype_name(frame[c]), bool(frame[c].isna().any()))
-              for c in frame.columns]
+    nullable = frame.isna().any().to_numpy()
+    dtypes = list(frame.dtypes)
+    inputs = [ColumnSpec(str(c), _dtype_name(dtypes[i]), bool(nullable[i]))
+              for i, c in enumerate(frame.columns)]
     outputs: list[ColumnSpec] = []
     classes = None
     if model is not None:

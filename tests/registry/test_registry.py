@@ -258,3 +258,25 @@ def test_delete_model_removes_everything(registry: ModelRegistry, skops_file: Pa
         registry.get_model("m")
     assert registry.search("") == []
     assert registry.verify_audit().ok
+
+
+def test_crash_inside_the_write_leaves_no_partial_version(registry: ModelRegistry,
+                                                         skops_file: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    registry.register("m", skops_file)
+    import mlops.registry.service as service
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("process died mid-write")
+
+    monkeypatch.setattr(service, "append_event", boom)
+    with pytest.raises(RuntimeError):
+        registry.register("m", skops_file, metadata={"accuracy": 0.5, "team": "x"})
+    with pytest.raises(RuntimeError):
+        registry.register("new_model", skops_file)
+    monkeypatch.undo()
+    assert [v.version for v in registry.list_versions("m")] == ["1.0.0"]
+    assert registry.search("accuracy > 0") == []
+    assert [m.name for m in registry.list_models()] == ["m"]
+    assert registry.verify_audit().ok
+    assert registry.register("m", skops_file).version == "1.0.1"

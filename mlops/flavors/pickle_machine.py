@@ -1,0 +1,765 @@
+"""The opcode emulator of the pickle scanner.
+
+:class:`OpcodeMachine` walks one pickle (up to and including ``STOP``) the way
+``pickle.Unpickler.load`` would, with a stack, memo, frames and literal values, but
+imports, calls and hashes nothing: globals are only recorded in a :class:`Findings`
+and judged by its :class:`~mlops.flavors.pickle_policy.ImportPolicy`. In joblib mode it
+also consumes the raw array bytes (or nested pickles) that joblib's ``NumpyUnpickler``
+reads after each ``NumpyArrayWrapper``.
+
+Bad data raises :class:`StreamError` (or its subclasses :class:`Truncated` and
+:class:`UnknownOpcode`) or :class:`JoblibError`; :mod:`mlops.flavors.pickle_scan`
+turns these into offending findings, so its public API never raises for bad data.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import codecs
+import copyreg
+import pickle
+import struct
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mlops.flavors.pickle_compression import Buffer
+from mlops.flavors.pickle_policy import ImportPolicy
+from mlops.flavors.pickle_values import (
+    LITERALS,
+    MISSING,
+    Dtype,
+    EDict,
+    Global,
+    Obj,
+    Wrapper,
+    kind_of,
+)
+
+__all__ = [
+    "Findings",
+    "JoblibError",
+    "OpcodeMachine",
+    "StreamError",
+    "Truncated",
+    "UnknownOpcode",
+]
+
+_WRAPPER_ATTRS = frozenset(
+    ["subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"]
+)
+_TAINT_BUDGET = 20_000_000
+_SMALL_BYTES = 4096
+_MAX_PROBLEMS = 100
+
+
+# --------------------------------------------------------------------------------------
+# errors (the scanner's public API never raises for bad data)
+
+
+class StreamError(Exception):
+    """The bytes are not a pickle stream the scanner can vouch for."""
+
+
+class Truncated(StreamError):
+    """The stream ends early."""
+
+
+class UnknownOpcode(StreamError):
+    """A byte that is no pickle opcode."""
+
+
+class JoblibError(Exception):
+    """A joblib array whose size cannot be determined exactly."""
+
+    def __init__(self, pos: int, reason: str) -> None:
+        super().__init__(reason)
+        self.pos = pos
+
+
+# --------------------------------------------------------------------------------------
+# what one scan collects
+
+
+class Findings:
+    """Everything collected during one scan."""
+
+    def __init__(self, policy: ImportPolicy) -> None:
+        self.policy = policy
+        self.imports: set[str] = set()
+        self.bad_globals: set[str] = set()
+        self.denied: set[str] = set()
+        self.problems: dict[str, None] = {}
+        self.dropped_problems = 0
+        self.wrapper_class_seen = False
+        self.arrays_read = 0
+        self.taint_budget = _TAINT_BUDGET
+
+    def add_global(self, module: str, name: str) -> Global:
+        """Record a global the file imports and judge it against the policy."""
+        glob = Global(module, name)
+        dotted = glob.dotted
+        self.imports.add(dotted)
+        if self.policy.is_denied(module, name):
+            self.bad_globals.add(dotted)
+            self.denied.add(dotted)
+        elif not self.policy.is_allowed(module, name):
+            self.bad_globals.add(dotted)
+        if glob.is_wrapper_class:
+            self.wrapper_class_seen = True
+        return glob
+
+    def problem(self, text: str) -> None:
+        """Record a problem; beyond ``_MAX_PROBLEMS`` distinct ones, only count it."""
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems[text] = None
+        elif text not in self.problems:
+            self.dropped_problems += 1
+
+
+def _effective_global(module: str, name: str, proto: int) -> tuple[str, str]:
+    """Apply the unpickler's Python 2 name mapping (done for protocols < 3)."""
+    if proto < 3:
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            return _compat_pickle.NAME_MAPPING[(module, name)]
+        if module in _compat_pickle.IMPORT_MAPPING:
+            return _compat_pickle.IMPORT_MAPPING[module], name
+    return module, name
+
+
+# --------------------------------------------------------------------------------------
+# the opcode emulator
+
+_U1 = struct.Struct("<B")
+_U2 = struct.Struct("<H")
+_I4 = struct.Struct("<i")
+_U4 = struct.Struct("<I")
+_U8 = struct.Struct("<Q")
+_F8 = struct.Struct(">d")
+
+
+def _op(code: bytes) -> int:
+    return code[0]
+
+
+class OpcodeMachine:
+    """Emulates one ``Unpickler.load()`` from ``pos`` up to and including STOP.
+
+    ``joblib_mode`` adds joblib's ``NumpyUnpickler`` behaviour: after the BUILD of a
+    NumpyArrayWrapper the raw array bytes (or a nested pickle) are consumed directly
+    from the file.
+    """
+
+    def __init__(self, buf: Buffer, pos: int, findings: Findings, joblib_mode: bool) -> None:
+        self.buf = buf
+        self.size = len(buf)
+        self.pos = pos
+        self.findings = findings
+        self.joblib_mode = joblib_mode
+        self.frame_end: int | None = None
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+        self.proto = 0
+        self.op_pos = pos
+        self.ops: dict[int, Callable[[], None]] = {
+            _op(pickle.MARK): self.op_mark,
+            _op(pickle.POP): self.op_pop,
+            _op(pickle.POP_MARK): self.op_pop_mark,
+            _op(pickle.DUP): self.op_dup,
+            _op(pickle.FLOAT): self.op_float,
+            _op(pickle.INT): self.op_int,
+            _op(pickle.BININT): lambda: self.push(self.unpack(_I4)),
+            _op(pickle.BININT1): lambda: self.push(self.unpack(_U1)),
+            _op(pickle.LONG): self.op_long,
+            _op(pickle.BININT2): lambda: self.push(self.unpack(_U2)),
+            _op(pickle.NONE): lambda: self.push(None),
+            _op(pickle.PERSID): self.op_persid,
+            _op(pickle.BINPERSID): self.op_binpersid,
+            _op(pickle.REDUCE): self.op_reduce,
+            _op(pickle.STRING): self.op_string,
+            _op(pickle.BINSTRING): self.op_binstring,
+            _op(pickle.SHORT_BINSTRING): lambda: self.push(
+                self.raw(self.unpack(_U1)).decode("latin-1")
+            ),
+            _op(pickle.UNICODE): self.op_unicode,
+            _op(pickle.BINUNICODE): lambda: self.push(self.text(self.unpack(_U4))),
+            _op(pickle.APPEND): self.op_append,
+            _op(pickle.BUILD): self.op_build,
+            _op(pickle.GLOBAL): self.op_global,
+            _op(pickle.DICT): self.op_dict,
+            _op(pickle.EMPTY_DICT): lambda: self.push(EDict()),
+            _op(pickle.APPENDS): self.op_appends,
+            _op(pickle.GET): self.op_get,
+            _op(pickle.BINGET): lambda: self.get(self.unpack(_U1)),
+            _op(pickle.INST): self.op_inst,
+            _op(pickle.LONG_BINGET): lambda: self.get(self.unpack(_U4)),
+            _op(pickle.LIST): lambda: self.push(self.pop_mark()),
+            _op(pickle.EMPTY_LIST): lambda: self.push([]),
+            _op(pickle.OBJ): self.op_obj,
+            _op(pickle.PUT): self.op_put,
+            _op(pickle.BINPUT): lambda: self.put(self.unpack(_U1)),
+            _op(pickle.LONG_BINPUT): lambda: self.put(self.unpack(_U4)),
+            _op(pickle.SETITEM): self.op_setitem,
+            _op(pickle.TUPLE): lambda: self.push(tuple(self.pop_mark())),
+            _op(pickle.EMPTY_TUPLE): lambda: self.push(()),
+            _op(pickle.SETITEMS): self.op_setitems,
+            _op(pickle.BINFLOAT): lambda: self.push(self.unpack(_F8)),
+            _op(pickle.PROTO): self.op_proto,
+            _op(pickle.NEWOBJ): self.op_newobj,
+            _op(pickle.EXT1): lambda: self.ext(self.unpack(_U1)),
+            _op(pickle.EXT2): lambda: self.ext(self.unpack(_U2)),
+            _op(pickle.EXT4): lambda: self.ext(self.unpack(_I4)),
+            _op(pickle.TUPLE1): lambda: self.op_tuple_n(1),
+            _op(pickle.TUPLE2): lambda: self.op_tuple_n(2),
+            _op(pickle.TUPLE3): lambda: self.op_tuple_n(3),
+            _op(pickle.NEWTRUE): lambda: self.push(True),
+            _op(pickle.NEWFALSE): lambda: self.push(False),
+            _op(pickle.LONG1): lambda: self.push(self.long_bytes(self.unpack(_U1))),
+            _op(pickle.LONG4): self.op_long4,
+            _op(pickle.BINBYTES): lambda: self.push(self.bytes_value(self.unpack(_U4))),
+            _op(pickle.SHORT_BINBYTES): lambda: self.push(self.bytes_value(self.unpack(_U1))),
+            _op(pickle.SHORT_BINUNICODE): lambda: self.push(self.text(self.unpack(_U1))),
+            _op(pickle.BINUNICODE8): lambda: self.push(self.text(self.unpack(_U8))),
+            _op(pickle.BINBYTES8): lambda: self.push(self.bytes_value(self.unpack(_U8))),
+            _op(pickle.EMPTY_SET): lambda: self.push(Obj("set")),
+            _op(pickle.ADDITEMS): self.op_additems,
+            _op(pickle.FROZENSET): self.op_frozenset,
+            _op(pickle.NEWOBJ_EX): self.op_newobj_ex,
+            _op(pickle.STACK_GLOBAL): self.op_stack_global,
+            _op(pickle.MEMOIZE): self.op_memoize,
+            _op(pickle.FRAME): self.op_frame,
+            _op(pickle.BYTEARRAY8): self.op_bytearray8,
+            _op(pickle.NEXT_BUFFER): lambda: self.push(Obj("out-of-band buffer")),
+            _op(pickle.READONLY_BUFFER): self.op_readonly_buffer,
+        }
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def _limit(self) -> int:
+        if self.frame_end is not None:
+            if self.pos < self.frame_end:
+                return self.frame_end
+            self.frame_end = None  # frame exhausted: reads go to the file again
+        return self.size
+
+    def take(self, n: int) -> int:
+        """Consume n bytes of opcode data, returning their start offset."""
+        limit = self._limit()
+        start = self.pos
+        if start + n > limit:
+            if limit < self.size:
+                raise StreamError(f"opcode at byte {self.op_pos} crosses the end of a frame")
+            raise Truncated(f"truncated at byte {self.op_pos}")
+        self.pos = start + n
+        return start
+
+    def raw(self, n: int) -> bytes:
+        start = self.take(n)
+        return bytes(self.buf[start : start + n])
+
+    def unpack(self, fmt: struct.Struct) -> Any:
+        start = self.take(fmt.size)
+        return fmt.unpack(self.buf[start : start + fmt.size])[0]
+
+    def line(self) -> bytes:
+        limit = self._limit()
+        idx = self.buf.find(b"\n", self.pos, limit)
+        if idx < 0:
+            if limit < self.size:
+                raise StreamError(f"opcode at byte {self.op_pos} crosses the end of a frame")
+            raise Truncated(f"truncated at byte {self.op_pos}")
+        data = bytes(self.buf[self.pos : idx])
+        self.pos = idx + 1
+        return data
+
+    def text(self, n: int) -> Any:
+        if n > sys.maxsize:
+            raise StreamError(f"string length too large at byte {self.op_pos}")
+        if n > _SMALL_BYTES:
+            # Too long to be a name or a joblib literal: skip the decode (e.g. the
+            # latin-1 array payloads of protocol 0-2 numpy pickles).
+            self.take(n)
+            return Obj("str")
+        try:
+            return self.raw(n).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise StreamError(f"bad UTF-8 at byte {self.op_pos}") from exc
+
+    def bytes_value(self, n: int) -> Any:
+        if n > sys.maxsize:
+            raise StreamError(f"bytes length too large at byte {self.op_pos}")
+        if n <= _SMALL_BYTES:
+            return self.raw(n)
+        self.take(n)
+        return Obj("bytes")
+
+    def long_bytes(self, n: int) -> int:
+        return int.from_bytes(self.raw(n), "little", signed=True)
+
+    # ---- stack helpers ---------------------------------------------------------------
+
+    def push(self, value: Any) -> None:
+        self.stack.append(value)
+
+    def pop(self) -> Any:
+        if not self.stack:
+            raise StreamError(f"stack underflow at byte {self.op_pos}")
+        return self.stack.pop()
+
+    def top(self) -> Any:
+        if not self.stack:
+            raise StreamError(f"stack underflow at byte {self.op_pos}")
+        return self.stack[-1]
+
+    def pop_mark(self) -> list[Any]:
+        if not self.metastack:
+            raise StreamError(f"MARK expected at byte {self.op_pos}")
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    def get(self, index: int) -> None:
+        if index not in self.memo:
+            raise StreamError(f"memo index {index} not found at byte {self.op_pos}")
+        self.push(self.memo[index])
+
+    def put(self, index: int) -> None:
+        if index < 0:
+            raise StreamError(f"negative memo index at byte {self.op_pos}")
+        self.memo[index] = self.top()
+
+    def tainted(self, value: Any) -> bool:
+        """Whether value may be, or contain, a NumpyArrayWrapper (class or instance)."""
+        findings = self.findings
+        if not findings.wrapper_class_seen:
+            return False
+        todo = [value]
+        seen: set[int] = set()
+        while todo:
+            v = todo.pop()
+            if isinstance(v, LITERALS):
+                continue
+            if isinstance(v, Global):
+                if v.is_wrapper_class:
+                    return True
+                continue
+            if isinstance(v, Wrapper):
+                return True
+            if isinstance(v, Obj):
+                if v.tainted:
+                    return True
+                continue
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            before = len(todo)
+            if isinstance(v, Dtype):
+                todo.extend((v.args, v.state))
+            elif isinstance(v, (tuple, list)):
+                todo.extend(v)
+            elif isinstance(v, EDict):
+                for pair in v.pairs:
+                    todo.extend(pair)
+            findings.taint_budget -= 1 + len(todo) - before
+            if findings.taint_budget <= 0:
+                return True  # too costly to prove: assume the worst
+        return False
+
+    def mutate(self, target: Any, values: Iterable[Any], kind: str) -> None:
+        """APPEND/SETITEM/ADDITEMS on something that is not an emulated list/dict."""
+        if isinstance(target, Global):
+            self.findings.problem(
+                f"<{kind} mutates the global object {target.dotted} at byte {self.op_pos}>"
+            )
+        elif isinstance(target, Obj):
+            if not target.tainted and any(self.tainted(v) for v in values):
+                target.tainted = True
+        elif isinstance(target, (Wrapper, Dtype, EDict)):
+            raise StreamError(f"{kind} on an unsupported object at byte {self.op_pos}")
+        else:
+            raise StreamError(f"{kind} on a {kind_of(target)} at byte {self.op_pos}")
+
+    # ---- main loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Emulate until STOP; return the offset just after it."""
+        ops = self.ops
+        stop = _op(pickle.STOP)
+        while True:
+            self.op_pos = self.pos
+            start = self.take(1)
+            code = self.buf[start]
+            if code == stop:
+                if self.frame_end is not None and self.pos < self.frame_end:
+                    raise StreamError(f"data after STOP inside a frame at byte {start}")
+                return self.pos
+            handler = ops.get(code)
+            if handler is None:
+                raise UnknownOpcode(f"unknown opcode 0x{code:02x} at byte {start}")
+            handler()
+
+    # ---- opcode handlers ---------------------------------------------------------------
+
+    def op_mark(self) -> None:
+        self.metastack.append(self.stack)
+        self.stack = []
+
+    def op_pop(self) -> None:
+        if self.stack:
+            self.stack.pop()
+        else:
+            self.pop_mark()
+
+    def op_pop_mark(self) -> None:
+        self.pop_mark()
+
+    def op_dup(self) -> None:
+        self.push(self.top())
+
+    def _number(self, parse: Callable[[bytes], Any], data: bytes) -> Any:
+        try:
+            return parse(data)
+        except (ValueError, OverflowError) as exc:
+            raise StreamError(f"bad number literal at byte {self.op_pos}") from exc
+
+    def op_float(self) -> None:
+        self.push(self._number(float, self.line()))
+
+    def op_int(self) -> None:
+        data = self.line()
+        if data == b"00":
+            self.push(False)
+        elif data == b"01":
+            self.push(True)
+        else:
+            self.push(self._number(lambda d: int(d, 0), data))
+
+    def op_long(self) -> None:
+        data = self.line()
+        if data.endswith(b"L"):
+            data = data[:-1]
+        self.push(self._number(lambda d: int(d, 0), data))
+
+    def op_long4(self) -> None:
+        n = self.unpack(_I4)
+        if n < 0:
+            raise StreamError(f"negative LONG4 length at byte {self.op_pos}")
+        self.push(self.long_bytes(n))
+
+    def op_string(self) -> None:
+        data = self.line()
+        if len(data) >= 2 and data[0] == data[-1] and data[:1] in (b'"', b"'"):
+            data = data[1:-1]
+        else:
+            raise StreamError(f"unquoted STRING at byte {self.op_pos}")
+        try:
+            value = codecs.escape_decode(data)[0]
+        except ValueError as exc:
+            raise StreamError(f"bad STRING escape at byte {self.op_pos}") from exc
+        self.push(value.decode("latin-1"))
+
+    def op_binstring(self) -> None:
+        n = self.unpack(_I4)
+        if n < 0:
+            raise StreamError(f"negative BINSTRING length at byte {self.op_pos}")
+        self.push(self.raw(n).decode("latin-1"))
+
+    def op_unicode(self) -> None:
+        try:
+            self.push(str(self.line(), "raw-unicode-escape"))
+        except UnicodeDecodeError as exc:
+            raise StreamError(f"bad UNICODE literal at byte {self.op_pos}") from exc
+
+    def op_bytearray8(self) -> None:
+        self.bytes_value(self.unpack(_U8))
+        self.push(Obj("bytearray"))
+
+    def op_readonly_buffer(self) -> None:
+        self.top()
+        self.stack[-1] = Obj("buffer")
+
+    def op_persid(self) -> None:
+        self.line()
+        self.findings.problem(f"<persistent id (PERSID) at byte {self.op_pos}>")
+        self.push(Obj("persistent object", tainted=True))
+
+    def op_binpersid(self) -> None:
+        self.pop()
+        self.findings.problem(f"<persistent id (BINPERSID) at byte {self.op_pos}>")
+        self.push(Obj("persistent object", tainted=True))
+
+    def op_proto(self) -> None:
+        proto = self.unpack(_U1)
+        if proto > pickle.HIGHEST_PROTOCOL:
+            raise StreamError(f"unsupported pickle protocol {proto} at byte {self.op_pos}")
+        self.proto = proto
+
+    def op_frame(self) -> None:
+        n = self.unpack(_U8)
+        if self.frame_end is not None and self.pos < self.frame_end:
+            raise StreamError(f"new frame before the end of the current one at byte {self.op_pos}")
+        if self.pos + n > self.size:
+            raise Truncated(f"frame at byte {self.op_pos} runs past the end of the data")
+        self.frame_end = self.pos + n
+
+    def op_memoize(self) -> None:
+        self.memo[len(self.memo)] = self.top()
+
+    def op_get(self) -> None:
+        self.get(self._number(int, self.line()))
+
+    def op_put(self) -> None:
+        self.put(self._number(int, self.line()))
+
+    def op_tuple_n(self, n: int) -> None:
+        if len(self.stack) < n:
+            raise StreamError(f"stack underflow at byte {self.op_pos}")
+        items = tuple(self.stack[-n:])
+        del self.stack[-n:]
+        self.push(items)
+
+    def op_dict(self) -> None:
+        items = self.pop_mark()
+        if len(items) % 2:
+            raise StreamError(f"odd number of items for DICT at byte {self.op_pos}")
+        self.push(EDict(list(zip(items[::2], items[1::2], strict=True))))
+
+    def op_setitem(self) -> None:
+        value = self.pop()
+        key = self.pop()
+        target = self.top()
+        if isinstance(target, EDict):
+            target.pairs.append((key, value))
+        else:
+            self.mutate(target, (key, value), "SETITEM")
+
+    def op_setitems(self) -> None:
+        items = self.pop_mark()
+        if len(items) % 2:
+            raise StreamError(f"odd number of items for SETITEMS at byte {self.op_pos}")
+        target = self.top()
+        if isinstance(target, EDict):
+            target.pairs.extend(zip(items[::2], items[1::2], strict=True))
+        else:
+            self.mutate(target, items, "SETITEMS")
+
+    def op_append(self) -> None:
+        value = self.pop()
+        target = self.top()
+        if isinstance(target, list):
+            target.append(value)
+        else:
+            self.mutate(target, (value,), "APPEND")
+
+    def op_appends(self) -> None:
+        items = self.pop_mark()
+        target = self.top()
+        if isinstance(target, list):
+            target.extend(items)
+        else:
+            self.mutate(target, items, "APPENDS")
+
+    def op_additems(self) -> None:
+        items = self.pop_mark()
+        target = self.top()
+        if isinstance(target, (list, EDict)):
+            raise StreamError(f"ADDITEMS on a list or dict at byte {self.op_pos}")
+        self.mutate(target, items, "ADDITEMS")
+
+    def op_frozenset(self) -> None:
+        items = self.pop_mark()
+        self.push(Obj("frozenset", tainted=self.tainted(items)))
+
+    # ---- globals -----------------------------------------------------------------------
+
+    def record(self, module: str, name: str) -> Global:
+        module, name = _effective_global(module, name, self.proto)
+        return self.findings.add_global(module, name)
+
+    def _name_line(self) -> str:
+        try:
+            return self.line().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StreamError(f"bad UTF-8 in global name at byte {self.op_pos}") from exc
+
+    def op_global(self) -> None:
+        module = self._name_line()
+        name = self._name_line()
+        self.push(self.record(module, name))
+
+    def op_stack_global(self) -> None:
+        name = self.pop()
+        module = self.pop()
+        if isinstance(module, str) and isinstance(name, str):
+            self.push(self.record(module, name))
+        else:
+            self.findings.problem(f"<unresolvable STACK_GLOBAL at byte {self.op_pos}>")
+            self.push(Obj("unresolved global", tainted=True))
+
+    def ext(self, code: int) -> None:
+        registry: dict[int, tuple[str, str]] = getattr(copyreg, "_inverted_registry", {})
+        key = registry.get(code)  # a dict lookup only; nothing is imported
+        if key is None:
+            self.findings.problem(
+                f"<unregistered copyreg extension code {code} at byte {self.op_pos}>"
+            )
+            self.push(Obj("extension", tainted=True))
+        else:
+            self.push(self.record(key[0], key[1]))
+
+    # ---- calls -------------------------------------------------------------------------
+
+    def call(self, func: Any, args: Any) -> Any:
+        """Emulated ``func(*args)``."""
+        if isinstance(func, Global):
+            if func.is_wrapper_class:
+                return self._wrapper_init(args)
+            if func.is_dtype:
+                return Dtype(args)
+            key = (func.module, func.name)
+            if key == ("copyreg", "__newobj__") and isinstance(args, tuple) and args:
+                return self.new(args[0], args[1:])
+            if key == ("copyreg", "__newobj_ex__") and isinstance(args, tuple) and args:
+                return self.new(args[0], args[1:])
+            if key == ("copyreg", "_reconstructor") and isinstance(args, tuple) and len(args) == 3:
+                cls, base = args[0], args[1]
+                if isinstance(base, Global) and (base.module, base.name) == ("builtins", "object"):
+                    return self.new(cls, ())
+            return Obj(func.dotted, tainted=self.tainted(args))
+        return Obj("call result", tainted=self.tainted(func) or self.tainted(args))
+
+    def new(self, cls: Any, args: Any) -> Any:
+        """Emulated ``cls.__new__(cls, *args)`` (no ``__init__``)."""
+        if isinstance(cls, Global) and cls.is_wrapper_class:
+            return Wrapper()
+        label = cls.dotted if isinstance(cls, Global) else "new object"
+        return Obj(label, tainted=self.tainted(cls) or self.tainted(args))
+
+    def _wrapper_init(self, args: Any) -> Any:
+        """NumpyArrayWrapper(subclass, shape, order, dtype, allow_mmap, alignment)."""
+        if not isinstance(args, (tuple, list)) or not 4 <= len(args) <= 6:
+            return Obj("NumpyArrayWrapper call", tainted=True)
+        names = ["subclass", "shape", "order", "dtype", "allow_mmap"]
+        attrs: dict[str, Any] = {"allow_mmap": False, "numpy_array_alignment_bytes": 16}
+        attrs.update(zip([*names, "numpy_array_alignment_bytes"], args, strict=False))
+        return Wrapper(attrs)
+
+    def instantiate(self, klass: Any, args: list[Any]) -> Any:
+        """What INST and OBJ do (``pickle._Unpickler._instantiate``)."""
+        if args:
+            return self.call(klass, tuple(args))
+        if isinstance(klass, Global) and klass.is_wrapper_class:
+            return Wrapper()
+        return self.call(klass, ())
+
+    def op_reduce(self) -> None:
+        args = self.pop()
+        func = self.top()
+        self.stack[-1] = self.call(func, args)
+
+    def op_newobj(self) -> None:
+        args = self.pop()
+        cls = self.pop()
+        self.push(self.new(cls, args))
+
+    def op_newobj_ex(self) -> None:
+        kwargs = self.pop()
+        args = self.pop()
+        cls = self.pop()
+        self.push(self.new(cls, (args, kwargs)))
+
+    def op_inst(self) -> None:
+        module = self._name_line()
+        name = self._name_line()
+        klass = self.record(module, name)
+        self.push(self.instantiate(klass, self.pop_mark()))
+
+    def op_obj(self) -> None:
+        items = self.pop_mark()
+        if not items:
+            raise StreamError(f"OBJ without a class at byte {self.op_pos}")
+        self.push(self.instantiate(items[0], items[1:]))
+
+    # ---- BUILD and joblib arrays ---------------------------------------------------------
+
+    def op_build(self) -> None:
+        state = self.pop()
+        inst = self.top()
+        if isinstance(inst, Wrapper):
+            self._build_wrapper(inst, state)
+            if self.joblib_mode:
+                self._read_joblib_array(inst)
+                self.stack[-1] = Obj("numpy.ndarray")
+        elif isinstance(inst, Dtype):
+            inst.state = state
+        elif isinstance(inst, Global):
+            self.findings.problem(
+                f"<BUILD sets attributes on the global object {inst.dotted} at byte {self.op_pos}>"
+            )
+        elif isinstance(inst, Obj):
+            if self.joblib_mode and inst.tainted:
+                raise JoblibError(self.op_pos, "BUILD on an object that may be a NumpyArrayWrapper")
+            if not inst.tainted and self.tainted(state):
+                inst.tainted = True
+        else:
+            raise StreamError(f"BUILD on a {kind_of(inst)} at byte {self.op_pos}")
+
+    def _build_wrapper(self, wrapper: Wrapper, state: Any) -> None:
+        """Emulate ``pickle._Unpickler.load_build`` on a NumpyArrayWrapper."""
+        if "__setstate__" in wrapper.attrs:
+            raise JoblibError(self.op_pos, "NumpyArrayWrapper with its own __setstate__")
+        slotstate: Any = None
+        if isinstance(state, tuple) and len(state) == 2:
+            state, slotstate = state
+        for part in (state, slotstate):
+            if isinstance(part, EDict):
+                for key, value in part.pairs:
+                    if type(key) is not str or key not in _WRAPPER_ATTRS:
+                        raise JoblibError(self.op_pos, "unexpected NumpyArrayWrapper attribute")
+                    wrapper.attrs[key] = value
+            elif isinstance(part, (*LITERALS, tuple, list)) and not part:
+                continue  # falsy state: nothing to set
+            else:
+                raise JoblibError(self.op_pos, "NumpyArrayWrapper state is not a literal dict")
+
+    def _read_joblib_array(self, wrapper: Wrapper) -> None:
+        """Consume what ``NumpyArrayWrapper.read_array`` reads straight from the file."""
+        at = self.op_pos
+        if self.frame_end is not None:
+            if self.pos != self.frame_end:
+                raise JoblibError(at, "array data inside a pickle frame")
+            self.frame_end = None
+        attrs = wrapper.attrs
+        shape = attrs.get("shape", MISSING)
+        dtype = attrs.get("dtype", MISSING)
+        align = attrs.get("numpy_array_alignment_bytes")
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, int) and 0 <= d < 2**63 for d in shape
+        ):
+            raise JoblibError(at, "shape is not a tuple of non-negative integers")
+        if not isinstance(dtype, Dtype):
+            raise JoblibError(at, "dtype is not a literal numpy.dtype")
+        layout = dtype.layout()
+        if layout is None:
+            raise JoblibError(at, "dtype cannot be determined exactly")
+        itemsize, hasobject = layout
+        count = 1
+        for dim in shape:
+            count *= int(dim)
+        self.findings.arrays_read += 1
+        if hasobject:
+            # joblib runs a plain Unpickler on the file for object arrays.
+            nested = OpcodeMachine(self.buf, self.pos, self.findings, joblib_mode=False)
+            self.pos = nested.run()
+            return
+        if align is not None:
+            if not isinstance(align, int):
+                raise JoblibError(at, "alignment is not a literal integer")
+            if self.pos >= self.size:
+                raise Truncated(f"joblib padding missing after byte {at}")
+            self.pos += 1 + self.buf[self.pos]
+        nbytes = count * itemsize
+        if self.pos + nbytes > self.size:
+            raise Truncated(f"joblib array data after byte {at} runs past the end of the data")
+        self.pos += nbytes

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops.config import get_settings
+from mlops.errors import ConfigError
+
+
+def test_defaults_live_under_mlops_home(tmp_path: Path) -> None:
+    s = get_settings()
+    assert s.home == (tmp_path / ".mlops").resolve()
+    assert s.database_url == f"sqlite:///{s.home / 'mlops.db'}"
+    assert s.artifacts_uri == str(s.home / "artifacts")
+    assert s.actor == "tester"
+
+
+def test_toml_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    (tmp_path / "mlops.toml").write_text(
+        '[mlops]\nartifacts_uri = "memory://x"\nactor = "from-toml"\n')
+    assert get_settings().artifacts_uri == "memory://x"
+    assert get_settings().actor == "tester"  # MLOPS_ACTOR set by the test environment
+    monkeypatch.setenv("MLOPS_ARTIFACTS_URI", "/data/artifacts")
+    assert get_settings().artifacts_uri == "/data/artifacts"
+
+
+def test_broken_toml_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "mlops.toml").write_text("[mlops\nhome = ")
+    with pytest.raises(ConfigError, match=r"mlops\.toml"):
+        get_settings()
