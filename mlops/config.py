@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         if not self.artifacts_uri:
             self.artifacts_uri = str(self.home / "artifacts")
         if not self.actor:
-            self.actor = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+            self.actor = _login_name()
 
     @classmethod
     def settings_customise_sources(
@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def get_settings(**overrides: Any) -> Settings:

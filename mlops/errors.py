@@ -22,6 +22,13 @@ Every error a user can cause names the thing it is about and how to fix it::
     │   ├── MissingDependency       the flavor's library is not installed
     │   └── UnsafeModel             pickle/skops file imports something dangerous
     ├── SignatureError              input does not fit the model signature
+    ├── DeploymentError             invalid routing or deployment change
+    ├── ServingError                a request the gateway refuses; ``.status`` is the HTTP code
+    │   ├── BadRequest              400: malformed body, wrong shape/dtype, NaN, empty batch
+    │   ├── ModelUnavailable        404: unknown model/version, nothing deployed
+    │   ├── PayloadTooLarge         413: body over the size limit
+    │   ├── UnsupportedMediaType    415: content type not accepted
+    │   └── Overloaded              503: in-flight queue full (sent with Retry-After)
     └── AuditError                  audit chain broken (tampered, deleted, reordered)
 """
 
@@ -34,8 +41,10 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotFound",
     "AuditError",
+    "BadRequest",
     "ConcurrencyError",
     "ConfigError",
+    "DeploymentError",
     "DuplicateVersion",
     "FlavorError",
     "InvalidAlias",
@@ -45,11 +54,16 @@ __all__ = [
     "MissingDependency",
     "MlopsError",
     "ModelNotFound",
+    "ModelUnavailable",
+    "Overloaded",
+    "PayloadTooLarge",
     "RegistryError",
+    "ServingError",
     "SignatureError",
     "StoreError",
     "UnknownFlavor",
     "UnsafeModel",
+    "UnsupportedMediaType",
     "VersionNotFound",
 ]
 
@@ -166,6 +180,36 @@ class UnsafeModel(FlavorError):
 
 class SignatureError(MlopsError):
     """Input data does not match the model's signature."""
+
+
+class DeploymentError(MlopsError):
+    """A deployment or routing change is invalid."""
+
+
+class ServingError(MlopsError):
+    """A request the gateway refuses; ``status`` is the HTTP status to answer with."""
+
+    status = 500
+
+
+class BadRequest(ServingError):
+    status = 400
+
+
+class ModelUnavailable(ServingError):
+    status = 404
+
+
+class PayloadTooLarge(ServingError):
+    status = 413
+
+
+class UnsupportedMediaType(ServingError):
+    status = 415
+
+
+class Overloaded(ServingError):
+    status = 503
 
 
 class AuditError(MlopsError):

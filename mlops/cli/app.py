@@ -10,6 +10,7 @@ from mlops.cli.audit import audit_app
 from mlops.cli.demo import demo
 from mlops.cli.models import models_app
 from mlops.cli.output import err_console
+from mlops.cli.serve import serve
 from mlops.errors import MlopsError
 
 __all__ = ["app", "main"]
@@ -19,6 +20,7 @@ app = typer.Typer(name="mlops", no_args_is_help=True, add_completion=False,
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.command("demo")(demo)
+app.command("serve")(serve)
 
 
 @app.command("version")

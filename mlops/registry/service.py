@@ -48,10 +48,12 @@ from mlops.registry.versions import (
 )
 from mlops.store.artifacts import ArtifactStore
 from mlops.store.audit import AuditEvent, VerifyResult, append_event, list_events, verify_chain
+from mlops.store.counters import ROUTING, bump_counter
 from mlops.store.db import MetadataStore
 from mlops.store.schema import (
     ABTestRow,
     AliasRow,
+    DeploymentRow,
     MetricRow,
     ModelRow,
     ModelTagRow,
@@ -396,6 +398,7 @@ class ModelRegistry:
                     archived.append(other.version)
             row.stage = target
             row.updated_at = utcnow()
+            bump_counter(s, ROUTING)  # environments without a deployment serve by stage
             append_event(s, actor=self.actor, action="version.stage",
                          subject=_subject(name, row.version),
                          payload={"from": previous, "to": target, "archived": archived,
@@ -516,6 +519,8 @@ class ModelRegistry:
             s.execute(delete(AliasRow).where(AliasRow.model_id == model.id))
             s.execute(delete(ModelTagRow).where(ModelTagRow.model_id == model.id))
             s.execute(delete(ABTestRow).where(ABTestRow.model_id == model.id))
+            s.execute(delete(DeploymentRow).where(DeploymentRow.model_id == model.id))
+            bump_counter(s, ROUTING)
             s.execute(delete(MetricRow).where(MetricRow.version_id.in_(ids)))
             s.execute(delete(VersionTagRow).where(VersionTagRow.version_id.in_(ids)))
             s.execute(delete(VersionRow).where(VersionRow.model_id == model.id))

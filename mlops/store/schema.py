@@ -29,6 +29,8 @@ __all__ = [
     "AliasRow",
     "AuditEventRow",
     "Base",
+    "CounterRow",
+    "DeploymentRow",
     "MetricRow",
     "ModelRow",
     "ModelTagRow",
@@ -165,3 +167,41 @@ class AuditEventRow(Base):
     payload: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class DeploymentRow(Base):
+    """What the gateway serves for (model, environment).
+
+    ``stable_version`` takes the traffic; during a rollout ``candidate_version`` receives
+    ``candidate_weight`` percent of it (``mode="split"``: canary, A/B, blue-green) or a mirrored
+    copy of that share (``mode="shadow"``: the client always gets the stable answer). Sticky
+    assignment hashes ``salt`` with the unit key. The deployment layer drives these rows;
+    every change bumps the ``routing`` counter, which gateway workers poll.
+    """
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("model_id", "environment", name="uq_deployment_env"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    environment: Mapped[str] = mapped_column(String(64))
+    stable_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    candidate_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    candidate_weight: Mapped[float] = mapped_column(Float, default=0.0)
+    mode: Mapped[str] = mapped_column(String(16), default="split")
+    strategy: Mapped[str] = mapped_column(String(32), default="full")
+    state: Mapped[str] = mapped_column(String(32), default="stable")
+    salt: Mapped[str] = mapped_column(String(64))
+    unit_field: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CounterRow(Base):
+    """Monotonic change counters (``routing``) that workers poll cheaply."""
+
+    __tablename__ = "change_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,427 @@
+"""Request bodies of the three protocols -> validated columns; predictions -> responses.
+
+Every problem with a request becomes a :class:`~mlops.errors.BadRequest` naming the field
+and what was expected, never a 500.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlops.errors import BadRequest, UnsupportedMediaType
+from mlops.registry.signature import ColumnSpec
+
+__all__ = [
+    "Columns",
+    "Schema",
+    "decode_mlflow",
+    "decode_v1",
+    "decode_v2",
+    "v2_datatype",
+]
+
+_V2_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+               "FP16", "FP32", "FP64"}
+_V2_TYPES = _V2_NUMERIC | {"BYTES"}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The input columns a served model expects (from its signature or its estimator)."""
+
+    columns: list[ColumnSpec] | None  # None: unknown, accept any width
+
+    @property
+    def names(self) -> list[str] | None:
+        return None if self.columns is None else [c.name for c in self.columns]
+
+
+@dataclass
+class Columns:
+    """A validated request: one 1-D array per column, all of length ``n``."""
+
+    names: list[str]
+    data: dict[str, np.ndarray]
+    n: int
+
+    def matrix(self) -> np.ndarray:
+        """Rows x columns; float64 when every column is numeric, else object."""
+        arrays = [self.data[c] for c in self.names]
+        if all(a.dtype.kind in "fiub" for a in arrays):
+            return np.column_stack([a.astype(np.float64, copy=False) for a in arrays]) \
+                if arrays else np.empty((self.n, 0))
+        return np.column_stack([a.astype(object) for a in arrays])
+
+    def row_dicts(self) -> list[dict[str, Any]]:
+        lists = {c: self.data[c].tolist() for c in self.names}
+        return [{c: lists[c][i] for c in self.names} for i in range(self.n)]
+
+    def value(self, column: str, row: int = 0) -> Any:
+        arr = self.data.get(column)
+        return None if arr is None or row >= len(arr) else arr[row].item() \
+            if hasattr(arr[row], "item") else arr[row]
+
+
+def v2_datatype(arr: np.ndarray) -> str:
+    kind = arr.dtype.kind
+    if kind == "b":
+        return "BOOL"
+    if kind in "iu":
+        return "INT64"
+    if kind == "f":
+        return "FP32" if arr.dtype == np.float32 else "FP64"
+    return "BYTES"
+
+
+# ---------------------------------------------------------------------- column coercion
+def _coerce(name: str, values: Sequence[Any] | np.ndarray, spec: ColumnSpec | None) -> np.ndarray:
+    """One column's values to the dtype its spec wants, or a BadRequest naming the problem."""
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object) \
+        if _has_none(values) else _asarray(name, values)
+    dtype = spec.dtype if spec is not None else None
+    nullable = spec.nullable if spec is not None else False
+    if dtype in {"float64", "float32", "int64"}:
+        if arr.dtype.kind == "b":
+            raise BadRequest(f"Input {name!r} expects numbers ({dtype}), got booleans.",
+                             fix=f"Send numbers for {name!r}.")
+        if arr.dtype.kind in "US":
+            raise BadRequest(f"Input {name!r} expects numbers ({dtype}), got text "
+                             f"{str(arr.flat[0])!r}.", fix=f"Send numbers for {name!r}.")
+        if arr.dtype.kind == "O":
+            arr = _numeric_object(name, arr, dtype)
+        out = arr.astype(np.float64, copy=False)
+        missing = np.isnan(out)
+        if missing.any():
+            if not nullable:
+                rows = np.flatnonzero(missing)[:5].tolist()
+                raise BadRequest(
+                    f"Input {name!r} has missing values (null/NaN) in rows {rows}; the model "
+                    "was registered without missing values in this column.",
+                    fix=f"Send a number for {name!r} in every row.")
+            return out
+        if dtype == "int64":
+            if not np.all(np.mod(out, 1) == 0):
+                bad = out[np.mod(out, 1) != 0][0]
+                raise BadRequest(f"Input {name!r} expects integers, got {bad}.",
+                                 fix=f"Send whole numbers for {name!r}.")
+            return out.astype(np.int64)
+        return out.astype(np.float32) if dtype == "float32" else out
+    if dtype == "bool":
+        if arr.dtype.kind == "b":
+            return arr
+        if arr.dtype.kind in "iu" and np.isin(arr, (0, 1)).all():
+            return arr.astype(bool)
+        raise BadRequest(f"Input {name!r} expects booleans (true/false).",
+                         fix=f"Send true or false for {name!r}.")
+    if dtype in {"string", "category"}:
+        if arr.dtype.kind in "US":
+            return arr.astype(object)
+        if arr.dtype.kind == "O":
+            if not nullable and any(v is None for v in arr):
+                raise BadRequest(f"Input {name!r} has missing values (null).",
+                                 fix=f"Send a text value for {name!r} in every row.")
+            if all(v is None or isinstance(v, str) for v in arr):
+                return arr
+        raise BadRequest(f"Input {name!r} expects text, got {arr.dtype.name} values.",
+                         fix=f"Send strings for {name!r}.")
+    # unknown spec: keep numbers numeric, text as object
+    if arr.dtype.kind == "O":
+        try:
+            return _numeric_object(name, arr, "float64")
+        except BadRequest:
+            return arr
+    return arr.astype(object) if arr.dtype.kind in "US" else arr
+
+
+def _has_none(values: Sequence[Any]) -> bool:
+    return any(v is None for v in values)
+
+
+def _asarray(name: str, values: Sequence[Any]) -> np.ndarray:
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"Input {name!r} has values of mixed shapes.",
+                         fix="Send one scalar per row and column.") from exc
+    if arr.ndim != 1:
+        raise BadRequest(f"Input {name!r} must hold one scalar per row, got shape "
+                         f"{list(arr.shape)}.", fix="Send a flat list per column.")
+    return arr
+
+
+def _numeric_object(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
+    out = np.empty(len(arr), dtype=np.float64)
+    for i, v in enumerate(arr):
+        if v is None:
+            out[i] = math.nan
+        elif isinstance(v, bool) or not isinstance(v, int | float):
+            raise BadRequest(f"Input {name!r} expects numbers ({dtype}), got {v!r} in row {i}.",
+                             fix=f"Send numbers for {name!r}.")
+        else:
+            out[i] = v
+    return out
+
+
+def _from_matrix(rows: Any, schema: Schema, what: str) -> Columns:
+    """A [N, F] table (list of lists or array) in schema column order."""
+    names = schema.names
+    try:
+        arr = np.asarray(rows, dtype=object)
+    except ValueError as exc:
+        raise BadRequest(f"{what} rows have different lengths.",
+                         fix="Send the same number of values in every row.") from exc
+    if arr.ndim == 1 and len(arr) and isinstance(arr[0], list | tuple):
+        raise BadRequest(f"{what} rows have different lengths "
+                         f"{sorted({len(r) for r in arr if isinstance(r, list | tuple)})}.",
+                         fix="Send the same number of values in every row.")
+    if arr.ndim == 1 and names is not None and len(names) == len(arr) and len(arr):
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise BadRequest(f"{what} must be a list of rows (2-D), got shape {list(arr.shape)}.",
+                         fix="Send [[v1, v2, ...], ...], one list per row.")
+    n, width = arr.shape
+    if n == 0:
+        raise BadRequest(f"{what} is empty.", fix="Send at least one row.")
+    if names is None:
+        names = [f"f{i}" for i in range(width)]
+    elif width != len(names):
+        raise BadRequest(f"{what} rows have {width} values; the model expects {len(names)}: "
+                         f"{', '.join(names)}.", fix="Send the values in this column order.")
+    specs = schema.columns or [None] * width  # type: ignore[list-item]
+    data = {c: _coerce(c, _column_values(arr[:, j]), specs[j]) for j, c in enumerate(names)}
+    return Columns(list(names), data, n)
+
+
+def _column_values(col: np.ndarray) -> np.ndarray | list[Any]:
+    values = col.tolist()
+    if any(v is None for v in values):
+        return np.asarray(values, dtype=object)
+    return values
+
+
+def _from_records(records: Sequence[Any], schema: Schema, what: str) -> Columns:
+    if not records:
+        raise BadRequest(f"{what} is empty.", fix="Send at least one record.")
+    if not all(isinstance(r, dict) for r in records):
+        raise BadRequest(f"{what} must be a list of objects ({{column: value}}).",
+                         fix="Send [{\"col\": value, ...}, ...].")
+    names = schema.names or list(records[0])
+    known = set(names)
+    for i, rec in enumerate(records):
+        missing = [c for c in names if c not in rec]
+        if missing:
+            raise BadRequest(f"Record {i} is missing input(s) {missing}.",
+                             fix=f"Send every column: {', '.join(names)}.")
+        extra = [c for c in rec if c not in known]
+        if extra and schema.names is not None:
+            raise BadRequest(f"Record {i} has unknown input(s) {extra}.",
+                             fix=f"The model takes {', '.join(names)}.")
+    specs = {c.name: c for c in schema.columns or []}
+    data = {c: _coerce(c, [r[c] for r in records], specs.get(c)) for c in names}
+    return Columns(list(names), data, len(records))
+
+
+def _from_column_lists(columns: dict[str, Any], schema: Schema, what: str) -> Columns:
+    names = schema.names or list(columns)
+    missing = [c for c in names if c not in columns]
+    if missing:
+        raise BadRequest(f"{what} is missing input(s) {missing}.",
+                         fix=f"Send every column: {', '.join(names)}.")
+    extra = [c for c in columns if c not in set(names)]
+    if extra:
+        raise BadRequest(f"{what} has unknown input(s) {extra}.",
+                         fix=f"The model takes {', '.join(names)}.")
+    specs = {c.name: c for c in schema.columns or []}
+    data = {c: _coerce(c, columns[c], specs.get(c)) for c in names}
+    lengths = {len(a) for a in data.values()}
+    if len(lengths) != 1:
+        raise BadRequest(f"{what} columns have different lengths {sorted(lengths)}.",
+                         fix="Send the same number of values for every column.")
+    n = lengths.pop()
+    if n == 0:
+        raise BadRequest(f"{what} is empty.", fix="Send at least one row.")
+    return Columns(list(names), data, n)
+
+
+# ---------------------------------------------------------------------- protocols
+def decode_v2(body: Any, schema: Schema) -> tuple[Columns, list[str] | None]:
+    """Open Inference Protocol request -> columns and the requested output names."""
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) \
+            or not body["inputs"]:
+        raise BadRequest("The request needs a non-empty 'inputs' list.",
+                         fix='Send {"inputs": [{"name", "shape", "datatype", "data"}]}.')
+    tensors = body["inputs"]
+    parsed: dict[str, np.ndarray] = {}
+    shapes: dict[str, list[int]] = {}
+    for i, t in enumerate(tensors):
+        if not isinstance(t, dict):
+            raise BadRequest(f"inputs[{i}] must be an object.", fix="See the V2 protocol.")
+        for key in ("name", "shape", "datatype", "data"):
+            if key not in t:
+                raise BadRequest(f"inputs[{i}] is missing '{key}'.",
+                                 fix="Each input needs name, shape, datatype and data.")
+        name, shape, datatype = t["name"], t["shape"], str(t["datatype"]).upper()
+        if datatype not in _V2_TYPES:
+            raise BadRequest(f"inputs[{i}] ({name}) has unknown datatype {datatype!r}.",
+                             fix=f"Use one of {', '.join(sorted(_V2_TYPES))}.")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) \
+                or not 1 <= len(shape) <= 2:
+            raise BadRequest(f"inputs[{i}] ({name}) has shape {shape!r}; expected [N] or [N, F].",
+                             fix="Give the shape as a list of non-negative integers.")
+        flat = _flatten(t["data"])
+        expected = int(np.prod(shape))
+        if len(flat) != expected:
+            raise BadRequest(f"inputs[{i}] ({name}) has shape {shape} ({expected} values) but "
+                             f"{len(flat)} values in data.", fix="Make shape and data agree.")
+        if datatype in _V2_NUMERIC and any(isinstance(v, str) for v in flat[:1000]):
+            raise BadRequest(f"inputs[{i}] ({name}) is {datatype} but holds text.",
+                             fix="Use datatype BYTES for text, or send numbers.")
+        parsed[name] = np.asarray(flat, dtype=object if datatype == "BYTES" or
+                                  any(v is None for v in flat) else None).reshape(shape)
+        shapes[name] = shape
+    outputs = body.get("outputs")
+    requested = None
+    if isinstance(outputs, list):
+        requested = [str(o.get("name")) for o in outputs if isinstance(o, dict)]
+    if len(parsed) == 1:
+        (name, arr), = parsed.items()
+        if arr.ndim == 2 and (schema.names is None or name not in schema.names
+                              or len(schema.names) != 1):
+            return _from_matrix(arr, schema, f"Input {name!r}"), requested
+    columns: dict[str, Any] = {}
+    for name, arr in parsed.items():
+        if arr.ndim == 2:
+            if arr.shape[1] != 1:
+                raise BadRequest(
+                    f"Input {name!r} has shape {shapes[name]}; with several inputs each must be "
+                    "one column ([N] or [N, 1]).",
+                    fix="Send one [N, F] tensor, or one [N] tensor per column.")
+            arr = arr[:, 0]
+        columns[name] = arr
+    return _from_column_lists(columns, schema, "The request"), requested
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    if data and isinstance(data[0], list):
+        out: list[Any] = []
+        stack = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(reversed(item))
+            else:
+                out.append(item)
+        return out
+    return data
+
+
+def decode_v1(body: Any, schema: Schema) -> Columns:
+    """KServe V1 ``{"instances": [...]}`` (lists or records) or ``{"inputs": [...]}``."""
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.",
+                         fix='Send {"instances": [[...], ...]}.')
+    rows = body.get("instances", body.get("inputs"))
+    if not isinstance(rows, list):
+        raise BadRequest("The request needs an 'instances' list.",
+                         fix='Send {"instances": [[v1, v2, ...], ...]} or a list of records.')
+    if rows and isinstance(rows[0], dict):
+        return _from_records(rows, schema, "instances")
+    return _from_matrix(rows, schema, "instances")
+
+
+def decode_mlflow(body: bytes, content_type: str, schema: Schema,
+                  loads: Any) -> Columns:
+    """MLflow scoring server bodies: JSON (dataframe_split, dataframe_records, instances,
+    inputs) or text/csv."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype == "text/csv":
+        return _from_csv(body, schema)
+    if ctype != "application/json":
+        raise UnsupportedMediaType(
+            f"Content type {content_type or '(none)'!r} is not accepted.",
+            fix="Send application/json or text/csv, as MLflow's scoring server does.")
+    doc = loads(body)
+    if not isinstance(doc, dict):
+        raise BadRequest("The JSON body must be an object.",
+                         fix="Use one of dataframe_split, dataframe_records, instances, inputs.")
+    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in doc]
+    if len(keys) != 1:
+        raise BadRequest(
+            f"The body must have exactly one of dataframe_split, dataframe_records, instances, "
+            f"inputs; it has {keys or 'none'}.", fix="Send one of them.")
+    key = keys[0]
+    value = doc[key]
+    if key == "dataframe_split":
+        if not isinstance(value, dict) or "data" not in value:
+            raise BadRequest("dataframe_split needs 'columns' and 'data'.",
+                             fix='Send {"dataframe_split": {"columns": [...], "data": [[...]]}}.')
+        cols = value.get("columns")
+        data = value["data"]
+        if cols is None:
+            return _from_matrix(data, schema, "dataframe_split.data")
+        if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+            raise BadRequest("dataframe_split.data must be a list of rows.",
+                             fix="Send data as [[v1, v2, ...], ...].")
+        if any(len(r) != len(cols) for r in data):
+            raise BadRequest(f"dataframe_split rows must have {len(cols)} values (the columns).",
+                             fix="Send one value per column in every row.")
+        return _from_column_lists({c: [r[j] for r in data] for j, c in enumerate(cols)}, schema,
+                                  "dataframe_split")
+    if key == "dataframe_records" or (isinstance(value, list) and value
+                                      and isinstance(value[0], dict)):
+        if not isinstance(value, list):
+            raise BadRequest(f"{key} must be a list of records.", fix="Send [{...}, ...].")
+        return _from_records(value, schema, key)
+    if isinstance(value, dict):
+        return _from_column_lists({k: v if isinstance(v, list) else [v]
+                                   for k, v in value.items()}, schema, key)
+    return _from_matrix(value, schema, key)
+
+
+def _from_csv(body: bytes, schema: Schema) -> Columns:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("The CSV body is not UTF-8.", fix="Encode the CSV as UTF-8.") from exc
+    reader = csv.reader(io.StringIO(text))
+    rows = [r for r in reader if r]
+    if len(rows) < 2:
+        raise BadRequest("The CSV needs a header row and at least one data row.",
+                         fix="Send 'col1,col2\\n1,2\\n'.")
+    header, data = rows[0], rows[1:]
+    if any(len(r) != len(header) for r in data):
+        raise BadRequest("CSV rows have a different number of fields than the header.",
+                         fix="Send one value per header column in every row.")
+    specs = {c.name: c for c in schema.columns or []}
+    columns: dict[str, list[Any]] = {}
+    for j, col in enumerate(header):
+        spec = specs.get(col)
+        raw = [r[j] for r in data]
+        if spec is not None and spec.dtype in {"string", "category"}:
+            columns[col] = raw
+        else:
+            columns[col] = [_csv_number(col, v) for v in raw]
+    return _from_column_lists(columns, schema, "The CSV")
+
+
+def _csv_number(col: str, value: str) -> Any:
+    if value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            if value.lower() in {"true", "false"}:
+                return value.lower() == "true"
+            return value

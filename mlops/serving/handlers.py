@@ -1,0 +1,176 @@
+"""URL handlers of the gateway: V2 (native), KServe V1, MLflow scoring, health, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+import mlops
+from mlops.errors import BadRequest, ModelUnavailable, ServingError
+from mlops.serving import metrics as m
+from mlops.serving.app import Gateway, _error, _json, _loads, outputs_v2
+from mlops.serving.batching import Prediction
+from mlops.serving.codecs import Columns, decode_mlflow, decode_v1, decode_v2
+from mlops.serving.routing import ServedModel
+
+__all__ = ["routes"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def routes(gw: Gateway) -> list[tuple[str, Endpoint, list[str]]]:
+    """(path, endpoint, methods) for every URL the gateway answers."""
+
+    # ------------------------------------------------------------------ V2
+    def dec_v2(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
+        return decode_v2(_loads(body), served.schema)
+
+    def enc_v2(served: ServedModel, pred: Prediction, request_id: str, requested: Any) -> Any:
+        return {"model_name": served.name, "model_version": served.version, "id": request_id,
+                "outputs": outputs_v2(served, pred, requested)}
+
+    def proba_v2(requested: Any) -> bool:
+        return bool(requested) and "predict_proba" in requested
+
+    async def v2_infer(request: Request) -> Response:
+        params = request.path_params
+        return await gw.infer(request, params["name"], params.get("version"), dec_v2, enc_v2,
+                              proba_v2)
+
+    async def v2_live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def v2_ready(request: Request) -> Response:
+        return _json({"ready": gw.ready}, 200 if gw.ready else 503)
+
+    async def v2_server(request: Request) -> Response:
+        return _json({"name": "mlops", "version": mlops.__version__, "extensions": []})
+
+    def _served(request: Request) -> ServedModel:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        if version is not None:
+            return gw.table.direct(name, version)
+        return gw.table.route(name).stable
+
+    async def v2_model(request: Request) -> Response:
+        try:
+            served = _served(request)
+        except ServingError as exc:
+            return _error(exc)
+        name = served.name
+        route = gw.table.routes.get(name)
+        versions = [served.version]
+        if route is not None and route.candidate is not None:
+            versions.append(route.candidate.version)
+        cols = served.schema.columns
+        inputs = [{"name": c.name, "datatype": _v2_type(c.dtype), "shape": [-1]}
+                  for c in cols] if cols else \
+            [{"name": "input-0", "datatype": "FP64", "shape": [-1, -1]}]
+        outputs = [{"name": "predict", "datatype": "BYTES" if _text_output(served) else
+                    _v2_type(_output_dtype(served)), "shape": [-1]}]
+        if served.model.has_proba:
+            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, -1]})
+        return _json({"name": name, "versions": versions, "platform": served.model.flavor,
+                      "inputs": inputs, "outputs": outputs})
+
+    async def v2_model_ready(request: Request) -> Response:
+        try:
+            served = _served(request)
+        except ServingError as exc:
+            return _error(exc)
+        return _json({"name": served.name, "ready": True})
+
+    # ------------------------------------------------------------------ V1
+    def dec_v1(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
+        return decode_v1(_loads(body), served.schema), None
+
+    def enc_v1(served: ServedModel, pred: Prediction, request_id: str, extra: Any) -> Any:
+        return {"predictions": _plain(pred)}
+
+    async def v1_model(request: Request) -> Response:
+        target: str = request.path_params["target"]
+        if request.method == "POST":
+            if not target.endswith(":predict"):
+                return _error(ModelUnavailable(f"Unknown V1 verb in {target!r}.",
+                                               fix="POST /v1/models/NAME:predict"))
+            return await gw.infer(request, target[: -len(":predict")], None, dec_v1, enc_v1)
+        try:
+            gw.table.route(target)
+        except ServingError as exc:
+            return _error(exc)
+        return _json({"name": target, "ready": True})
+
+    async def feedback(request: Request) -> Response:
+        return await gw.feedback(request, request.path_params["name"])
+
+    # ------------------------------------------------------------------ MLflow
+    def dec_mlflow_for(content_type: str) -> Callable[[bytes, ServedModel], tuple[Columns, Any]]:
+        def dec(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
+            return decode_mlflow(body, content_type, served.schema, _loads), None
+        return dec
+
+    async def invocations(request: Request) -> Response:
+        name = request.headers.get("x-mlops-model") or gw.config.default_model
+        if name is None:
+            served_names = sorted(gw.table.routes)
+            if len(served_names) != 1:
+                return _error(BadRequest(
+                    f"/invocations needs to know which model to use; {len(served_names)} are "
+                    "deployed here.",
+                    fix="Send the header x-mlops-model: NAME, or start the server with "
+                        "--model NAME."))
+            name = served_names[0]
+        return await gw.infer(request, name, None,
+                              dec_mlflow_for(request.headers.get("content-type", "")), enc_v1)
+
+    async def ping(request: Request) -> Response:
+        return Response("\n", status_code=200 if gw.ready else 503,
+                        media_type="application/json")
+
+    async def version(request: Request) -> Response:
+        return Response(mlops.__version__, media_type="text/plain")
+
+    async def metrics(request: Request) -> Response:
+        return Response(m.render(), media_type=m.CONTENT_TYPE_LATEST)
+
+    return [
+        ("/v2/health/live", v2_live, ["GET"]),
+        ("/v2/health/ready", v2_ready, ["GET"]),
+        ("/v2", v2_server, ["GET"]),
+        ("/v2/models/{name}", v2_model, ["GET"]),
+        ("/v2/models/{name}/ready", v2_model_ready, ["GET"]),
+        ("/v2/models/{name}/infer", v2_infer, ["POST"]),
+        ("/v2/models/{name}/versions/{version}", v2_model, ["GET"]),
+        ("/v2/models/{name}/versions/{version}/ready", v2_model_ready, ["GET"]),
+        ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
+        ("/v1/models/{name}/feedback", feedback, ["POST"]),
+        ("/v1/models/{target}", v1_model, ["GET", "POST"]),
+        ("/invocations", invocations, ["POST"]),
+        ("/ping", ping, ["GET"]),
+        ("/health", ping, ["GET"]),
+        ("/version", version, ["GET"]),
+        ("/metrics", metrics, ["GET"]),
+    ]
+
+
+def _plain(pred: Prediction) -> list[Any]:
+    values = pred.values
+    return values.tolist() if values.dtype.kind != "O" else [str(v) for v in values]
+
+
+def _v2_type(dtype: str) -> str:
+    return {"float64": "FP64", "float32": "FP32", "int64": "INT64", "bool": "BOOL"}.get(
+        dtype, "BYTES")
+
+
+def _output_dtype(served: ServedModel) -> str:
+    return "int64" if served.model.classes is not None and all(
+        isinstance(c, int) for c in served.model.classes) else "float64"
+
+
+def _text_output(served: ServedModel) -> bool:
+    classes = served.model.classes
+    return classes is not None and any(isinstance(c, str) for c in classes)

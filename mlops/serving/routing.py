@@ -1,0 +1,246 @@
+"""What each worker serves: route snapshots refreshed from the routing table.
+
+A :class:`RouteTable` polls the ``routing`` change counter (one indexed read every
+``poll_seconds``); when it moved, it reads the routing rows for its environment (falling
+back to registry stages), loads any model not loaded yet, and swaps in a new snapshot.
+Requests read the current snapshot without locks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from mlops.deployment.routes import RouteSpec, stage_for_environment
+from mlops.errors import MlopsError, ModelUnavailable
+from mlops.flavors.base import LoadedModel
+from mlops.registry.service import ModelRegistry
+from mlops.registry.signature import Signature
+from mlops.registry.versions import parse_version
+from mlops.serving.codecs import Schema
+from mlops.store.counters import ROUTING, read_counter
+from mlops.store.schema import DeploymentRow, ModelRow, VersionRow
+
+__all__ = ["CircuitBreaker", "RouteTable", "ServedModel", "ServingRoute", "bucket"]
+
+log = logging.getLogger("mlops.serving")
+
+
+def bucket(salt: str, unit: str) -> int:
+    """Sticky bucket 0..9999: first 8 bytes (big-endian) of sha256(salt + "." + unit)."""
+    digest = hashlib.sha256(f"{salt}.{unit}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10000
+
+
+@dataclass
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive candidate errors; half-opens after ``cooldown``."""
+
+    threshold: int = 5
+    cooldown: float = 30.0
+    failures: int = 0
+    opened_at: float | None = None
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        # half-open after the cooldown: requests probe again; one more failure re-opens
+        return time.monotonic() - self.opened_at >= self.cooldown
+
+    @property
+    def open(self) -> bool:
+        return not self.allow()
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+
+@dataclass
+class ServedModel:
+    """A loaded version with the schema its requests are validated against."""
+
+    name: str
+    version: str
+    model: LoadedModel
+    schema: Schema
+    batching: bool = True
+
+
+@dataclass
+class ServingRoute:
+    spec: RouteSpec
+    stable: ServedModel
+    candidate: ServedModel | None = None
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+
+    def choose(self, unit: str | None) -> tuple[str, ServedModel]:
+        """``("stable"|"candidate", model)`` for a split; shadow always answers stable."""
+        if self.candidate is None or self.spec.weight <= 0 or self.spec.mode == "shadow":
+            return "stable", self.stable
+        if not self.breaker.allow():
+            return "stable", self.stable
+        point = bucket(self.spec.salt, unit) if unit is not None else random.randrange(10000)
+        if point < self.spec.weight * 100:
+            return "candidate", self.candidate
+        return "stable", self.stable
+
+    def shadow_for(self, unit: str | None) -> ServedModel | None:
+        """The candidate when this request should be mirrored to it."""
+        if self.candidate is None or self.spec.mode != "shadow" or self.spec.weight <= 0:
+            return None
+        if not self.breaker.allow():
+            return None
+        point = bucket(self.spec.salt, unit) if unit is not None else random.randrange(10000)
+        return self.candidate if point < self.spec.weight * 100 else None
+
+
+class RouteTable:
+    """The current routes of one environment, kept fresh from the metadata store."""
+
+    def __init__(self, registry: ModelRegistry, environment: str, *,
+                 breaker_threshold: int = 5, breaker_cooldown: float = 30.0,
+                 direct_cache: int = 8) -> None:
+        self.registry = registry
+        self.environment = environment
+        self.routes: dict[str, ServingRoute] = {}
+        self.revision = -1
+        self.breaker_threshold = breaker_threshold
+        self.breaker_cooldown = breaker_cooldown
+        self._models: dict[tuple[str, str], ServedModel] = {}
+        self._direct: OrderedDict[tuple[str, str], ServedModel] = OrderedDict()
+        self._direct_cache = direct_cache
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    # -------------------------------------------------------------- loading
+    def _load(self, name: str, version: str) -> ServedModel:
+        key = (name, version)
+        served = self._models.get(key) or self._direct.get(key)
+        if served is not None:
+            return served
+        model = self.registry.load_model(name, version)
+        mv = self.registry.get_version(name, version)
+        schema = _schema(mv.signature, model)
+        return ServedModel(name, version, model, schema)
+
+    def specs(self) -> list[RouteSpec]:
+        """Routing rows of this environment plus stage fallbacks for the other models."""
+        store = self.registry.store
+        with store.read() as s:
+            rows = s.execute(select(DeploymentRow, ModelRow.name).join(ModelRow).where(
+                DeploymentRow.environment == self.environment)).all()
+            out = [RouteSpec(model=name, environment=r.environment, stable=r.stable_version,
+                             candidate=r.candidate_version, weight=r.candidate_weight,
+                             mode=r.mode, salt=r.salt, unit_field=r.unit_field,
+                             strategy=r.strategy, state=r.state, revision=r.revision,
+                             config=dict(r.config or {})) for r, name in rows]
+            routed = {spec.model for spec in out}
+            stage = stage_for_environment(self.environment)
+            query = select(ModelRow.name, VersionRow.version).join(VersionRow)
+            if stage is not None:
+                query = query.where(VersionRow.stage == stage)
+            best: dict[str, str] = {}
+            for name, version in s.execute(query):
+                if name in routed:
+                    continue
+                if name not in best or parse_version(version) > parse_version(best[name]):
+                    best[name] = version
+        out += [RouteSpec(model=name, environment=self.environment, stable=version,
+                          strategy="stage", state="stable") for name, version in best.items()]
+        return out
+
+    def refresh(self, force: bool = False) -> bool:
+        """Reload when the routing counter moved; returns True when routes changed."""
+        with self._lock:
+            with self.registry.store.read() as s:
+                revision = read_counter(s, ROUTING)
+            if revision == self.revision and not force:
+                return False
+            models: dict[tuple[str, str], ServedModel] = {}
+            routes: dict[str, ServingRoute] = {}
+            for spec in self.specs():
+                if spec.stable is None:
+                    continue
+                try:
+                    stable = models.get((spec.model, spec.stable)) or \
+                        self._load(spec.model, spec.stable)
+                    models[(spec.model, spec.stable)] = stable
+                    candidate = None
+                    if spec.candidate:
+                        candidate = models.get((spec.model, spec.candidate)) or \
+                            self._load(spec.model, spec.candidate)
+                        models[(spec.model, spec.candidate)] = candidate
+                except MlopsError as exc:  # one broken model must not take the others down
+                    self.last_error = f"{spec.model}: {exc}"
+                    log.error("cannot load %s for %s: %s", spec.model, self.environment, exc)
+                    old = self.routes.get(spec.model)
+                    if old is not None:
+                        routes[spec.model] = old
+                    continue
+                for served in (stable, candidate):
+                    if served is not None:
+                        served.batching = not spec.config.get("batching_opt_out", False)
+                old = self.routes.get(spec.model)
+                keep = old is not None and old.candidate is not None and candidate is not None \
+                    and old.candidate.version == candidate.version
+                routes[spec.model] = ServingRoute(
+                    spec, stable, candidate,
+                    old.breaker if keep and old is not None else
+                    CircuitBreaker(self.breaker_threshold, self.breaker_cooldown))
+            self._models = models
+            self.routes = routes
+            self.revision = revision
+            return True
+
+    def route(self, name: str) -> ServingRoute:
+        route = self.routes.get(name)
+        if route is None:
+            raise ModelUnavailable(
+                f"Model {name!r} is not deployed in environment {self.environment!r}.",
+                fix=f"Deploy it, or promote a version to {stage_for_environment(self.environment) or 'a stage'}"
+                    " (`mlops models promote`).", model=name)
+        return route
+
+    def direct(self, name: str, version: str) -> ServedModel:
+        """A specific version (``/versions/{v}`` URLs), loaded on demand and cached."""
+        key = (name, version)
+        served = self._models.get(key) or self._direct.get(key)
+        if served is not None:
+            if key in self._direct:
+                self._direct.move_to_end(key)
+            return served
+        try:
+            served = self._load(name, version)
+        except MlopsError as exc:
+            raise ModelUnavailable(str(exc.message), fix=exc.fix, model=name,
+                                   version=version) from exc
+        self._direct[key] = served
+        while len(self._direct) > self._direct_cache:
+            self._direct.popitem(last=False)
+        return served
+
+    def loaded(self) -> list[ServedModel]:
+        return list(self._models.values())
+
+
+def _schema(signature: Signature | None, model: LoadedModel) -> Schema:
+    if signature is not None and signature.inputs:
+        return Schema(list(signature.inputs))
+    if model.input_columns:
+        from mlops.registry.signature import ColumnSpec
+
+        return Schema([ColumnSpec(c, "float64") for c in model.input_columns])
+    return Schema(None)

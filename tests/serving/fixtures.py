@@ -1,0 +1,24 @@
+"""Models for gateway tests; importable by the server subprocess (PYTHONPATH = repo root)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Exploding:
+    """A model whose predict always raises: a broken candidate."""
+
+    def predict(self, x: Any) -> np.ndarray:
+        raise RuntimeError("boom: this model is broken on purpose")
+
+
+class Constant:
+    """Predicts one value for every row."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def predict(self, x: Any) -> np.ndarray:
+        return np.full(len(x), self.value)
