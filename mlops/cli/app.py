@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -51,5 +52,13 @@ def main() -> None:
             show()
         else:
             err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug or an environment problem: one line, not a traceback
+        err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}")
+        err_console.print("fix: run with MLOPS_DEBUG=1 for the traceback and report it.")
+        if os.environ.get("MLOPS_DEBUG"):
+            raise
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

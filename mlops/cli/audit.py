@@ -20,7 +20,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def log(
     subject: Annotated[str | None, typer.Option(help="model/NAME or model/NAME/VERSION")] = None,
     action: Annotated[str | None, typer.Option(help="e.g. version.stage")] = None,
-    limit: int = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Most events to show.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """Show audit events, newest first."""
@@ -39,9 +39,14 @@ def log(
 
 
 @audit_app.command("verify")
-def verify(as_json: JsonOpt = False) -> None:
+def verify(
+    checkpoint: Annotated[str | None, typer.Option(
+        help="COUNT:HEAD from `mlops audit checkpoint`, kept elsewhere: also detects a "
+             "truncated tail or a rewritten chain.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Replay the chain: ``ok N events`` (exit 0) or the first broken entry (exit 1)."""
-    result = ModelRegistry().verify_audit()
+    result = ModelRegistry().verify_audit(checkpoint)
     if as_json:
         print_json(asdict(result))
     elif result.ok:
@@ -63,4 +68,5 @@ def checkpoint_cmd(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(asdict(cp))
     else:
-        console.print(f"{cp.events} events, head {cp.head} at {cp.at}")
+        console.print(f"{cp.events}:{cp.head}  (taken {cp.at}; keep it outside this database and"
+                      " check with `mlops audit verify --checkpoint`)")

@@ -16,13 +16,18 @@ models_app = typer.Typer(no_args_is_help=True, help="Registered models and their
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+_TEXT_KEYS = {"training_data", "git_commit", "parent_version", "mlflow_run_id", "description"}
+
+
+def _parse_pairs(pairs: list[str], what: str, *, numbers: bool = True) -> dict[str, Any]:
+    """KEY=VALUE pairs; with ``numbers`` a value that reads as a number becomes one
+    (metadata -> metrics), except for keys that are always text."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise MlopsError(f"{what} {pair!r} is not KEY=VALUE.", fix=f"Write {what} key=value.")
-        out[key] = _number_or_text(value)
+        out[key] = _number_or_text(value) if numbers and key not in _TEXT_KEYS else value
     return out
 
 
@@ -157,7 +162,7 @@ def tag(name: str, pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE ..
             registry.delete_tag(name, key.partition("=")[0], version)
         console.print(f"removed {len(pairs)} tag(s)")
         return
-    for key, value in _parse_pairs(pairs, "tag").items():
+    for key, value in _parse_pairs(pairs, "tag", numbers=False).items():
         registry.set_tag(name, key, str(value), version)
     console.print(f"set {len(pairs)} tag(s)")
 

@@ -16,15 +16,22 @@ from mlops.flavors.base import LoadedModel
 from mlops.flavors.boosters import load_lightgbm, load_xgboost
 from mlops.flavors.estimator import wrap_estimator
 from mlops.flavors.onnx import load_onnx
+from mlops.flavors.pickle_policy import ImportPolicy
 from mlops.flavors.pickle_scan import scan_pickle_bytes
 
-__all__ = ["FORMATS", "SafetyReport", "detect_format", "load_bytes", "safety_check"]
+__all__ = [
+    "FORMATS",
+    "SafetyReport",
+    "detect_format",
+    "load_bytes",
+    "load_skops_if_default_trusted",
+    "safety_check",
+    "unparseable",
+]
 
 #: The formats mlops reads, preferred first.
 FORMATS = ("skops", "onnx", "xgboost", "lightgbm", "joblib", "pickle")
 
-_SKOPS_ALLOWED = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "xgboost.",
-                  "lightgbm.", "operator.")
 _PICKLE_EXT = {".pkl", ".pickle", ".joblib", ".jbl", ".sav"}
 _COMPRESSED = (b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"ZF")
 
@@ -79,7 +86,11 @@ class SafetyReport:
 
 
 def safety_check(fmt: str, data: bytes) -> SafetyReport:
-    """Scan pickle/joblib opcodes or skops types; other formats import no code."""
+    """Scan pickle/joblib opcodes or skops types; other formats import no code.
+
+    skops types are judged by the same allow/deny policy as pickle imports, so a skops
+    file cannot smuggle ``builtins.exec`` or ``operator.methodcaller`` in a pipeline step.
+    """
     if fmt in {"pickle", "joblib"}:
         result = scan_pickle_bytes(data)
         return SafetyReport(fmt, tuple(result.imports), tuple(result.offending))
@@ -91,21 +102,39 @@ def safety_check(fmt: str, data: bytes) -> SafetyReport:
         except Exception as exc:
             raise FlavorError(f"skops cannot read the archive: {exc}.",
                               fix="Save it again with skops.io.dump().") from exc
-        bad = tuple(sorted(t for t in untrusted if not t.startswith(_SKOPS_ALLOWED)))
-        return SafetyReport(fmt, tuple(sorted(untrusted)), bad)
+        policy = ImportPolicy(())
+        bad = []
+        for dotted in untrusted:
+            module, _, name = dotted.rpartition(".")
+            if not module or policy.is_denied(module, name) or not policy.is_allowed(module, name):
+                bad.append(dotted)
+        return SafetyReport(fmt, tuple(sorted(untrusted)), tuple(sorted(bad)))
     return SafetyReport(fmt, (), ())
 
 
-def load_bytes(data: bytes, filename: str, *, trust: bool = False,
-               fmt: str | None = None) -> tuple[LoadedModel, SafetyReport]:
+def unparseable(report: SafetyReport) -> str | None:
+    for problem in report.offending:
+        if problem.startswith("<not a valid pickle stream"):
+            return problem.strip("<>")
+    return None
+
+
+def load_bytes(data: bytes, filename: str, *, trust: bool = False, fmt: str | None = None,
+               report: SafetyReport | None = None) -> tuple[LoadedModel, SafetyReport]:
     """Load a model file's bytes. Unsafe pickles/skops files raise :class:`UnsafeModel`
-    unless ``trust`` is true (the caller records that decision)."""
+    unless ``trust`` is true; the caller must record that decision *before* calling this
+    with ``trust=True`` (pass the ``report`` of :func:`safety_check` to avoid a rescan)."""
     fmt = fmt or detect_format(filename, data)
-    if fmt == "skops":
-        fast = _load_skops_default_trusted(data)
+    if fmt == "skops" and report is None:
+        fast = load_skops_if_default_trusted(data)
         if fast is not None:
             return fast, SafetyReport(fmt, (), ())
-    report = safety_check(fmt, data)
+    report = report or safety_check(fmt, data)
+    broken = unparseable(report)
+    if broken:
+        raise FlavorError(f"{filename} is not a readable {fmt} file ({broken}).",
+                          fix="Check that the file is complete; save the model again.",
+                          path=filename)
     if not report.safe and not trust:
         raise UnsafeModel(
             f"{filename} would import code that is not on the allow list: "
@@ -140,7 +169,7 @@ def load_bytes(data: bytes, filename: str, *, trust: bool = False,
     return model, report
 
 
-def _load_skops_default_trusted(data: bytes) -> LoadedModel | None:
+def load_skops_if_default_trusted(data: bytes) -> LoadedModel | None:
     """Load a skops file whose types skops itself trusts (one parse instead of two);
     None when it holds types that need our allow list or the caller's trust."""
     import skops.io as sio

@@ -5,7 +5,8 @@
 Clauses are joined by ``and``. A field is ``name``, ``version``, ``stage``, ``alias``,
 ``flavor``, ``tags.<key>`` (or ``tag.<key>``), ``metrics.<key>`` (or ``metric.<key>``),
 or a bare metric name. Operators: ``=``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, and ``~``
-(glob with ``*``; ``=`` also globs when the value has ``*``). Values may be quoted.
+(glob with ``*``, case-insensitive; ``=`` also globs when the value has ``*``, and is exact
+otherwise). Values may be quoted. ``tags.KEY`` matches a version's own tags and its model's.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, select
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 
 from mlops.errors import InvalidQuery
 from mlops.registry.versions import normalize_stage
-from mlops.store.schema import AliasRow, MetricRow, ModelRow, VersionRow, VersionTagRow
+from mlops.store.schema import (
+    AliasRow,
+    MetricRow,
+    ModelRow,
+    ModelTagRow,
+    VersionRow,
+    VersionTagRow,
+)
 
 __all__ = ["Clause", "compile_clauses", "parse_query"]
 
@@ -69,8 +77,8 @@ def parse_query(query: str) -> list[Clause]:
         if len(toks) - i < 3:
             raise InvalidQuery(f"Incomplete clause in {query!r}.",
                                fix="Each clause is FIELD OP VALUE, e.g. accuracy > 0.9.")
-        (fkind, field), (okind, op), (_vkind, value) = toks[i], toks[i + 1], toks[i + 2]
-        if fkind != "word" or okind != "op" or op not in _OPS:
+        (fkind, field), (okind, op), (vkind, value) = toks[i], toks[i + 1], toks[i + 2]
+        if fkind != "word" or okind != "op" or op not in _OPS or vkind == "op":
             raise InvalidQuery(f"Cannot read clause {field} {op} {value}.",
                                fix="Each clause is FIELD OP VALUE, e.g. accuracy > 0.9.")
         clauses.append(_clause(field, op, value))
@@ -85,7 +93,7 @@ def _clause(field: str, op: str, value: str) -> Clause:
         if op not in {"=", "!=", "~"}:
             raise InvalidQuery(f"{field} can be compared with =, != or ~ only, not {op}.",
                                fix=f"Write {field} = VALUE.")
-        if low == "stage":
+        if low == "stage" and not (op == "~" or "*" in value):
             value = normalize_stage(value)
         return Clause(low, "", op, value)
     prefix, _, key = field.partition(".")
@@ -132,22 +140,23 @@ def compile_clauses(clauses: list[Clause]) -> ColumnElement[bool]:
         elif c.kind == "flavor":
             conds.append(_text_cond(VersionRow.flavor, c.op, str(c.value)))
         elif c.kind == "stage":
-            conds.append(VersionRow.stage != c.value if c.op == "!=" else
-                         VersionRow.stage == c.value)
+            conds.append(_text_cond(VersionRow.stage, c.op, str(c.value)))
         elif c.kind == "alias":
             sub = exists(select(AliasRow.alias).where(
                 AliasRow.version_id == VersionRow.id,
                 _text_cond(AliasRow.alias, "~" if c.op == "~" else "=", str(c.value))))
             conds.append(not_(sub) if c.op == "!=" else sub)
         elif c.kind == "tag":
-            if c.op == "!=":
-                conds.append(not_(exists(select(VersionTagRow.key).where(
+            # a version matches on its own tags or on its model's tags
+            positive = "=" if c.op == "!=" else c.op
+            has = or_(
+                exists(select(VersionTagRow.key).where(
                     VersionTagRow.version_id == VersionRow.id, VersionTagRow.key == c.key,
-                    _text_cond(VersionTagRow.value, "=", str(c.value))))))
-            else:
-                conds.append(exists(select(VersionTagRow.key).where(
-                    VersionTagRow.version_id == VersionRow.id, VersionTagRow.key == c.key,
-                    _text_cond(VersionTagRow.value, c.op, str(c.value)))))
+                    _text_cond(VersionTagRow.value, positive, str(c.value)))),
+                exists(select(ModelTagRow.key).where(
+                    ModelTagRow.model_id == VersionRow.model_id, ModelTagRow.key == c.key,
+                    _text_cond(ModelTagRow.value, positive, str(c.value)))))
+            conds.append(not_(has) if c.op == "!=" else has)
         else:
             assert isinstance(c.value, float)
             conds.append(exists(select(MetricRow.key).where(

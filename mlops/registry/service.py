@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,14 @@ from mlops.errors import (
     VersionNotFound,
 )
 from mlops.flavors.base import LoadedModel
-from mlops.flavors.files import detect_format, load_bytes
+from mlops.flavors.files import (
+    SafetyReport,
+    detect_format,
+    load_bytes,
+    load_skops_if_default_trusted,
+    safety_check,
+    unparseable,
+)
 from mlops.registry.lineage import Lineage
 from mlops.registry.search import compile_clauses, parse_query
 from mlops.registry.signature import Signature, infer_signature
@@ -47,7 +55,14 @@ from mlops.registry.versions import (
     validate_alias,
 )
 from mlops.store.artifacts import ArtifactStore
-from mlops.store.audit import AuditEvent, VerifyResult, append_event, list_events, verify_chain
+from mlops.store.audit import (
+    AuditEvent,
+    VerifyResult,
+    append_event,
+    list_events,
+    parse_checkpoint,
+    verify_chain,
+)
 from mlops.store.counters import ROUTING, bump_counter
 from mlops.store.db import MetadataStore
 from mlops.store.schema import (
@@ -151,6 +166,39 @@ class ModelRegistry:
                                   model=name)
         return max(rows, key=lambda r: parse_version(r.version))
 
+    def _precheck(self, name: str, version: str | None, parent: str | None) -> None:
+        """Refuse a duplicate version or a missing parent before the file is loaded (the
+        write transaction checks again)."""
+        with self.store.read() as s:
+            mrow = s.scalar(select(ModelRow).where(ModelRow.name == name))
+            if mrow is None:
+                if parent is not None:
+                    raise VersionNotFound(f"Parent version {parent} of {name!r} does not exist.",
+                                          fix="Name an existing version as parent_version.",
+                                          model=name, version=parent)
+                return
+            if version is not None and self._has_version(s, mrow.id, version):
+                raise DuplicateVersion(
+                    f"Model {name!r} already has version {version}.",
+                    fix=f"Leave the version out to get "
+                        f"{next_version(self._top_versions(s, mrow.id), 'patch')}, or choose a "
+                        "new one; versions are immutable.", model=name, version=version)
+            if parent is not None and not self._has_version(s, mrow.id, parent):
+                raise VersionNotFound(f"Parent version {parent} of {name!r} does not exist.",
+                                      fix="Name an existing version as parent_version.",
+                                      model=name, version=parent)
+
+    def _audit_override(self, name: str, version: str | None, when: str,
+                        report: SafetyReport, data: bytes) -> None:
+        """Commit the trust override to the audit log before the file is deserialised."""
+        import hashlib
+
+        with self.store.write() as s:
+            append_event(s, actor=self.actor, action="security.trust_override",
+                         subject=_subject(name, version),
+                         payload={"when": when, "sha256": hashlib.sha256(data).hexdigest(),
+                                  "format": report.format, "offending": list(report.offending)})
+
     @staticmethod
     def _top_versions(session: Session, model_id: int) -> list[str]:
         """The versions sharing the highest MAJOR.MINOR.PATCH (pre-releases included)."""
@@ -225,10 +273,14 @@ class ModelRegistry:
                                 model=name)
         meta = dict(metadata or {})
         all_metrics, all_tags, lineage = _split_metadata(meta, name)
-        all_metrics.update({k: float(v) for k, v in (metrics or {}).items()})
+        all_metrics.update({str(k): _finite(str(k), v, name) for k, v in (metrics or {}).items()})
         all_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
+        for key, value in all_tags.items():
+            _check_tag(key, value, name)
+        for key in all_metrics:
+            _check_tag(key, "", name)
         lineage.training_data = training_data or lineage.training_data
-        lineage.params.update(dict(params or {}))
+        lineage.params = _json_safe({**lineage.params, **dict(params or {})})
         lineage.parent_version = parent_version or lineage.parent_version
         lineage.mlflow_run_id = mlflow_run_id or lineage.mlflow_run_id
         description = description or str(meta.get("description", ""))
@@ -241,13 +293,18 @@ class ModelRegistry:
                                     model=name, path=str(file))
             data = file.read_bytes()
             fmt = detect_format(file.name, data)
-            loaded, report = load_bytes(data, file.name, trust=trust, fmt=fmt)
+            if lineage.parent_version is not None:
+                lineage.parent_version = str(parse_version(lineage.parent_version, model=name))
+            self._precheck(name, version, lineage.parent_version)
+            report = safety_check(fmt, data)
+            if not report.safe and trust and unparseable(report) is None:
+                # the override is on record before any of the file's code can run
+                self._audit_override(name, None, "register", report, data)
+            loaded, report = load_bytes(data, file.name, trust=trust, fmt=fmt, report=report)
             example = input_example if input_example is not None else training_frame
             signature = infer_signature(example, loaded) if example is not None else None
             ref = self.artifacts.put_bytes(data)
         lineage.fill()
-        if lineage.parent_version is not None:
-            lineage.parent_version = str(parse_version(lineage.parent_version, model=name))
         overridden = trust and not report.safe
 
         with self.store.write() as s:
@@ -279,7 +336,7 @@ class ModelRegistry:
                 model_id=mrow.id, version=version, major=sv.major, minor=sv.minor,
                 patch=sv.patch, prerelease=sv.prerelease or "", stage="None",
                 description=description, artifact_digest=ref.digest,
-                artifact_name=Path(file.name).name, artifact_size=ref.size,
+                artifact_name=Path(file.name).name[-255:], artifact_size=ref.size,
                 flavor=loaded.flavor, trusted=overridden,
                 signature=signature.to_dict() if signature else {},
                 lineage=lineage.to_dict(),
@@ -297,10 +354,6 @@ class ModelRegistry:
                          payload={"sha256": ref.digest, "flavor": loaded.flavor, "format": fmt,
                                   "metrics": all_metrics, "tags": all_tags,
                                   "lineage": lineage.to_dict()})
-            if overridden:
-                append_event(s, actor=self.actor, action="security.trust_override",
-                             subject=_subject(name, version),
-                             payload={"when": "register", "offending": list(report.offending)})
             s.flush()
             return self._to_version(s, row, name)
 
@@ -445,7 +498,7 @@ class ModelRegistry:
 
     def set_tag(self, name: str, key: str, value: str, version: str | None = None) -> None:
         """Tag a version, or the model itself when ``version`` is None."""
-        _check_tag_key(key, name)
+        _check_tag(key, str(value), name)
         with self.store.write() as s:
             model = self._model_row(s, name)
             if version is None:
@@ -504,6 +557,7 @@ class ModelRegistry:
         with self.store.write() as s:
             model = self._model_row(s, name)
             row = self._version_row(s, model, version)
+            _refuse_if_in_use(s, model, row)
             payload = {"sha256": row.artifact_digest, "stage": row.stage}
             s.execute(delete(AliasRow).where(AliasRow.version_id == row.id))
             s.execute(delete(MetricRow).where(MetricRow.version_id == row.id))
@@ -552,18 +606,19 @@ class ModelRegistry:
         signature = Signature.from_dict(sig)
         data = self.artifacts.get_bytes(digest)
         try:
-            loaded, report = load_bytes(data, filename, trust=trust or trusted, fmt=fmt)
+            loaded = load_skops_if_default_trusted(data) if fmt == "skops" else None
+            if loaded is None:
+                report = safety_check(fmt or detect_format(filename, data), data)
+                if not report.safe and trust and not trusted and unparseable(report) is None:
+                    self._audit_override(name, number, "load", report, data)
+                loaded, report = load_bytes(data, filename, trust=trust or trusted, fmt=fmt,
+                                            report=report)
         except FlavorError as exc:
             exc.context.setdefault("model", name)
             exc.context.setdefault("version", number)
             raise
-        if not report.safe and trust and not trusted:
-            with self.store.write() as s:
-                append_event(s, actor=self.actor, action="security.trust_override",
-                             subject=_subject(name, number),
-                             payload={"when": "load", "offending": list(report.offending)})
         loaded.name, loaded.version = name, number
-        if signature and loaded.input_columns is None:
+        if signature and loaded.input_columns is None and not signature.positional:
             loaded.input_columns = signature.columns
         return loaded
 
@@ -614,9 +669,11 @@ class ModelRegistry:
         with self.store.read() as s:
             return list_events(s, subject=subject, action=action, limit=limit)
 
-    def verify_audit(self) -> VerifyResult:
+    def verify_audit(self, checkpoint: str | None = None) -> VerifyResult:
+        """Replay the audit chain; ``checkpoint`` is ``COUNT:HEAD`` kept elsewhere."""
+        against = parse_checkpoint(checkpoint) if checkpoint else None
         with self.store.read() as s:
-            return verify_chain(s)
+            return verify_chain(s, against=against)
 
     def count_versions(self) -> int:
         with self.store.read() as s:
@@ -631,10 +688,13 @@ def _check_name(name: str) -> None:
                             fix="Use 1-255 characters without '/' or surrounding spaces.")
 
 
-def _check_tag_key(key: str, model: str) -> None:
+def _check_tag(key: str, value: str, model: str) -> None:
     if not key or len(key) > 255:
-        raise RegistryError(f"Tag key {key!r} must be 1-255 characters.",
+        raise RegistryError(f"Key {key!r} must be 1-255 characters.",
                             fix="Use a short key such as team or dataset.", model=model)
+    if len(value) > 1024:
+        raise RegistryError(f"The value of tag {key!r} is {len(value)} characters; the limit is "
+                            "1024.", fix="Store long text in the description.", model=model)
 
 
 def _finite(key: str, value: Any, model: str) -> float:
@@ -683,10 +743,12 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return _json_safe(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
@@ -712,3 +774,24 @@ def _serialise(model: Any, folder: Path) -> Path:
     joblib.dump(model, target)
     return target
 
+
+
+def _refuse_if_in_use(s: Session, model: ModelRow, row: VersionRow) -> None:
+    """A version that an active A/B test or a deployment serves cannot be deleted."""
+    ab = s.scalar(select(ABTestRow).where(
+        ABTestRow.model_id == model.id, ABTestRow.status == "active",
+        (ABTestRow.version_a == row.version) | (ABTestRow.version_b == row.version)))
+    if ab is not None:
+        raise RegistryError(
+            f"Version {row.version} of {model.name!r} is in the active A/B test "
+            f"{ab.version_a} vs {ab.version_b}.",
+            fix="Set up a new A/B test without it first.", model=model.name, version=row.version)
+    dep = s.scalar(select(DeploymentRow).where(
+        DeploymentRow.model_id == model.id,
+        (DeploymentRow.stable_version == row.version)
+        | (DeploymentRow.candidate_version == row.version)))
+    if dep is not None:
+        raise RegistryError(
+            f"Version {row.version} of {model.name!r} is deployed in {dep.environment!r}.",
+            fix="Deploy another version or roll back first.", model=model.name,
+            version=row.version)

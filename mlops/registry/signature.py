@@ -27,6 +27,7 @@ class Signature:
     inputs: list[ColumnSpec] = field(default_factory=list)
     outputs: list[ColumnSpec] = field(default_factory=list)
     classes: list[Any] | None = None
+    positional: bool = False  # inferred from an unnamed array: columns are f0..fN by position
 
     @property
     def columns(self) -> list[str]:
@@ -41,7 +42,7 @@ class Signature:
             return None
         return cls(inputs=[ColumnSpec(**c) for c in data["inputs"]],
                    outputs=[ColumnSpec(**c) for c in data.get("outputs", [])],
-                   classes=data.get("classes"))
+                   classes=data.get("classes"), positional=bool(data.get("positional")))
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -71,8 +72,11 @@ def _array_dtype(arr: np.ndarray) -> str:
 def infer_signature(example: Any, model: LoadedModel | None = None) -> Signature:
     """Input columns from ``example`` (DataFrame, records or 2-D array); outputs by
     running ``model`` on a few of its rows when a model is given."""
-    if model is not None and model.input_columns and not isinstance(example, pd.DataFrame):
+    named = isinstance(example, pd.DataFrame | dict) or (
+        isinstance(example, list) and bool(example) and isinstance(example[0], dict))
+    if model is not None and model.input_columns and not named:
         frame = to_frame(example, model.input_columns)
+        named = True
     else:
         frame = to_frame(example)
     nullable = frame.isna().any().to_numpy()
@@ -88,4 +92,4 @@ def infer_signature(example: Any, model: LoadedModel | None = None) -> Signature
         if model.has_proba:
             outputs.append(ColumnSpec("probabilities", "float64"))
             classes = model.classes
-    return Signature(inputs, outputs, classes)
+    return Signature(inputs, outputs, classes, positional=not named)

@@ -23,22 +23,34 @@ STAGES = ("None", "Staging", "Production", "Archived")
 _STAGE_BY_LOWER = {s.lower(): s for s in STAGES}
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _BUMPS = ("patch", "minor", "major")
+_MAX_PART = 2**31 - 1
 
 
 def parse_version(text: str, *, model: str | None = None) -> semver.Version:
     """Parse ``MAJOR.MINOR.PATCH[-pre][+build]``; a leading ``v`` is accepted."""
+    fix = ("Use MAJOR.MINOR.PATCH such as 1.2.0 (optionally -rc.1), or leave the version "
+           "out to bump the patch number.")
+    if not isinstance(text, str):
+        raise InvalidVersion(f"A version must be text like '1.2.0', got {text!r}.", fix=fix,
+                             model=model)
     raw = text.strip()
     if raw[:1] in {"v", "V"}:
         raw = raw[1:]
     try:
-        return semver.Version.parse(raw)
+        parsed = semver.Version.parse(raw)
     except (ValueError, TypeError) as exc:
+        raise InvalidVersion(f"{text!r} is not a semantic version.", fix=fix, model=model,
+                             version=text) from exc
+    if parsed.build:
         raise InvalidVersion(
-            f"{text!r} is not a semantic version.",
-            fix="Use MAJOR.MINOR.PATCH such as 1.2.0 (optionally -rc.1), or leave the version "
-                "out to bump the patch number.",
-            model=model, version=text,
-        ) from exc
+            f"{text!r} has build metadata (+{parsed.build}), which does not order versions.",
+            fix=f"Register {parsed.replace(build=None)} and record the build as a tag.",
+            model=model, version=text)
+    if max(parsed.major, parsed.minor, parsed.patch) > _MAX_PART or len(raw) > 64:
+        raise InvalidVersion(f"{text!r} is too large for a version.",
+                             fix=f"Keep each number below {_MAX_PART} and the text within 64 "
+                                 "characters.", model=model, version=text)
+    return parsed
 
 
 def next_version(existing: Iterable[str], bump: str = "patch", *,
@@ -50,10 +62,9 @@ def next_version(existing: Iterable[str], bump: str = "patch", *,
     parsed = [parse_version(v, model=model) for v in existing]
     if not parsed:
         return FIRST_VERSION
-    top = max(parsed).finalize_version() if max(parsed).prerelease else max(parsed)
-    if max(parsed).prerelease and bump == "patch":
-        return str(top)  # 1.1.0-rc.1 -> 1.1.0
-    return str(getattr(top, f"bump_{bump}")())
+    # semver's next_version finalises a pre-release when the bump fits it:
+    # 1.1.0-rc.1 -> patch/minor 1.1.0; 2.0.0-rc.1 -> major 2.0.0
+    return str(max(parsed).next_version(bump))
 
 
 def normalize_stage(stage: str | None, *, model: str | None = None) -> str:

@@ -30,6 +30,7 @@ from mlops.config import Settings, get_settings
 from mlops.errors import (
     BadRequest,
     FlavorError,
+    MlopsError,
     Overloaded,
     PayloadTooLarge,
     ServingError,
@@ -111,7 +112,11 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         if self.predlog is not None:
-            await asyncio.to_thread(self.predlog.close)
+            try:
+                await asyncio.to_thread(self.predlog.close)
+            except MlopsError:
+                log.exception("the prediction log could not write everything at shutdown; "
+                              "%d rows are lost", self.predlog.pending)
 
     async def _poll(self) -> None:
         while True:

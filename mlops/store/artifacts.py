@@ -72,6 +72,15 @@ class ArtifactStore:
     def exists(self, digest: str) -> bool:
         return bool(self.fs.exists(self._path(digest)))
 
+    def _intact(self, path: str, digest: str) -> bool:
+        """True when ``path`` exists with the right content; a corrupted copy is rewritten."""
+        if not self.fs.exists(path):
+            return False
+        if self.local:
+            return sha256_file(path) == digest
+        with self.fs.open(path, "rb") as fh:
+            return bool(hashlib.sha256(fh.read()).hexdigest() == digest)
+
     def put_file(self, path: str | os.PathLike[str]) -> ArtifactRef:
         """Copy a local file in; a no-op when the same content is already stored."""
         src = Path(path)
@@ -80,7 +89,7 @@ class ArtifactStore:
         digest = sha256_file(src)
         size = src.stat().st_size
         dest = self._path(digest)
-        if not self.fs.exists(dest):
+        if not self._intact(dest, digest):
             if self.local:
                 Path(dest).parent.mkdir(parents=True, exist_ok=True)
                 tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
@@ -105,7 +114,7 @@ class ArtifactStore:
     def put_bytes(self, data: bytes) -> ArtifactRef:
         digest = hashlib.sha256(data).hexdigest()
         dest = self._path(digest)
-        if not self.fs.exists(dest):
+        if not self._intact(dest, digest):
             if self.local:
                 Path(dest).parent.mkdir(parents=True, exist_ok=True)
                 tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
@@ -134,7 +143,8 @@ class ArtifactStore:
         if actual != digest:
             raise ArtifactCorrupted(
                 f"Artifact {path} is corrupted: its SHA-256 is {actual}, expected {digest}.",
-                fix="Restore the file from a backup or register the model again; do not load it.",
+                fix="Register the same model file again (the store rewrites a corrupted copy) "
+                    "or restore it from a backup; do not load it.",
                 path=path,
             )
         return data
@@ -152,7 +162,8 @@ class ArtifactStore:
         if actual != digest:
             raise ArtifactCorrupted(
                 f"Artifact {path} is corrupted: its SHA-256 is {actual}, expected {digest}.",
-                fix="Restore the file from a backup or register the model again; do not load it.",
+                fix="Register the same model file again (the store rewrites a corrupted copy) "
+                    "or restore it from a backup; do not load it.",
                 path=path,
             )
         return path

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mlops.errors import AuditError
 from mlops.store.schema import AuditEventRow
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "checkpoint",
     "event_hash",
     "list_events",
+    "parse_checkpoint",
     "verify_chain",
 ]
 
@@ -107,7 +109,8 @@ def list_events(session: Session, *, subject: str | None = None, action: str | N
     query = select(AuditEventRow)
     if subject:
         query = query.where((AuditEventRow.subject == subject)
-                            | AuditEventRow.subject.startswith(subject.rstrip("/") + "/"))
+                            | AuditEventRow.subject.startswith(subject.rstrip("/") + "/",
+                                                              autoescape=True))
     if action:
         query = query.where(AuditEventRow.action == action)
     rows = session.scalars(query.order_by(AuditEventRow.seq.desc()).limit(limit))
@@ -123,18 +126,41 @@ class VerifyResult:
     reason: str = ""
 
 
-def verify_chain(session: Session, batch: int = 5000) -> VerifyResult:
-    """Replay the whole chain; stop at the first broken link."""
+def parse_checkpoint(text: str) -> tuple[int, str]:
+    """``COUNT:HEAD`` (as printed by ``mlops audit checkpoint``) -> (count, head)."""
+    count, sep, head = text.strip().partition(":")
+    if not sep or not count.isdigit() or len(head) != 64:
+        raise AuditError(f"{text!r} is not a checkpoint.",
+                         fix="Pass COUNT:HEAD exactly as `mlops audit checkpoint` printed it.")
+    return int(count), head.lower()
+
+
+def verify_chain(session: Session, batch: int = 5000,
+                 against: tuple[int, str] | None = None) -> VerifyResult:
+    """Replay the whole chain; stop at the first broken link. With ``against`` (a
+    checkpoint's count and head hash) also detect a truncated tail or a rewritten chain."""
     prev = GENESIS_HASH
     expected_seq = 1
     count = 0
     last_seq = 0
+    hash_at_checkpoint = GENESIS_HASH if against is not None and against[0] == 0 else None
     while True:
         rows = session.scalars(
             select(AuditEventRow).where(AuditEventRow.seq > last_seq)
             .order_by(AuditEventRow.seq).limit(batch)
         ).all()
         if not rows:
+            if against is not None:
+                want_count, want_head = against
+                if count < want_count:
+                    return VerifyResult(False, count, prev, broken_seq=count + 1,
+                                        reason=f"the chain ends at event {count} but the "
+                                               f"checkpoint has {want_count}: events were "
+                                               "removed from the end")
+                if hash_at_checkpoint != want_head:
+                    return VerifyResult(False, count, prev, broken_seq=want_count,
+                                        reason=f"event {want_count} differs from the "
+                                               "checkpoint: the chain was rewritten")
             return VerifyResult(True, count, prev)
         for row in rows:
             reason = ""
@@ -149,13 +175,16 @@ def verify_chain(session: Session, batch: int = 5000) -> VerifyResult:
                 except ValueError:
                     recomputed = ""
                 if recomputed != row.hash:
-                    reason = "hash does not match the event's content: the row was modified"
+                    reason = ("hash does not match the event's content: the row was modified (if "
+                          "its hash was recomputed too, the modified row is the one before)")
             if reason:
                 return VerifyResult(False, count, prev, broken_seq=row.seq, reason=reason)
             prev = row.hash
             expected_seq += 1
             count += 1
             last_seq = row.seq
+            if against is not None and row.seq == against[0]:
+                hash_at_checkpoint = row.hash
 
 
 @dataclass(frozen=True)
@@ -167,6 +196,8 @@ class Checkpoint:
 
 def checkpoint(session: Session) -> Checkpoint:
     """Head hash and count, to be published outside the database."""
-    count = session.scalar(select(func.count()).select_from(AuditEventRow)) or 0
-    head = session.scalar(select(AuditEventRow.hash).order_by(AuditEventRow.seq.desc()).limit(1))
-    return Checkpoint(int(count), head or GENESIS_HASH, datetime.now(UTC).isoformat())
+    last = session.execute(select(AuditEventRow.seq, AuditEventRow.hash)
+                           .order_by(AuditEventRow.seq.desc()).limit(1)).first()
+    if last is None:
+        return Checkpoint(0, GENESIS_HASH, datetime.now(UTC).isoformat())
+    return Checkpoint(int(last[0]), str(last[1]), datetime.now(UTC).isoformat())

@@ -17,7 +17,14 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlops.errors import ConcurrencyError, StoreError
@@ -43,7 +50,12 @@ def _make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"Cannot create the folder for {database}: {exc}.",
+                                 fix="Point MLOPS_HOME (or MLOPS_DATABASE_URL) at a writable "
+                                     "folder.") from exc
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -102,7 +114,7 @@ class MetadataStore:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
                 upgrade_to_head(conn)
-        except OperationalError as exc:
+        except DatabaseError as exc:
             raise StoreError(
                 f"Cannot open the metadata database {make_url(self.url).render_as_string(hide_password=True)}: {exc.orig}.",
                 fix="Check MLOPS_DATABASE_URL and that the database server is running.",
@@ -142,6 +154,11 @@ class MetadataStore:
         try:
             yield session
             session.commit()
+        except (IntegrityError, DataError) as exc:
+            session.rollback()
+            raise StoreError(f"The database refused the change: {exc.orig}.",
+                             fix="Check the values (lengths, ranges); the store was left "
+                                 "unchanged.") from exc
         except DBAPIError as exc:
             session.rollback()
             raise StoreError(f"Metadata write failed: {exc.orig}.",

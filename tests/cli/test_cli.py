@@ -112,3 +112,33 @@ def test_settings_from_mlops_toml(tmp_path: Path, skops_file: Path) -> None:
     finally:
         os.environ["MLOPS_HOME"] = env_home
     assert (home / "mlops.db").exists()
+
+
+def test_tag_values_stay_text(tmp_path: Path, skops_file: Path) -> None:
+    assert run("models", "register", str(skops_file), "--name", "m", "-m", "git_commit=007",
+               cwd=tmp_path).returncode == 0
+    assert run("models", "tag", "m", "v=1.10", "id=007", cwd=tmp_path).returncode == 0
+    listed = json.loads(run("models", "list", "--json", cwd=tmp_path).stdout)
+    assert listed[0]["tags"] == {"v": "1.10", "id": "007"}
+    shown = json.loads(run("models", "show", "m", "1.0.0", "--json", cwd=tmp_path).stdout)
+    assert shown["lineage"]["git_commit"] == "007"
+
+
+def test_unwritable_home_is_exit_2_without_traceback(tmp_path: Path) -> None:
+    os.environ["MLOPS_HOME"], old = "/dev/null/x", os.environ["MLOPS_HOME"]
+    try:
+        r = run("models", "list", cwd=tmp_path)
+    finally:
+        os.environ["MLOPS_HOME"] = old
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "MLOPS_HOME" in r.stderr
+
+
+def test_audit_verify_against_checkpoint(tmp_path: Path, skops_file: Path) -> None:
+    assert run("models", "register", str(skops_file), "--name", "m", cwd=tmp_path).returncode == 0
+    cp = run("audit", "checkpoint", "--json", cwd=tmp_path)
+    data = json.loads(cp.stdout)
+    text = f"{data['events']}:{data['head']}"
+    assert run("audit", "verify", "--checkpoint", text, cwd=tmp_path).returncode == 0
+    assert run("audit", "verify", "--checkpoint", "5:" + "0" * 64, cwd=tmp_path).returncode == 1
+    assert run("audit", "verify", "--checkpoint", "junk", cwd=tmp_path).returncode == 2

@@ -139,7 +139,9 @@ def test_any_object_with_predict_needs_trust_and_is_audited(registry: ModelRegis
     assert mv.flavor == "pyfunc" and mv.trusted
     assert registry.load_model("mean").predict(np.zeros((4, 2))).tolist() == [3.0] * 4
     overrides = registry.audit_log(action="security.trust_override")
-    assert len(overrides) == 1 and overrides[0].subject == "model/mean/1.0.0"
+    assert len(overrides) == 1 and overrides[0].subject == "model/mean"
+    assert overrides[0].payload["sha256"] == mv.artifact_digest
+    assert any("MeanModel" in o for o in overrides[0].payload["offending"])
 
 
 def test_unsafe_pickle_is_refused_with_offending_imports(registry: ModelRegistry,
@@ -188,3 +190,63 @@ def test_wrong_width_input_is_a_signature_error(registry: ModelRegistry, skops_f
         loaded.predict(x[["a", "b"]])
     with pytest.raises(SignatureError, match="4 features"):
         loaded.predict(np.zeros((2, 3)))
+
+
+def test_trust_override_is_on_record_before_the_file_runs(registry: ModelRegistry,
+                                                          tmp_path: Path) -> None:
+    """The payload runs (trust=True) and then registration fails: the override is audited."""
+    marker = tmp_path / "ran.txt"
+
+    class Touch:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "touch.pkl"
+    path.write_bytes(pickle.dumps(Touch()))
+    with pytest.raises(FlavorError, match="no predict"):
+        registry.register("m", path, trust=True)
+    assert marker.exists()
+    events = registry.audit_log(action="security.trust_override")
+    assert len(events) == 1 and events[0].payload["when"] == "register"
+    assert registry.verify_audit().ok
+
+
+@pytest.mark.parametrize("func", ["methodcaller", "exec"])
+def test_skops_file_with_dangerous_callable_is_refused(registry: ModelRegistry, tmp_path: Path,
+                                                       table: Table, func: str) -> None:
+    import builtins
+    import operator
+
+    import skops.io as sio
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    target = operator.methodcaller("tofile", str(tmp_path / "PWNED")) if func == "methodcaller" \
+        else builtins.exec
+    pipe = make_pipeline(FunctionTransformer(target, validate=False), LogisticRegression())
+    path = tmp_path / "pipe.skops"
+    sio.dump(pipe, path)
+    with pytest.raises(UnsafeModel) as err:
+        registry.register("pipe", path)
+    assert any(func in o for o in err.value.offending)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_corrupt_pickle_is_reported_as_unreadable_not_unsafe(registry: ModelRegistry,
+                                                              tmp_path: Path) -> None:
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(pickle.dumps({"a": list(range(100))})[:40])
+    with pytest.raises(FlavorError) as err:
+        registry.register("m", path)
+    assert not isinstance(err.value, UnsafeModel)
+    assert "not a readable" in str(err.value)
+
+
+def test_array_input_example_keeps_dataframe_prediction_working(
+        registry: ModelRegistry, skops_file: Path, logistic: LogisticRegression,
+        table: Table) -> None:
+    x, _ = table
+    mv = registry.register("m", skops_file, input_example=x.head().to_numpy())
+    assert mv.signature is not None
+    loaded = registry.load_model("m")
+    np.testing.assert_array_equal(loaded.predict(x), logistic.predict(x))

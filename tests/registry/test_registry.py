@@ -222,15 +222,17 @@ def test_load_detects_corrupted_artifact(registry: ModelRegistry, skops_file: Pa
 def test_every_state_change_is_audited(registry: ModelRegistry, skops_file: Path) -> None:
     registry.register("m", skops_file)
     registry.register("m", skops_file)
+    registry.register("m", skops_file)
     registry.promote("m", "1.0.0", "production")
     registry.set_alias("m", "champion", "1.0.0")
     registry.set_tag("m", "k", "v")
     registry.log_metrics("m", "1.0.0", {"auc": 0.9})
     registry.setup_ab_test("m", "1.0.0", "1.0.1", 0.2)
-    registry.delete_version("m", "1.0.1")
+    registry.delete_version("m", "1.0.2")
     actions = [e.action for e in reversed(registry.audit_log(limit=50))]
-    assert actions == ["model.create", "version.register", "version.register", "version.stage",
-                       "alias.set", "tag.set", "metrics.log", "abtest.setup", "version.delete"]
+    assert actions == ["model.create", "version.register", "version.register",
+                       "version.register", "version.stage", "alias.set", "tag.set",
+                       "metrics.log", "abtest.setup", "version.delete"]
     assert all(e.actor == "tester" for e in registry.audit_log())
     assert registry.verify_audit().ok
 
@@ -280,3 +282,63 @@ def test_crash_inside_the_write_leaves_no_partial_version(registry: ModelRegistr
     assert [m.name for m in registry.list_models()] == ["m"]
     assert registry.verify_audit().ok
     assert registry.register("m", skops_file).version == "1.0.1"
+
+
+def test_version_in_active_ab_test_cannot_be_deleted(registry: ModelRegistry,
+                                                     skops_file: Path) -> None:
+    registry.register("m", skops_file)
+    registry.register("m", skops_file)
+    registry.setup_ab_test("m", "1.0.0", "1.0.1")
+    with pytest.raises(RegistryError, match="A/B test"):
+        registry.delete_version("m", "1.0.1")
+    assert len(registry.list_versions("m")) == 2
+
+
+def test_re_registering_repairs_a_corrupted_blob(registry: ModelRegistry,
+                                                 skops_file: Path) -> None:
+    mv = registry.register("m", skops_file)
+    Path(registry.artifacts.uri_for(mv.artifact_digest)).write_bytes(b"rot")
+    with pytest.raises(ArtifactCorrupted):
+        registry.load_model("m")
+    registry.register("m", skops_file)
+    assert registry.load_model("m", "1.0.0").has_proba
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"metrics": {"x": "abc"}}, "must be a number"),
+    ({"metrics": {"x": float("nan")}}, "finite"),
+    ({"version": 3}, "must be text"),
+    ({"version": "2.0.0+build.7"}, "build metadata"),
+    ({"version": "1.0.99999999999"}, "too large"),
+    ({"tags": {"long": "x" * 2000}}, "limit is 1024"),
+])
+def test_bad_register_arguments_are_registry_errors(registry: ModelRegistry, skops_file: Path,
+                                                    kwargs: dict[str, object], match: str
+                                                    ) -> None:
+    with pytest.raises(RegistryError, match=match):
+        registry.register("m", skops_file, **kwargs)  # type: ignore[arg-type]
+    assert registry.verify_audit().events == 0
+
+
+def test_params_with_arrays_and_nan_are_stored(registry: ModelRegistry, skops_file: Path) -> None:
+    mv = registry.register("m", skops_file, params={"w": np.arange(3), "alpha": float("nan"),
+                                                    "n": np.int64(5)})
+    assert mv.lineage.params == {"w": [0, 1, 2], "alpha": None, "n": 5}
+
+
+def test_bump_from_a_prerelease_finalises_it(registry: ModelRegistry, skops_file: Path) -> None:
+    registry.register("m", skops_file, version="2.0.0-rc.1")
+    assert registry.register("m", skops_file, bump="major").version == "2.0.0"
+
+
+def test_search_matches_model_tags_and_stage_globs(registry: ModelRegistry,
+                                                   skops_file: Path) -> None:
+    registry.register("churn", skops_file)
+    registry.register("other", skops_file)
+    registry.set_tag("churn", "owner", "ana")
+    registry.promote("churn", "1.0.0", "production")
+    assert [v.model for v in registry.search("tags.owner = ana")] == ["churn"]
+    assert [v.model for v in registry.search("tags.owner != ana")] == ["other"]
+    assert [v.model for v in registry.search("stage ~ prod*")] == ["churn"]
+    with pytest.raises(InvalidQuery):
+        registry.search("name = >=")

@@ -59,9 +59,10 @@ def start_server(home: Path, *args: str, wait_for: str = "/v2/health/ready") -> 
            or k == "MLOPS_TEST_POSTGRES_URL"}
     env.update(MLOPS_HOME=str(home), MLOPS_ACTOR="tester", PYTHONPATH=str(REPO))
     log = home.parent / f"server-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--port", str(port), *args],
-                            env=env, cwd=str(home.parent), stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT)
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlops", "serve", "--port", str(port), *args],
+            env=env, cwd=str(home.parent), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -87,3 +87,22 @@ def test_failed_change_writes_no_audit_event(registry: ModelRegistry) -> None:
     except RuntimeError:
         pass
     assert registry.verify_audit().events == 2
+
+
+def test_checkpoint_detects_a_truncated_tail_and_a_rewrite(registry: ModelRegistry) -> None:
+    _chain(registry, 4)
+    with registry.store.read() as s:
+        cp = checkpoint(s)
+    text = f"{cp.events}:{cp.head}"
+    assert registry.verify_audit(text).ok
+    with registry.store.write() as s:
+        s.execute(delete(AuditEventRow).where(AuditEventRow.seq == 4))
+    assert registry.verify_audit().ok  # a chain alone cannot see this
+    result = registry.verify_audit(text)
+    assert not result.ok and "removed from the end" in result.reason
+    # a full rewrite: a fresh, internally valid chain of the same length
+    with registry.store.write() as s:
+        s.execute(delete(AuditEventRow))
+    _chain(registry, 4)
+    result = registry.verify_audit(text)
+    assert not result.ok and "rewritten" in result.reason
