@@ -31,3 +31,20 @@ bench-registry: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mlops .pytest_cache .mypy_cache .ruff_cache
+
+# Serving benchmark: MLServer pins its own FastAPI/pydantic, so it gets a venv of its own.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: bench-env bench-serving
+
+$(BENCH_STAMP): bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	@touch $(BENCH_STAMP)
+
+bench-env: $(BENCH_STAMP)
+
+bench-serving: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python bench/serving.py

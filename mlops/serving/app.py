@@ -111,6 +111,7 @@ class Gateway:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        self.batcher.close()
         if self.predlog is not None:
             try:
                 await asyncio.to_thread(self.predlog.close)

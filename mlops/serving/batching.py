@@ -1,9 +1,12 @@
 """Adaptive batching: concurrent requests to one version share one ``predict`` call.
 
-A request's rows join the open batch of its model version. The batch is predicted when it
-reaches ``max_batch`` rows, or when no other request for that version is still being
-decoded, or at the latest ``max_wait_us`` after its first row arrived. A lone request is
-therefore predicted on the next turn of the event loop, without waiting.
+Each served version has one prediction thread, so a slow model never blocks the event loop
+(health checks, metrics and other models keep answering). A request's rows join the open
+batch of its version. The open batch is predicted as soon as the thread is free and either
+it holds ``max_batch`` rows, or no other request for that version is still being decoded,
+or ``max_wait_us`` passed since its first row arrived. While the thread is busy, arrivals
+keep filling the next batch: the busier the model, the larger the batches. A lone request
+is predicted on the next turn of the event loop, without waiting.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,15 +35,12 @@ class Prediction:
     proba: np.ndarray | None
 
 
-def _frame(columns: Columns) -> pd.DataFrame:
-    return pd.DataFrame({c: columns.data[c] for c in columns.names}, copy=False)
-
-
 def predict_columns(served: ServedModel, columns: Columns, want_proba: bool) -> Prediction:
-    """Predict synchronously (used for unbatched requests and by the batcher)."""
+    """Predict synchronously on validated columns."""
     model = served.model
     text = any(columns.data[c].dtype.kind == "O" for c in columns.names)
-    x: Any = _frame(columns) if model.wants_frame or text else columns.matrix()
+    x: Any = pd.DataFrame({c: columns.data[c] for c in columns.names}, copy=False) \
+        if model.wants_frame or text else columns.matrix()
     values = np.asarray(model.predict(x))
     proba = np.asarray(model.predict_proba(x)) if want_proba and model.has_proba else None
     return Prediction(values, proba)
@@ -53,96 +54,147 @@ class _Pending:
 
 
 @dataclass
-class _Batch:
+class _Lane:
+    """The batching state of one served version."""
+
+    executor: ThreadPoolExecutor
     items: list[_Pending] = field(default_factory=list)
     rows: int = 0
     started: float = 0.0
-    handle: asyncio.Handle | None = None
+    busy: bool = False
+    handle: asyncio.Handle | asyncio.TimerHandle | None = None
+    decoding: int = 0
 
 
 class Batcher:
-    """One per event loop; keeps an open batch per served model version."""
+    """One per event loop (worker); one lane and prediction thread per served version."""
 
     def __init__(self, max_batch: int = 64, max_wait_us: int = 500,
                  on_batch: Callable[[ServedModel, int], None] | None = None) -> None:
-        self.max_batch = max_batch
+        self.max_batch = max(1, max_batch)
         self.max_wait = max_wait_us / 1e6
         self.on_batch = on_batch
-        self._open: dict[tuple[str, str], _Batch] = {}
-        self._decoding: dict[tuple[str, str], int] = {}
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+
+    def _lane(self, served: ServedModel) -> _Lane:
+        key = (served.name, served.version)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(ThreadPoolExecutor(
+                1, thread_name_prefix=f"predict-{served.name}-{served.version}"))
+        return lane
 
     def decoding(self, served: ServedModel, delta: int) -> None:
-        """Track requests for ``served`` that are being decoded (and may join a batch)."""
-        key = (served.name, served.version)
-        self._decoding[key] = self._decoding.get(key, 0) + delta
+        """Count requests for ``served`` that are being decoded (and may join a batch)."""
+        self._lane(served).decoding += delta
 
     async def predict(self, served: ServedModel, columns: Columns, want_proba: bool
                       ) -> Prediction:
-        if not served.batching or self.max_batch <= 1 or columns.n >= self.max_batch:
-            result = predict_columns(served, columns, want_proba)
+        lane = self._lane(served)
+        loop = asyncio.get_running_loop()
+        if not served.batching or self.max_batch <= 1:
+            result = await loop.run_in_executor(lane.executor, predict_columns, served, columns,
+                                                want_proba)
             if self.on_batch:
                 self.on_batch(served, columns.n)
             return result
-        loop = asyncio.get_running_loop()
-        key = (served.name, served.version)
-        batch = self._open.get(key)
-        if batch is None:
-            batch = self._open[key] = _Batch(started=time.perf_counter())
         future: asyncio.Future[Prediction] = loop.create_future()
-        batch.items.append(_Pending(columns, want_proba, future))
-        batch.rows += columns.n
-        if batch.rows >= self.max_batch:
-            self._run(key, served)
-        elif batch.handle is None:
-            batch.handle = loop.call_soon(self._maybe_run, key, served)
+        if not lane.items:
+            lane.started = time.perf_counter()
+        lane.items.append(_Pending(columns, want_proba, future))
+        lane.rows += columns.n
+        if not lane.busy:
+            if lane.rows >= self.max_batch:
+                self._run(served, lane)
+            elif lane.handle is None:
+                lane.handle = loop.call_soon(self._maybe_run, served, lane)
         return await future
 
-    def _maybe_run(self, key: tuple[str, str], served: ServedModel) -> None:
-        batch = self._open.get(key)
-        if batch is None:
+    def _maybe_run(self, served: ServedModel, lane: _Lane) -> None:
+        lane.handle = None
+        if lane.busy or not lane.items:
             return
-        batch.handle = None
-        waited = time.perf_counter() - batch.started
-        if self._decoding.get(key, 0) > 0 and waited < self.max_wait:
-            loop = asyncio.get_running_loop()
-            batch.handle = loop.call_later(min(self.max_wait - waited, 0.0001),
-                                           self._maybe_run, key, served)
+        waited = time.perf_counter() - lane.started
+        if lane.decoding > 0 and lane.rows < self.max_batch and waited < self.max_wait:
+            lane.handle = asyncio.get_running_loop().call_later(
+                min(self.max_wait - waited, 0.0001), self._maybe_run, served, lane)
             return
-        self._run(key, served)
+        self._run(served, lane)
 
-    def _run(self, key: tuple[str, str], served: ServedModel) -> None:
-        batch = self._open.pop(key, None)
-        if batch is None:
+    def _run(self, served: ServedModel, lane: _Lane) -> None:
+        if lane.handle is not None:
+            lane.handle.cancel()
+            lane.handle = None
+        taken: list[_Pending] = []
+        rows = 0
+        while lane.items and (not taken or rows + lane.items[0].columns.n <= self.max_batch):
+            item = lane.items.pop(0)
+            rows += item.columns.n
+            taken.append(item)
+        lane.rows -= rows
+        if lane.items:
+            lane.started = time.perf_counter()
+        taken = [p for p in taken if not p.future.cancelled()]
+        if not taken:
+            self._next(served, lane)
             return
-        if batch.handle is not None:
-            batch.handle.cancel()
-        groups: dict[tuple[str, ...], list[_Pending]] = {}
-        for p in batch.items:
-            if not p.future.cancelled():
-                groups.setdefault(tuple(p.columns.names), []).append(p)
-        for items in groups.values():
-            self._predict_group(served, items)
+        lane.busy = True
+        loop = asyncio.get_running_loop()
+        task = loop.run_in_executor(lane.executor, _predict_groups, served, taken)
+        task.add_done_callback(lambda f: self._done(served, lane, taken, f))
 
-    def _predict_group(self, served: ServedModel, items: list[_Pending]) -> None:
-        want_proba = any(p.want_proba for p in items)
-        names = items[0].columns.names
-        merged = Columns(names, {c: np.concatenate([p.columns.data[c] for p in items])
-                                 for c in names}, sum(p.columns.n for p in items)) \
-            if len(items) > 1 else items[0].columns
+    def _done(self, served: ServedModel, lane: _Lane, taken: list[_Pending],
+              done: asyncio.Future[list[tuple[list[_Pending], Prediction | BaseException]]]
+              ) -> None:
+        lane.busy = False
         try:
-            result = predict_columns(served, merged, want_proba)
-        except Exception as exc:
+            outcomes = done.result()
+        except BaseException as exc:  # the executor itself failed
+            outcomes = [(taken, exc)]
+        for items, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                for p in items:
+                    if not p.future.done():
+                        p.future.set_exception(outcome)
+                continue
+            if self.on_batch:
+                self.on_batch(served, sum(p.columns.n for p in items))
+            start = 0
             for p in items:
+                end = start + p.columns.n
                 if not p.future.done():
-                    p.future.set_exception(exc)
-            return
-        if self.on_batch:
-            self.on_batch(served, merged.n)
-        start = 0
-        for p in items:
-            end = start + p.columns.n
-            if not p.future.done():
-                p.future.set_result(Prediction(
-                    result.values[start:end],
-                    result.proba[start:end] if result.proba is not None else None))
-            start = end
+                    p.future.set_result(Prediction(
+                        outcome.values[start:end],
+                        outcome.proba[start:end] if outcome.proba is not None else None))
+                start = end
+        self._next(served, lane)
+
+    def _next(self, served: ServedModel, lane: _Lane) -> None:
+        """Requests that arrived while the thread was busy go next, without waiting."""
+        if lane.items and not lane.busy:
+            self._run(served, lane)
+
+    def close(self) -> None:
+        for lane in self._lanes.values():
+            lane.executor.shutdown(wait=False, cancel_futures=True)
+        self._lanes.clear()
+
+
+def _predict_groups(served: ServedModel, items: list[_Pending]
+                    ) -> list[tuple[list[_Pending], Prediction | BaseException]]:
+    """Runs in the lane's thread: one predict per group of requests with the same columns."""
+    groups: dict[tuple[str, ...], list[_Pending]] = {}
+    for p in items:
+        groups.setdefault(tuple(p.columns.names), []).append(p)
+    out: list[tuple[list[_Pending], Prediction | BaseException]] = []
+    for group in groups.values():
+        want_proba = any(p.want_proba for p in group)
+        names = group[0].columns.names
+        merged = group[0].columns if len(group) == 1 else Columns(
+            names, {c: np.concatenate([p.columns.data[c] for p in group]) for c in names},
+            sum(p.columns.n for p in group))
+        try:
+            out.append((group, predict_columns(served, merged, want_proba)))
+        except Exception as exc:
+            out.append((group, exc))
+    return out

@@ -22,3 +22,16 @@ class Constant:
 
     def predict(self, x: Any) -> np.ndarray:
         return np.full(len(x), self.value)
+
+
+class Slow:
+    """Takes ``seconds`` per predict call: lets tests fill the in-flight queue."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def predict(self, x: Any) -> np.ndarray:
+        import time
+
+        time.sleep(self.seconds)
+        return np.zeros(len(x))

@@ -1,0 +1,93 @@
+"""Adaptive batching gathers concurrent requests and gives the unbatched answers."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlops.registry.service import ModelRegistry
+from mlops.serving.batching import Batcher, predict_columns
+from mlops.serving.codecs import Columns, Schema
+from mlops.serving.routing import ServedModel
+from tests.serving.conftest import FEATURES, Server
+
+Data = tuple[pd.DataFrame, np.ndarray]
+
+
+def _columns(x: pd.DataFrame) -> Columns:
+    return Columns(list(FEATURES), {c: x[c].to_numpy() for c in FEATURES}, len(x))
+
+
+def test_batched_predictions_equal_unbatched(served_store: tuple[Path, ModelRegistry],
+                                             data: Data) -> None:
+    _, registry = served_store
+    x, _ = data
+    model = registry.load_model("clf", "1.0.0")
+    served = ServedModel("clf", "1.0.0", model, Schema(None))
+    sizes: list[int] = []
+    batcher = Batcher(max_batch=32, max_wait_us=2000, on_batch=lambda s, n: sizes.append(n))
+
+    async def run() -> list[Any]:
+        rows = [x.iloc[[i]] for i in range(100)]
+        for _ in rows:
+            batcher.decoding(served, 1)
+        tasks = []
+        for r in rows:
+            batcher.decoding(served, -1)
+            tasks.append(asyncio.ensure_future(batcher.predict(served, _columns(r), True)))
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(run())
+    values = np.concatenate([r.values for r in results])
+    proba = np.concatenate([r.proba for r in results])
+    np.testing.assert_array_equal(values, model.predict(x.head(100)))
+    np.testing.assert_allclose(proba, model.predict_proba(x.head(100)))
+    assert max(sizes) > 1 and sum(sizes) == 100 and max(sizes) <= 32
+    unbatched = predict_columns(served, _columns(x.head(100)), True)
+    np.testing.assert_array_equal(unbatched.values, values)
+
+
+def test_lone_request_is_not_delayed(served_store: tuple[Path, ModelRegistry],
+                                     data: Data) -> None:
+    _, registry = served_store
+    x, _ = data
+    served = ServedModel("clf", "1.0.0", registry.load_model("clf", "1.0.0"), Schema(None))
+    batcher = Batcher(max_batch=64, max_wait_us=500_000)  # half a second, if it waited
+
+    async def one() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await batcher.predict(served, _columns(x.head(1)), False)
+        return loop.time() - start
+
+    assert asyncio.run(one()) < 0.1
+
+
+def test_concurrent_http_requests_are_batched_and_correct(server: Server, data: Data,
+                                                          local_model: Any) -> None:
+    x, _ = data
+
+    def call(i: int) -> list[int]:
+        import httpx
+
+        r = httpx.post(server.url + "/v1/models/clf:predict",
+                       json={"instances": [x.iloc[i].tolist()]})
+        assert r.status_code == 200
+        return list(r.json()["predictions"])
+
+    with ThreadPoolExecutor(16) as pool:
+        got = [p[0] for p in pool.map(call, range(200))]
+    assert got == local_model("1.0.0").predict(x.head(200)).tolist()
+    import httpx
+
+    families = {f.name: f for f in text_string_to_metric_families(
+        httpx.get(server.url + "/metrics").text)}
+    counts = {s.labels.get("le"): s.value for s in families["mlops_batch_size"].samples
+              if s.name.endswith("_bucket")}
+    assert counts["1.0"] < counts["+Inf"]  # some predict calls carried more than one row

@@ -1,0 +1,179 @@
+"""Routing by deployment: sticky splits, shadow pairs, fallback, circuit breaker, live
+changes picked up by every worker within a second."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from scipy.stats import chisquare
+
+from mlops.deployment.routes import RouteSpec, RouteWriter
+from mlops.registry.service import ModelRegistry
+from mlops.serving.codecs import Schema
+from mlops.serving.predlog import read_predictions
+from mlops.serving.routing import CircuitBreaker, ServedModel, ServingRoute, bucket
+from tests.serving.conftest import Server, start_server
+from tests.serving.fixtures import Exploding
+
+Data = tuple[pd.DataFrame, np.ndarray]
+
+
+def _served(version: str) -> ServedModel:
+    return ServedModel("m", version, model=None, schema=Schema(None))  # type: ignore[arg-type]
+
+
+def test_bucket_is_the_documented_hash() -> None:
+    import hashlib
+
+    digest = hashlib.sha256(b"salt.user-42").digest()
+    assert bucket("salt", "user-42") == int.from_bytes(digest[:8], "big") % 10000
+
+
+def test_sticky_assignment_is_stable_and_close_to_the_weight() -> None:
+    route = ServingRoute(RouteSpec("m", "production", "1.0.0", "1.1.0", weight=20.0,
+                                   salt="s1"), _served("1.0.0"), _served("1.1.0"))
+    units = [f"user-{i}" for i in range(10_000)]
+    first = [route.choose(u)[0] for u in units]
+    assert first == [route.choose(u)[0] for u in units]  # sticky
+    counts = Counter(first)
+    observed = [counts["candidate"], counts["stable"]]
+    assert chisquare(observed, [2000, 8000]).pvalue > 0.001
+    other_salt = ServingRoute(RouteSpec("m", "production", "1.0.0", "1.1.0", weight=20.0,
+                                        salt="s2"), _served("1.0.0"), _served("1.1.0"))
+    changed = sum(a != other_salt.choose(u)[0] for a, u in zip(first, units, strict=True))
+    assert changed > 1000  # a new salt reshuffles units
+
+
+def test_open_breaker_sends_everything_to_stable() -> None:
+    breaker = CircuitBreaker(threshold=3, cooldown=60)
+    route = ServingRoute(RouteSpec("m", "production", "1.0.0", "1.1.0", weight=100.0, salt="s"),
+                         _served("1.0.0"), _served("1.1.0"), breaker)
+    assert route.choose("u")[0] == "candidate"
+    for _ in range(3):
+        breaker.failure()
+    assert route.choose("u")[0] == "stable"
+    breaker.opened_at = time.monotonic() - 61  # cooldown over: half-open
+    assert route.choose("u")[0] == "candidate"
+
+
+@pytest.fixture(scope="module")
+def routed(served_store: tuple[Path, ModelRegistry], tmp_path_factory: pytest.TempPathFactory
+           ) -> tuple[Path, ModelRegistry, RouteWriter]:
+    home, registry = served_store
+    broken = tmp_path_factory.mktemp("broken") / "broken.pkl"
+    broken.write_bytes(pickle.dumps(Exploding()))
+    if "9.0.0" not in [v.version for v in registry.list_versions("clf")]:
+        registry.register("clf", broken, version="9.0.0", trust=True)
+    return home, registry, RouteWriter(registry)
+
+
+@pytest.fixture
+def two_workers(routed: tuple[Path, ModelRegistry, RouteWriter]) -> Iterator[Server]:
+    home, _, writer = routed
+    writer.set_route("clf", "production", stable="1.0.0")
+    srv = start_server(home, "--workers", "2")
+    yield srv
+    srv.stop()
+    writer.clear_route("clf", "production")
+
+
+def _row(data: Data, i: int = 0) -> dict[str, object]:
+    x, _ = data
+    return {"instances": [x.iloc[i].tolist()]}
+
+
+def test_canary_split_is_sticky_per_unit_over_http(two_workers: Server, data: Data,
+                                                   routed: tuple[Path, ModelRegistry, RouteWriter]
+                                                   ) -> None:
+    _, _, writer = routed
+    spec = writer.set_route("clf", "production", stable="1.0.0", candidate="1.1.0", weight=30)
+    time.sleep(1.2)
+    seen: dict[str, set[str]] = {}
+    with two_workers.client() as c:
+        for i in range(300):
+            unit = f"u{i % 100}"
+            r = c.post("/v1/models/clf:predict", json=_row(data, i),
+                       headers={"x-mlops-unit": unit})
+            assert r.status_code == 200
+            seen.setdefault(unit, set()).add(r.headers["x-model-version"])
+    assert all(len(v) == 1 for v in seen.values())
+    to_candidate = sum(v == {"1.1.0"} for v in seen.values())
+    expected = sum(bucket(spec.salt, f"u{i}") < 3000 for i in range(100))
+    assert to_candidate == expected
+
+
+def test_route_change_is_seen_by_both_workers_within_a_second(
+        two_workers: Server, data: Data, routed: tuple[Path, ModelRegistry, RouteWriter]
+        ) -> None:
+    _, _, writer = routed
+    with two_workers.client() as c:
+        assert c.post("/v1/models/clf:predict", json=_row(data)).headers["x-model-version"] \
+            == "1.0.0"
+    writer.set_route("clf", "production", stable="1.1.0", reason="test switch")
+    time.sleep(1.0)
+    versions = Counter()
+    pids = set()
+    for i in range(60):  # a fresh connection each time, so both workers answer
+        r = httpx.post(two_workers.url + "/v1/models/clf:predict", json=_row(data, i),
+                       headers={"connection": "close"})
+        versions[r.headers["x-model-version"]] += 1
+        pids.add(r.headers.get("x-request-id"))
+    assert versions == {"1.1.0": 60}
+    metrics = httpx.get(two_workers.url + "/metrics").text
+    loaded = {s.labels["model_version"] for f in text_string_to_metric_families(metrics)
+              if f.name == "mlops_model_loaded" for s in f.samples}
+    assert "1.1.0" in loaded
+
+
+def test_broken_candidate_falls_back_and_opens_the_breaker(
+        routed: tuple[Path, ModelRegistry, RouteWriter], data: Data) -> None:
+    home, _, writer = routed
+    writer.set_route("clf", "production", stable="1.0.0", candidate="9.0.0", weight=100)
+    srv = start_server(home)
+    try:
+        with srv.client() as c:
+            for i in range(20):
+                r = c.post("/v1/models/clf:predict", json=_row(data, i))
+                assert r.status_code == 200
+                assert r.headers["x-model-version"] == "1.0.0"
+            metrics = c.get("/metrics").text
+    finally:
+        srv.stop()
+        writer.clear_route("clf", "production")
+    errors = {s.labels["model_version"]: s.value for f in text_string_to_metric_families(metrics)
+              if f.name == "mlops_prediction_errors" for s in f.samples}
+    assert errors.get("9.0.0") == 5.0  # the breaker opened after 5 consecutive errors
+    assert "boom" in srv.log.read_text()
+
+
+def test_shadow_pairs_are_logged_under_one_request_id(
+        routed: tuple[Path, ModelRegistry, RouteWriter], data: Data) -> None:
+    home, _, writer = routed
+    writer.set_route("clf", "production", stable="1.0.0", candidate="1.1.0", weight=100,
+                     mode="shadow")
+    srv = start_server(home)
+    ids = []
+    try:
+        with srv.client() as c:
+            for i in range(10):
+                r = c.post("/v1/models/clf:predict", json=_row(data, i))
+                assert r.headers["x-model-version"] == "1.0.0"  # the client gets stable
+                ids.append(r.headers["x-request-id"])
+    finally:
+        assert srv.stop() in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
+        writer.clear_route("clf", "production")
+    log = read_predictions(str(home / "artifacts"), model="clf").to_pandas()
+    pairs = log[log.request_id.isin(ids)].groupby("request_id")
+    assert len(pairs) == 10
+    for _, rows in pairs:
+        assert sorted(zip(rows.route, rows.version, strict=True)) == \
+            [("shadow", "1.1.0"), ("stable", "1.0.0")]
