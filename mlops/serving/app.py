@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import time
@@ -25,6 +26,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlops.config import Settings, get_settings
 from mlops.errors import (
@@ -61,6 +63,19 @@ class GatewayConfig:
     poll_seconds: float = 0.25
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+
+
+def _settle_heap() -> None:
+    """Move what is loaded now (libraries, models) out of the garbage collector's view.
+
+    A full collection over the imported libraries and models takes about 80 ms here, and
+    it lands on whichever request triggers it: the p99 latency. Frozen objects are never
+    scanned again; requests only create short-lived objects, collected in the young
+    generation. The young-generation threshold is raised so that it runs less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -101,6 +116,7 @@ class Gateway:
     async def start(self) -> None:
         await asyncio.to_thread(self.table.refresh, True)
         self._publish_loaded()
+        _settle_heap()
         self.ready = True
         if self.predlog is not None:
             self.predlog.start()
@@ -125,6 +141,7 @@ class Gateway:
             try:
                 if await asyncio.to_thread(self.table.refresh):
                     self._publish_loaded()
+                    _settle_heap()
             except Exception:  # keep serving the last good routes
                 log.exception("routing refresh failed")
 
@@ -329,9 +346,9 @@ def _loads(body: bytes) -> Any:
 
 
 def create_app(settings: Settings | None = None, config: GatewayConfig | None = None
-               ) -> Starlette:
+               ) -> ASGIApp:
     """The gateway app (ASGI). ``mlops serve`` runs it under uvicorn."""
-    from mlops.serving.handlers import routes
+    from mlops.serving.handlers import hot_target, routes
 
     gateway = Gateway(settings or get_settings(), config or GatewayConfig())
 
@@ -341,11 +358,24 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
         yield
         await gateway.stop()
 
+    table, hot = routes(gateway)
     app = Starlette(routes=[Route(path, endpoint, methods=methods)
-                            for path, endpoint, methods in routes(gateway)],
-                    lifespan=lifespan)
+                            for path, endpoint, methods in table], lifespan=lifespan)
     app.state.gateway = gateway
-    return app
+
+    async def fast_path(scope: Scope, receive: Receive, send: Send) -> None:
+        """Inference URLs skip the router and middleware stack (a sixth of the CPU per
+        request); every other URL goes through Starlette."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = hot_target(scope["path"])
+            if target is not None:
+                kind, name, version = target
+                response = await hot[kind](Request(scope, receive), name, version)
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return fast_path
 
 
 def outputs_v2(served: ServedModel, prediction: Prediction, requested: list[str] | None

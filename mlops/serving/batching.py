@@ -1,6 +1,8 @@
 """Adaptive batching: concurrent requests to one version share one ``predict`` call.
 
-Each served version has one prediction thread, so a slow model never blocks the event loop
+A fast model (recent predict calls under ``inline_limit_ms``) predicts on the event loop
+itself: a thread hand-off would cost more than the prediction (the GIL switch interval is
+5 ms). A slower model gets its own prediction thread, so it never blocks the event loop
 (health checks, metrics and other models keep answering). A request's rows join the open
 batch of its version. The open batch is predicted as soon as the thread is free and either
 it holds ``max_batch`` rows, or no other request for that version is still being decoded,
@@ -38,9 +40,14 @@ class Prediction:
 def predict_columns(served: ServedModel, columns: Columns, want_proba: bool) -> Prediction:
     """Predict synchronously on validated columns."""
     model = served.model
-    text = any(columns.data[c].dtype.kind == "O" for c in columns.names)
-    x: Any = pd.DataFrame({c: columns.data[c] for c in columns.names}, copy=False) \
-        if model.wants_frame or text else columns.matrix()
+    x: Any
+    if columns.dense is not None:
+        x = pd.DataFrame(columns.dense, columns=columns.names, copy=False) \
+            if model.wants_frame else columns.dense
+    elif model.wants_frame or any(columns.data[c].dtype.kind == "O" for c in columns.names):
+        x = pd.DataFrame({c: columns.data[c] for c in columns.names}, copy=False)
+    else:
+        x = columns.matrix()
     values = np.asarray(model.predict(x))
     proba = np.asarray(model.predict_proba(x)) if want_proba and model.has_proba else None
     return Prediction(values, proba)
@@ -64,13 +71,19 @@ class _Lane:
     busy: bool = False
     handle: asyncio.Handle | asyncio.TimerHandle | None = None
     decoding: int = 0
+    cost: float = 0.0  # moving average of predict seconds per call
+
+    def record(self, seconds: float) -> None:
+        self.cost = seconds if self.cost == 0.0 else 0.8 * self.cost + 0.2 * seconds
 
 
 class Batcher:
     """One per event loop (worker); one lane and prediction thread per served version."""
 
     def __init__(self, max_batch: int = 64, max_wait_us: int = 500,
-                 on_batch: Callable[[ServedModel, int], None] | None = None) -> None:
+                 on_batch: Callable[[ServedModel, int], None] | None = None,
+                 inline_limit_ms: float = 2.0) -> None:
+        self.inline_limit = inline_limit_ms / 1000.0
         self.max_batch = max(1, max_batch)
         self.max_wait = max_wait_us / 1e6
         self.on_batch = on_batch
@@ -93,8 +106,13 @@ class Batcher:
         lane = self._lane(served)
         loop = asyncio.get_running_loop()
         if not served.batching or self.max_batch <= 1:
-            result = await loop.run_in_executor(lane.executor, predict_columns, served, columns,
-                                                want_proba)
+            started = time.perf_counter()
+            if lane.cost < self.inline_limit:
+                result = predict_columns(served, columns, want_proba)
+            else:
+                result = await loop.run_in_executor(lane.executor, predict_columns, served,
+                                                    columns, want_proba)
+            lane.record(time.perf_counter() - started)
             if self.on_batch:
                 self.on_batch(served, columns.n)
             return result
@@ -139,18 +157,30 @@ class Batcher:
             self._next(served, lane)
             return
         lane.busy = True
+        if lane.cost < self.inline_limit:
+            started = time.perf_counter()
+            outcomes = _predict_groups(served, taken)
+            lane.record(time.perf_counter() - started)
+            self._done(served, lane, outcomes)
+            return
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(lane.executor, _predict_groups, served, taken)
-        task.add_done_callback(lambda f: self._done(served, lane, taken, f))
+        task = loop.run_in_executor(lane.executor, _timed_groups, served, taken)
+        task.add_done_callback(lambda f: self._threaded_done(served, lane, taken, f))
 
-    def _done(self, served: ServedModel, lane: _Lane, taken: list[_Pending],
-              done: asyncio.Future[list[tuple[list[_Pending], Prediction | BaseException]]]
-              ) -> None:
-        lane.busy = False
+    def _threaded_done(self, served: ServedModel, lane: _Lane, taken: list[_Pending],
+                       done: asyncio.Future[tuple[float, list[tuple[list[_Pending],
+                                                                   Prediction | BaseException]]]]
+                       ) -> None:
         try:
-            outcomes = done.result()
+            seconds, outcomes = done.result()
+            lane.record(seconds)
         except BaseException as exc:  # the executor itself failed
             outcomes = [(taken, exc)]
+        self._done(served, lane, outcomes)
+
+    def _done(self, served: ServedModel, lane: _Lane,
+              outcomes: list[tuple[list[_Pending], Prediction | BaseException]]) -> None:
+        lane.busy = False
         for items, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 for p in items:
@@ -172,7 +202,12 @@ class Batcher:
     def _next(self, served: ServedModel, lane: _Lane) -> None:
         """Requests that arrived while the thread was busy go next, without waiting."""
         if lane.items and not lane.busy:
-            self._run(served, lane)
+            if lane.cost < self.inline_limit:  # let this loop turn's arrivals join first
+                if lane.handle is None:
+                    lane.handle = asyncio.get_running_loop().call_soon(
+                        self._maybe_run, served, lane)
+            else:
+                self._run(served, lane)
 
     def close(self) -> None:
         for lane in self._lanes.values():
@@ -190,11 +225,23 @@ def _predict_groups(served: ServedModel, items: list[_Pending]
     for group in groups.values():
         want_proba = any(p.want_proba for p in group)
         names = group[0].columns.names
-        merged = group[0].columns if len(group) == 1 else Columns(
-            names, {c: np.concatenate([p.columns.data[c] for p in group]) for c in names},
-            sum(p.columns.n for p in group))
+        if len(group) == 1:
+            merged = group[0].columns
+        elif all(p.columns.dense is not None for p in group):
+            merged = Columns.from_dense(names, np.concatenate(
+                [p.columns.dense for p in group if p.columns.dense is not None]))
+        else:
+            merged = Columns(names, {c: np.concatenate([p.columns.data[c] for p in group])
+                                     for c in names}, sum(p.columns.n for p in group))
         try:
             out.append((group, predict_columns(served, merged, want_proba)))
         except Exception as exc:
             out.append((group, exc))
     return out
+
+
+def _timed_groups(served: ServedModel, items: list[_Pending]
+                  ) -> tuple[float, list[tuple[list[_Pending], Prediction | BaseException]]]:
+    started = time.perf_counter()
+    outcomes = _predict_groups(served, items)
+    return time.perf_counter() - started, outcomes

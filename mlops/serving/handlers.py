@@ -16,13 +16,17 @@ from mlops.serving.batching import Prediction
 from mlops.serving.codecs import Columns, decode_mlflow, decode_v1, decode_v2
 from mlops.serving.routing import ServedModel
 
-__all__ = ["routes"]
+__all__ = ["hot_target", "routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def routes(gw: Gateway) -> list[tuple[str, Endpoint, list[str]]]:
-    """(path, endpoint, methods) for every URL the gateway answers."""
+Hot = Callable[[Request, str, str | None], Awaitable[Response]]
+
+
+def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str, Hot]]:
+    """(path, endpoint, methods) for every URL the gateway answers, and the inference
+    handlers by kind (``v2``, ``v1``, ``mlflow``) for the router-free fast path."""
 
     # ------------------------------------------------------------------ V2
     def dec_v2(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
@@ -35,10 +39,12 @@ def routes(gw: Gateway) -> list[tuple[str, Endpoint, list[str]]]:
     def proba_v2(requested: Any) -> bool:
         return bool(requested) and "predict_proba" in requested
 
+    async def v2_hot(request: Request, name: str, version: str | None) -> Response:
+        return await gw.infer(request, name, version, dec_v2, enc_v2, proba_v2)
+
     async def v2_infer(request: Request) -> Response:
         params = request.path_params
-        return await gw.infer(request, params["name"], params.get("version"), dec_v2, enc_v2,
-                              proba_v2)
+        return await v2_hot(request, params["name"], params.get("version"))
 
     async def v2_live(request: Request) -> Response:
         return _json({"live": True})
@@ -90,13 +96,16 @@ def routes(gw: Gateway) -> list[tuple[str, Endpoint, list[str]]]:
     def enc_v1(served: ServedModel, pred: Prediction, request_id: str, extra: Any) -> Any:
         return {"predictions": _plain(pred)}
 
+    async def v1_hot(request: Request, name: str, version: str | None) -> Response:
+        return await gw.infer(request, name, version, dec_v1, enc_v1)
+
     async def v1_model(request: Request) -> Response:
         target: str = request.path_params["target"]
         if request.method == "POST":
             if not target.endswith(":predict"):
                 return _error(ModelUnavailable(f"Unknown V1 verb in {target!r}.",
                                                fix="POST /v1/models/NAME:predict"))
-            return await gw.infer(request, target[: -len(":predict")], None, dec_v1, enc_v1)
+            return await v1_hot(request, target[: -len(":predict")], None)
         try:
             gw.table.route(target)
         except ServingError as exc:
@@ -111,6 +120,9 @@ def routes(gw: Gateway) -> list[tuple[str, Endpoint, list[str]]]:
         def dec(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
             return decode_mlflow(body, content_type, served.schema, _loads), None
         return dec
+
+    async def invocations_hot(request: Request, name: str, version: str | None) -> Response:
+        return await invocations(request)
 
     async def invocations(request: Request) -> Response:
         name = request.headers.get("x-mlops-model") or gw.config.default_model
@@ -153,7 +165,24 @@ def routes(gw: Gateway) -> list[tuple[str, Endpoint, list[str]]]:
         ("/health", ping, ["GET"]),
         ("/version", version, ["GET"]),
         ("/metrics", metrics, ["GET"]),
-    ]
+    ], {"v2": v2_hot, "v1": v1_hot, "mlflow": invocations_hot}
+
+
+def hot_target(path: str) -> tuple[str, str, str | None] | None:
+    """``(kind, model, version)`` when ``path`` is an inference URL, else None."""
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        parts = path[len("/v2/models/"):-len("/infer")].split("/")
+        if len(parts) == 1 and parts[0]:
+            return "v2", parts[0], None
+        if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+            return "v2", parts[0], parts[2]
+        return None
+    if path.startswith("/v1/models/") and path.endswith(":predict"):
+        name = path[len("/v1/models/"):-len(":predict")]
+        return ("v1", name, None) if name and "/" not in name else None
+    if path == "/invocations":
+        return "mlflow", "", None
+    return None
 
 
 def _plain(pred: Prediction) -> list[Any]:

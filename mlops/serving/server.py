@@ -8,7 +8,7 @@ import os
 import tempfile
 from typing import Any
 
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from mlops.serving.app import GatewayConfig, create_app
 
@@ -17,7 +17,7 @@ __all__ = ["app_factory", "serve"]
 _CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
 
 
-def app_factory() -> Starlette:
+def app_factory() -> ASGIApp:
     """Called by uvicorn in each worker; the config travels in an environment variable."""
     raw = os.environ.get(_CONFIG_ENV)
     config = GatewayConfig(**json.loads(raw)) if raw else GatewayConfig()
