@@ -16,6 +16,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mlops demo
+	@echo "Serving the demo at http://127.0.0.1:8000 (Ctrl-C stops it)"
+	$(BIN)/mlops serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
 	$(BIN)/ruff check mlops tests bench

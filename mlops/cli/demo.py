@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from mlops.cli.output import console, models_table, versions_table
+from mlops.registry.service import ModelRegistry
 
 __all__ = ["demo"]
 
@@ -19,14 +21,11 @@ def demo(
 ) -> None:
     """Train two models on generated data, register, promote, alias and audit them."""
     import numpy as np
-    import pandas as pd
     import skops.io as sio
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
     from sklearn.model_selection import train_test_split
-
-    from mlops.registry.service import ModelRegistry
 
     registry = ModelRegistry()
     work = Path(registry.settings.home) / "demo"
@@ -87,7 +86,10 @@ def demo(
     console.print(versions_table(registry.search(f"name = {model_name} and accuracy > 0.5"),
                                  f"search: name = {model_name} and accuracy > 0.5"))
 
-    console.rule("[bold]5. audit chain")
+    console.rule("[bold]5. serve: a canary of the challenger through the gateway")
+    _serve_traffic(registry, model_name, v1, v2, test, features)
+
+    console.rule("[bold]6. audit chain")
     result = registry.verify_audit()
     console.print(("ok" if result.ok else "BROKEN") + f" {result.events} events, "
                   f"head {result.head[:16]}")
@@ -95,3 +97,100 @@ def demo(
         raise typer.Exit(1)
     console.print(f"\nState is in {registry.settings.home}. Try: mlops models show {model_name}"
                   " · mlops audit log · mlops models search \"stage = production\"")
+
+
+def _post(url: str, body: object, headers: dict[str, str] | None = None
+          ) -> tuple[int, dict[str, str], object]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+
+
+def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
+                   test: pd.DataFrame, features: list[str]) -> None:
+    """Start a gateway on a free port, canary v2 at 20% by user, send traffic and labels."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from collections import Counter
+
+    from mlops.deployment.routes import RouteWriter
+    from mlops.serving.predlog import read_feedback, read_predictions
+
+    route = RouteWriter(registry).set_route(model_name, "production", stable=v1, candidate=v2,
+                                            weight=20, strategy="canary", state="demo",
+                                            reason="demo canary")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLOPS_HOME": str(registry.settings.home)}
+    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/v2/health/ready", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        console.print(f"gateway on {url}: {model_name} {v1} stable, {v2} canary at "
+                      f"{route.weight:.0f}% (sticky by the x-mlops-unit header)")
+        served: Counter[str] = Counter()
+        labels = []
+        rows = test.head(400)
+        for i, (_, row) in enumerate(rows.iterrows()):
+            unit = f"user-{i % 100}"
+            values = [float(row[c]) for c in features]
+            if i % 3 == 0:
+                status, headers, body = _post(
+                    f"{url}/v2/models/{model_name}/infer",
+                    {"inputs": [{"name": "x", "shape": [1, len(features)], "datatype": "FP64",
+                                 "data": values}]}, {"x-mlops-unit": unit})
+            elif i % 3 == 1:
+                status, headers, body = _post(f"{url}/v1/models/{model_name}:predict",
+                                              {"instances": [values]}, {"x-mlops-unit": unit})
+            else:
+                status, headers, body = _post(
+                    f"{url}/invocations",
+                    {"dataframe_split": {"columns": features, "data": [values]}},
+                    {"x-mlops-unit": unit, "x-mlops-model": model_name})
+            assert status == 200, body
+            served[headers["x-model-version"]] += 1
+            labels.append({"request_id": headers["x-request-id"], "actual": int(row["label"])})
+        _post(f"{url}/v1/models/{model_name}/feedback", labels)
+        bad, _, error = _post(f"{url}/v1/models/{model_name}:predict", {"instances": [[1, 2]]})
+        console.print("400 requests over V2, KServe V1 and MLflow /invocations: "
+                      + ", ".join(f"{v}: {n}" for v, n in sorted(served.items()))
+                      + f"; {len(labels)} labels sent back")
+        console.print(f"a bad request gets {bad}: {error}")
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            metrics = [line for line in resp.read().decode().splitlines()
+                       if line.startswith("mlops_requests_total")]
+        console.print("GET /metrics:")
+        for line in metrics[:3]:
+            console.print(f"  {line}", soft_wrap=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    artifacts = str(registry.settings.artifacts_uri)
+    log = read_predictions(artifacts, model=model_name).to_pandas()
+    feedback = read_feedback(artifacts, model=model_name).to_pandas()
+    joined = log.merge(feedback, on=["request_id", "row"])
+    accuracy = joined.groupby("version").apply(
+        lambda g: float((g.prediction_num == g.actual_num).mean()), include_groups=False)
+    console.print(f"prediction log: {len(log)} rows, {len(feedback)} labels joined by request "
+                  "id; accuracy by version: "
+                  + ", ".join(f"{v} {a:.3f}" for v, a in accuracy.items()))

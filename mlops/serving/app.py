@@ -12,6 +12,7 @@ import contextlib
 import gc
 import hashlib
 import logging
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -158,7 +159,7 @@ class Gateway:
                     encode: Callable[[ServedModel, Prediction, str, Any], Any],
                     want_proba: Callable[[Any], bool] = lambda extra: False) -> Response:
         started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or os.urandom(16).hex()
         if self.inflight >= self.config.max_inflight:
             return _error(Overloaded("The gateway is at its in-flight limit.",
                                      fix="Retry after the Retry-After delay."), request_id)
