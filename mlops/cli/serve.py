@@ -20,15 +20,25 @@ def serve(
     max_wait_us: Annotated[int, typer.Option(help="Longest wait to fill a batch.")] = 500,
     max_inflight: Annotated[int, typer.Option(help="Past this, answer 503.")] = 512,
     max_body_mb: Annotated[float, typer.Option(help="Request body limit.")] = 8.0,
+    role: Annotated[str, typer.Option(
+        help="all: gateway and control API; gateway: inference only; control: the REST API "
+             "at /api only.")] = "all",
 ) -> None:
     """Serve the models deployed in an environment (V2, KServe V1 and MLflow protocols)."""
+    from mlops.api.server import ROLES
+    from mlops.api.server import serve as run
+    from mlops.errors import ConfigError
     from mlops.serving.app import GatewayConfig
-    from mlops.serving.server import serve as run
+
+    if role not in ROLES:
+        raise ConfigError(f"Unknown role {role!r}.", fix=f"Use one of {', '.join(ROLES)}.")
 
     config = GatewayConfig(environment=env, default_model=model, log_predictions=log_predictions,
                            max_batch=max_batch, max_wait_us=max_wait_us,
                            max_inflight=max_inflight,
                            max_body_bytes=int(max_body_mb * 1024 * 1024))
-    console.print(f"mlops gateway for [bold]{env}[/] on http://{host}:{port} "
+    what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",
+            "gateway": f"gateway for [bold]{env}[/]", "control": "control API (/api)"}[role]
+    console.print(f"mlops {what} on http://{host}:{port} "
                   f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it")
-    run(config, host=host, port=port, workers=workers)
+    run(config, role=role, host=host, port=port, workers=workers)

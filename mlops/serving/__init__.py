@@ -6,7 +6,6 @@ from mlops.serving.app import Gateway, GatewayConfig, create_app
 from mlops.serving.batching import Batcher, Prediction
 from mlops.serving.codecs import Columns, Schema
 from mlops.serving.routing import CircuitBreaker, RouteTable, ServedModel, ServingRoute, bucket
-from mlops.serving.server import serve
 
 __all__ = [
     "Batcher",
@@ -21,5 +20,4 @@ __all__ = [
     "ServingRoute",
     "bucket",
     "create_app",
-    "serve",
 ]

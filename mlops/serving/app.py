@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlops.config import Settings, get_settings
@@ -346,9 +346,10 @@ def _loads(body: bytes) -> Any:
                          fix="Send a JSON document (NaN and Infinity are not JSON).") from exc
 
 
-def create_app(settings: Settings | None = None, config: GatewayConfig | None = None
-               ) -> ASGIApp:
-    """The gateway app (ASGI). ``mlops serve`` runs it under uvicorn."""
+def create_app(settings: Settings | None = None, config: GatewayConfig | None = None,
+               mounts: list[BaseRoute] | None = None) -> ASGIApp:
+    """The gateway app (ASGI); ``mounts`` adds other apps (the control API) beside it.
+    ``mlops serve`` runs it under uvicorn."""
     from mlops.serving.handlers import hot_target, routes
 
     gateway = Gateway(settings or get_settings(), config or GatewayConfig())
@@ -360,8 +361,9 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
         await gateway.stop()
 
     table, hot = routes(gateway)
-    app = Starlette(routes=[Route(path, endpoint, methods=methods)
-                            for path, endpoint, methods in table], lifespan=lifespan)
+    app = Starlette(routes=[*(Route(path, endpoint, methods=methods)
+                              for path, endpoint, methods in table), *(mounts or [])],
+                    lifespan=lifespan)
     app.state.gateway = gateway
 
     async def fast_path(scope: Scope, receive: Receive, send: Send) -> None:

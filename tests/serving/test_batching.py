@@ -91,3 +91,37 @@ def test_concurrent_http_requests_are_batched_and_correct(server: Server, data: 
     counts = {s.labels.get("le"): s.value for s in families["mlops_batch_size"].samples
               if s.name.endswith("_bucket")}
     assert counts["1.0"] < counts["+Inf"]  # some predict calls carried more than one row
+
+
+def test_batching_opt_out_predicts_each_request_alone(served_store: tuple[Path, ModelRegistry],
+                                                      data: Data) -> None:
+    _, registry = served_store
+    x, _ = data
+    model = registry.load_model("clf", "1.0.0")
+    served = ServedModel("clf", "1.0.0", model, Schema(None), batching=False)
+    sizes: list[int] = []
+    batcher = Batcher(max_batch=32, max_wait_us=2000, on_batch=lambda s, n: sizes.append(n))
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*[batcher.predict(served, _columns(x.iloc[[i]]), False)
+                                      for i in range(20)])
+
+    results = asyncio.run(run())
+    assert sizes == [1] * 20
+    np.testing.assert_array_equal(np.concatenate([r.values for r in results]),
+                                  model.predict(x.head(20)))
+
+
+def test_deployment_config_turns_batching_off(served_store: tuple[Path, ModelRegistry]) -> None:
+    from mlops.deployment.routes import RouteWriter
+    from mlops.serving.routing import RouteTable
+
+    _, registry = served_store
+    writer = RouteWriter(registry)
+    writer.set_route("clf", "staging", stable="1.0.0", config={"batching_opt_out": True})
+    try:
+        table = RouteTable(registry, "staging")
+        table.refresh(force=True)
+        assert table.route("clf").stable.batching is False
+    finally:
+        writer.clear_route("clf", "staging")
