@@ -111,6 +111,7 @@ class Gateway:
         self.inflight = 0
         self.recent_ids: OrderedDict[str, None] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
+        self._published: set[tuple[str, str]] = set()
         self.ready = False
 
     # -------------------------------------------------------------- lifecycle
@@ -147,8 +148,12 @@ class Gateway:
                 log.exception("routing refresh failed")
 
     def _publish_loaded(self) -> None:
-        for served in self.table.loaded():
-            m.MODEL_LOADED.labels(served.name, served.version, self.config.environment).set(1)
+        now = {(s.name, s.version) for s in self.table.loaded()}
+        for name, version in self._published - now:
+            m.MODEL_LOADED.labels(name, version, self.config.environment).set(0)
+        for name, version in now:
+            m.MODEL_LOADED.labels(name, version, self.config.environment).set(1)
+        self._published = now
 
     def _on_batch(self, served: ServedModel, rows: int) -> None:
         m.BATCH_SIZE.labels(served.name, served.version).observe(rows)
@@ -159,24 +164,27 @@ class Gateway:
                     encode: Callable[[ServedModel, Prediction, str, Any], Any],
                     want_proba: Callable[[Any], bool] = lambda extra: False) -> Response:
         started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or os.urandom(16).hex()
+        request_id = _request_id(request.headers.get("x-request-id"))
+        label = name if name in self.table.routes else "_unknown"  # bounded label values
         if self.inflight >= self.config.max_inflight:
+            self._observe(label, "", "none", 503, 0.0)
             return _error(Overloaded("The gateway is at its in-flight limit.",
                                      fix="Retry after the Retry-After delay."), request_id)
         self.inflight += 1
         m.INFLIGHT.inc()
         route_name, served, route = "direct", None, None
         try:
-            body = await self._body(request)
             unit = request.headers.get(UNIT_HEADER)
             if version is not None:
-                served = self.table.direct(name, version)
+                served = await self._direct(name, version)
+                label = name
             else:
                 route = self.table.route(name)
                 route_name, served = route.choose(unit)
-            self.batcher.decoding(served, 1)
+            self.batcher.decoding(served, 1)  # requests still arriving may join its batch
             try:
-                columns, extra = decode(body, served)
+                body = await self._body(request)
+                columns, extra = _decode(decode, body, served)
             finally:
                 self.batcher.decoding(served, -1)
             if route is not None and route.spec.unit_field and unit is None:
@@ -186,7 +194,7 @@ class Gateway:
                     route_name, chosen = route.choose(unit)
                     if chosen is not served:
                         served = chosen
-                        columns, extra = decode(body, served)
+                        columns, extra = _decode(decode, body, served)
             proba = want_proba(extra)
             try:
                 prediction = await self.batcher.predict(served, columns, proba)
@@ -203,7 +211,7 @@ class Gateway:
                 log.warning("candidate %s %s failed, answered by stable: %s", name,
                             served.version, exc)
                 route_name, served = "stable", route.stable
-                columns, extra = decode(body, served)
+                columns, extra = _decode(decode, body, served)
                 prediction = await self.batcher.predict(served, columns, proba)
             payload = encode(served, prediction, request_id, extra)
             response = _json(payload, headers={"x-request-id": request_id,
@@ -218,9 +226,12 @@ class Gateway:
             return response
         except (ServingError, SignatureError) as exc:
             status = exc.status if isinstance(exc, ServingError) else 400
-            self._observe(name, served.version if served else "", route_name, status,
+            self._observe(label, served.version if served else "", route_name, status,
                           time.perf_counter() - started)
-            return _error(exc, request_id)
+            response = _error(exc, request_id)
+            if served is not None:
+                response.headers["x-model-version"] = served.version
+            return response
         except Exception as exc:
             error_id = uuid.uuid4().hex[:12]
             log.exception("error id %s: model %s %s failed on request %s", error_id, name,
@@ -228,23 +239,32 @@ class Gateway:
             if served is not None:
                 m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
                                            route_name).inc()
-            self._observe(name, served.version if served else "", route_name, 500,
+            self._observe(label, served.version if served else "", route_name, 500,
                           time.perf_counter() - started)
             kind = "The model failed to predict" if isinstance(exc, FlavorError) else \
                 "Internal error"
+            headers = {"x-request-id": request_id}
+            if served is not None:
+                headers["x-model-version"] = served.version
             return _json({"error": f"{kind} (error id {error_id}); the server log has the "
-                                   "details.", "error_id": error_id}, 500,
-                         {"x-request-id": request_id})
+                                   "details.", "error_id": error_id}, 500, headers)
         finally:
             self.inflight -= 1
             m.INFLIGHT.dec()
+
+    async def _direct(self, name: str, version: str) -> ServedModel:
+        """A version named in the URL; loading one happens off the event loop."""
+        cached = self.table.cached(name, version)
+        if cached is not None:
+            return cached
+        return await asyncio.to_thread(self.table.direct, name, version)
 
     async def _shadow(self, shadow: ServedModel, route: ServingRoute, body: bytes,
                       decode: Callable[[bytes, ServedModel], tuple[Columns, Any]],
                       request_id: str, unit: str | None, proba: bool) -> None:
         started = time.perf_counter()
         try:
-            columns, _ = decode(body, shadow)
+            columns, _ = _decode(decode, body, shadow)
             prediction = await self.batcher.predict(shadow, columns, proba)
             route.breaker.success()
         except Exception as exc:
@@ -310,6 +330,7 @@ class Gateway:
     # -------------------------------------------------------------- feedback
     async def feedback(self, request: Request, name: str) -> Response:
         try:
+            self.table.route(name)  # labels only for models served here (bounded partitions)
             body = await self._body(request)
             doc = _loads(body)
             items = doc if isinstance(doc, list) else [doc]
@@ -336,6 +357,25 @@ class Gateway:
         m.FEEDBACK.labels(name, "true").inc(len(records) - unmatched)
         m.FEEDBACK.labels(name, "false").inc(unmatched)
         return _json({"accepted": len(records), "unmatched": unmatched})
+
+
+def _request_id(given: str | None) -> str:
+    """The client's id when it is short and printable; a fresh one otherwise."""
+    if given and len(given) <= 128 and given.isprintable() and given.isascii():
+        return given
+    return os.urandom(16).hex()
+
+
+def _decode(decode: Callable[[bytes, ServedModel], tuple[Columns, Any]], body: bytes,
+            served: ServedModel) -> tuple[Columns, Any]:
+    """Decode and validate; anything the decoders did not foresee is still a 400."""
+    try:
+        return decode(body, served)
+    except (ServingError, SignatureError):
+        raise
+    except (ValueError, TypeError, OverflowError, IndexError, KeyError, RecursionError) as exc:
+        raise BadRequest(f"The request could not be read: {type(exc).__name__}: {exc}.",
+                         fix="Check the body against the protocol's examples.") from exc
 
 
 def _loads(body: bytes) -> Any:

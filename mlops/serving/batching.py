@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops.errors import FlavorError
 from mlops.serving.codecs import Columns
 from mlops.serving.routing import ServedModel
 
@@ -50,6 +51,13 @@ def predict_columns(served: ServedModel, columns: Columns, want_proba: bool) -> 
         x = columns.matrix()
     values = np.asarray(model.predict(x))
     proba = np.asarray(model.predict_proba(x)) if want_proba and model.has_proba else None
+    for what, arr in (("predict", values), ("predict_proba", proba)):
+        if arr is not None and (arr.ndim == 0 or arr.shape[0] != columns.n):
+            raise FlavorError(
+                f"{what} of {served.name} {served.version} returned shape {list(arr.shape)} "
+                f"for {columns.n} rows.",
+                fix="The model must return one prediction per input row.",
+                model=served.name, version=served.version)
     return Prediction(values, proba)
 
 
@@ -71,10 +79,15 @@ class _Lane:
     busy: bool = False
     handle: asyncio.Handle | asyncio.TimerHandle | None = None
     decoding: int = 0
-    cost: float = 0.0  # moving average of predict seconds per call
+    per_row: float | None = None  # moving average of predict seconds per row; None: unknown
 
-    def record(self, seconds: float) -> None:
-        self.cost = seconds if self.cost == 0.0 else 0.8 * self.cost + 0.2 * seconds
+    def record(self, seconds: float, rows: int) -> None:
+        sample = seconds / max(rows, 1)
+        self.per_row = sample if self.per_row is None else 0.8 * self.per_row + 0.2 * sample
+
+    def inline(self, rows: int, limit: float) -> bool:
+        """Predict on the event loop only when it is known to be quick for ``rows``."""
+        return self.per_row is not None and self.per_row * rows < limit
 
 
 class Batcher:
@@ -107,12 +120,12 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if not served.batching or self.max_batch <= 1:
             started = time.perf_counter()
-            if lane.cost < self.inline_limit:
+            if lane.inline(columns.n, self.inline_limit):
                 result = predict_columns(served, columns, want_proba)
             else:
                 result = await loop.run_in_executor(lane.executor, predict_columns, served,
                                                     columns, want_proba)
-            lane.record(time.perf_counter() - started)
+            lane.record(time.perf_counter() - started, columns.n)
             if self.on_batch:
                 self.on_batch(served, columns.n)
             return result
@@ -157,11 +170,11 @@ class Batcher:
             self._next(served, lane)
             return
         lane.busy = True
-        if lane.cost < self.inline_limit:
+        if lane.inline(rows, self.inline_limit):
             started = time.perf_counter()
             outcomes = _predict_groups(served, taken)
-            lane.record(time.perf_counter() - started)
-            self._done(served, lane, outcomes)
+            lane.record(time.perf_counter() - started, rows)
+            self._done(served, lane, taken, outcomes)
             return
         loop = asyncio.get_running_loop()
         task = loop.run_in_executor(lane.executor, _timed_groups, served, taken)
@@ -173,14 +186,29 @@ class Batcher:
                        ) -> None:
         try:
             seconds, outcomes = done.result()
-            lane.record(seconds)
+            lane.record(seconds, sum(p.columns.n for p in taken))
         except BaseException as exc:  # the executor itself failed
             outcomes = [(taken, exc)]
-        self._done(served, lane, outcomes)
+        self._done(served, lane, taken, outcomes)
 
-    def _done(self, served: ServedModel, lane: _Lane,
+    def _done(self, served: ServedModel, lane: _Lane, taken: list[_Pending],
               outcomes: list[tuple[list[_Pending], Prediction | BaseException]]) -> None:
-        lane.busy = False
+        """Resolve every future of ``taken`` (whatever happens), then start the next batch."""
+        try:
+            self._resolve(served, outcomes)
+        except BaseException as exc:  # never leave a request waiting forever
+            for p in taken:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+        finally:
+            for p in taken:
+                if not p.future.done():
+                    p.future.set_exception(RuntimeError("the batch ended without an answer"))
+            lane.busy = False
+            self._next(served, lane)
+
+    def _resolve(self, served: ServedModel,
+                 outcomes: list[tuple[list[_Pending], Prediction | BaseException]]) -> None:
         for items, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 for p in items:
@@ -197,12 +225,11 @@ class Batcher:
                         outcome.values[start:end],
                         outcome.proba[start:end] if outcome.proba is not None else None))
                 start = end
-        self._next(served, lane)
 
     def _next(self, served: ServedModel, lane: _Lane) -> None:
         """Requests that arrived while the thread was busy go next, without waiting."""
         if lane.items and not lane.busy:
-            if lane.cost < self.inline_limit:  # let this loop turn's arrivals join first
+            if lane.inline(lane.rows, self.inline_limit):  # let this turn's arrivals join
                 if lane.handle is None:
                     lane.handle = asyncio.get_running_loop().call_soon(
                         self._maybe_run, served, lane)
@@ -218,9 +245,10 @@ class Batcher:
 def _predict_groups(served: ServedModel, items: list[_Pending]
                     ) -> list[tuple[list[_Pending], Prediction | BaseException]]:
     """Runs in the lane's thread: one predict per group of requests with the same columns."""
-    groups: dict[tuple[str, ...], list[_Pending]] = {}
+    groups: dict[tuple[Any, ...], list[_Pending]] = {}
     for p in items:
-        groups.setdefault(tuple(p.columns.names), []).append(p)
+        key = tuple((c, p.columns.data[c].dtype.str) for c in p.columns.names)
+        groups.setdefault(key, []).append(p)
     out: list[tuple[list[_Pending], Prediction | BaseException]] = []
     for group in groups.values():
         want_proba = any(p.want_proba for p in group)
@@ -236,7 +264,14 @@ def _predict_groups(served: ServedModel, items: list[_Pending]
         try:
             out.append((group, predict_columns(served, merged, want_proba)))
         except Exception as exc:
-            out.append((group, exc))
+            if len(group) == 1:
+                out.append((group, exc))
+                continue
+            for p in group:  # one request's bad rows must not fail its neighbours
+                try:
+                    out.append(([p], predict_columns(served, p.columns, p.want_proba)))
+                except Exception as single:
+                    out.append(([p], single))
     return out
 
 

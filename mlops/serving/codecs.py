@@ -30,6 +30,7 @@ __all__ = [
 _V2_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
                "FP16", "FP32", "FP64"}
 _V2_TYPES = _V2_NUMERIC | {"BYTES"}
+_MAX_VALUES = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ def _coerce(name: str, values: Sequence[Any] | np.ndarray, spec: ColumnSpec | No
         if arr.dtype.kind == "O":
             arr = _numeric_object(name, arr, dtype)
         out = arr.astype(np.float64, copy=False)
+        infinite = np.isinf(out)
+        if infinite.any():
+            rows = np.flatnonzero(infinite)[:5].tolist()
+            raise BadRequest(f"Input {name!r} has infinite values in rows {rows}.",
+                             fix=f"Send finite numbers for {name!r}.")
         missing = np.isnan(out)
         if missing.any():
             if not nullable:
@@ -277,6 +283,9 @@ def decode_v2(body: Any, schema: Schema) -> tuple[Columns, list[str] | None]:
                 raise BadRequest(f"inputs[{i}] is missing '{key}'.",
                                  fix="Each input needs name, shape, datatype and data.")
         name, shape, datatype = t["name"], t["shape"], str(t["datatype"]).upper()
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"inputs[{i}].name must be a non-empty string.",
+                             fix="Name each input tensor.")
         if datatype not in _V2_TYPES:
             raise BadRequest(f"inputs[{i}] ({name}) has unknown datatype {datatype!r}.",
                              fix=f"Use one of {', '.join(sorted(_V2_TYPES))}.")
@@ -284,8 +293,11 @@ def decode_v2(body: Any, schema: Schema) -> tuple[Columns, list[str] | None]:
                 or not 1 <= len(shape) <= 2:
             raise BadRequest(f"inputs[{i}] ({name}) has shape {shape!r}; expected [N] or [N, F].",
                              fix="Give the shape as a list of non-negative integers.")
+        expected = math.prod(shape)
+        if expected > _MAX_VALUES:
+            raise BadRequest(f"inputs[{i}] ({name}) has shape {shape}: too many values.",
+                             fix="Send fewer rows per request.")
         flat = _flatten(t["data"])
-        expected = int(np.prod(shape))
         if len(flat) != expected:
             raise BadRequest(f"inputs[{i}] ({name}) has shape {shape} ({expected} values) but "
                              f"{len(flat)} values in data.", fix="Make shape and data agree.")
@@ -331,6 +343,8 @@ def _dense_fast_path(arr: np.ndarray, schema: Schema) -> Columns | None:
             or any(c.dtype not in _FLOAT_DTYPES for c in schema.columns):
         return None
     dense = arr.astype(np.float64, copy=False)
+    if not np.isfinite(dense).all():
+        return None  # the checked path names the column and rows
     return Columns.from_dense([c.name for c in schema.columns], dense)
 
 
@@ -392,6 +406,10 @@ def decode_mlflow(body: bytes, content_type: str, schema: Schema,
                              fix='Send {"dataframe_split": {"columns": [...], "data": [[...]]}}.')
         cols = value.get("columns")
         data = value["data"]
+        if cols is not None and (not isinstance(cols, list)
+                                 or not all(isinstance(c, str) for c in cols)):
+            raise BadRequest("dataframe_split.columns must be a list of column names.",
+                             fix='Send "columns": ["a", "b", ...].')
         if cols is None:
             return _from_matrix(data, schema, "dataframe_split.data")
         if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
@@ -443,7 +461,8 @@ def _csv_number(col: str, value: str) -> Any:
     if value == "":
         return None
     try:
-        return int(value)
+        number = int(value)
+        return number if abs(number) < 2**63 else float(value)
     except ValueError:
         try:
             return float(value)

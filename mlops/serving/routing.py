@@ -41,28 +41,42 @@ def bucket(salt: str, unit: str) -> int:
 
 @dataclass
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive candidate errors; half-opens after ``cooldown``."""
+    """Closed -> open after ``threshold`` consecutive candidate errors -> half-open after
+    ``cooldown`` seconds, when exactly one request probes the candidate: a success closes
+    the breaker, a failure opens it for another cooldown."""
 
     threshold: int = 5
     cooldown: float = 30.0
     failures: int = 0
     opened_at: float | None = None
+    probing: bool = False
 
     def allow(self) -> bool:
+        """May this request go to the candidate? (Claims the probe when half-open.)"""
         if self.opened_at is None:
             return True
-        # half-open after the cooldown: requests probe again; one more failure re-opens
-        return time.monotonic() - self.opened_at >= self.cooldown
+        if self.probing or time.monotonic() - self.opened_at < self.cooldown:
+            return False
+        self.probing = True
+        return True
 
     @property
     def open(self) -> bool:
-        return not self.allow()
+        return self.opened_at is not None
 
     def success(self) -> None:
+        if self.opened_at is not None and not self.probing:
+            return  # a late answer from before the breaker opened decides nothing
         self.failures = 0
         self.opened_at = None
+        self.probing = False
 
     def failure(self) -> None:
+        if self.opened_at is not None:
+            if self.probing:  # the probe failed: stay open for another cooldown
+                self.probing = False
+                self.opened_at = time.monotonic()
+            return
         self.failures += 1
         if self.failures >= self.threshold:
             self.opened_at = time.monotonic()
@@ -171,6 +185,7 @@ class RouteTable:
                 return False
             models: dict[tuple[str, str], ServedModel] = {}
             routes: dict[str, ServingRoute] = {}
+            failed = False
             for spec in self.specs():
                 if spec.stable is None:
                     continue
@@ -183,9 +198,13 @@ class RouteTable:
                         candidate = models.get((spec.model, spec.candidate)) or \
                             self._load(spec.model, spec.candidate)
                         models[(spec.model, spec.candidate)] = candidate
-                except MlopsError as exc:  # one broken model must not take the others down
-                    self.last_error = f"{spec.model}: {exc}"
-                    log.error("cannot load %s for %s: %s", spec.model, self.environment, exc)
+                except Exception as exc:  # one broken model must not take the others down
+                    failed = True
+                    message = f"{spec.model}: {exc}"
+                    if message != self.last_error:  # once per distinct failure, not per poll
+                        log.error("cannot load %s for %s: %s", spec.model, self.environment,
+                                  exc)
+                    self.last_error = message
                     old = self.routes.get(spec.model)
                     if old is not None:
                         routes[spec.model] = old
@@ -200,9 +219,13 @@ class RouteTable:
                     spec, stable, candidate,
                     old.breaker if keep and old is not None else
                     CircuitBreaker(self.breaker_threshold, self.breaker_cooldown))
+            for key, served in self._models.items():  # keep what a kept route still uses
+                if any(r.stable is served or r.candidate is served for r in routes.values()):
+                    models.setdefault(key, served)
             self._models = models
             self.routes = routes
-            self.revision = revision
+            # after a failed load, try again at the next poll instead of waiting for a change
+            self.revision = -1 if failed else revision
             return True
 
     def route(self, name: str) -> ServingRoute:
@@ -213,6 +236,10 @@ class RouteTable:
                 fix=f"Deploy it, or promote a version to {stage_for_environment(self.environment) or 'a stage'}"
                     " (`mlops models promote`).", model=name)
         return route
+
+    def cached(self, name: str, version: str) -> ServedModel | None:
+        """A loaded version, without loading anything."""
+        return self._models.get((name, version)) or self._direct.get((name, version))
 
     def direct(self, name: str, version: str) -> ServedModel:
         """A specific version (``/versions/{v}`` URLs), loaded on demand and cached."""

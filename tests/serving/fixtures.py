@@ -35,3 +35,20 @@ class Slow:
 
         time.sleep(self.seconds)
         return np.zeros(len(x))
+
+
+class ScalarOutput:
+    """Broken: returns one number whatever the number of rows."""
+
+    def predict(self, x: Any) -> Any:
+        return 1.0
+
+
+class RefusesNines:
+    """Raises when any row holds 999 in its first column; else predicts the first column."""
+
+    def predict(self, x: Any) -> np.ndarray:
+        arr = np.asarray(x, dtype=float)
+        if (arr[:, 0] == 999).any():
+            raise ValueError("999 is not allowed")
+        return arr[:, 0]

@@ -62,7 +62,14 @@ def test_open_breaker_sends_everything_to_stable() -> None:
         breaker.failure()
     assert route.choose("u")[0] == "stable"
     breaker.opened_at = time.monotonic() - 61  # cooldown over: half-open
+    assert route.choose("u")[0] == "candidate"  # the single probe
+    assert route.choose("u")[0] == "stable"  # everyone else waits for its answer
+    breaker.failure()  # the probe failed: open for another cooldown
+    assert breaker.open and route.choose("u")[0] == "stable"
+    breaker.opened_at = time.monotonic() - 61
     assert route.choose("u")[0] == "candidate"
+    breaker.success()  # the probe succeeded: closed
+    assert not breaker.open and route.choose("u")[0] == "candidate"
 
 
 @pytest.fixture(scope="module")
