@@ -23,6 +23,7 @@ Every error a user can cause names the thing it is about and how to fix it::
     │   └── UnsafeModel             pickle/skops file imports something dangerous
     ├── SignatureError              input does not fit the model signature
     ├── DeploymentError             invalid routing or deployment change
+    ├── StatsError                  invalid input to a statistical test (too short, NaN, ...)
     ├── ServingError                a request the gateway refuses; ``.status`` is the HTTP code
     │   ├── BadRequest              400: malformed body, wrong shape/dtype, NaN, empty batch
     │   ├── ModelUnavailable        404: unknown model/version, nothing deployed
@@ -60,6 +61,7 @@ __all__ = [
     "RegistryError",
     "ServingError",
     "SignatureError",
+    "StatsError",
     "StoreError",
     "UnknownFlavor",
     "UnsafeModel",
@@ -184,6 +186,10 @@ class SignatureError(MlopsError):
 
 class DeploymentError(MlopsError):
     """A deployment or routing change is invalid."""
+
+
+class StatsError(MlopsError):
+    """Invalid input to a statistical test: wrong shape, non-finite values, bad alpha."""
 
 
 class ServingError(MlopsError):
