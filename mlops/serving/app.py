@@ -173,6 +173,7 @@ class Gateway:
         self.inflight += 1
         m.INFLIGHT.inc()
         route_name, served, route = "direct", None, None
+        columns: Columns | None = None
         try:
             unit = request.headers.get(UNIT_HEADER)
             if version is not None:
@@ -210,6 +211,10 @@ class Gateway:
                 route.breaker.failure()
                 log.warning("candidate %s %s failed, answered by stable: %s", name,
                             served.version, exc)
+                self._observe(name, served.version, "candidate", 500,
+                              time.perf_counter() - started)
+                self._log_failure(request_id, served, "candidate", unit, columns,
+                                  time.perf_counter() - started, 500)
                 route_name, served = "stable", route.stable
                 columns, extra = _decode(decode, body, served)
                 prediction = await self.batcher.predict(served, columns, proba)
@@ -239,6 +244,10 @@ class Gateway:
             if served is not None:
                 m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
                                            route_name).inc()
+                if columns is not None:
+                    self._log_failure(request_id, served, route_name,
+                                      request.headers.get(UNIT_HEADER), columns,
+                                      time.perf_counter() - started, 500)
             self._observe(label, served.version if served else "", route_name, 500,
                           time.perf_counter() - started)
             kind = "The model failed to predict" if isinstance(exc, FlavorError) else \
@@ -265,14 +274,29 @@ class Gateway:
         started = time.perf_counter()
         try:
             columns, _ = _decode(decode, body, shadow)
+        except (ServingError, SignatureError) as exc:  # the request, not the model
+            self._observe(shadow.name, shadow.version, "shadow", 400,
+                          time.perf_counter() - started)
+            log.info("shadow %s %s refused the request: %s", shadow.name, shadow.version, exc)
+            return
+        self.inflight += 1
+        m.INFLIGHT.inc()
+        try:
             prediction = await self.batcher.predict(shadow, columns, proba)
             route.breaker.success()
         except Exception as exc:
             route.breaker.failure()
             m.PREDICTION_ERRORS.labels(shadow.name, shadow.version, self.config.environment,
                                        "shadow").inc()
+            self._observe(shadow.name, shadow.version, "shadow", 500,
+                          time.perf_counter() - started)
+            self._log_failure(request_id, shadow, "shadow", unit, columns,
+                              time.perf_counter() - started, 500)
             log.warning("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
             return
+        finally:
+            self.inflight -= 1
+            m.INFLIGHT.dec()
         latency = time.perf_counter() - started
         self._observe(shadow.name, shadow.version, "shadow", 200, latency)
         self._log(request_id, shadow, "shadow", unit, columns, prediction, latency, 200)
@@ -321,6 +345,13 @@ class Gateway:
                 proba=probas[i] if probas is not None else None,
                 latency_ms=latency * 1000.0, status=status))
         self.predlog.log(records)
+
+    def _log_failure(self, request_id: str, served: ServedModel, route: str,
+                     unit: str | None, columns: Columns, latency: float, status: int) -> None:
+        """Rows that a model failed on: logged with the status and no prediction, so that
+        error rates per version can be read from the log."""
+        empty = Prediction(np.full(columns.n, None, dtype=object), None)
+        self._log(request_id, served, route, unit, columns, empty, latency, status)
 
     def _remember(self, request_id: str) -> None:
         self.recent_ids[request_id] = None
@@ -401,9 +432,15 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
         await gateway.stop()
 
     table, hot = routes(gateway)
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        fix = {404: "See GET /v2/models/NAME, /v1/models/NAME:predict, /invocations, /api.",
+               405: "Check the HTTP method (inference is POST)."}.get(status, "")
+        return _json({"error": str(getattr(exc, "detail", "")) or "Error", "fix": fix}, status)
+
     app = Starlette(routes=[*(Route(path, endpoint, methods=methods)
                               for path, endpoint, methods in table), *(mounts or [])],
-                    lifespan=lifespan)
+                    lifespan=lifespan, exception_handlers={404: http_error, 405: http_error})
     app.state.gateway = gateway
 
     async def fast_path(scope: Scope, receive: Receive, send: Send) -> None:

@@ -30,13 +30,18 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
 
     # ------------------------------------------------------------------ V2
     def dec_v2(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
-        return decode_v2(_loads(body), served.schema)
+        doc = _loads(body)
+        columns, requested = decode_v2(doc, served.schema)
+        body_id = doc.get("id") if isinstance(doc, dict) else None
+        return columns, (requested, body_id if isinstance(body_id, str) else None)
 
-    def enc_v2(served: ServedModel, pred: Prediction, request_id: str, requested: Any) -> Any:
-        return {"model_name": served.name, "model_version": served.version, "id": request_id,
-                "outputs": outputs_v2(served, pred, requested)}
+    def enc_v2(served: ServedModel, pred: Prediction, request_id: str, extra: Any) -> Any:
+        requested, body_id = extra
+        return {"model_name": served.name, "model_version": served.version,
+                "id": body_id or request_id, "outputs": outputs_v2(served, pred, requested)}
 
-    def proba_v2(requested: Any) -> bool:
+    def proba_v2(extra: Any) -> bool:
+        requested = extra[0]
         return bool(requested) and "predict_proba" in requested
 
     async def v2_hot(request: Request, name: str, version: str | None) -> Response:
@@ -69,7 +74,8 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         name = served.name
         route = gw.table.routes.get(name)
         versions = [served.version]
-        if route is not None and route.candidate is not None:
+        if "version" not in request.path_params and route is not None \
+                and route.candidate is not None:
             versions.append(route.candidate.version)
         cols = served.schema.columns
         inputs = [{"name": c.name, "datatype": _v2_type(c.dtype), "shape": [-1]}

@@ -46,7 +46,8 @@ def test_v2_infer_one_matrix_tensor(server: Server, data: Data,
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["model_name"] == "clf" and out["model_version"] == "1.0.0"
-    assert out["id"] == r.headers["x-request-id"]
+    assert out["id"] == "req-1"  # the body id, echoed as the protocol says
+    assert r.headers["x-request-id"]
     predict, proba = out["outputs"]
     assert predict["shape"] == [7] and predict["datatype"] == "INT64"
     assert predict["data"] == _expected(local_model, rows)
@@ -147,3 +148,19 @@ def test_tritonclient_calls_infer_and_reads_the_result(server: Server, data: Dat
     assert result.as_numpy("predict_proba").shape == (6, 2)
     metadata = client.get_model_metadata("clf")
     assert [i["name"] for i in metadata["inputs"]] == FEATURES
+
+
+def test_v2_body_id_is_echoed(server: Server, data: Data) -> None:
+    x, _ = data
+    body = {"id": "client-7", "inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP64",
+                                          "data": x.iloc[0].tolist()}]}
+    with server.client() as c:
+        assert c.post("/v2/models/clf/infer", json=body).json()["id"] == "client-7"
+
+
+def test_unknown_url_and_method_answer_json(server: Server) -> None:
+    with server.client() as c:
+        missing = c.get("/v3/nothing")
+        wrong = c.get("/v2/models/clf/infer")
+    assert missing.status_code == 404 and "error" in missing.json()
+    assert wrong.status_code == 405 and "POST" in wrong.json()["fix"]
