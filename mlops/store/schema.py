@@ -27,13 +27,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "ABTestRow",
     "AliasRow",
+    "AnalysisRow",
     "AuditEventRow",
     "Base",
     "CounterRow",
     "DeploymentRow",
+    "LeaseRow",
     "MetricRow",
     "ModelRow",
     "ModelTagRow",
+    "RolloutRow",
     "VersionRow",
     "VersionTagRow",
     "utcnow",
@@ -205,3 +208,56 @@ class CounterRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RolloutRow(Base):
+    """A progressive delivery of ``candidate_version`` into (model, environment).
+
+    The state machine lives here, not in a process: a controller that is killed and started
+    again reads the same step, weight and timers. ``monitor`` holds the sequential tests'
+    running state between looks.
+    """
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_active", "model_id", "environment", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    environment: Mapped[str] = mapped_column(String(64))
+    strategy: Mapped[str] = mapped_column(String(32))
+    stable_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    candidate_version: Mapped[str] = mapped_column(String(64))
+    steps: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="progressing")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    monitor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    step_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AnalysisRow(Base):
+    """One analysis of a rollout step, with every number it decided on."""
+
+    __tablename__ = "rollout_analyses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"),
+                                            index=True)
+    step_index: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LeaseRow(Base):
+    """Leader election without a coordinator: the holder renews before ``expires_at``."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

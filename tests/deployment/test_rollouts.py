@@ -1,0 +1,173 @@
+"""The rollout state machine driven by real prediction-log files and the controller tick."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops.deployment.rollouts import RolloutManager
+from mlops.deployment.steps import plan_steps
+from mlops.errors import DeploymentError
+from mlops.registry.service import ModelRegistry
+from mlops.serving.predlog import FeedbackRecord, PredictionLog, PredictionRecord
+
+STEPS = {"steps": [{"weight": 10, "pause": 0}, {"weight": 50, "pause": 0}, {"weight": 100}],
+         "min_samples": 200}
+
+
+@pytest.fixture
+def two_versions(registry: ModelRegistry, skops_file: Path) -> ModelRegistry:
+    registry.register("m", skops_file)
+    registry.register("m", skops_file, bump="minor")
+    registry.promote("m", "1.0.0", "production")
+    return registry
+
+
+def traffic(registry: ModelRegistry, version: str, n: int, *, error_rate: float = 0.0,
+            accuracy: float | None = None, seed: int = 0, env: str = "production") -> None:
+    """Write what the gateway would log for ``n`` requests (and their labels)."""
+    rng = np.random.default_rng(seed)
+    log = PredictionLog(registry.settings.artifacts_uri)
+    now = time.time()
+    records, labels = [], []
+    for i in range(n):
+        status = 500 if rng.random() < error_rate else 200
+        rid = f"{version}-{seed}-{i}"
+        records.append(PredictionRecord(rid, now, "m", version, env, "stable", None, 0, "{}",
+                                        "1" if status == 200 else "null",
+                                        1.0 if status == 200 else None, None,
+                                        float(rng.gamma(4, 1.0)), status))
+        if accuracy is not None and status == 200:
+            actual = 1 if rng.random() < accuracy else 0
+            labels.append(FeedbackRecord(rid, 0, "m", str(actual), float(actual), now))
+    log.log(records)
+    log.log_feedback(labels)
+    log.close()
+
+
+def test_plans() -> None:
+    assert [s.weight for s in plan_steps("canary", {"initial_traffic": 10, "increment": 30,
+                                                    "interval_minutes": 5})] == \
+        [10, 40, 70, 100]
+    assert plan_steps("canary", {"initial_traffic": 10, "increment": 30,
+                                 "interval_minutes": 5})[0].pause == 300
+    steps = plan_steps("canary", {"steps": [{"weight": 25, "pause": "2m"},
+                                            {"weight": 50, "pause": "manual"}]})
+    assert [(s.weight, s.pause, s.until) for s in steps] == \
+        [(25, 120, "time"), (50, 0, "manual"), (100, 0, "time")]
+    assert [s.weight for s in plan_steps("ab_test", {"traffic_split": 0.3})] == [30, 100]
+    with pytest.raises(DeploymentError, match="lowers"):
+        plan_steps("canary", {"steps": [{"weight": 50}, {"weight": 10}]})
+    with pytest.raises(DeploymentError, match="not a duration"):
+        plan_steps("canary", {"steps": [{"weight": 50, "pause": "soon"}]})
+    with pytest.raises(DeploymentError, match="Unknown strategy"):
+        plan_steps("yolo", {})
+
+
+def test_good_canary_advances_and_is_promoted(two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    rollout = manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+    assert (rollout.stable, rollout.candidate, rollout.weight) == ("1.0.0", "1.1.0", 10)
+    assert manager.routes.get_route("m", "production").weight == 10  # type: ignore[union-attr]
+    traffic(two_versions, "1.0.0", 3600, seed=1)
+    traffic(two_versions, "1.1.0", 400, seed=2)
+    [after] = manager.tick()
+    assert after.step_index == 1 and after.state == "progressing", after.analyses
+    assert after.analyses[-1]["outcome"] == "Successful"
+    assert manager.routes.get_route("m", "production").weight == 50  # type: ignore[union-attr]
+    time.sleep(0.01)
+    traffic(two_versions, "1.0.0", 2500, seed=4)
+    traffic(two_versions, "1.1.0", 2500, seed=3)
+    [done] = manager.tick()
+    assert done.state == "succeeded"
+    route = manager.routes.get_route("m", "production")
+    assert route is not None and (route.stable, route.candidate) == ("1.1.0", None)
+    assert two_versions.get_version("m", stage="production").version == "1.1.0"
+    actions = [e.action for e in reversed(two_versions.audit_log(limit=20))]
+    assert actions[-4:] == ["rollout.step", "version.stage", "version.stage", "rollout.succeed"]
+    assert two_versions.verify_audit().ok
+
+
+def test_failing_candidate_is_rolled_back_on_errors(two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+    traffic(two_versions, "1.0.0", 2700, error_rate=0.005, seed=1)
+    traffic(two_versions, "1.1.0", 300, error_rate=0.2, seed=2)
+    [after] = manager.tick()
+    assert after.state == "rolled_back"
+    assert "error rate" in after.reason
+    route = manager.routes.get_route("m", "production")
+    assert route is not None and (route.stable, route.candidate) == ("1.0.0", None)
+    metrics = after.analyses[-1]["metrics"]["error_rate"]
+    assert metrics["decision"] == "inferior" and metrics["ci_low"] is not None
+
+
+def test_worse_accuracy_from_feedback_rolls_back(two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="canary",
+                   config={**STEPS, "require_labels": True})
+    traffic(two_versions, "1.0.0", 2700, accuracy=0.9, seed=1)
+    traffic(two_versions, "1.1.0", 1500, accuracy=0.7, seed=2)
+    [after] = manager.tick()
+    assert after.state == "rolled_back" and "accuracy" in after.reason
+
+
+def test_noise_is_inconclusive_then_paused_for_a_person(two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="canary",
+                   config={**STEPS, "max_step_seconds": 60})
+    traffic(two_versions, "1.0.0", 30, seed=1)
+    traffic(two_versions, "1.1.0", 5, seed=2)
+    [first] = manager.tick()
+    assert first.state == "progressing" and first.analyses[-1]["outcome"] == "Inconclusive"
+    [later] = manager.tick(now=time.time() + 120)
+    assert later.state == "paused" and "inconclusive" in later.reason
+    resumed = manager.resume("m", "production", reason="more traffic coming")
+    assert resumed.state == "progressing"
+
+
+def test_state_survives_a_new_controller(two_versions: ModelRegistry) -> None:
+    """The controller holds nothing: a fresh one continues from the database."""
+    RolloutManager(two_versions).deploy("m", "1.1.0", "production", strategy="canary",
+                                        config=STEPS)
+    traffic(two_versions, "1.0.0", 3600, seed=1)
+    traffic(two_versions, "1.1.0", 400, seed=2)
+    RolloutManager(two_versions).tick()
+    fresh = RolloutManager(ModelRegistry(two_versions.settings))
+    status = fresh.status("m", "production")
+    assert status is not None and status.step_index == 1 and status.weight == 50
+    assert fresh.routes.get_route("m", "production").weight == 50  # type: ignore[union-attr]
+
+
+def test_manual_commands_and_rollback(two_versions: ModelRegistry, skops_file: Path) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+    with pytest.raises(DeploymentError, match="already has an active rollout"):
+        manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+    assert manager.pause("m", "production").state == "paused"
+    assert manager.promote("m", "production", reason="looks fine").state == "succeeded"
+    assert manager.rollback("m", "production", reason="customer report") == "1.0.0"
+    route = manager.routes.get_route("m", "production")
+    assert route is not None and route.stable == "1.0.0"
+    two_versions.register("m", skops_file, version="2.0.0")
+    assert manager.rollback("m", "production", to="2.0.0") == "2.0.0"
+    with pytest.raises(DeploymentError):
+        manager.abort("m", "production")
+    reasons = [e.payload.get("reason") for e in two_versions.audit_log(action="rollout.rollback")]
+    assert "customer report" in reasons
+
+
+def test_full_and_first_deployments_finish_at_once(registry: ModelRegistry,
+                                                   skops_file: Path) -> None:
+    registry.register("m", skops_file)
+    manager = RolloutManager(registry)
+    first = manager.deploy("m", "1.0.0", "staging", strategy="canary", config=STEPS)
+    assert first.state == "succeeded" and first.stable is None
+    assert registry.get_version("m", stage="staging").version == "1.0.0"
+    registry.register("m", skops_file)
+    full = manager.deploy("m", "1.0.1", "staging", strategy="full")
+    assert full.state == "succeeded"
+    assert manager.routes.get_route("m", "staging").stable == "1.0.1"  # type: ignore[union-attr]
