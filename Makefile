@@ -50,3 +50,9 @@ bench-env: $(BENCH_STAMP)
 
 bench-serving: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/serving.py
+
+# Canary analysis benchmark: threshold rules vs naive peeking vs the mSPRT (numpy only).
+.PHONY: bench-canary
+
+bench-canary: $(STAMP)
+	$(BIN)/python bench/canary.py

@@ -1,12 +1,13 @@
 """``mlops serve``: compose the gateway and the control-plane API by role, run uvicorn.
 
 Roles: ``gateway`` answers inference (plus health and metrics); ``control`` serves the
-REST API at ``/api`` (plus health and metrics); ``all`` (the default) does both in one
-process. Several gateway replicas can run with ``--role gateway`` behind a load balancer.
+REST API at ``/api`` (plus health and metrics) and runs the rollout controller; ``all``
+(the default) does both in one process. Several gateway replicas can run with ``--role gateway`` behind a load balancer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp
 
 from mlops.api.app import create_api
 from mlops.config import get_settings
+from mlops.deployment.controller import Controller
 from mlops.errors import ConfigError
 from mlops.registry.service import ModelRegistry
 from mlops.serving import metrics
@@ -44,8 +46,10 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
         return create_app(settings, config)
     registry = ModelRegistry(settings)
     api = Mount("/api", app=create_api(registry))
+    interval = config.controller_interval if config is not None else 5.0
+    controller = Controller(registry, interval=interval)
     if role == "all":
-        return create_app(settings, config, mounts=[api])
+        return create_app(settings, config, mounts=[api], background=[controller.loop])
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -55,7 +59,9 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(controller.loop())
         yield
+        task.cancel()
 
     return Starlette(routes=[Route("/v2/health/live", live), Route("/v2/health/ready", live),
                              Route("/metrics", metrics_text), api], lifespan=lifespan)

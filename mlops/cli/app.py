@@ -9,6 +9,7 @@ import typer
 
 from mlops.cli.audit import audit_app
 from mlops.cli.demo import demo
+from mlops.cli.deploy import deploy, rollback, rollout_app
 from mlops.cli.models import models_app
 from mlops.cli.output import err_console
 from mlops.cli.serve import serve
@@ -22,6 +23,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.command("demo")(demo)
 app.command("serve")(serve)
+app.command("deploy")(deploy)
+app.add_typer(rollout_app, name="rollout")
+app.command("rollback")(rollback)
 
 
 @app.command("version")

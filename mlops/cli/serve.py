@@ -20,6 +20,8 @@ def serve(
     max_wait_us: Annotated[int, typer.Option(help="Longest wait to fill a batch.")] = 500,
     max_inflight: Annotated[int, typer.Option(help="Past this, answer 503.")] = 512,
     max_body_mb: Annotated[float, typer.Option(help="Request body limit.")] = 8.0,
+    controller_interval: Annotated[float, typer.Option(
+        help="Seconds between rollout analyses (roles all and control).")] = 5.0,
     role: Annotated[str, typer.Option(
         help="all: gateway and control API; gateway: inference only; control: the REST API "
              "at /api only.")] = "all",
@@ -36,7 +38,8 @@ def serve(
     config = GatewayConfig(environment=env, default_model=model, log_predictions=log_predictions,
                            max_batch=max_batch, max_wait_us=max_wait_us,
                            max_inflight=max_inflight,
-                           max_body_bytes=int(max_body_mb * 1024 * 1024))
+                           max_body_bytes=int(max_body_mb * 1024 * 1024),
+                           controller_interval=controller_interval)
     what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",
             "gateway": f"gateway for [bold]{env}[/]", "control": "control API (/api)"}[role]
     console.print(f"mlops {what} on http://{host}:{port} "

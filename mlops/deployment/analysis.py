@@ -94,7 +94,11 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
     failed: list[str] = []
     passed: list[str] = []
 
-    # one row per request for counts, errors and latency (row 0 of each request)
+    # one row per request for counts, errors and latency (row 0 of each request); a
+    # "fallback" row is stable's answer to a request assigned to the candidate, whose own
+    # failed row is already counted on the candidate's side
+    if log.num_rows:
+        log = log.filter(pc.not_equal(log["route"], "fallback"))
     first = log.filter(pc.equal(log["row"], 0)) if log.num_rows else log
     arms = {}
     for arm, version in (("stable", stable), ("candidate", candidate)):

@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,7 @@ class GatewayConfig:
     poll_seconds: float = 0.25
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+    controller_interval: float = 5.0  # seconds between rollout analyses (roles all/control)
 
 
 def _settle_heap() -> None:
@@ -215,7 +216,8 @@ class Gateway:
                               time.perf_counter() - started)
                 self._log_failure(request_id, served, "candidate", unit, columns,
                                   time.perf_counter() - started, 500)
-                route_name, served = "stable", route.stable
+                # answered by stable, logged apart so that arms keep their assignment counts
+                route_name, served = "fallback", route.stable
                 columns, extra = _decode(decode, body, served)
                 prediction = await self.batcher.predict(served, columns, proba)
             payload = encode(served, prediction, request_id, extra)
@@ -418,7 +420,9 @@ def _loads(body: bytes) -> Any:
 
 
 def create_app(settings: Settings | None = None, config: GatewayConfig | None = None,
-               mounts: list[BaseRoute] | None = None) -> ASGIApp:
+               mounts: list[BaseRoute] | None = None,
+               background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None
+               ) -> ASGIApp:
     """The gateway app (ASGI); ``mounts`` adds other apps (the control API) beside it.
     ``mlops serve`` runs it under uvicorn."""
     from mlops.serving.handlers import hot_target, routes
@@ -428,7 +432,10 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        tasks = [asyncio.create_task(job()) for job in background or []]
         yield
+        for task in tasks:
+            task.cancel()
         await gateway.stop()
 
     table, hot = routes(gateway)

@@ -142,3 +142,24 @@ def test_audit_verify_against_checkpoint(tmp_path: Path, skops_file: Path) -> No
     assert run("audit", "verify", "--checkpoint", text, cwd=tmp_path).returncode == 0
     assert run("audit", "verify", "--checkpoint", "5:" + "0" * 64, cwd=tmp_path).returncode == 1
     assert run("audit", "verify", "--checkpoint", "junk", cwd=tmp_path).returncode == 2
+
+
+def test_deploy_rollout_and_rollback_commands(tmp_path: Path, skops_file: Path) -> None:
+    for _ in range(2):
+        assert run("models", "register", str(skops_file), "--name", "m",
+                   cwd=tmp_path).returncode == 0
+    assert run("models", "promote", "m", "1.0.0", "production", cwd=tmp_path).returncode == 0
+    r = run("deploy", "m", "1.0.1", "--env", "production", "--strategy", "canary", "--steps",
+            '[{"weight": 20, "pause": "manual"}]', "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["weight"] == 20
+    status = json.loads(run("rollout", "status", "m", "--env", "production", "--json",
+                            cwd=tmp_path).stdout)
+    assert status["state"] == "progressing" and status["candidate"] == "1.0.1"
+    assert run("rollout", "pause", "m", "--env", "production", cwd=tmp_path).returncode == 0
+    assert run("rollout", "promote", "m", "--env", "production", cwd=tmp_path).returncode == 0
+    r = run("rollback", "m", "--env", "production", "--reason", "smoke", cwd=tmp_path)
+    assert r.returncode == 0 and "now serves 1.0.0" in r.stdout
+    bad = run("deploy", "m", "1.0.1", "--steps", "[oops", cwd=tmp_path)
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+    assert run("audit", "verify", cwd=tmp_path).returncode == 0
