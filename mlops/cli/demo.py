@@ -9,6 +9,7 @@ import pandas as pd
 import typer
 
 from mlops.cli.output import console, models_table, versions_table
+from mlops.deployment.routes import RouteWriter
 from mlops.registry.service import ModelRegistry
 
 __all__ = ["demo"]
@@ -89,7 +90,13 @@ def demo(
     console.rule("[bold]5. serve: a canary of the challenger through the gateway")
     _serve_traffic(registry, model_name, v1, v2, test, features)
 
-    console.rule("[bold]6. audit chain")
+    console.rule("[bold]6. rollouts: the controller decides from live traffic and labels")
+    from mlops.cli.demo_rollout import rollout_section
+
+    RouteWriter(registry).clear_route(model_name, "production", reason="demo: end of section 5")
+    rollout_section(registry, model_name, train, test, features, v2)
+
+    console.rule("[bold]7. audit chain")
     result = registry.verify_audit()
     console.print(("ok" if result.ok else "BROKEN") + f" {result.events} events, "
                   f"head {result.head[:16]}")
@@ -126,7 +133,6 @@ def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
     import urllib.request
     from collections import Counter
 
-    from mlops.deployment.routes import RouteWriter
     from mlops.serving.predlog import read_feedback, read_predictions
 
     route = RouteWriter(registry).set_route(model_name, "production", stable=v1, candidate=v2,

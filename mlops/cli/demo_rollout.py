@@ -1,0 +1,100 @@
+"""The demo's rollout section: the controller promotes a good canary and rolls back a bad
+one, deciding from live traffic and labels sent back through the gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.cli.deploy import _show
+from mlops.cli.output import console
+from mlops.registry.service import ModelRegistry
+
+__all__ = ["rollout_section"]
+
+_DEMO_ANALYSIS = {"min_samples": 150, "accuracy_margin": 0.05, "require_labels": True,
+                  "steps": [{"weight": 50, "pause": 0}, {"weight": 100}]}
+
+
+def _drive(url: str, model: str, rows: pd.DataFrame, features: list[str], manager: Any,
+           rng: np.random.Generator, seconds: float = 90.0) -> Any:
+    """Send 10-row requests and their labels until the rollout leaves ``progressing``."""
+    from mlops.cli.demo import _post
+
+    deadline = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < deadline:
+        batch = rows.sample(10, random_state=int(rng.integers(1 << 30)))
+        status, headers, _ = _post(
+            f"{url}/v2/models/{model}/infer",
+            {"inputs": [{"name": "x", "shape": [10, len(features)], "datatype": "FP64",
+                         "data": batch[features].to_numpy().ravel().tolist()}]},
+            {"x-mlops-unit": f"user-{rng.integers(1_000_000)}"})
+        if status == 200:
+            rid = headers["x-request-id"]
+            _post(f"{url}/v1/models/{model}/feedback",
+                  [{"request_id": rid, "row": i, "actual": int(y)}
+                   for i, y in enumerate(batch["label"])])
+        sent += 1
+        if sent % 25 == 0:
+            rollout = manager.status(model, "production")
+            if rollout is not None and rollout.state != "progressing":
+                return rollout
+    return manager.status(model, "production")
+
+
+def rollout_section(registry: ModelRegistry, model: str, train: pd.DataFrame,
+                    test: pd.DataFrame, features: list[str], candidate: str) -> None:
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops.deployment.rollouts import RolloutManager
+
+    manager = RolloutManager(registry)
+    rng = np.random.default_rng(11)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLOPS_HOME": str(registry.settings.home)}
+    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--port", str(port),
+                             "--controller-interval", "0.5"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/v2/health/ready", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        manager.deploy(model, candidate, "production", strategy="canary", config=_DEMO_ANALYSIS,
+                       reason="demo: the challenger")
+        console.print(f"canary of {candidate}: 50% then 100%, the controller analyses every "
+                      "0.5 s (labels sent back with every request)")
+        _show(_drive(url, model, test, features, manager, rng), False)
+
+        noisy = LogisticRegression(max_iter=300).fit(
+            train[features], rng.permutation(train["label"].to_numpy()))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "noisy.skops"
+            sio.dump(noisy, path)
+            bad = registry.register(model, path, input_example=train[features].head(20),
+                                    metadata={"algorithm": "trained on shuffled labels"})
+        manager.deploy(model, bad.version, "production", strategy="canary",
+                       config=_DEMO_ANALYSIS, reason="demo: a model that learned nothing")
+        console.print(f"canary of {bad.version}, trained on shuffled labels:")
+        _show(_drive(url, model, test, features, manager, rng), False)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
