@@ -14,16 +14,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RouteSpec, RouteWriter
 from mlops.errors import (
     ArtifactError,
+    DeploymentError,
     MlopsError,
     ModelNotFound,
     VersionNotFound,
 )
 from mlops.registry.service import ModelRegistry
 
-__all__ = ["RouteBody", "create_api"]
+__all__ = ["DeployBody", "RollbackBody", "RouteBody", "create_api"]
 
 
 class RouteBody(BaseModel):
@@ -47,6 +49,22 @@ class StageBody(BaseModel):
 
 class AliasBody(BaseModel):
     version: str
+
+
+class DeployBody(BaseModel):
+    version: str
+    strategy: str = "canary"
+    config: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+
+
+class ReasonBody(BaseModel):
+    reason: str = ""
+
+
+class RollbackBody(BaseModel):
+    to: str | None = None
+    reason: str = ""
 
 
 def _route_dict(spec: RouteSpec) -> dict[str, Any]:
@@ -117,6 +135,37 @@ def create_api(registry: ModelRegistry) -> FastAPI:
     def clear_route(name: str, environment: str, reason: str = "") -> dict[str, Any]:
         routes.clear_route(name, environment, reason=reason)
         return {"model": name, "environment": environment, "route": None}
+
+    rollouts = RolloutManager(registry)
+
+    @api.post("/v1/rollouts/{name}/{environment}")
+    def deploy(name: str, environment: str, body: DeployBody) -> dict[str, Any]:
+        """Start a rollout (``mlops deploy``)."""
+        return rollouts.deploy(name, body.version, environment, strategy=body.strategy,
+                               config=body.config, reason=body.reason).to_dict()
+
+    @api.get("/v1/rollouts/{name}/{environment}")
+    def rollout_status(name: str, environment: str) -> dict[str, Any]:
+        rollout = rollouts.status(name, environment)
+        return {"rollout": None} if rollout is None else rollout.to_dict()
+
+    @api.post("/v1/rollouts/{name}/{environment}/{action}")
+    def rollout_action(name: str, environment: str, action: str,
+                       body: ReasonBody | None = None) -> dict[str, Any]:
+        """``promote``, ``pause``, ``resume`` or ``abort`` the active rollout."""
+        if action not in {"promote", "pause", "resume", "abort"}:
+            raise DeploymentError(f"Unknown rollout action {action!r}.",
+                                  fix="Use promote, pause, resume or abort.", model=name)
+        reason = body.reason if body is not None else ""
+        return getattr(rollouts, action)(name, environment, reason=reason).to_dict()
+
+    @api.post("/v1/rollback/{name}/{environment}")
+    def rollback(name: str, environment: str, body: RollbackBody | None = None
+                 ) -> dict[str, Any]:
+        """All traffic back to the previous (or named) version."""
+        body = body or RollbackBody()
+        version = rollouts.rollback(name, environment, to=body.to, reason=body.reason)
+        return {"model": name, "environment": environment, "serving": version}
 
     @api.get("/v1/audit")
     def audit(subject: str | None = None, action: str | None = None,

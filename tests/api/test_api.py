@@ -75,3 +75,27 @@ def test_unknown_role_is_a_usage_error(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "mlops", "serve", "--role", "boss"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 2 and "Unknown role" in r.stderr
+
+
+def test_rollouts_over_rest(served_store: tuple[Path, ModelRegistry]) -> None:
+    home, _ = served_store
+    srv = start_server(home, "--controller-interval", "60")
+    try:
+        with srv.client() as c:
+            r = c.post("/api/v1/rollouts/clf/production",
+                       json={"version": "1.1.0", "strategy": "canary",
+                             "config": {"steps": [{"weight": 25, "pause": "manual"}]}})
+            assert r.status_code == 200, r.text
+            assert r.json()["weight"] == 25 and r.json()["state"] == "progressing"
+            again = c.post("/api/v1/rollouts/clf/production", json={"version": "1.1.0"})
+            assert again.status_code == 400 and "active rollout" in again.json()["error"]
+            assert c.get("/api/v1/rollouts/clf/production").json()["candidate"] == "1.1.0"
+            paused = c.post("/api/v1/rollouts/clf/production/pause", json={"reason": "look"})
+            assert paused.json()["state"] == "paused"
+            assert c.post("/api/v1/rollouts/clf/production/explode").status_code == 400
+            done = c.post("/api/v1/rollouts/clf/production/promote")
+            assert done.json()["state"] == "succeeded"
+            back = c.post("/api/v1/rollback/clf/production", json={"reason": "REST rollback"})
+            assert back.json()["serving"] == "1.0.0"
+    finally:
+        srv.stop()
