@@ -67,6 +67,25 @@ class Settings(BaseSettings):
     database_url: str = ""
     artifacts_uri: str = ""
     actor: str = ""
+    #: deployment environments, in promotion order
+    environments: list[str] = ["dev", "staging", "production"]
+    #: "staged": the last environment only takes versions that succeeded in the one before
+    #: it (override with a recorded reason); "open": no rule
+    promotion_policy: str = "staged"
+
+    @field_validator("promotion_policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value not in {"staged", "open"}:
+            raise ValueError("promotion_policy must be 'staged' or 'open'")
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _environments(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("environments must be a non-empty list of distinct names")
+        return value
 
     @field_validator("home", mode="after")
     @classmethod

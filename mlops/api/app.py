@@ -56,6 +56,7 @@ class DeployBody(BaseModel):
     strategy: str = "canary"
     config: dict[str, Any] = Field(default_factory=dict)
     reason: str = ""
+    override: str | None = None  # recorded reason to skip the promotion policy
 
 
 class ReasonBody(BaseModel):
@@ -142,7 +143,8 @@ def create_api(registry: ModelRegistry) -> FastAPI:
     def deploy(name: str, environment: str, body: DeployBody) -> dict[str, Any]:
         """Start a rollout (``mlops deploy``)."""
         return rollouts.deploy(name, body.version, environment, strategy=body.strategy,
-                               config=body.config, reason=body.reason).to_dict()
+                               config=body.config, reason=body.reason,
+                               override=body.override).to_dict()
 
     @api.get("/v1/rollouts/{name}/{environment}")
     def rollout_status(name: str, environment: str) -> dict[str, Any]:

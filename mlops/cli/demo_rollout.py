@@ -91,6 +91,8 @@ def rollout_section(registry: ModelRegistry, model: str, train: pd.DataFrame,
             sio.dump(noisy, path)
             bad = registry.register(model, path, input_example=train[features].head(20),
                                     metadata={"algorithm": "trained on shuffled labels"})
+        manager.deploy(model, bad.version, "staging", strategy="full",
+                       reason="demo: staging before production")
         manager.deploy(model, bad.version, "production", strategy="canary",
                        config=_DEMO_ANALYSIS, reason="demo: a model that learned nothing")
         console.print(f"canary of {bad.version}, trained on shuffled labels:")

@@ -35,6 +35,9 @@ def deploy(
     config: Annotated[str | None, typer.Option(
         help='Strategy and analysis settings as JSON, e.g. {"min_samples": 500}.')] = None,
     reason: str = "",
+    override: Annotated[str | None, typer.Option(
+        help="Skip the promotion policy (staging before production); the reason is "
+             "recorded in the audit log.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start rolling VERSION of MODEL out to an environment."""
@@ -53,7 +56,7 @@ def deploy(
             else:
                 raise DeploymentError("--config must be a JSON object.", fix="Use {...}.")
     rollout = _manager().deploy(model, version, env, strategy=strategy, config=settings,
-                                reason=reason)
+                                reason=reason, override=override)
     _show(rollout, as_json)
 
 

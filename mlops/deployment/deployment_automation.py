@@ -28,7 +28,7 @@ class DeploymentAutomation:
 
     def deploy_model(self, model_name: str, model_version: str, strategy: str = "canary",
                      config: dict[str, Any] | None = None, environment: str | None = None,
-                     reason: str = "") -> dict[str, Any]:
+                     reason: str = "", override: str | None = None) -> dict[str, Any]:
         """Start a rollout; ``ab_test`` without a split uses the registry's A/B set-up."""
         env = environment or self.environment
         config = dict(config or {})
@@ -37,7 +37,7 @@ class DeploymentAutomation:
             if ab is not None and ab.version_b == model_version:
                 config["traffic_split"] = ab.traffic_split
         return self.rollouts.deploy(model_name, model_version, env, strategy=strategy,
-                                    config=config, reason=reason).to_dict()
+                                    config=config, reason=reason, override=override).to_dict()
 
     def rollback(self, model_name: str, to_version: str | None = None,
                  environment: str | None = None, reason: str = "") -> str:

@@ -143,14 +143,57 @@ class RolloutManager:
                      subject=f"model/{model}/env/{env}", payload=payload)
 
     # ------------------------------------------------------------------ commands
+    def _check_policy(self, s: Session, mrow: ModelRow, version: str, environment: str,
+                      override: str | None) -> None:
+        """Environments must exist; under the "staged" policy the last one only takes a
+        version that succeeded in the one before it, unless overridden with a reason."""
+        settings = self.registry.settings
+        envs = list(settings.environments)
+        if environment not in envs:
+            raise DeploymentError(f"Unknown environment {environment!r}.",
+                                  fix=f"Use one of {', '.join(envs)} (MLOPS_ENVIRONMENTS).",
+                                  model=mrow.name)
+        if settings.promotion_policy != "staged" or len(envs) < 2 or environment != envs[-1]:
+            return
+        before = envs[-2]
+        served = s.scalar(select(RolloutRow.id).where(
+            RolloutRow.model_id == mrow.id, RolloutRow.environment == before,
+            RolloutRow.candidate_version == version, RolloutRow.state == "succeeded"))
+        if served is not None or self._serves(s, mrow, before, version):
+            return
+        if not override:
+            raise DeploymentError(
+                f"{mrow.name} {version} has not been rolled out to {before} yet; the promotion "
+                f"policy requires that before {environment}.",
+                fix=f"mlops deploy {mrow.name} {version} --env {before} first, or pass "
+                    "--override REASON (recorded in the audit log).",
+                model=mrow.name, version=version)
+        self._audit(s, "policy.override", mrow.name, environment,
+                    {"version": version, "rule": f"{before} before {environment}",
+                     "reason": override})
+
+    @staticmethod
+    def _serves(s: Session, mrow: ModelRow, environment: str, version: str) -> bool:
+        """Does ``environment`` serve ``version`` as stable now (routing row or stage)?"""
+        dep = s.scalar(select(DeploymentRow).where(DeploymentRow.model_id == mrow.id,
+                                                   DeploymentRow.environment == environment))
+        if dep is not None:
+            return dep.stable_version == version
+        stage = {"production": "Production", "staging": "Staging"}.get(environment)
+        return stage is not None and s.scalar(select(VersionRow.id).where(
+            VersionRow.model_id == mrow.id, VersionRow.version == version,
+            VersionRow.stage == stage)) is not None
+
     def deploy(self, model: str, version: str, environment: str = "production", *,
                strategy: str = "canary", config: dict[str, Any] | None = None,
-               reason: str = "") -> Rollout:
-        """Start rolling ``version`` out; ``full`` finishes at once."""
+               reason: str = "", override: str | None = None) -> Rollout:
+        """Start rolling ``version`` out; ``full`` finishes at once. ``override`` is the
+        recorded reason for skipping the promotion policy."""
         steps = plan_steps(strategy, config)
         self.registry.get_version(model, version)  # VersionNotFound with its fix
         with self.store.write() as s:
             mrow = self._model(s, model)
+            self._check_policy(s, mrow, version, environment, override)
             if self._active(s, mrow, environment) is not None:
                 raise DeploymentError(
                     f"{model} already has an active rollout in {environment}.",

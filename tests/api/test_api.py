@@ -84,10 +84,12 @@ def test_rollouts_over_rest(served_store: tuple[Path, ModelRegistry]) -> None:
         with srv.client() as c:
             r = c.post("/api/v1/rollouts/clf/production",
                        json={"version": "1.1.0", "strategy": "canary",
+                             "override": "test: straight to production",
                              "config": {"steps": [{"weight": 25, "pause": "manual"}]}})
             assert r.status_code == 200, r.text
             assert r.json()["weight"] == 25 and r.json()["state"] == "progressing"
-            again = c.post("/api/v1/rollouts/clf/production", json={"version": "1.1.0"})
+            again = c.post("/api/v1/rollouts/clf/production",
+                           json={"version": "1.1.0", "override": "again"})
             assert again.status_code == 400 and "active rollout" in again.json()["error"]
             assert c.get("/api/v1/rollouts/clf/production").json()["candidate"] == "1.1.0"
             paused = c.post("/api/v1/rollouts/clf/production/pause", json={"reason": "look"})

@@ -149,6 +149,10 @@ def test_deploy_rollout_and_rollback_commands(tmp_path: Path, skops_file: Path) 
         assert run("models", "register", str(skops_file), "--name", "m",
                    cwd=tmp_path).returncode == 0
     assert run("models", "promote", "m", "1.0.0", "production", cwd=tmp_path).returncode == 0
+    refused = run("deploy", "m", "1.0.1", "--env", "production", cwd=tmp_path)
+    assert refused.returncode == 2 and "staging" in refused.stderr
+    assert run("deploy", "m", "1.0.1", "--env", "staging", "--strategy", "full",
+               cwd=tmp_path).returncode == 0
     r = run("deploy", "m", "1.0.1", "--env", "production", "--strategy", "canary", "--steps",
             '[{"weight": 20, "pause": "manual"}]', "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -161,5 +165,6 @@ def test_deploy_rollout_and_rollback_commands(tmp_path: Path, skops_file: Path) 
     r = run("rollback", "m", "--env", "production", "--reason", "smoke", cwd=tmp_path)
     assert r.returncode == 0 and "now serves 1.0.0" in r.stdout
     bad = run("deploy", "m", "1.0.1", "--steps", "[oops", cwd=tmp_path)
+    assert bad.returncode == 2
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
     assert run("audit", "verify", cwd=tmp_path).returncode == 0

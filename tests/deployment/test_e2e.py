@@ -34,6 +34,7 @@ def test_controller_rolls_back_a_failing_canary(served_store: tuple[Path, ModelR
     home, registry = served_store
     manager = RolloutManager(registry)
     manager.deploy("clf", _broken(registry, home.parent), "production", strategy="canary",
+                   override="tests go straight to production",
                    config={"steps": [{"weight": 50, "pause": 0}, {"weight": 100}],
                            "min_samples": 20})
     srv = start_server(home, "--controller-interval", "0.5")
@@ -69,6 +70,7 @@ def test_kill_9_mid_rollout_resumes_at_the_same_step(served_store: tuple[Path, M
     if (active := manager.status("clf", "production")) and active.state == "progressing":
         manager.abort("clf", "production")
     manager.deploy("clf", "1.1.0", "production", strategy="canary",
+                   override="tests go straight to production",
                    config={"steps": [{"weight": 30, "pause": 3600}, {"weight": 100}]})
     srv = start_server(home, "--controller-interval", "0.5")
     srv.stop(signal.SIGKILL)

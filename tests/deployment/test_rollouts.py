@@ -69,7 +69,7 @@ def test_plans() -> None:
 
 def test_good_canary_advances_and_is_promoted(two_versions: ModelRegistry) -> None:
     manager = RolloutManager(two_versions)
-    rollout = manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+    rollout = manager.deploy("m", "1.1.0", "production", strategy="canary", override="tests go straight to production", config=STEPS)
     assert (rollout.stable, rollout.candidate, rollout.weight) == ("1.0.0", "1.1.0", 10)
     assert manager.routes.get_route("m", "production").weight == 10  # type: ignore[union-attr]
     traffic(two_versions, "1.0.0", 3600, seed=1)
@@ -93,7 +93,7 @@ def test_good_canary_advances_and_is_promoted(two_versions: ModelRegistry) -> No
 
 def test_failing_candidate_is_rolled_back_on_errors(two_versions: ModelRegistry) -> None:
     manager = RolloutManager(two_versions)
-    manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+    manager.deploy("m", "1.1.0", "production", strategy="canary", override="tests go straight to production", config=STEPS)
     traffic(two_versions, "1.0.0", 2700, error_rate=0.005, seed=1)
     traffic(two_versions, "1.1.0", 300, error_rate=0.2, seed=2)
     [after] = manager.tick()
@@ -107,7 +107,7 @@ def test_failing_candidate_is_rolled_back_on_errors(two_versions: ModelRegistry)
 
 def test_worse_accuracy_from_feedback_rolls_back(two_versions: ModelRegistry) -> None:
     manager = RolloutManager(two_versions)
-    manager.deploy("m", "1.1.0", "production", strategy="canary",
+    manager.deploy("m", "1.1.0", "production", strategy="canary", override="tests go straight to production",
                    config={**STEPS, "require_labels": True})
     traffic(two_versions, "1.0.0", 2700, accuracy=0.9, seed=1)
     traffic(two_versions, "1.1.0", 1500, accuracy=0.7, seed=2)
@@ -117,7 +117,7 @@ def test_worse_accuracy_from_feedback_rolls_back(two_versions: ModelRegistry) ->
 
 def test_noise_is_inconclusive_then_paused_for_a_person(two_versions: ModelRegistry) -> None:
     manager = RolloutManager(two_versions)
-    manager.deploy("m", "1.1.0", "production", strategy="canary",
+    manager.deploy("m", "1.1.0", "production", strategy="canary", override="tests go straight to production",
                    config={**STEPS, "max_step_seconds": 60})
     traffic(two_versions, "1.0.0", 30, seed=1)
     traffic(two_versions, "1.1.0", 5, seed=2)
@@ -131,7 +131,7 @@ def test_noise_is_inconclusive_then_paused_for_a_person(two_versions: ModelRegis
 
 def test_state_survives_a_new_controller(two_versions: ModelRegistry) -> None:
     """The controller holds nothing: a fresh one continues from the database."""
-    RolloutManager(two_versions).deploy("m", "1.1.0", "production", strategy="canary",
+    RolloutManager(two_versions).deploy("m", "1.1.0", "production", strategy="canary", override="tests go straight to production",
                                         config=STEPS)
     traffic(two_versions, "1.0.0", 3600, seed=1)
     traffic(two_versions, "1.1.0", 400, seed=2)
@@ -144,9 +144,9 @@ def test_state_survives_a_new_controller(two_versions: ModelRegistry) -> None:
 
 def test_manual_commands_and_rollback(two_versions: ModelRegistry, skops_file: Path) -> None:
     manager = RolloutManager(two_versions)
-    manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+    manager.deploy("m", "1.1.0", "production", strategy="canary", override="tests go straight to production", config=STEPS)
     with pytest.raises(DeploymentError, match="already has an active rollout"):
-        manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+        manager.deploy("m", "1.1.0", "production", strategy="canary", override="tests go straight to production", config=STEPS)
     assert manager.pause("m", "production").state == "paused"
     assert manager.promote("m", "production", reason="looks fine").state == "succeeded"
     assert manager.rollback("m", "production", reason="customer report") == "1.0.0"
@@ -171,3 +171,24 @@ def test_full_and_first_deployments_finish_at_once(registry: ModelRegistry,
     full = manager.deploy("m", "1.0.1", "staging", strategy="full")
     assert full.state == "succeeded"
     assert manager.routes.get_route("m", "staging").stable == "1.0.1"  # type: ignore[union-attr]
+
+
+def test_production_requires_staging_first_unless_overridden(two_versions: ModelRegistry
+                                                             ) -> None:
+    manager = RolloutManager(two_versions)
+    with pytest.raises(DeploymentError, match="staging") as err:
+        manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)
+    assert "--override" in (err.value.fix or "")
+    with pytest.raises(DeploymentError, match="Unknown environment"):
+        manager.deploy("m", "1.1.0", "qa", strategy="full")
+    manager.deploy("m", "1.1.0", "staging", strategy="full")
+    assert manager.deploy("m", "1.1.0", "production", strategy="canary",
+                          config=STEPS).state == "progressing"
+    manager.abort("m", "production")
+    two_versions.register("m", two_versions.artifacts.local_path(
+        two_versions.get_version("m", "1.0.0").artifact_digest), version="3.0.0")
+    rollout = manager.deploy("m", "3.0.0", "production", strategy="full",
+                             override="hotfix approved by on-call")
+    assert rollout.state == "succeeded"
+    event = two_versions.audit_log(action="policy.override")[0]
+    assert event.payload["reason"] == "hotfix approved by on-call"

@@ -36,6 +36,9 @@ def test_readme_deployment_snippet_runs_verbatim(skops_file: Path) -> None:
     registry.register_model("task_classifier", str(skops_file), {"accuracy": 0.85},
                             bump="minor")
     registry.promote_to_stage("task_classifier", "1.0.0", "production")
+    # the promotion policy wants the version in staging before production
+    get_deployment_automation().deploy_model("task_classifier", "1.1.0", strategy="full",
+                                             environment="staging")
     namespace: dict[str, object] = {}
     exec(compile(README_DEPLOY, "README.md", "exec"), namespace)
     result = namespace["result"]
@@ -51,5 +54,6 @@ def test_registry_ab_setup_drives_an_ab_test_deployment(skops_file: Path) -> Non
     registry.promote_to_stage("model", a, "production")
     registry.setup_ab_test(model_name="model", version_a=a, version_b=b, traffic_split=0.3)
     deployment = get_deployment_automation()
+    deployment.deploy_model("model", b, strategy="full", environment="staging")
     result = deployment.deploy_model("model", b, strategy="ab_test")
     assert result["weight"] == 30 and result["strategy"] == "ab_test"
