@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from mlops.deployment.analysis import StepAnalysis, analyse
 from mlops.deployment.routes import RouteWriter
+from mlops.deployment.shadow import analyse_shadow
 from mlops.deployment.steps import Step, plan_steps
 from mlops.errors import DeploymentError
 from mlops.registry.service import ModelRegistry
@@ -119,7 +120,8 @@ class RolloutManager:
                         for a in reversed(found)])
 
     def _set_route(self, s: Session, model: ModelRow, env: str, stable: str | None,
-                   candidate: str | None, weight: float, strategy: str, state: str) -> None:
+                   candidate: str | None, weight: float, strategy: str, state: str,
+                   mode: str = "split") -> None:
         """Write the routing row inside the caller's transaction."""
         row = s.scalar(select(DeploymentRow).where(DeploymentRow.model_id == model.id,
                                                    DeploymentRow.environment == env))
@@ -131,7 +133,7 @@ class RolloutManager:
             s.add(row)
         row.stable_version, row.candidate_version = stable, candidate
         row.candidate_weight = weight if candidate else 0.0
-        row.mode, row.strategy, row.state = "split", strategy, state
+        row.mode, row.strategy, row.state = mode, strategy, state
         row.revision = (row.revision or 0) + 1
         row.updated_at = utcnow()
         s.flush()
@@ -229,7 +231,7 @@ class RolloutManager:
                              else "full replacement")
             else:
                 self._set_route(s, mrow, environment, stable, version, steps[0].weight,
-                                strategy, "progressing")
+                                strategy, "progressing", steps[0].mode)
             s.flush()
             return self._to_rollout(s, row, model)
 
@@ -368,9 +370,14 @@ class RolloutManager:
             config, monitors = dict(row.config or {}), dict(row.monitor or {})
         step = steps[index]
         log, feedback = self._traffic(model, env, started)
-        result: StepAnalysis = analyse(log, feedback, stable=stable or "", candidate=candidate,
-                                       weight=step.weight, config=config, monitors=monitors,
-                                       now=now, step_since=step_started)
+        if step.mode == "shadow":
+            result: StepAnalysis = analyse_shadow(log, feedback, stable=stable or "",
+                                                  candidate=candidate, config=config,
+                                                  monitors=monitors, now=now)
+        else:
+            result = analyse(log, feedback, stable=stable or "", candidate=candidate,
+                             weight=step.weight, config=config, monitors=monitors, now=now,
+                             step_since=step_started)
         elapsed = now - step_started
         limit = float(config.get("max_step_seconds", max(3600.0, 10 * step.pause)))
         with self.store.write() as s:
@@ -398,7 +405,7 @@ class RolloutManager:
                     nxt = steps[index + 1]
                     self._set_route(s, mrow, row.environment, row.stable_version,
                                     row.candidate_version, nxt.weight, row.strategy,
-                                    "progressing")
+                                    "progressing", nxt.mode)
                     self._audit(s, "rollout.step", mrow.name, row.environment,
                                 {"rollout": row.id, "step": index + 1, "weight": nxt.weight,
                                  "reason": result.reason})

@@ -5,7 +5,9 @@ the seed's ``{"initial_traffic": 10, "increment": 10, "interval_minutes": 5}``; 
 seconds, a duration (``"30s"``, ``"5m"``, ``"1h"``), ``"analysis"`` (until the analysis
 decides) or ``"manual"`` (until a person promotes). ``blue_green`` sends everything to the
 new version for an observation window and switches back on failure; ``ab_test`` holds a
-fixed split until the analysis decides; ``full`` replaces at once.
+fixed split until the analysis decides; ``shadow`` mirrors a share of requests to the
+candidate (clients always get stable) and switches when the paired analysis passes;
+``full`` replaces at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from mlops.errors import DeploymentError
 
 __all__ = ["STRATEGIES", "Step", "parse_pause", "plan_steps"]
 
-STRATEGIES = ("full", "canary", "blue_green", "ab_test")
+STRATEGIES = ("full", "canary", "blue_green", "ab_test", "shadow")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -32,6 +34,7 @@ class Step:
     weight: float
     pause: float = 0.0
     until: str = "time"
+    mode: str = "split"  # "shadow": the candidate sees a mirrored share, clients get stable
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +84,10 @@ def plan_steps(strategy: str, config: dict[str, Any] | None) -> list[Step]:
     if strategy == "blue_green":
         seconds, until = parse_pause(config.get("observe", "analysis"))
         return [Step(100.0, seconds, until)]
+    if strategy == "shadow":
+        mirror = _weight(config.get("mirror", 100), "shadow mirror share")
+        seconds, until = parse_pause(config.get("pause", "analysis"))
+        return [Step(mirror, seconds, until, "shadow"), Step(100.0)]
     if strategy == "ab_test":
         split = config.get("traffic_split", 0.5)
         weight = _weight(float(split) * 100 if float(split) <= 1 else split, "ab_test")

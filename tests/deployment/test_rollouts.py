@@ -192,3 +192,45 @@ def test_production_requires_staging_first_unless_overridden(two_versions: Model
     assert rollout.state == "succeeded"
     event = two_versions.audit_log(action="policy.override")[0]
     assert event.payload["reason"] == "hotfix approved by on-call"
+
+
+def shadow_traffic(registry: ModelRegistry, n: int, stable_acc: float, shadow_acc: float,
+                   seed: int) -> None:
+    """Pairs as the gateway logs them in shadow mode: one stable and one shadow row per
+    request id, plus the label."""
+    rng = np.random.default_rng(seed)
+    log = PredictionLog(registry.settings.artifacts_uri)
+    now = time.time()
+    records, labels = [], []
+    for i in range(n):
+        rid = f"shadow-{seed}-{i}"
+        actual = int(rng.integers(2))
+        for route, version, acc in (("stable", "1.0.0", stable_acc),
+                                    ("shadow", "1.1.0", shadow_acc)):
+            pred = actual if rng.random() < acc else 1 - actual
+            records.append(PredictionRecord(rid, now, "m", version, "production", route, None,
+                                            0, "{}", str(pred), float(pred), None, 2.0, 200))
+        labels.append(FeedbackRecord(rid, 0, "m", str(actual), float(actual), now))
+    log.log(records)
+    log.log_feedback(labels)
+    log.close()
+
+
+@pytest.mark.parametrize(("shadow_acc", "state"), [(0.9, "succeeded"), (0.6, "rolled_back")])
+def test_shadow_rollout_decides_on_paired_outcomes(two_versions: ModelRegistry,
+                                                   shadow_acc: float, state: str) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="shadow",
+                   config={"min_samples": 100, "accuracy_margin": 0.05},
+                   override="tests go straight to production")
+    route = manager.routes.get_route("m", "production")
+    assert route is not None and route.mode == "shadow" and route.weight == 100
+    shadow_traffic(two_versions, 1500, 0.9, shadow_acc, seed=5)
+    [after] = manager.tick()
+    assert after.state == state, after.analyses
+    metrics = after.analyses[-1]["metrics"]
+    assert metrics["mcnemar"]["b_stable_only"] + metrics["mcnemar"]["c_candidate_only"] > 0
+    assert "paired_accuracy" in metrics
+    final = manager.routes.get_route("m", "production")
+    assert final is not None and final.mode == "split" and final.candidate is None
+    assert final.stable == ("1.1.0" if state == "succeeded" else "1.0.0")
