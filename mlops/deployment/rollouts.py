@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlops.deployment.analysis import StepAnalysis, analyse
+from mlops.deployment.bandit import analyse_bandit
 from mlops.deployment.routes import RouteWriter
 from mlops.deployment.shadow import analyse_shadow
 from mlops.deployment.steps import Step, plan_steps
@@ -368,12 +369,20 @@ class RolloutManager:
             step_started = _utc(row.step_started_at).timestamp()
             env, stable, candidate = row.environment, row.stable_version, row.candidate_version
             config, monitors = dict(row.config or {}), dict(row.monitor or {})
+            row_strategy = row.strategy
+            current_weight = float(row.monitor.get("bandit_weight", steps[index].weight)) \
+                if row.monitor else steps[index].weight
         step = steps[index]
         log, feedback = self._traffic(model, env, started)
-        if step.mode == "shadow":
-            result: StepAnalysis = analyse_shadow(log, feedback, stable=stable or "",
-                                                  candidate=candidate, config=config,
-                                                  monitors=monitors, now=now)
+        share = step.weight
+        result: StepAnalysis
+        if row_strategy == "bandit" and index == 0:
+            result, share = analyse_bandit(log, feedback, stable=stable or "",
+                                           candidate=candidate, weight=current_weight,
+                                           config=config, now=now)
+        elif step.mode == "shadow":
+            result = analyse_shadow(log, feedback, stable=stable or "", candidate=candidate,
+                                    config=config, monitors=monitors, now=now)
         else:
             result = analyse(log, feedback, stable=stable or "", candidate=candidate,
                              weight=step.weight, config=config, monitors=monitors, now=now,
@@ -409,6 +418,13 @@ class RolloutManager:
                     self._audit(s, "rollout.step", mrow.name, row.environment,
                                 {"rollout": row.id, "step": index + 1, "weight": nxt.weight,
                                  "reason": result.reason})
+            elif row_strategy == "bandit" and result.outcome == "Inconclusive":
+                if abs(share - current_weight) >= 1.0:
+                    row.monitor = {**result.monitors, "bandit_weight": share}
+                    self._set_route(s, mrow, row.environment, row.stable_version,
+                                    row.candidate_version, share, row.strategy, "progressing")
+                else:
+                    row.monitor = {**result.monitors, "bandit_weight": current_weight}
             elif result.outcome == "Inconclusive" and elapsed >= limit:
                 row.state = "paused"
                 row.reason = f"inconclusive for {elapsed:.0f} s: {result.reason}"

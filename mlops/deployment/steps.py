@@ -20,7 +20,7 @@ from mlops.errors import DeploymentError
 
 __all__ = ["STRATEGIES", "Step", "parse_pause", "plan_steps"]
 
-STRATEGIES = ("full", "canary", "blue_green", "ab_test", "shadow")
+STRATEGIES = ("full", "canary", "blue_green", "ab_test", "shadow", "bandit")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -84,6 +84,9 @@ def plan_steps(strategy: str, config: dict[str, Any] | None) -> list[Step]:
     if strategy == "blue_green":
         seconds, until = parse_pause(config.get("observe", "analysis"))
         return [Step(100.0, seconds, until)]
+    if strategy == "bandit":  # the controller moves the share; this is where it starts
+        start = _weight(config.get("initial_weight", 50), "bandit initial_weight")
+        return [Step(min(start, 99.0), 0.0, "analysis"), Step(100.0)]
     if strategy == "shadow":
         mirror = _weight(config.get("mirror", 100), "shadow mirror share")
         seconds, until = parse_pause(config.get("pause", "analysis"))

@@ -225,7 +225,8 @@ class Gateway:
                                                "x-model-version": served.version})
             latency = time.perf_counter() - started
             self._observe(name, served.version, route_name, 200, latency)
-            self._log(request_id, served, route_name, unit, columns, prediction, latency, 200)
+            self._log(request_id, served, route_name, unit, columns, prediction, latency, 200,
+                      _propensity(route, route_name))
             shadow = route.shadow_for(unit) if route is not None else None
             if shadow is not None and route is not None:
                 response.background = BackgroundTask(self._shadow, shadow, route, body, decode,
@@ -326,7 +327,8 @@ class Gateway:
             m.REQUEST_DURATION.labels(name, version, env, route).observe(seconds)
 
     def _log(self, request_id: str, served: ServedModel, route: str, unit: str | None,
-             columns: Columns, prediction: Prediction, latency: float, status: int) -> None:
+             columns: Columns, prediction: Prediction, latency: float, status: int,
+             propensity: float | None = None) -> None:
         if self.predlog is None:
             return
         self._remember(request_id)
@@ -345,7 +347,7 @@ class Gateway:
                 prediction=orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
                 prediction_num=float(value) if isinstance(value, int | float) else None,
                 proba=probas[i] if probas is not None else None,
-                latency_ms=latency * 1000.0, status=status))
+                latency_ms=latency * 1000.0, status=status, propensity=propensity))
         self.predlog.log(records)
 
     def _log_failure(self, request_id: str, served: ServedModel, route: str,
@@ -390,6 +392,14 @@ class Gateway:
         m.FEEDBACK.labels(name, "true").inc(len(records) - unmatched)
         m.FEEDBACK.labels(name, "false").inc(unmatched)
         return _json({"accepted": len(records), "unmatched": unmatched})
+
+
+def _propensity(route: ServingRoute | None, name: str) -> float | None:
+    """The probability that the routing sends a request to the arm that answered it."""
+    if route is None or route.candidate is None or route.spec.mode != "split":
+        return 1.0 if route is not None and name == "stable" else None
+    share = route.spec.weight / 100.0
+    return {"candidate": share, "stable": 1.0 - share, "fallback": share}.get(name)
 
 
 def _request_id(given: str | None) -> str:

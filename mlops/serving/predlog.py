@@ -88,6 +88,7 @@ class PredictionRecord:
     proba: list[float] | None
     latency_ms: float
     status: int
+    propensity: float | None = None  # probability that the routing sent it to this version
 
 
 @dataclass(slots=True)
@@ -119,6 +120,7 @@ PREDICTION_SCHEMA = pa.schema([
     ("proba", _PROBA),
     ("latency_ms", _F64),
     ("status", pa.int32()),
+    ("propensity", _F64),
     ("date", _STR),
 ])
 
@@ -173,6 +175,7 @@ def _prediction_table(recs: Sequence[PredictionRecord]) -> pa.Table:
         pa.array([r.proba for r in recs], _PROBA),
         pa.array([r.latency_ms for r in recs], _F64),
         pa.array([r.status for r in recs], pa.int32()),
+        pa.array([r.propensity for r in recs], _F64),
     ]
     return pa.Table.from_arrays(arrays, schema=_PRED_FILE_SCHEMA)
 

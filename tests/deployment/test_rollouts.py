@@ -234,3 +234,56 @@ def test_shadow_rollout_decides_on_paired_outcomes(two_versions: ModelRegistry,
     final = manager.routes.get_route("m", "production")
     assert final is not None and final.mode == "split" and final.candidate is None
     assert final.stable == ("1.1.0" if state == "succeeded" else "1.0.0")
+
+
+def labelled(registry: ModelRegistry, version: str, n: int, accuracy: float, seed: int,
+             propensity: float) -> None:
+    rng = np.random.default_rng(seed)
+    log = PredictionLog(registry.settings.artifacts_uri)
+    now = time.time()
+    records, labels = [], []
+    for i in range(n):
+        rid = f"bandit-{version}-{seed}-{i}"
+        actual = int(rng.integers(2))
+        pred = actual if rng.random() < accuracy else 1 - actual
+        records.append(PredictionRecord(rid, now, "m", version, "production", "stable", None, 0,
+                                        "{}", str(pred), float(pred), None, 2.0, 200,
+                                        propensity))
+        labels.append(FeedbackRecord(rid, 0, "m", str(actual), float(actual), now))
+    log.log(records)
+    log.log_feedback(labels)
+    log.close()
+
+
+def test_bandit_shifts_traffic_to_the_better_arm(two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="bandit",
+                   config={"min_samples": 400}, override="tests go straight to production")
+    assert manager.routes.get_route("m", "production").weight == 50  # type: ignore[union-attr]
+    labelled(two_versions, "1.0.0", 150, 0.80, seed=1, propensity=0.5)
+    labelled(two_versions, "1.1.0", 150, 0.90, seed=2, propensity=0.5)
+    [first] = manager.tick()
+    weight = manager.routes.get_route("m", "production").weight  # type: ignore[union-attr]
+    assert first.state == "progressing" and weight > 50
+    assert first.analyses[-1]["metrics"]["reward"]["p_candidate_better"] > 0.5
+    labelled(two_versions, "1.0.0", 400, 0.80, seed=3, propensity=1 - weight / 100)
+    labelled(two_versions, "1.1.0", 800, 0.90, seed=4, propensity=weight / 100)
+    [done] = manager.tick()
+    assert done.state == "succeeded"
+    assert manager.routes.get_route("m", "production").stable == "1.1.0"  # type: ignore[union-attr]
+
+
+def test_bandit_keeps_a_floor_and_ends_for_the_worse_candidate(two_versions: ModelRegistry
+                                                               ) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="bandit",
+                   config={"min_samples": 2000}, override="tests go straight to production")
+    labelled(two_versions, "1.0.0", 600, 0.90, seed=5, propensity=0.5)
+    labelled(two_versions, "1.1.0", 600, 0.70, seed=6, propensity=0.5)
+    [first] = manager.tick()
+    assert first.state == "progressing"  # not enough samples to end yet
+    assert manager.routes.get_route("m", "production").weight == 1.0  # type: ignore[union-attr]
+    labelled(two_versions, "1.0.0", 2000, 0.90, seed=7, propensity=0.99)
+    labelled(two_versions, "1.1.0", 1500, 0.70, seed=8, propensity=0.01)
+    [done] = manager.tick()
+    assert done.state == "rolled_back"

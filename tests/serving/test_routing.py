@@ -184,3 +184,15 @@ def test_shadow_pairs_are_logged_under_one_request_id(
     for _, rows in pairs:
         assert sorted(zip(rows.route, rows.version, strict=True)) == \
             [("shadow", "1.1.0"), ("stable", "1.0.0")]
+
+
+def test_logged_propensity_is_the_share_of_the_answering_arm() -> None:
+    from mlops.serving.app import _propensity
+
+    split = ServingRoute(RouteSpec("m", "production", "1.0.0", "1.1.0", weight=30.0, salt="s"),
+                         _served("1.0.0"), _served("1.1.0"))
+    assert _propensity(split, "candidate") == 0.3
+    assert abs(_propensity(split, "stable") - 0.7) < 1e-12  # type: ignore[operator]
+    alone = ServingRoute(RouteSpec("m", "production", "1.0.0"), _served("1.0.0"))
+    assert _propensity(alone, "stable") == 1.0
+    assert _propensity(None, "direct") is None

@@ -1,0 +1,59 @@
+"""Thompson sampling between the stable version and a candidate.
+
+The reward of a request is 1 when its label (from feedback) matches the prediction. Each
+arm has a Beta(1 + successes, 1 + failures) posterior; the candidate's traffic share is the
+posterior probability that it is the better arm (estimated from 20,000 joint draws), kept
+within [floor, 100 - floor] percent so that neither arm starves (default floor 1%).
+The bandit ends when that probability passes ``decide_at`` (0.95: the candidate wins) or
+falls below ``1 - decide_at`` (it loses), with at least ``min_samples`` labelled requests
+per arm. Requests carry their propensity (the share at the time) in the prediction log,
+so off-policy estimates stay possible.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from mlops.deployment.analysis import DEFAULTS, StepAnalysis, _accuracy
+
+__all__ = ["BANDIT_DEFAULTS", "analyse_bandit"]
+
+BANDIT_DEFAULTS: dict[str, Any] = {"floor": 1.0, "decide_at": 0.95, "draws": 20_000,
+                                   "seed": 0}
+
+
+def analyse_bandit(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
+                   weight: float, config: dict[str, Any], now: float | None = None
+                   ) -> tuple[StepAnalysis, float]:
+    """The outcome and the candidate's next traffic share (percent)."""
+    cfg = {**DEFAULTS, **BANDIT_DEFAULTS, **config}
+    now = time.time() if now is None else now
+    counts = _accuracy(log, feedback, stable, candidate, now - float(cfg["label_delay"]))
+    if counts is None:
+        return StepAnalysis("Inconclusive", "no labelled requests yet", {}, {}), weight
+    (wins_s, n_s), (wins_c, n_c) = counts
+    rng = np.random.default_rng(int(cfg["seed"]) + n_s + n_c)
+    draws = int(cfg["draws"])
+    theta_s = rng.beta(1 + wins_s, 1 + n_s - wins_s, draws)
+    theta_c = rng.beta(1 + wins_c, 1 + n_c - wins_c, draws)
+    p_better = float(np.mean(theta_c > theta_s))
+    floor = float(cfg["floor"])
+    share = float(np.clip(100.0 * p_better, floor, 100.0 - floor))
+    metrics = {"reward": {"stable": wins_s / n_s if n_s else None,
+                          "candidate": wins_c / n_c if n_c else None,
+                          "n_stable": n_s, "n_candidate": n_c,
+                          "p_candidate_better": p_better, "next_weight": share}}
+    decide = float(cfg["decide_at"])
+    enough = min(n_s, n_c) >= int(cfg["min_samples"])
+    if enough and p_better >= decide:
+        return StepAnalysis("Successful", f"P(candidate better) = {p_better:.3f} after "
+                            f"{n_s + n_c} labelled requests", metrics, {}), share
+    if enough and p_better <= 1.0 - decide:
+        return StepAnalysis("Failed", f"P(candidate better) = {p_better:.3f}: the stable "
+                            "version wins", metrics, {}), share
+    return StepAnalysis("Inconclusive", f"P(candidate better) = {p_better:.3f}; traffic "
+                        f"share now {share:.1f}%", metrics, {}), share
