@@ -123,3 +123,50 @@ def test_rollback_under_load_fails_no_request(served_store: tuple[Path, ModelReg
     assert late and set(late) == {"1.0.0"}
     events = registry.audit_log(action="rollout.rollback", limit=5)
     assert events[0].payload["reason"] == "under load"
+
+
+def test_controller_promotes_a_good_canary_from_live_labels(
+        served_store: tuple[Path, ModelRegistry], data: tuple[object, object]) -> None:
+    import numpy as np
+
+    home, registry = served_store
+    manager = RolloutManager(registry)
+    current = manager.status("clf", "production")
+    if current is not None and current.state in ("progressing", "paused"):
+        manager.abort("clf", "production")
+    manager.rollback("clf", "production", to="1.0.0", reason="start from 1.0.0")
+    manager.deploy("clf", "1.1.0", "production", strategy="canary",
+                   config={"steps": [{"weight": 50, "pause": 0}, {"weight": 100}],
+                           "min_samples": 100, "accuracy_margin": 0.1,
+                           "require_labels": True},
+                   override="tests go straight to production")
+    x, y = data
+    frame, labels = x, np.asarray(y)  # type: ignore[var-annotated]
+    srv = start_server(home, "--controller-interval", "0.5")
+    rng = np.random.default_rng(0)
+    try:
+        deadline = time.monotonic() + 60
+        state = "progressing"
+        with srv.client() as c:
+            while state == "progressing" and time.monotonic() < deadline:
+                for _ in range(20):
+                    idx = rng.integers(0, len(labels), 10)
+                    body = {"instances": frame.iloc[idx].to_numpy().tolist()}  # type: ignore[attr-defined]
+                    r = c.post("/v1/models/clf:predict", json=body,
+                               headers={"x-mlops-unit": f"u{rng.integers(10**6)}"})
+                    assert r.status_code == 200
+                    c.post("/v1/models/clf/feedback",
+                           json=[{"request_id": r.headers["x-request-id"], "row": i,
+                                  "actual": int(labels[j])} for i, j in enumerate(idx)])
+                status = manager.status("clf", "production")
+                state = status.state if status is not None else "missing"
+        assert state == "succeeded", manager.status("clf", "production")
+        time.sleep(1.0)
+        with srv.client() as c:
+            assert c.post("/v1/models/clf:predict", json=ROW).headers["x-model-version"] \
+                == "1.1.0"
+        kinds = [e.action for e in registry.audit_log(subject="model/clf/env/production",
+                                                      limit=10)]
+        assert "rollout.succeed" in kinds
+    finally:
+        srv.stop()

@@ -287,3 +287,59 @@ def test_bandit_keeps_a_floor_and_ends_for_the_worse_candidate(two_versions: Mod
     labelled(two_versions, "1.1.0", 1500, 0.70, seed=8, propensity=0.01)
     [done] = manager.tick()
     assert done.state == "rolled_back"
+
+
+def test_blue_green_switches_and_switches_back(two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    green = manager.deploy("m", "1.1.0", "production", strategy="blue_green",
+                           config={"min_samples": 200},
+                           override="tests go straight to production")
+    route = manager.routes.get_route("m", "production")
+    assert route is not None and route.weight == 100 and route.stable == "1.0.0"  # blue kept
+    assert green.state == "progressing"
+    traffic(two_versions, "1.1.0", 300, error_rate=0.2, seed=9)
+    [back] = manager.tick()
+    assert back.state == "rolled_back" and "error rate" in back.reason
+    route = manager.routes.get_route("m", "production")
+    assert route is not None and (route.stable, route.candidate) == ("1.0.0", None)
+
+    again = manager.deploy("m", "1.1.0", "production", strategy="blue_green",
+                           config={"min_samples": 200}, override="second try")
+    assert again.state == "progressing"
+    time.sleep(0.01)
+    traffic(two_versions, "1.1.0", 300, seed=10)
+    [switched] = manager.tick()
+    assert switched.state == "succeeded"
+
+
+def test_ab_test_holds_the_split_until_a_decision(two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="ab_test",
+                   config={"traffic_split": 0.5, "min_samples": 200, "require_labels": True},
+                   override="tests go straight to production")
+    assert manager.routes.get_route("m", "production").weight == 50  # type: ignore[union-attr]
+    traffic(two_versions, "1.0.0", 100, accuracy=0.9, seed=11)
+    traffic(two_versions, "1.1.0", 100, accuracy=0.9, seed=12)
+    [waiting] = manager.tick()
+    assert waiting.state == "progressing" and waiting.weight == 50
+    traffic(two_versions, "1.0.0", 2500, accuracy=0.9, seed=13)
+    traffic(two_versions, "1.1.0", 2500, accuracy=0.92, seed=14)
+    [decided] = manager.tick()
+    assert decided.state == "succeeded", decided.analyses[-1]
+
+
+def test_only_one_controller_holds_the_lease(two_versions: ModelRegistry) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mlops.deployment.controller import LEASE, Controller
+    from mlops.store.schema import LeaseRow
+
+    first = Controller(two_versions, holder="a", lease_seconds=30)
+    second = Controller(two_versions, holder="b", lease_seconds=30)
+    assert first.acquire() and first.acquire()  # renewal
+    assert not second.acquire() and second.run_once() == []
+    with two_versions.store.write() as s:
+        lease = s.get(LeaseRow, LEASE)
+        assert lease is not None
+        lease.expires_at = datetime.now(UTC) - timedelta(seconds=1)  # the leader died
+    assert second.acquire() and not first.acquire()
