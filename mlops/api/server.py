@@ -47,7 +47,8 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     registry = ModelRegistry(settings)
     api = Mount("/api", app=create_api(registry))
     interval = config.controller_interval if config is not None else 5.0
-    controller = Controller(registry, interval=interval)
+    controller = Controller(registry, interval=interval,
+                            gateway_url=os.environ.get("MLOPS_GATEWAY_URL") or None)
     if role == "all":
         return create_app(settings, config, mounts=[api], background=[controller.loop])
 
@@ -62,6 +63,8 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
         task = asyncio.create_task(controller.loop())
         yield
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     return Starlette(routes=[Route("/v2/health/live", live), Route("/v2/health/ready", live),
                              Route("/metrics", metrics_text), api], lifespan=lifespan)
@@ -85,6 +88,10 @@ def serve(config: GatewayConfig, *, role: str = "all", host: str = "127.0.0.1",
         raise ConfigError(f"Unknown role {role!r}.", fix=f"Use one of {', '.join(ROLES)}.")
     os.environ[_CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
     os.environ[_ROLE_ENV] = role
+    if role == "all" and not os.environ.get("MLOPS_GATEWAY_URL"):
+        # smoke requests of blue-green rollouts go through this very gateway
+        local = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+        os.environ["MLOPS_GATEWAY_URL"] = f"http://{local}:{port}"
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlops-prom-")
     uvicorn.run("mlops.api.server:app_factory", factory=True, host=host, port=port,

@@ -24,6 +24,7 @@ from mlops.deployment.analysis import StepAnalysis, analyse
 from mlops.deployment.bandit import analyse_bandit
 from mlops.deployment.routes import RouteWriter
 from mlops.deployment.shadow import analyse_shadow
+from mlops.deployment.smoke import smoke_test
 from mlops.deployment.steps import Step, plan_steps
 from mlops.errors import DeploymentError
 from mlops.registry.service import ModelRegistry
@@ -82,10 +83,11 @@ class RolloutManager:
     """Start, advance, pause, promote and roll back rollouts (one model, one environment
     has at most one active rollout)."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, gateway_url: str | None = None) -> None:
         self.registry = registry
         self.store = registry.store
         self.routes = RouteWriter(registry)
+        self.gateway_url = gateway_url
 
     # ------------------------------------------------------------------ helpers
     def _model(self, s: Session, name: str) -> ModelRow:
@@ -376,7 +378,13 @@ class RolloutManager:
         log, feedback = self._traffic(model, env, started)
         share = step.weight
         result: StepAnalysis
-        if row_strategy == "bandit" and index == 0:
+        if step.until == "smoke":
+            smoke = smoke_test(self.registry, model, candidate, self.gateway_url)
+            result = StepAnalysis("Successful" if smoke.ok else "Failed",
+                                  f"smoke ({smoke.via}): {smoke.reason}",
+                                  {"smoke": {"ok": smoke.ok, "rows": smoke.rows,
+                                             "via": smoke.via}}, monitors)
+        elif row_strategy == "bandit" and index == 0:
             result, share = analyse_bandit(log, feedback, stable=stable or "",
                                            candidate=candidate, weight=current_weight,
                                            config=config, now=now)

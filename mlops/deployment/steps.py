@@ -28,8 +28,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 @dataclass(frozen=True)
 class Step:
     """Send ``weight`` percent to the candidate; move on after ``pause`` seconds and a
-    successful analysis (``until="time"``), when the analysis decides (``"analysis"``), or
-    when a person promotes (``"manual"``)."""
+    successful analysis (``until="time"``), when the analysis decides (``"analysis"``), when
+    a person promotes (``"manual"``), or once smoke requests pass (``"smoke"``)."""
 
     weight: float
     pause: float = 0.0
@@ -83,7 +83,8 @@ def plan_steps(strategy: str, config: dict[str, Any] | None) -> list[Step]:
         return [Step(100.0)]
     if strategy == "blue_green":
         seconds, until = parse_pause(config.get("observe", "analysis"))
-        return [Step(100.0, seconds, until)]
+        # green is loaded beside blue with no traffic and must answer smoke requests first
+        return [Step(0.0, 0.0, "smoke"), Step(100.0, seconds, until), Step(100.0)]
     if strategy == "bandit":  # the controller moves the share; this is where it starts
         start = _weight(config.get("initial_weight", 50), "bandit initial_weight")
         return [Step(min(start, 99.0), 0.0, "analysis"), Step(100.0)]

@@ -233,6 +233,7 @@ class ModelRegistry:
             aliases=sorted(aliases), tags=tags, metrics=metrics,
             signature=Signature.from_dict(row.signature), lineage=Lineage.from_dict(row.lineage),
             metadata=dict(row.extra.get("metadata", {})),
+            input_example=row.extra.get("input_example"),
         )
 
     # ------------------------------------------------------------------ register
@@ -303,6 +304,7 @@ class ModelRegistry:
             loaded, report = load_bytes(data, file.name, trust=trust, fmt=fmt, report=report)
             example = input_example if input_example is not None else training_frame
             signature = infer_signature(example, loaded) if example is not None else None
+            sample = _example_rows(example, loaded) if example is not None else None
             ref = self.artifacts.put_bytes(data)
         lineage.fill()
         overridden = trust and not report.safe
@@ -340,7 +342,8 @@ class ModelRegistry:
                 flavor=loaded.flavor, trusted=overridden,
                 signature=signature.to_dict() if signature else {},
                 lineage=lineage.to_dict(),
-                extra={"format": fmt, "metadata": _json_safe(meta)},
+                extra={"format": fmt, "metadata": _json_safe(meta),
+                       **({"input_example": sample} if sample else {})},
                 created_by=self.actor,
             )
             s.add(row)
@@ -795,3 +798,12 @@ def _refuse_if_in_use(s: Session, model: ModelRow, row: VersionRow) -> None:
             f"Version {row.version} of {model.name!r} is deployed in {dep.environment!r}.",
             fix="Deploy another version or roll back first.", model=model.name,
             version=row.version)
+
+
+def _example_rows(example: Any, model: LoadedModel, limit: int = 10) -> list[dict[str, Any]]:
+    """Up to ``limit`` rows of the input example as JSON-safe records (for smoke requests)."""
+    from mlops.flavors.base import to_frame
+
+    frame = to_frame(example, model.input_columns if not hasattr(example, "columns") else None)
+    rows = frame.head(limit).to_dict("records")
+    return [{str(k): _json_safe(v) for k, v in row.items()} for row in rows]

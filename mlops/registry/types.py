@@ -33,6 +33,7 @@ class ModelVersion:
     signature: Signature | None = None
     lineage: Lineage = field(default_factory=Lineage)
     metadata: dict[str, Any] = field(default_factory=dict)
+    input_example: list[dict[str, Any]] | None = None  # a few rows, for smoke requests
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class ModelVersion:
             "tags": self.tags, "metrics": self.metrics,
             "signature": self.signature.to_dict() if self.signature else None,
             "lineage": self.lineage.to_dict(), "metadata": self.metadata,
+            "input_example": self.input_example,
             "created_by": self.created_by, "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

@@ -446,6 +446,9 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
         yield
         for task in tasks:
             task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await gateway.stop()
 
     table, hot = routes(gateway)

@@ -170,3 +170,33 @@ def test_controller_promotes_a_good_canary_from_live_labels(
         assert "rollout.succeed" in kinds
     finally:
         srv.stop()
+
+
+def test_blue_green_smoke_requests_go_through_the_gateway(
+        served_store: tuple[Path, ModelRegistry]) -> None:
+    home, registry = served_store
+    manager = RolloutManager(registry)
+    current = manager.status("clf", "production")
+    if current is not None and current.state in ("progressing", "paused"):
+        manager.abort("clf", "production")
+    manager.rollback("clf", "production", to="1.0.0", reason="start from blue")
+    manager.deploy("clf", "1.1.0", "production", strategy="blue_green",
+                   config={"observe": "manual"}, override="tests go straight to production")
+    srv = start_server(home, "--controller-interval", "0.3")
+    try:
+        deadline = time.monotonic() + 20
+        status = manager.status("clf", "production")
+        while time.monotonic() < deadline and status is not None and status.step_index == 0:
+            time.sleep(0.3)
+            status = manager.status("clf", "production")
+        assert status is not None and status.step_index == 1, status
+        smoke = status.analyses[0]
+        assert smoke["outcome"] == "Successful"
+        assert "through the gateway match offline predictions" in smoke["reason"]
+        time.sleep(1.0)
+        with srv.client() as c:  # all traffic on green, blue still loaded
+            assert c.post("/v1/models/clf:predict", json=ROW).headers["x-model-version"] \
+                == "1.1.0"
+        assert manager.promote("clf", "production").state == "succeeded"
+    finally:
+        srv.stop()

@@ -59,6 +59,8 @@ def test_plans() -> None:
     assert [(s.weight, s.pause, s.until) for s in steps] == \
         [(25, 120, "time"), (50, 0, "manual"), (100, 0, "time")]
     assert [s.weight for s in plan_steps("ab_test", {"traffic_split": 0.3})] == [30, 100]
+    assert [(s.weight, s.until) for s in plan_steps("blue_green", {})] == \
+        [(0, "smoke"), (100, "analysis"), (100, "time")]
     with pytest.raises(DeploymentError, match="lowers"):
         plan_steps("canary", {"steps": [{"weight": 50}, {"weight": 10}]})
     with pytest.raises(DeploymentError, match="not a duration"):
@@ -295,8 +297,12 @@ def test_blue_green_switches_and_switches_back(two_versions: ModelRegistry) -> N
                            config={"min_samples": 200},
                            override="tests go straight to production")
     route = manager.routes.get_route("m", "production")
-    assert route is not None and route.weight == 100 and route.stable == "1.0.0"  # blue kept
+    assert route is not None and route.weight == 0 and route.candidate == "1.1.0"  # loaded
     assert green.state == "progressing"
+    [smoked] = manager.tick()  # smoke requests (locally here: no gateway) then the switch
+    assert smoked.step_index == 1 and "smoke" in smoked.analyses[-1]["reason"]
+    route = manager.routes.get_route("m", "production")
+    assert route is not None and route.weight == 100 and route.stable == "1.0.0"  # blue kept
     traffic(two_versions, "1.1.0", 300, error_rate=0.2, seed=9)
     [back] = manager.tick()
     assert back.state == "rolled_back" and "error rate" in back.reason
@@ -306,6 +312,7 @@ def test_blue_green_switches_and_switches_back(two_versions: ModelRegistry) -> N
     again = manager.deploy("m", "1.1.0", "production", strategy="blue_green",
                            config={"min_samples": 200}, override="second try")
     assert again.state == "progressing"
+    manager.tick()
     time.sleep(0.01)
     traffic(two_versions, "1.1.0", 300, seed=10)
     [switched] = manager.tick()
