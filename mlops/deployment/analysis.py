@@ -6,17 +6,20 @@ Each look computes, over the requests since the rollout started:
   means the split itself is broken -> ``Failed``);
 - **error rate** (5xx): always-valid non-inferiority test of two proportions (mSPRT), the
   candidate may not be worse than stable by more than ``error_margin``;
-- **accuracy**, when labels arrive through feedback: the same test on the share of correct
-  predictions, over requests older than ``label_delay`` (labels are mature), margin
-  ``accuracy_margin``;
+- **model quality**, when labels arrive through feedback, over requests older than
+  ``label_delay`` (labels are mature): for classification the same test on the share of
+  correct predictions (margin ``accuracy_margin``; F1 reported for 0/1 labels), for
+  regression (fractional labels) an always-valid non-inferiority test of the mean absolute
+  error (margin ``mae_margin``, default 5% of stable's MAE; RMSE reported);
 - **p99 latency** guardrail: candidate p99 <= stable p99 x (1 + ``latency_tolerance``) +
   ``latency_slack_ms``, judged once both arms have ``min_samples`` requests.
 
 The sequential tests are always valid, so looking at every step does not inflate the false
-rollback rate; their running state is kept in the rollout row between looks. Each test runs
-at alpha / number of tests (Bonferroni: valid for always-valid p-values under any
-dependence). ``Failed`` when a test finds the candidate worse or a guardrail breaks;
-``Successful`` when every test with data shows non-inferiority; otherwise ``Inconclusive``.
+rollback rate; their running state is kept in the rollout row between looks. Across the
+metrics, Benjamini-Hochberg at ``alpha`` decides which are worse (adjusting the
+"candidate is worse" p-values) and which are shown non-inferior. ``Failed`` when a metric
+is worse or a guardrail breaks; ``Successful`` when every required metric is shown
+non-inferior; otherwise ``Inconclusive``.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlops.stats.multiple import benjamini_hochberg
 from mlops.stats.sequential import (
     SequentialMonitor,
     SequentialResult,
     choose_tau,
+    msprt_non_inferiority_means,
     msprt_non_inferiority_proportions,
 )
 from mlops.stats.srm import sample_ratio_mismatch
@@ -88,11 +94,11 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
     cfg = {**DEFAULTS, **config}
     now = time.time() if now is None else now
     monitors = {k: dict(v) for k, v in monitors.items()}
-    tests = 2  # error rate and accuracy
-    alpha = float(cfg["alpha"]) / tests
+    alpha = float(cfg["alpha"])
     metrics: dict[str, dict[str, Any]] = {}
     failed: list[str] = []
     passed: list[str] = []
+    tested: dict[str, tuple[SequentialResult, str]] = {}  # metric -> (running result, text)
 
     # one row per request for counts, errors and latency (row 0 of each request); a
     # "fallback" row is stable's answer to a request assigned to the candidate, whose own
@@ -134,11 +140,8 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
         combined = _look("error_rate", monitors, result)
         metrics["error_rate"] = {**_result_dict(combined), "stable": e_s / n_s,
                                  "candidate": e_c / n_c}
-        if combined.decision == "inferior":
-            failed.append(f"error rate {e_c / n_c:.2%} vs {e_s / n_s:.2%}: worse by more than "
-                          f"{margin:.2%}")
-        elif combined.decision == "non_inferior":
-            passed.append("error_rate")
+        tested["error_rate"] = (combined, f"error rate {e_c / n_c:.2%} vs {e_s / n_s:.2%}: "
+                                          f"worse by more than {margin:.2%}")
 
     # latency guardrail on successful requests
     if n_s >= min_n and n_c >= min_n:
@@ -153,27 +156,33 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
             failed.append(f"p99 latency {c99:.1f} ms above the limit {limit:.1f} ms "
                           f"(stable {s99:.1f} ms)")
 
-    # accuracy on mature labels
-    accuracy = _accuracy(log, feedback, stable, candidate, now - float(cfg["label_delay"]))
-    if accuracy is not None:
-        (c_s, m_s), (c_c, m_c) = accuracy
-        if m_s and m_c:
-            margin = float(cfg["accuracy_margin"])
-            result = msprt_non_inferiority_proportions(
-                c_s, m_s, c_c, m_c, margin=margin, tau=choose_tau(margin), alpha=alpha,
-                higher_is_better=True)
-            combined = _look("accuracy", monitors, result)
-            metrics["accuracy"] = {**_result_dict(combined), "stable": c_s / m_s,
-                                   "candidate": c_c / m_c}
-            if combined.decision == "inferior":
-                failed.append(f"accuracy {c_c / m_c:.3f} vs {c_s / m_s:.3f}: worse by more "
-                              f"than {margin}")
-            elif combined.decision == "non_inferior":
-                passed.append("accuracy")
+    # model quality on mature labels: accuracy (classification) or absolute error
+    # (regression)
+    joined = _labelled(log, feedback, now - float(cfg["label_delay"]))
+    quality = None
+    if joined is not None:
+        quality = _quality(joined, stable, candidate, cfg, metrics, monitors, tested)
+
+    # Benjamini-Hochberg across the metrics' always-valid p-values, for both directions
+    if tested:
+        names = list(tested)
+        worse = benjamini_hochberg([tested[n][0].p_inferior or 1.0 for n in names], alpha)
+        fine = benjamini_hochberg([tested[n][0].p_value for n in names], alpha)
+        for i, name in enumerate(names):
+            metrics[name]["p_inferior_bh"] = worse.p_adjusted[i]
+            metrics[name]["p_non_inferior_bh"] = fine.p_adjusted[i]
+            if worse.reject[i]:
+                failed.append(tested[name][1])
+                metrics[name]["decision"] = "inferior"
+            elif fine.reject[i]:
+                passed.append(name)
+                metrics[name]["decision"] = "non_inferior"
+            else:
+                metrics[name]["decision"] = "continue"
 
     if failed:
         return StepAnalysis("Failed", "; ".join(failed), metrics, monitors)
-    needed = {"error_rate"} | ({"accuracy"} if cfg["require_labels"] else set())
+    needed = {"error_rate"} | ({quality or "accuracy"} if cfg["require_labels"] else set())
     if n_s >= min_n and n_c >= min_n and needed <= set(passed):
         return StepAnalysis("Successful", "candidate shown non-inferior on "
                             + ", ".join(sorted(passed)), metrics, monitors)
@@ -192,24 +201,82 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
                         monitors)
 
 
-def _accuracy(log: pa.Table, feedback: pa.Table, stable: str, candidate: str, mature: float
-              ) -> tuple[tuple[int, int], tuple[int, int]] | None:
+def _labelled(log: pa.Table, feedback: pa.Table, mature: float) -> pd.DataFrame | None:
+    """Successful predictions old enough for their labels to count, joined with them."""
     if not log.num_rows or not feedback.num_rows:
         return None
     preds = log.select(["request_id", "row", "version", "prediction", "prediction_num", "ts",
                         "status"]).to_pandas()
     labels = feedback.select(["request_id", "row", "actual", "actual_num"]).to_pandas() \
         .drop_duplicates(["request_id", "row"], keep="last")
-    preds = preds[(preds.status < 500)
-                  & (preds.ts.astype("int64") / 1e9 <= mature)]
+    preds = preds[(preds.status < 500) & (preds.ts.astype("int64") / 1e9 <= mature)]
     joined = preds.merge(labels, on=["request_id", "row"])
-    if joined.empty:
-        return None
+    return None if joined.empty else joined
+
+
+def _correct(joined: pd.DataFrame) -> np.ndarray:
     numeric = joined.prediction_num.notna() & joined.actual_num.notna()
-    correct = np.where(numeric, joined.prediction_num == joined.actual_num,
-                       joined.prediction.astype(str) == joined.actual.astype(str))
-    out = []
-    for version in (stable, candidate):
-        mask = joined.version == version
-        out.append((int(correct[mask].sum()), int(mask.sum())))
-    return out[0], out[1]
+    return np.asarray(np.where(numeric, joined.prediction_num == joined.actual_num,
+                               joined.prediction.astype(str) == joined.actual.astype(str)),
+                      dtype=bool)
+
+
+def _is_regression(joined: pd.DataFrame) -> bool:
+    """Numeric labels with fractional values (or predictions) mean a regression task."""
+    if joined.actual_num.isna().any() or joined.prediction_num.isna().any():
+        return False
+    values = np.concatenate([joined.actual_num.to_numpy(), joined.prediction_num.to_numpy()])
+    return bool(np.any(np.mod(values, 1) != 0))
+
+
+def _quality(joined: pd.DataFrame, stable: str, candidate: str, cfg: dict[str, Any],
+             metrics: dict[str, dict[str, Any]], monitors: dict[str, dict[str, Any]],
+             tested: dict[str, tuple[SequentialResult, str]]) -> str | None:
+    s_rows = joined[joined.version == stable]
+    c_rows = joined[joined.version == candidate]
+    if s_rows.empty or c_rows.empty:
+        return None
+    alpha = float(cfg["alpha"])
+    if _is_regression(joined):
+        err_s = (s_rows.prediction_num - s_rows.actual_num).abs().to_numpy()
+        err_c = (c_rows.prediction_num - c_rows.actual_num).abs().to_numpy()
+        mae_s, mae_c = float(err_s.mean()), float(err_c.mean())
+        margin = float(cfg.get("mae_margin") or max(0.05 * mae_s, 1e-12))
+        if err_s.size < 2 or err_c.size < 2:
+            return "mae"
+        result = msprt_non_inferiority_means(err_s, err_c, margin=margin,
+                                             tau=choose_tau(margin), alpha=alpha,
+                                             higher_is_better=False)
+        combined = _look("mae", monitors, result)
+        metrics["mae"] = {**_result_dict(combined), "stable": mae_s, "candidate": mae_c,
+                          "rmse_stable": float(np.sqrt(np.mean(err_s ** 2))),
+                          "rmse_candidate": float(np.sqrt(np.mean(err_c ** 2)))}
+        tested["mae"] = (combined, f"MAE {mae_c:.4g} vs {mae_s:.4g}: worse by more than "
+                                   f"{margin:.4g}")
+        return "mae"
+    ok_s, ok_c = _correct(s_rows), _correct(c_rows)
+    m_s, m_c = len(ok_s), len(ok_c)
+    margin = float(cfg["accuracy_margin"])
+    result = msprt_non_inferiority_proportions(int(ok_s.sum()), m_s, int(ok_c.sum()), m_c,
+                                               margin=margin, tau=choose_tau(margin),
+                                               alpha=alpha, higher_is_better=True)
+    combined = _look("accuracy", monitors, result)
+    acc_s, acc_c = float(ok_s.mean()), float(ok_c.mean())
+    metrics["accuracy"] = {**_result_dict(combined), "stable": acc_s, "candidate": acc_c,
+                           **_f1(s_rows, c_rows)}
+    tested["accuracy"] = (combined, f"accuracy {acc_c:.3f} vs {acc_s:.3f}: worse by more "
+                                    f"than {margin}")
+    return "accuracy"
+
+
+def _f1(s_rows: pd.DataFrame, c_rows: pd.DataFrame) -> dict[str, float]:
+    """F1 of the positive class for binary 0/1 labels (reported, not decided on)."""
+    from sklearn.metrics import f1_score
+
+    out: dict[str, float] = {}
+    for arm, rows in (("f1_stable", s_rows), ("f1_candidate", c_rows)):
+        labels = set(rows.actual_num.dropna().unique()) | set(rows.prediction_num.dropna().unique())
+        if labels and labels <= {0.0, 1.0} and not rows.actual_num.isna().any():
+            out[arm] = float(f1_score(rows.actual_num, rows.prediction_num.fillna(-1),
+                                      labels=[1.0], average="binary", zero_division=0.0))
+    return out

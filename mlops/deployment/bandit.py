@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mlops.deployment.analysis import DEFAULTS, StepAnalysis, _accuracy
+from mlops.deployment.analysis import DEFAULTS, StepAnalysis, _correct, _labelled
 
 __all__ = ["BANDIT_DEFAULTS", "analyse_bandit"]
 
@@ -32,10 +32,13 @@ def analyse_bandit(log: pa.Table, feedback: pa.Table, *, stable: str, candidate:
     """The outcome and the candidate's next traffic share (percent)."""
     cfg = {**DEFAULTS, **BANDIT_DEFAULTS, **config}
     now = time.time() if now is None else now
-    counts = _accuracy(log, feedback, stable, candidate, now - float(cfg["label_delay"]))
-    if counts is None:
+    joined = _labelled(log, feedback, now - float(cfg["label_delay"]))
+    if joined is None:
         return StepAnalysis("Inconclusive", "no labelled requests yet", {}, {}), weight
-    (wins_s, n_s), (wins_c, n_c) = counts
+    correct = _correct(joined)
+    is_s, is_c = (joined.version == stable).to_numpy(), (joined.version == candidate).to_numpy()
+    wins_s, n_s = int(correct[is_s].sum()), int(is_s.sum())
+    wins_c, n_c = int(correct[is_c].sum()), int(is_c.sum())
     rng = np.random.default_rng(int(cfg["seed"]) + n_s + n_c)
     draws = int(cfg["draws"])
     theta_s = rng.beta(1 + wins_s, 1 + n_s - wins_s, draws)

@@ -350,3 +350,38 @@ def test_only_one_controller_holds_the_lease(two_versions: ModelRegistry) -> Non
         assert lease is not None
         lease.expires_at = datetime.now(UTC) - timedelta(seconds=1)  # the leader died
     assert second.acquire() and not first.acquire()
+
+
+def regression_traffic(registry: ModelRegistry, version: str, n: int, noise: float,
+                       seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    log = PredictionLog(registry.settings.artifacts_uri)
+    now = time.time()
+    records, labels = [], []
+    for i in range(n):
+        rid = f"reg-{version}-{seed}-{i}"
+        actual = float(rng.normal(10, 2))
+        pred = actual + float(rng.normal(0, noise))
+        records.append(PredictionRecord(rid, now, "m", version, "production", "stable", None, 0,
+                                        "{}", str(pred), pred, None, 2.0, 200))
+        labels.append(FeedbackRecord(rid, 0, "m", str(actual), actual, now))
+    log.log(records)
+    log.log_feedback(labels)
+    log.close()
+
+
+@pytest.mark.parametrize(("noise", "state"), [(1.0, "succeeded"), (3.0, "rolled_back")])
+def test_regression_candidate_is_judged_on_absolute_error(two_versions: ModelRegistry,
+                                                          noise: float, state: str) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="canary",
+                   config={"steps": [{"weight": 50, "pause": 0}, {"weight": 100}],
+                           "min_samples": 200, "require_labels": True, "mae_margin": 0.2},
+                   override="tests go straight to production")
+    regression_traffic(two_versions, "1.0.0", 2000, 1.0, seed=21)
+    regression_traffic(two_versions, "1.1.0", 2000, noise, seed=22)
+    [after] = manager.tick()
+    assert after.state == state, after.analyses[-1]
+    mae = after.analyses[-1]["metrics"]["mae"]
+    assert mae["rmse_candidate"] >= mae["candidate"] > 0
+    assert "p_inferior_bh" in mae
