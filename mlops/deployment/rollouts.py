@@ -124,7 +124,8 @@ class RolloutManager:
 
     def _set_route(self, s: Session, model: ModelRow, env: str, stable: str | None,
                    candidate: str | None, weight: float, strategy: str, state: str,
-                   mode: str = "split") -> None:
+                   mode: str = "split", keep: str | None = None,
+                   keep_seconds: float = 0.0) -> None:
         """Write the routing row inside the caller's transaction."""
         row = s.scalar(select(DeploymentRow).where(DeploymentRow.model_id == model.id,
                                                    DeploymentRow.environment == env))
@@ -137,6 +138,11 @@ class RolloutManager:
         row.stable_version, row.candidate_version = stable, candidate
         row.candidate_weight = weight if candidate else 0.0
         row.mode, row.strategy, row.state = mode, strategy, state
+        config = {k: v for k, v in (row.config or {}).items()
+                  if k not in {"keep_loaded", "keep_until"}}
+        if keep and keep_seconds > 0:  # the gateway keeps it loaded: rollback is a swap
+            config.update(keep_loaded=[keep], keep_until=time.time() + keep_seconds)
+        row.config = config
         row.revision = (row.revision or 0) + 1
         row.updated_at = utcnow()
         s.flush()
@@ -218,7 +224,8 @@ class RolloutManager:
                                       version=version)
             analysis = {k: v for k, v in (config or {}).items()
                         if k not in {"steps", "initial_traffic", "increment",
-                                     "interval_minutes", "traffic_split", "observe", "pause"}}
+                                     "interval_minutes", "traffic_split", "observe", "pause",
+                                     "mirror", "initial_weight"}}
             row = RolloutRow(model_id=mrow.id, environment=environment, strategy=strategy,
                              stable_version=stable, candidate_version=version,
                              steps={"steps": [st.to_dict() for st in steps]}, step_index=0,
@@ -241,7 +248,9 @@ class RolloutManager:
     def _finish(self, s: Session, model: ModelRow, row: RolloutRow, why: str) -> None:
         """The candidate becomes stable (the previous stable stays known for rollback)."""
         self._set_route(s, model, row.environment, row.candidate_version, None, 0.0,
-                        row.strategy, "stable")
+                        row.strategy, "stable", keep=row.stable_version,
+                        keep_seconds=float((row.config or {}).get("keep_previous_seconds",
+                                                                  600.0)))
         row.step_index = len(self._steps(row)) - 1
         row.state, row.reason, row.updated_at = "succeeded", why, utcnow()
         stage = {"production": "Production", "staging": "Staging"}.get(row.environment)

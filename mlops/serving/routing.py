@@ -186,7 +186,8 @@ class RouteTable:
             models: dict[tuple[str, str], ServedModel] = {}
             routes: dict[str, ServingRoute] = {}
             failed = False
-            for spec in self.specs():
+            specs = self.specs()
+            for spec in specs:
                 if spec.stable is None:
                     continue
                 try:
@@ -219,6 +220,16 @@ class RouteTable:
                     spec, stable, candidate,
                     old.breaker if keep and old is not None else
                     CircuitBreaker(self.breaker_threshold, self.breaker_cooldown))
+            for spec in specs:  # versions the deployment keeps warm for instant rollback
+                keep_until = float(spec.config.get("keep_until", 0) or 0)
+                for version in spec.config.get("keep_loaded", []) if keep_until > time.time() \
+                        else []:
+                    key = (spec.model, str(version))
+                    if key not in models:
+                        try:
+                            models[key] = self._models.get(key) or self._load(*key)
+                        except Exception as exc:  # a warm spare is best effort
+                            log.warning("cannot keep %s %s loaded: %s", *key, exc)
             for key, served in self._models.items():  # keep what a kept route still uses
                 if any(r.stable is served or r.candidate is served for r in routes.values()):
                     models.setdefault(key, served)

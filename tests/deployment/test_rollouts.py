@@ -385,3 +385,20 @@ def test_regression_candidate_is_judged_on_absolute_error(two_versions: ModelReg
     mae = after.analyses[-1]["metrics"]["mae"]
     assert mae["rmse_candidate"] >= mae["candidate"] > 0
     assert "p_inferior_bh" in mae
+
+
+def test_previous_version_stays_loaded_after_a_switch(two_versions: ModelRegistry) -> None:
+    from mlops.serving.routing import RouteTable
+
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="full",
+                   override="tests go straight to production")
+    table = RouteTable(two_versions, "production")
+    table.refresh(force=True)
+    assert table.route("m").stable.version == "1.1.0"
+    loaded = {s.version for s in table.loaded()}
+    assert loaded == {"1.0.0", "1.1.0"}  # the previous version is kept warm
+    warm = table.cached("m", "1.0.0")
+    manager.rollback("m", "production", reason="instant")
+    table.refresh()
+    assert table.route("m").stable is warm  # the rollback swapped, nothing was loaded
