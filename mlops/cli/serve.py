@@ -16,6 +16,9 @@ def serve(
     env: Annotated[str, typer.Option(help="Environment whose routes to serve.")] = "production",
     model: Annotated[str | None, typer.Option(help="Model that /invocations serves.")] = None,
     log_predictions: Annotated[bool, typer.Option(help="Write the prediction log.")] = True,
+    log_proba: Annotated[bool, typer.Option(
+        help="Compute and log class probabilities on every request (one more model call "
+             "per batch).")] = False,
     max_batch: Annotated[int, typer.Option(help="Rows per batched predict; 1 disables.")] = 64,
     max_wait_us: Annotated[int, typer.Option(help="Longest wait to fill a batch.")] = 500,
     max_inflight: Annotated[int, typer.Option(help="Past this, answer 503.")] = 512,
@@ -39,7 +42,7 @@ def serve(
                            max_batch=max_batch, max_wait_us=max_wait_us,
                            max_inflight=max_inflight,
                            max_body_bytes=int(max_body_mb * 1024 * 1024),
-                           controller_interval=controller_interval)
+                           controller_interval=controller_interval, log_proba=log_proba)
     what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",
             "gateway": f"gateway for [bold]{env}[/]", "control": "control API (/api)"}[role]
     console.print(f"mlops {what} on http://{host}:{port} "

@@ -27,7 +27,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops.config import Settings, get_settings
 from mlops.errors import (
@@ -65,6 +65,7 @@ class GatewayConfig:
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
     controller_interval: float = 5.0  # seconds between rollout analyses (roles all/control)
+    log_proba: bool = False  # compute and log probabilities of classifiers on every request
 
 
 def _settle_heap() -> None:
@@ -197,7 +198,7 @@ class Gateway:
                     if chosen is not served:
                         served = chosen
                         columns, extra = _decode(decode, body, served)
-            proba = want_proba(extra)
+            proba = want_proba(extra) or (self.config.log_proba and served.model.has_proba)
             try:
                 prediction = await self.batcher.predict(served, columns, proba)
                 if route_name == "candidate" and route is not None:
@@ -473,7 +474,21 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
                 response = await hot[kind](Request(scope, receive), name, version)
                 await response(scope, receive, send)
                 return
-        await app(scope, receive, send)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
+        request_id = _request_id(given.decode("latin-1") if given else None).encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", request_id))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, send_with_id)
 
     return fast_path
 

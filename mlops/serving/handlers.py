@@ -86,14 +86,16 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         if served.model.has_proba:
             outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, -1]})
         return _json({"name": name, "versions": versions, "platform": served.model.flavor,
-                      "inputs": inputs, "outputs": outputs})
+                      "inputs": inputs, "outputs": outputs},
+                     headers={"x-model-version": served.version})
 
     async def v2_model_ready(request: Request) -> Response:
         try:
             served = _served(request)
         except ServingError as exc:
             return _error(exc)
-        return _json({"name": served.name, "ready": True})
+        return _json({"name": served.name, "ready": True},
+                     headers={"x-model-version": served.version})
 
     # ------------------------------------------------------------------ V1
     def dec_v1(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
@@ -113,10 +115,11 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
                                                fix="POST /v1/models/NAME:predict"))
             return await v1_hot(request, target[: -len(":predict")], None)
         try:
-            gw.table.route(target)
+            route = gw.table.route(target)
         except ServingError as exc:
             return _error(exc)
-        return _json({"name": target, "ready": True})
+        return _json({"name": target, "ready": True},
+                     headers={"x-model-version": route.stable.version})
 
     async def feedback(request: Request) -> Response:
         return await gw.feedback(request, request.path_params["name"])

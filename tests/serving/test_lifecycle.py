@@ -126,3 +126,30 @@ def test_sigterm_under_load_loses_no_logged_prediction(served_store: tuple[Path,
                  .column("request_id").to_pylist())
     missing = set(answered) - logged
     assert not missing, f"{len(missing)} of {len(answered)} answered predictions not logged"
+
+
+def test_every_response_has_a_request_id_and_model_responses_a_version(server: Server
+                                                                       ) -> None:
+    with server.client() as c:
+        for path in ("/v2/health/live", "/v2", "/metrics", "/v2/models/clf", "/v1/models/clf"):
+            r = c.get(path)
+            assert r.headers.get("x-request-id"), path
+        assert c.get("/v2/models/clf").headers["x-model-version"] == "1.0.0"
+        assert c.get("/v1/models/clf").headers["x-model-version"] == "1.0.0"
+        assert c.get("/v2", headers={"x-request-id": "mine"}).headers["x-request-id"] == "mine"
+
+
+def test_log_proba_records_probabilities_of_every_request(
+        served_store: tuple[Path, ModelRegistry], data: Data) -> None:
+    home, _ = served_store
+    x, _ = data
+    srv = start_server(home, "--log-proba")
+    try:
+        r = httpx.post(srv.url + "/v1/models/clf:predict",
+                       json={"instances": [x.iloc[0].tolist()]})
+        rid = r.headers["x-request-id"]
+    finally:
+        srv.stop()
+    log = read_predictions(str(home / "artifacts"), model="clf").to_pandas()
+    proba = log[log.request_id == rid].proba.iloc[0]
+    assert len(proba) == 2 and abs(sum(proba) - 1) < 1e-9
