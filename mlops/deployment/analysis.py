@@ -116,10 +116,8 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
     # sample ratio: only meaningful while both arms get traffic
     step_rows = first if step_since is None or not first.num_rows else first.filter(
         pc.greater_equal(pc.cast(first["ts"], pa.int64()), int(step_since * 1e6)))
-    k_s = step_rows.filter(pc.equal(step_rows["version"], stable)).num_rows \
-        if step_rows.num_rows else 0
-    k_c = step_rows.filter(pc.equal(step_rows["version"], candidate)).num_rows \
-        if step_rows.num_rows else 0
+    k_s = _routed(step_rows, stable, 1.0 - weight / 100.0)
+    k_c = _routed(step_rows, candidate, weight / 100.0)
     if 0.0 < weight < 100.0 and k_s + k_c > 0:
         srm = sample_ratio_mismatch([k_s, k_c], [100.0 - weight, weight],
                                     threshold=float(cfg["srm_threshold"]))
@@ -199,6 +197,20 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
     return StepAnalysis("Inconclusive", f"waiting for evidence ({n_s} stable / {n_c} candidate "
                         f"requests; undecided: {', '.join(waiting) or 'none'})", metrics,
                         monitors)
+
+
+def _routed(rows: pa.Table, version: str, share: float) -> int:
+    """Requests ``version`` answered under this step's split. Gateway workers apply a new
+    split up to a second after the step starts; requests routed under the previous split
+    carry another propensity and would fake a sample ratio mismatch."""
+    if not rows.num_rows:
+        return 0
+    mine = rows.filter(pc.equal(rows["version"], version))
+    if "propensity" not in mine.column_names or not mine.num_rows:
+        return int(mine.num_rows)
+    p = mine["propensity"]
+    same = pc.or_kleene(pc.is_null(p), pc.less(pc.abs(pc.subtract(p, share)), 1e-6))
+    return int(pc.sum(pc.cast(same, pa.int64())).as_py() or 0)
 
 
 def _labelled(log: pa.Table, feedback: pa.Table, mature: float) -> pd.DataFrame | None:

@@ -402,3 +402,38 @@ def test_previous_version_stays_loaded_after_a_switch(two_versions: ModelRegistr
     manager.rollback("m", "production", reason="instant")
     table.refresh()
     assert table.route("m").stable is warm  # the rollback swapped, nothing was loaded
+
+
+def routed(registry: ModelRegistry, version: str, n: int, propensity: float, seed: int
+           ) -> None:
+    log = PredictionLog(registry.settings.artifacts_uri)
+    now = time.time()
+    log.log([PredictionRecord(f"p-{version}-{seed}-{i}", now, "m", version, "production",
+                              "stable", None, 0, "{}", "1", 1.0, None, 2.0, 200, propensity)
+             for i in range(n)])
+    log.close()
+
+
+def test_requests_routed_before_the_switch_do_not_fake_a_ratio_mismatch(
+        two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="canary",
+                   config={"steps": [{"weight": 50, "pause": 0}, {"weight": 100}],
+                           "min_samples": 100}, override="tests go straight to production")
+    routed(two_versions, "1.0.0", 600, 1.0, seed=1)  # the gateway had not switched yet
+    routed(two_versions, "1.0.0", 500, 0.5, seed=2)
+    routed(two_versions, "1.1.0", 500, 0.5, seed=3)
+    [after] = manager.tick()
+    assert after.state != "rolled_back", after.analyses[-1]
+    assert after.analyses[-1]["metrics"]["sample_ratio"]["observed"] == [500, 500]
+
+
+def test_a_real_imbalance_under_the_split_is_a_mismatch(two_versions: ModelRegistry) -> None:
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="canary",
+                   config={"steps": [{"weight": 50, "pause": 0}, {"weight": 100}],
+                           "min_samples": 100}, override="tests go straight to production")
+    routed(two_versions, "1.0.0", 700, 0.5, seed=4)
+    routed(two_versions, "1.1.0", 500, 0.5, seed=5)
+    [after] = manager.tick()
+    assert after.state == "rolled_back" and "sample ratio" in after.reason
