@@ -503,7 +503,7 @@ class PredictionLog:
 
     def _write_file(self, directory: str, name: str, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
+        pq.write_table(table, sink, compression="lz4")
         data = sink.getvalue()
         path = f"{directory}/{name}"
         if not self._local:
