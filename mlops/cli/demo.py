@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Annotated
 
@@ -106,6 +112,24 @@ def demo(
                   " · mlops audit log · mlops models search \"stage = production\"")
 
 
+def start_gateway(registry: ModelRegistry, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``mlops serve`` on a free loopback port over the demo's store, once it is ready."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLOPS_HOME": str(registry.settings.home)}
+    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--port", str(port), *args],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/v2/health/ready", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, url
+
+
 def _post(url: str, body: object, headers: dict[str, str] | None = None
           ) -> tuple[int, dict[str, str], object]:
     import json
@@ -124,13 +148,7 @@ def _post(url: str, body: object, headers: dict[str, str] | None = None
 def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
                    test: pd.DataFrame, features: list[str]) -> None:
     """Start a gateway on a free port, canary v2 at 20% by user, send traffic and labels."""
-    import os
     import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
     from collections import Counter
 
     from mlops.serving.predlog import read_feedback, read_predictions
@@ -138,20 +156,8 @@ def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
     route = RouteWriter(registry).set_route(model_name, "production", stable=v1, candidate=v2,
                                             weight=20, strategy="canary", state="demo",
                                             reason="demo canary")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLOPS_HOME": str(registry.settings.home)}
-    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = start_gateway(registry)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/v2/health/ready", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         console.print(f"gateway on {url}: {model_name} {v1} stable, {v2} canary at "
                       f"{route.weight:.0f}% (sticky by the x-mlops-unit header)")
         served: Counter[str] = Counter()

@@ -3,20 +3,16 @@ one, deciding from live traffic and labels sent back through the gateway."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlops.cli.demo import start_gateway
 from mlops.cli.deploy import _show
 from mlops.cli.output import console
 from mlops.registry.service import ModelRegistry
@@ -66,21 +62,8 @@ def rollout_section(registry: ModelRegistry, model: str, train: pd.DataFrame,
 
     manager = RolloutManager(registry)
     rng = np.random.default_rng(11)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLOPS_HOME": str(registry.settings.home)}
-    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--port", str(port),
-                             "--controller-interval", "0.5"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = start_gateway(registry, "--controller-interval", "0.5")
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/v2/health/ready", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         manager.deploy(model, candidate, "production", strategy="canary", config=_DEMO_ANALYSIS,
                        reason="demo: the challenger")
         console.print(f"canary of {candidate}: 50% then 100%, the controller analyses every "

@@ -419,7 +419,8 @@ class RolloutManager:
             if result.outcome == "Failed":
                 self._roll_back(s, mrow, row, f"analysis failed: {result.reason}")
             elif step.until == "manual" and step.weight < 100:
-                pass  # a person promotes; analysis still guards against failure
+                # a person promotes; the analysis still guards against failure meanwhile
+                row.reason = f"waiting for a person to promote ({result.outcome.lower()})"
             elif result.outcome == "Successful" and (step.until != "time"
                                                      or elapsed >= step.pause):
                 if index + 1 >= len(steps) or (steps[index + 1].weight >= 100 \
