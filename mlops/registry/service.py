@@ -767,16 +767,16 @@ def _serialise(model: Any, folder: Path) -> Path:
     target = folder / "model.skops"
     try:
         sio.dump(model, target)
-        if safety_check("skops", target.read_bytes()).safe:
-            return target
-    except Exception:  # skops cannot persist every object; fall back to joblib
-        pass
-    import joblib
+        portable = safety_check("skops", target.read_bytes()).safe
+    except Exception:  # skops cannot persist every object
+        portable = False
+    if portable:
+        return target
+    import joblib  # the fallback: scanned like any other pickle on load
 
     target = folder / "model.joblib"
     joblib.dump(model, target)
     return target
-
 
 
 def _refuse_if_in_use(s: Session, model: ModelRow, row: VersionRow) -> None:

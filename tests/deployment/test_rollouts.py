@@ -26,11 +26,19 @@ def two_versions(registry: ModelRegistry, skops_file: Path) -> ModelRegistry:
     return registry
 
 
+def write_log(registry: ModelRegistry, records: list[PredictionRecord],
+              labels: list[FeedbackRecord] | None = None) -> None:
+    """Write what the gateway would have logged, flushed to real Parquet files."""
+    log = PredictionLog(registry.settings.artifacts_uri)
+    log.log(records)
+    log.log_feedback(labels or [])
+    log.close()
+
+
 def traffic(registry: ModelRegistry, version: str, n: int, *, error_rate: float = 0.0,
             accuracy: float | None = None, seed: int = 0, env: str = "production") -> None:
     """Write what the gateway would log for ``n`` requests (and their labels)."""
     rng = np.random.default_rng(seed)
-    log = PredictionLog(registry.settings.artifacts_uri)
     now = time.time()
     records, labels = [], []
     for i in range(n):
@@ -43,9 +51,7 @@ def traffic(registry: ModelRegistry, version: str, n: int, *, error_rate: float 
         if accuracy is not None and status == 200:
             actual = 1 if rng.random() < accuracy else 0
             labels.append(FeedbackRecord(rid, 0, "m", str(actual), float(actual), now))
-    log.log(records)
-    log.log_feedback(labels)
-    log.close()
+    write_log(registry, records, labels)
 
 
 def test_plans() -> None:
@@ -201,7 +207,6 @@ def shadow_traffic(registry: ModelRegistry, n: int, stable_acc: float, shadow_ac
     """Pairs as the gateway logs them in shadow mode: one stable and one shadow row per
     request id, plus the label."""
     rng = np.random.default_rng(seed)
-    log = PredictionLog(registry.settings.artifacts_uri)
     now = time.time()
     records, labels = [], []
     for i in range(n):
@@ -213,9 +218,7 @@ def shadow_traffic(registry: ModelRegistry, n: int, stable_acc: float, shadow_ac
             records.append(PredictionRecord(rid, now, "m", version, "production", route, None,
                                             0, "{}", str(pred), float(pred), None, 2.0, 200))
         labels.append(FeedbackRecord(rid, 0, "m", str(actual), float(actual), now))
-    log.log(records)
-    log.log_feedback(labels)
-    log.close()
+    write_log(registry, records, labels)
 
 
 @pytest.mark.parametrize(("shadow_acc", "state"), [(0.9, "succeeded"), (0.6, "rolled_back")])
@@ -241,7 +244,6 @@ def test_shadow_rollout_decides_on_paired_outcomes(two_versions: ModelRegistry,
 def labelled(registry: ModelRegistry, version: str, n: int, accuracy: float, seed: int,
              propensity: float) -> None:
     rng = np.random.default_rng(seed)
-    log = PredictionLog(registry.settings.artifacts_uri)
     now = time.time()
     records, labels = [], []
     for i in range(n):
@@ -252,9 +254,7 @@ def labelled(registry: ModelRegistry, version: str, n: int, accuracy: float, see
                                         "{}", str(pred), float(pred), None, 2.0, 200,
                                         propensity))
         labels.append(FeedbackRecord(rid, 0, "m", str(actual), float(actual), now))
-    log.log(records)
-    log.log_feedback(labels)
-    log.close()
+    write_log(registry, records, labels)
 
 
 def test_bandit_shifts_traffic_to_the_better_arm(two_versions: ModelRegistry) -> None:
@@ -355,7 +355,6 @@ def test_only_one_controller_holds_the_lease(two_versions: ModelRegistry) -> Non
 def regression_traffic(registry: ModelRegistry, version: str, n: int, noise: float,
                        seed: int) -> None:
     rng = np.random.default_rng(seed)
-    log = PredictionLog(registry.settings.artifacts_uri)
     now = time.time()
     records, labels = [], []
     for i in range(n):
@@ -365,9 +364,7 @@ def regression_traffic(registry: ModelRegistry, version: str, n: int, noise: flo
         records.append(PredictionRecord(rid, now, "m", version, "production", "stable", None, 0,
                                         "{}", str(pred), pred, None, 2.0, 200))
         labels.append(FeedbackRecord(rid, 0, "m", str(actual), actual, now))
-    log.log(records)
-    log.log_feedback(labels)
-    log.close()
+    write_log(registry, records, labels)
 
 
 @pytest.mark.parametrize(("noise", "state"), [(1.0, "succeeded"), (3.0, "rolled_back")])
@@ -406,12 +403,10 @@ def test_previous_version_stays_loaded_after_a_switch(two_versions: ModelRegistr
 
 def routed(registry: ModelRegistry, version: str, n: int, propensity: float, seed: int
            ) -> None:
-    log = PredictionLog(registry.settings.artifacts_uri)
     now = time.time()
-    log.log([PredictionRecord(f"p-{version}-{seed}-{i}", now, "m", version, "production",
-                              "stable", None, 0, "{}", "1", 1.0, None, 2.0, 200, propensity)
-             for i in range(n)])
-    log.close()
+    write_log(registry, [PredictionRecord(f"p-{version}-{seed}-{i}", now, "m", version,
+                                          "production", "stable", None, 0, "{}", "1", 1.0,
+                                          None, 2.0, 200, propensity) for i in range(n)])
 
 
 def test_requests_routed_before_the_switch_do_not_fake_a_ratio_mismatch(
