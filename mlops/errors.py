@@ -24,6 +24,9 @@ Every error a user can cause names the thing it is about and how to fix it::
     ├── SignatureError              input does not fit the model signature
     ├── DeploymentError             invalid routing or deployment change
     ├── StatsError                  invalid input to a statistical test (too short, NaN, ...)
+    ├── MonitoringError             no reference profile, bad alert rule, unreadable window
+    ├── CIError                     quality-gate pipeline problems
+    │   └── PolicyError             invalid policy file (names the line and the key)
     ├── ServingError                a request the gateway refuses; ``.status`` is the HTTP code
     │   ├── BadRequest              400: malformed body, wrong shape/dtype, NaN, empty batch
     │   ├── ModelUnavailable        404: unknown model/version, nothing deployed
@@ -43,6 +46,7 @@ __all__ = [
     "ArtifactNotFound",
     "AuditError",
     "BadRequest",
+    "CIError",
     "ConcurrencyError",
     "ConfigError",
     "DeploymentError",
@@ -56,8 +60,10 @@ __all__ = [
     "MlopsError",
     "ModelNotFound",
     "ModelUnavailable",
+    "MonitoringError",
     "Overloaded",
     "PayloadTooLarge",
+    "PolicyError",
     "RegistryError",
     "ServingError",
     "SignatureError",
@@ -190,6 +196,18 @@ class DeploymentError(MlopsError):
 
 class StatsError(MlopsError):
     """Invalid input to a statistical test: wrong shape, non-finite values, bad alpha."""
+
+
+class MonitoringError(MlopsError):
+    """A monitoring request cannot be answered: no reference profile, bad alert rule, ..."""
+
+
+class CIError(MlopsError):
+    """The quality-gate pipeline cannot run a step (bad test data, missing label column, ...)."""
+
+
+class PolicyError(CIError):
+    """A policy file is invalid; ``context`` names the file, the line and the key."""
 
 
 class ServingError(MlopsError):
