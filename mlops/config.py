@@ -69,15 +69,24 @@ class Settings(BaseSettings):
     actor: str = ""
     #: deployment environments, in promotion order
     environments: list[str] = ["dev", "staging", "production"]
-    #: "staged": the last environment only takes versions that succeeded in the one before
-    #: it (override with a recorded reason); "open": no rule
-    promotion_policy: str = "staged"
+    #: "gated" (default): the last environment only takes versions that succeeded in the
+    #: one before it, passed their quality gates in a pipeline run, and have the approvals
+    #: the model's policy asks for; "staged": only the environment order; "open": no rule.
+    #: Every rule can be overridden with a reason that goes into the audit log.
+    promotion_policy: str = "gated"
+    #: YAML policy file (gates, thresholds, approvals, rollout per model); empty: built-in tiers
+    policy_file: str = ""
+    #: monitoring: seconds between evaluator passes, the window it evaluates (seconds), how
+    #: long labels take to arrive (predictions younger than this are not judged yet)
+    monitor_interval: float = 60.0
+    monitor_window: float = 3600.0
+    label_delay: float = 0.0
 
     @field_validator("promotion_policy")
     @classmethod
     def _policy(cls, value: str) -> str:
-        if value not in {"staged", "open"}:
-            raise ValueError("promotion_policy must be 'staged' or 'open'")
+        if value not in {"gated", "staged", "open"}:
+            raise ValueError("promotion_policy must be 'gated', 'staged' or 'open'")
         return value
 
     @field_validator("environments")

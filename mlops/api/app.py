@@ -1,4 +1,4 @@
-"""The control-plane REST API (``/api/v1``): registry, routing table and audit log.
+"""The control-plane REST API (``/api/v1``): registry, routing, rollouts, monitoring, audit.
 
 Served by ``mlops serve`` with ``--role control`` or ``all``. It formats what the library
 returns; the rules live in the registry and deployment layers. Errors come back as
@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from mlops.api.monitoring import monitoring_router
 from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RouteSpec, RouteWriter
 from mlops.errors import (
@@ -23,6 +24,7 @@ from mlops.errors import (
     ModelNotFound,
     VersionNotFound,
 )
+from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
 
 __all__ = ["DeployBody", "RollbackBody", "RouteBody", "create_api"]
@@ -168,6 +170,8 @@ def create_api(registry: ModelRegistry) -> FastAPI:
         body = body or RollbackBody()
         version = rollouts.rollback(name, environment, to=body.to, reason=body.reason)
         return {"model": name, "environment": environment, "serving": version}
+
+    api.include_router(monitoring_router(ModelMonitor(registry)))
 
     @api.get("/v1/audit")
     def audit(subject: str | None = None, action: str | None = None,

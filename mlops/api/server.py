@@ -1,7 +1,8 @@
 """``mlops serve``: compose the gateway and the control-plane API by role, run uvicorn.
 
 Roles: ``gateway`` answers inference (plus health and metrics); ``control`` serves the
-REST API at ``/api`` (plus health and metrics) and runs the rollout controller; ``all``
+REST API at ``/api`` (plus health and metrics) and runs the rollout controller and the
+monitoring evaluator; ``all``
 (the default) does both in one process. Several gateway replicas can run with ``--role gateway`` behind a load balancer.
 """
 
@@ -26,6 +27,8 @@ from mlops.api.app import create_api
 from mlops.config import get_settings
 from mlops.deployment.controller import Controller
 from mlops.errors import ConfigError
+from mlops.monitoring.evaluator import Evaluator
+from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
 from mlops.serving import metrics
 from mlops.serving.app import GatewayConfig, create_app
@@ -49,8 +52,10 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     interval = config.controller_interval if config is not None else 5.0
     controller = Controller(registry, interval=interval,
                             gateway_url=os.environ.get("MLOPS_GATEWAY_URL") or None)
+    evaluator = Evaluator(ModelMonitor(registry))
     if role == "all":
-        return create_app(settings, config, mounts=[api], background=[controller.loop])
+        return create_app(settings, config, mounts=[api],
+                          background=[controller.loop, evaluator.loop])
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -60,11 +65,13 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(controller.loop())
+        tasks = [asyncio.create_task(controller.loop()), asyncio.create_task(evaluator.loop())]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     return Starlette(routes=[Route("/v2/health/live", live), Route("/v2/health/ready", live),
                              Route("/metrics", metrics_text), api], lifespan=lifespan)

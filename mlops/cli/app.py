@@ -8,9 +8,11 @@ import sys
 import typer
 
 from mlops.cli.audit import audit_app
+from mlops.cli.ci import ci_app
 from mlops.cli.demo import demo
 from mlops.cli.deploy import deploy, rollback, rollout_app
 from mlops.cli.models import models_app
+from mlops.cli.monitor import alerts_app, monitor_app
 from mlops.cli.output import err_console
 from mlops.cli.serve import serve
 from mlops.errors import MlopsError
@@ -26,6 +28,9 @@ app.command("serve")(serve)
 app.command("deploy")(deploy)
 app.add_typer(rollout_app, name="rollout")
 app.command("rollback")(rollback)
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(ci_app, name="ci")
 
 
 @app.command("version")
@@ -41,9 +46,9 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except MlopsError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}")
+        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
         if exc.fix:
-            err_console.print(f"[bold]fix:[/] {exc.fix}")
+            err_console.print(f"[bold]fix:[/] {exc.fix}", soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -26,12 +26,13 @@ def demo(
                           ] = "demo_classifier",
     rows: int = 5000,
 ) -> None:
-    """Train two models on generated data, register, promote, alias and audit them."""
+    """The whole lifecycle on generated data: pipeline, registry, gateway, rollouts,
+    monitoring and the audit chain."""
     import numpy as np
     import skops.io as sio
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
     registry = ModelRegistry()
@@ -50,38 +51,45 @@ def demo(
     console.print(f"{len(train)} training rows, {len(test)} test rows, {len(features)} features"
                   f" -> {train_path}")
 
-    console.rule("[bold]2. train and register two versions")
+    console.rule("[bold]2. train two models; each goes through the CI pipeline")
+    from mlops.ci.approvals import approve
+    from mlops.ci.pipeline import ModelPipeline
+    from mlops.cli.ci import _summary
+
+    test_path = work / "test.csv"
+    test.to_csv(test_path, index=False)
     candidates = [("logistic", LogisticRegression(max_iter=500)),
                   ("forest", RandomForestClassifier(n_estimators=60, max_depth=8,
                                                     random_state=7))]
+    pipeline = ModelPipeline(registry)  # the built-in medium-risk policy
+    reviewer = ModelRegistry(registry.settings.model_copy(update={"actor": "reviewer"}))
     versions = []
     for algo, est in candidates:
         est.fit(train[features], train["label"])
         proba = est.predict_proba(test[features])[:, 1]
-        pred = est.predict(test[features])
-        metrics = {"accuracy": accuracy_score(test["label"], pred),
-                   "f1_score": f1_score(test["label"], pred),
-                   "roc_auc": roc_auc_score(test["label"], proba)}
         path = work / f"{algo}.skops"
         sio.dump(est, path)
-        version = registry.register_model(
-            model_name=model_name, model_path=str(path),
-            metadata={**metrics, "training_data": str(train_path), "algorithm": algo},
-            input_example=train[features].head(20),
-            params=est.get_params(),
-        )
-        versions.append(version)
-        console.print(f"registered {model_name} {version} ({algo}): "
-                      + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+        result = pipeline.run(path, model_name, test_path, metadata={
+            "training_data": str(train_path), "algorithm": algo,
+            "roc_auc": roc_auc_score(test["label"], proba), "params": est.get_params()})
+        console.print(_summary(result))
+        if result.version is None:
+            raise typer.Exit(1)
+        versions.append(result.version)
+        console.print(f"{model_name} {result.version} ({algo}): {result.status}; "
+                      "reviewer approves it (four eyes: not the person who registered it)")
+        approve(reviewer, model_name, result.version, "demo review")
+        if len(versions) == 1:  # the first model: nothing in production to compare with yet
+            rollout = pipeline.promote(model_name, result.version)
+            console.print(f"mlops ci promote {model_name} {result.version}: {rollout.state} "
+                          f"(no version in production yet, so it takes all traffic)")
 
     console.rule("[bold]3. stages and aliases")
     v1, v2 = versions
-    registry.promote_to_stage(model_name, v1, "production")
-    registry.promote_to_stage(model_name, v2, "staging")
     registry.set_alias(model_name, "champion", v1)
     registry.set_alias(model_name, "challenger", v2)
     registry.setup_ab_test(model_name=model_name, version_a=v1, version_b=v2, traffic_split=0.5)
-    console.print(f"{v1} -> Production (champion), {v2} -> Staging (challenger), "
+    console.print(f"{v1} serves production (champion), {v2} is in staging (challenger), "
                   "A/B split 50/50 stored for the gateway")
     champion = registry.load_model(model_name, alias="champion")
     sample = test[features].head(3)
@@ -102,23 +110,29 @@ def demo(
     RouteWriter(registry).clear_route(model_name, "production", reason="demo: end of section 5")
     rollout_section(registry, model_name, train, test, features, v2)
 
-    console.rule("[bold]7. audit chain")
-    result = registry.verify_audit()
-    console.print(("ok" if result.ok else "BROKEN") + f" {result.events} events, "
-                  f"head {result.head[:16]}")
-    if not result.ok:
+    console.rule("[bold]7. monitoring: drift and an accuracy drop in production")
+    from mlops.cli.demo_monitor import monitor_section
+
+    monitor_section(registry, model_name, test, features)
+
+    console.rule("[bold]8. audit chain")
+    verified = registry.verify_audit()
+    console.print(("ok" if verified.ok else "BROKEN") + f" {verified.events} events, "
+                  f"head {verified.head[:16]}")
+    if not verified.ok:
         raise typer.Exit(1)
     console.print(f"\nState is in {registry.settings.home}. Try: mlops models show {model_name}"
                   " · mlops audit log · mlops models search \"stage = production\"")
 
 
-def start_gateway(registry: ModelRegistry, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(registry: ModelRegistry, *args: str, env_extra: dict[str, str] | None = None,
+                  ) -> tuple[subprocess.Popen[bytes], str]:
     """``mlops serve`` on a free loopback port over the demo's store, once it is ready."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLOPS_HOME": str(registry.settings.home)}
+    env = {**os.environ, "MLOPS_HOME": str(registry.settings.home), **(env_extra or {})}
     proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--port", str(port), *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops.ci.pipeline import ModelPipeline
+from mlops.cli.ci import _summary
 from mlops.cli.demo import start_gateway
 from mlops.cli.deploy import _show
 from mlops.cli.output import console
@@ -76,12 +78,23 @@ def rollout_section(registry: ModelRegistry, model: str, train: pd.DataFrame,
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "noisy.skops"
             sio.dump(noisy, path)
+            result = ModelPipeline(registry).run(
+                path, model, Path(registry.settings.home) / "demo" / "test.csv",
+                stage="register", metadata={"algorithm": "trained on shuffled labels"})
+            console.print(_summary(result))
+            failed = result.failed_step
+            console.print(f"the pipeline stops at {failed.name if failed else '-'}: nothing "
+                          "is registered, nothing reaches staging or production")
+            # to show the automatic rollback, push it past the gates anyway: the override
+            # is recorded in the audit log with its reason
             bad = registry.register(model, path, input_example=train[features].head(20),
+                                    reference=train[features],
                                     metadata={"algorithm": "trained on shuffled labels"})
         manager.deploy(model, bad.version, "staging", strategy="full",
                        reason="demo: staging before production")
         manager.deploy(model, bad.version, "production", strategy="canary",
-                       config=_DEMO_ANALYSIS, reason="demo: a model that learned nothing")
+                       config=_DEMO_ANALYSIS, reason="demo: a model that learned nothing",
+                       override="demo: bypass the failed gates to show the automatic rollback")
         console.print(f"canary of {bad.version}, trained on shuffled labels:")
         _show(_drive(url, model, test, features, manager, rng), False)
     finally:

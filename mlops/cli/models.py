@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mlops._tables import read_frame
 from mlops.cli.output import console, models_table, print_json, versions_table
 from mlops.errors import MlopsError, SignatureError
 from mlops.registry.service import ModelRegistry
@@ -41,21 +42,7 @@ def _number_or_text(value: str) -> Any:
 
 
 def _read_example(path: Path) -> Any:
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix in {".parquet", ".pq"}:
-            return pd.read_parquet(path)
-        if suffix in {".json", ".jsonl"}:
-            return pd.read_json(path, lines=suffix == ".jsonl")
-    except (OSError, ValueError) as exc:
-        raise SignatureError(f"Cannot read input example {path}: {exc}.",
-                             fix="Give a CSV, Parquet or JSON records file.") from exc
-    raise SignatureError(f"Input example {path} must be .csv, .parquet or .json.",
-                         fix="Convert it to one of those formats.")
+    return read_frame(path, "input example", SignatureError)
 
 
 @models_app.command("register")

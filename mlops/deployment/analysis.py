@@ -3,12 +3,14 @@
 Each look computes, over the requests since the rollout started:
 
 - **sample ratio**: requests per arm against the configured weight (chi-square; p < 0.001
-  means the split itself is broken -> ``Failed``);
+  means the split itself is broken -> ``Failed``), over requests older than
+  ``srm_settle_seconds`` (the newest seconds of the log may hold one arm's flush only);
 - **error rate** (5xx): always-valid non-inferiority test of two proportions (mSPRT), the
   candidate may not be worse than stable by more than ``error_margin``;
 - **model quality**, when labels arrive through feedback, over requests older than
   ``label_delay`` (labels are mature): for classification the same test on the share of
-  correct predictions (margin ``accuracy_margin``; F1 reported for 0/1 labels), for
+  correct predictions (margin ``accuracy_margin``; F1 reported for 0/1 labels, and ROC-AUC
+  when class probabilities are logged), for
   regression (fractional labels) an always-valid non-inferiority test of the mean absolute
   error (margin ``mae_margin``, default 5% of stable's MAE; RMSE reported);
 - **p99 latency** guardrail: candidate p99 <= stable p99 x (1 + ``latency_tolerance``) +
@@ -56,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "min_samples": 50,  # per arm, before guardrails and successes count
     "require_labels": False,  # Successful needs an accuracy verdict
     "srm_threshold": 0.001,
+    # the sample-ratio check counts only requests older than this: gateways flush the log
+    # every 2 s, one file per version, so the newest seconds can hold one arm's rows and not
+    # yet the other's (two flush intervals plus a second; more replicas flush independently)
+    "srm_settle_seconds": 5.0,
 }
 
 
@@ -116,6 +122,10 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
     # sample ratio: only meaningful while both arms get traffic
     step_rows = first if step_since is None or not first.num_rows else first.filter(
         pc.greater_equal(pc.cast(first["ts"], pa.int64()), int(step_since * 1e6)))
+    settled = now - float(cfg["srm_settle_seconds"])
+    if step_rows.num_rows:
+        step_rows = step_rows.filter(
+            pc.less_equal(pc.cast(step_rows["ts"], pa.int64()), int(settled * 1e6)))
     k_s = _routed(step_rows, stable, 1.0 - weight / 100.0)
     k_c = _routed(step_rows, candidate, weight / 100.0)
     if 0.0 < weight < 100.0 and k_s + k_c > 0:
@@ -217,8 +227,10 @@ def _labelled(log: pa.Table, feedback: pa.Table, mature: float) -> pd.DataFrame 
     """Successful predictions old enough for their labels to count, joined with them."""
     if not log.num_rows or not feedback.num_rows:
         return None
-    preds = log.select(["request_id", "row", "version", "prediction", "prediction_num", "ts",
-                        "status"]).to_pandas()
+    columns = ["request_id", "row", "version", "prediction", "prediction_num", "ts", "status"]
+    if "proba" in log.column_names:
+        columns.append("proba")
+    preds = log.select(columns).to_pandas()
     labels = feedback.select(["request_id", "row", "actual", "actual_num"]).to_pandas() \
         .drop_duplicates(["request_id", "row"], keep="last")
     preds = preds[(preds.status < 500) & (preds.ts.astype("int64") / 1e9 <= mature)]
@@ -275,10 +287,30 @@ def _quality(joined: pd.DataFrame, stable: str, candidate: str, cfg: dict[str, A
     combined = _look("accuracy", monitors, result)
     acc_s, acc_c = float(ok_s.mean()), float(ok_c.mean())
     metrics["accuracy"] = {**_result_dict(combined), "stable": acc_s, "candidate": acc_c,
-                           **_f1(s_rows, c_rows)}
+                           **_f1(s_rows, c_rows), **_auc(s_rows, c_rows)}
     tested["accuracy"] = (combined, f"accuracy {acc_c:.3f} vs {acc_s:.3f}: worse by more "
                                     f"than {margin}")
     return "accuracy"
+
+
+def _auc(s_rows: pd.DataFrame, c_rows: pd.DataFrame) -> dict[str, float]:
+    """ROC-AUC per arm for binary 0/1 labels, from the logged class probabilities (the
+    gateway logs them on request or with ``mlops serve --log-proba``); reported, not decided
+    on. Left out for an arm whose rows lack probabilities or hold one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    out: dict[str, float] = {}
+    for arm, rows in (("auc_stable", s_rows), ("auc_candidate", c_rows)):
+        if "proba" not in rows.columns or rows.proba.isna().any() or rows.actual_num.isna().any():
+            continue
+        if set(rows.actual_num.unique()) != {0.0, 1.0}:
+            continue
+        probas = [p for p in rows.proba if len(p) == 2]
+        if len(probas) != len(rows):
+            continue
+        out[arm] = float(roc_auc_score(rows.actual_num.to_numpy(),
+                                       np.asarray([p[1] for p in probas], dtype=float)))
+    return out
 
 
 def _f1(s_rows: pd.DataFrame, c_rows: pd.DataFrame) -> dict[str, float]:

@@ -2,21 +2,19 @@
 
 Only one process acts at a time: it holds a lease row that it renews on every pass and
 that another process may take over once it has expired (a crashed leader is replaced
-within ``lease_seconds``; a clean shutdown hands it over at once). All rollout state is in the database, so a new leader continues
-where the old one stopped.
+within ``lease_seconds``; a clean shutdown hands it over at once; see
+:class:`mlops.store.leases.Lease`). All rollout state is in the database, so a new leader
+continues where the old one stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-from datetime import UTC, datetime, timedelta
 
 from mlops.deployment.rollouts import Rollout, RolloutManager
 from mlops.registry.service import ModelRegistry
-from mlops.store.schema import LeaseRow
+from mlops.store.leases import Lease
 
 __all__ = ["LEASE", "Controller"]
 
@@ -33,32 +31,16 @@ class Controller:
         self.registry = registry
         self.manager = RolloutManager(registry, gateway_url)
         self.interval = interval
-        self.lease_seconds = lease_seconds
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = Lease(registry.store, LEASE, seconds=lease_seconds, holder=holder)
+        self.holder = self.lease.holder
 
     def acquire(self) -> bool:
         """Take or renew the lease; False when another live process holds it."""
-        now = datetime.now(UTC)
-        with self.registry.store.write() as s:
-            row = s.get(LeaseRow, LEASE)
-            if row is None:
-                s.add(LeaseRow(name=LEASE, holder=self.holder,
-                               expires_at=now + timedelta(seconds=self.lease_seconds)))
-                return True
-            expires = row.expires_at if row.expires_at.tzinfo else \
-                row.expires_at.replace(tzinfo=UTC)
-            if row.holder != self.holder and expires > now:
-                return False
-            row.holder = self.holder
-            row.expires_at = now + timedelta(seconds=self.lease_seconds)
-            return True
+        return self.lease.acquire()
 
     def release(self) -> None:
         """Give the lease up (on shutdown) so that another process takes over at once."""
-        with self.registry.store.write() as s:
-            row = s.get(LeaseRow, LEASE)
-            if row is not None and row.holder == self.holder:
-                s.delete(row)
+        self.lease.release()
 
     def run_once(self) -> list[Rollout]:
         if not self.acquire():

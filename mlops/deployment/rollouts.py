@@ -29,10 +29,11 @@ from mlops.deployment.steps import Step, plan_steps
 from mlops.errors import DeploymentError
 from mlops.registry.service import ModelRegistry
 from mlops.serving.predlog import read_feedback, read_predictions
-from mlops.store.audit import append_event
+from mlops.store.audit import append_event, list_events
 from mlops.store.counters import ROUTING, bump_counter
 from mlops.store.schema import (
     AnalysisRow,
+    CIRunRow,
     DeploymentRow,
     ModelRow,
     RolloutRow,
@@ -156,32 +157,61 @@ class RolloutManager:
     # ------------------------------------------------------------------ commands
     def _check_policy(self, s: Session, mrow: ModelRow, version: str, environment: str,
                       override: str | None) -> None:
-        """Environments must exist; under the "staged" policy the last one only takes a
-        version that succeeded in the one before it, unless overridden with a reason."""
+        """Environments must exist; under the "staged" and "gated" policies the last one only
+        takes a version that succeeded in the one before it ("gated": that also passed its
+        gates and has its approvals), unless overridden with a reason."""
         settings = self.registry.settings
         envs = list(settings.environments)
         if environment not in envs:
             raise DeploymentError(f"Unknown environment {environment!r}.",
                                   fix=f"Use one of {', '.join(envs)} (MLOPS_ENVIRONMENTS).",
                                   model=mrow.name)
-        if settings.promotion_policy != "staged" or len(envs) < 2 or environment != envs[-1]:
+        if settings.promotion_policy == "open" or len(envs) < 2 or environment != envs[-1]:
             return
         before = envs[-2]
         served = s.scalar(select(RolloutRow.id).where(
             RolloutRow.model_id == mrow.id, RolloutRow.environment == before,
             RolloutRow.candidate_version == version, RolloutRow.state == "succeeded"))
-        if served is not None or self._serves(s, mrow, before, version):
+        problems = []
+        if served is None and not self._serves(s, mrow, before, version):
+            problems.append((f"has not been rolled out to {before} yet",
+                             f"mlops deploy {mrow.name} {version} --env {before}"))
+        if settings.promotion_policy == "gated":
+            problems += self._gate_problems(s, mrow, version)
+        if not problems:
             return
         if not override:
+            what = "; ".join(p for p, _ in problems)
             raise DeploymentError(
-                f"{mrow.name} {version} has not been rolled out to {before} yet; the promotion "
+                f"{mrow.name} {version} {what}; the {settings.promotion_policy} promotion "
                 f"policy requires that before {environment}.",
-                fix=f"mlops deploy {mrow.name} {version} --env {before} first, or pass "
-                    "--override REASON (recorded in the audit log).",
+                fix=" then ".join(f for _, f in problems) + ", or pass --override REASON "
+                    "(recorded in the audit log).",
                 model=mrow.name, version=version)
         self._audit(s, "policy.override", mrow.name, environment,
-                    {"version": version, "rule": f"{before} before {environment}",
+                    {"version": version, "rules": [p for p, _ in problems],
                      "reason": override})
+
+    def _gate_problems(self, s: Session, mrow: ModelRow, version: str
+                       ) -> list[tuple[str, str]]:
+        """Gates passed in a pipeline run, and the approvals the model's policy asks for."""
+        from mlops.ci.policy import configured_policy
+
+        problems = []
+        reports = s.scalars(select(CIRunRow.report).where(CIRunRow.model_name == mrow.name,
+                                                          CIRunRow.version == version)).all()
+        if not any(bool(r.get("gates_passed")) for r in reports):
+            problems.append(("has not passed its quality gates",
+                             f"mlops ci gates {mrow.name} {version} --test-data FILE"))
+        need = configured_policy(self.registry.settings.policy_file).for_model(
+            mrow.name).approvals
+        approvers = {e.actor for e in list_events(
+            s, subject=f"model/{mrow.name}/{version}", action="version.approve", limit=1000)
+            if e.subject == f"model/{mrow.name}/{version}"}
+        if len(approvers) < need:
+            problems.append((f"has {len(approvers)} of the {need} approval(s) its policy "
+                             "requires", f"mlops ci approve {mrow.name} {version}"))
+        return problems
 
     @staticmethod
     def _serves(s: Session, mrow: ModelRow, environment: str, version: str) -> bool:
@@ -363,12 +393,11 @@ class RolloutManager:
 
     def _traffic(self, model: str, env: str, since: float) -> tuple[pa.Table, pa.Table]:
         uri = self.registry.settings.artifacts_uri
-        log = read_predictions(uri, model=model)
+        # only the day partitions since the rollout started are read
+        log = read_predictions(uri, model=model, since=since)
         if log.num_rows:
-            log = log.filter(pc.and_(pc.equal(log["environment"], env),
-                                     pc.greater_equal(pc.cast(log["ts"], pa.int64()),
-                                                      int(since * 1e6))))
-        return log, read_feedback(uri, model=model)
+            log = log.filter(pc.equal(log["environment"], env))
+        return log, read_feedback(uri, model=model, since=since)
 
     def _advance(self, rollout_id: int, model: str, now: float) -> Rollout | None:
         with self.store.read() as s:

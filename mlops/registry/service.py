@@ -45,6 +45,14 @@ from mlops.flavors.files import (
     unparseable,
 )
 from mlops.registry.lineage import Lineage
+from mlops.registry.reference import (
+    ProfileInfo,
+    attach_profiles,
+    compute_profiles,
+    load_profile,
+    profile_rows,
+    put_profiles,
+)
 from mlops.registry.search import compile_clauses, parse_query
 from mlops.registry.signature import Signature, infer_signature
 from mlops.registry.types import ABTest, ModelVersion, RegisteredModel
@@ -54,6 +62,7 @@ from mlops.registry.versions import (
     parse_version,
     validate_alias,
 )
+from mlops.stats.profile import ReferenceProfile
 from mlops.store.artifacts import ArtifactStore
 from mlops.store.audit import (
     AuditEvent,
@@ -251,6 +260,7 @@ class ModelRegistry:
         description: str = "",
         input_example: Any = None,
         training_frame: Any = None,
+        reference: Any = None,
         training_data: str | None = None,
         params: Mapping[str, Any] | None = None,
         parent_version: str | None = None,
@@ -263,7 +273,8 @@ class ModelRegistry:
         highest existing version bumped by ``bump`` (``patch``/``minor``/``major``).
         Numeric ``metadata`` values become metrics; ``training_data``, ``params``,
         ``parent_version``, ``git_commit`` and ``mlflow_run_id`` become lineage; other
-        text values become tags.
+        text values become tags. ``reference`` (or else ``training_frame``) is profiled once
+        for drift monitoring (see :mod:`mlops.registry.reference`).
         """
         _check_name(name)
         if version is not None:
@@ -305,6 +316,9 @@ class ModelRegistry:
             example = input_example if input_example is not None else training_frame
             signature = infer_signature(example, loaded) if example is not None else None
             sample = _example_rows(example, loaded) if example is not None else None
+            ref_data = reference if reference is not None else training_frame
+            profiles = put_profiles(self.artifacts, compute_profiles(
+                ref_data, loaded, model_name=name)) if ref_data is not None else []
             ref = self.artifacts.put_bytes(data)
         lineage.fill()
         overridden = trust and not report.safe
@@ -351,12 +365,15 @@ class ModelRegistry:
             s.add_all(MetricRow(version_id=row.id, key=k, value=v) for k, v in all_metrics.items())
             s.add_all(VersionTagRow(version_id=row.id, key=k, value=v)
                       for k, v in all_tags.items())
+            attach_profiles(s, row, profiles, "reference" if reference is not None
+                            else "training_frame")
             mrow.updated_at = utcnow()
             append_event(s, actor=self.actor, action="version.register",
                          subject=_subject(name, version),
                          payload={"sha256": ref.digest, "flavor": loaded.flavor, "format": fmt,
                                   "metrics": all_metrics, "tags": all_tags,
-                                  "lineage": lineage.to_dict()})
+                                  "lineage": lineage.to_dict(),
+                                  "profiles": {p.kind: p.digest for p in profiles}})
             s.flush()
             return self._to_version(s, row, name)
 
@@ -541,6 +558,34 @@ class ModelRegistry:
                 s.merge(MetricRow(version_id=row.id, key=k, value=v))
             append_event(s, actor=self.actor, action="metrics.log",
                          subject=_subject(name, row.version), payload={"metrics": clean})
+
+    def set_reference(self, name: str, version: str, data: Any, *, source: str = "",
+                      ) -> list[ProfileInfo]:
+        """Profile ``data`` (model inputs) as the version's reference, replacing any before."""
+        mv = self.get_version(name, version)
+        loaded = self.load_model(name, mv.version)
+        stored = put_profiles(self.artifacts, compute_profiles(data, loaded, model_name=name))
+        with self.store.write() as s:
+            row = self._resolve(s, name, mv.version)
+            attach_profiles(s, row, stored, source or "set_reference")
+            append_event(s, actor=self.actor, action="version.reference",
+                         subject=_subject(name, mv.version),
+                         payload={"profiles": {p.kind: p.digest for p in stored},
+                                  "n_rows": stored[0].n_rows, "source": source})
+            s.flush()
+            return profile_rows(s, row)
+
+    def reference_profile(self, name: str, version: str | None = None, kind: str = "features",
+                          ) -> ReferenceProfile:
+        """The stored reference profile of a version (default: the newest version)."""
+        with self.store.read() as s:
+            row = self._resolve(s, name, version)
+            return load_profile(s, self.artifacts, row, kind, model_name=name)
+
+    def reference_profiles(self, name: str, version: str | None = None) -> list[ProfileInfo]:
+        """Summaries of the profiles stored for a version."""
+        with self.store.read() as s:
+            return profile_rows(s, self._resolve(s, name, version))
 
     def set_description(self, name: str, description: str, version: str | None = None) -> None:
         with self.store.write() as s:

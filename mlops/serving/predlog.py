@@ -544,8 +544,9 @@ def _convert(group: list[_R], build: Callable[[Sequence[_R]], pa.Table],
 
 
 def _read(uri: str, storage_options: dict[str, Any], kind: str, sub: str,
-          partitions: pa.Schema, schema: pa.Schema) -> pa.Table:
+          partitions: pa.Schema, schema: pa.Schema, since: float | None = None) -> pa.Table:
     fs, root = _open(uri, storage_options)
+    first_day = None if since is None else _date(int(since // _DAY_SECONDS) - 1)
     base = f"{root}/{kind}"
     try:
         found = fs.find(f"{base}{sub}")
@@ -554,15 +555,23 @@ def _read(uri: str, storage_options: dict[str, Any], kind: str, sub: str,
     files = []
     for path in sorted(str(p) for p in found):
         rel = path[len(base) + 1:] if path.startswith(base + "/") else path
-        if path.endswith(".parquet") and not any(s[:1] in (".", "_") for s in rel.split("/")):
-            files.append(path)
+        parts = rel.split("/")
+        if not path.endswith(".parquet") or any(s[:1] in (".", "_") for s in parts):
+            continue
+        day = next((s[5:] for s in parts if s.startswith("date=")), None)
+        if first_day is not None and day is not None and day < first_day:
+            continue  # a day partition older than ``since`` (one day of slack for skew)
+        files.append(path)
     if not files:
         return schema.empty_table()
     try:
         dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=fs,
                              partitioning=ds.HivePartitioning(partitions, segment_encoding="uri"),
                              partition_base_dir=base)
-        return dataset.to_table()
+        if since is None:
+            return dataset.to_table()
+        cut = pa.scalar(int(since * 1e6), type=pa.int64()).cast(_TS)
+        return dataset.to_table(filter=ds.field("ts") >= cut)
     except (OSError, pa.ArrowException) as exc:
         raise ArtifactError(f"Cannot read the {kind} log under {uri!r}: {exc}",
                             fix="Check the artifact store; remove corrupt part files.",
@@ -570,22 +579,25 @@ def _read(uri: str, storage_options: dict[str, Any], kind: str, sub: str,
 
 
 def read_predictions(artifacts_uri: str, model: str | None = None, version: str | None = None,
-                     **storage_options: Any) -> pa.Table:
-    """All logged prediction rows (optionally of one model/version) as :data:`PREDICTION_SCHEMA`."""
+                     *, since: float | None = None, **storage_options: Any) -> pa.Table:
+    """Logged prediction rows (optionally of one model/version, and logged at or after the
+    epoch second ``since``: older day partitions are not read) as :data:`PREDICTION_SCHEMA`."""
     sub = ""
     if model is not None:
         sub = f"/model={_quote(model)}"
         if version is not None:
             sub += f"/version={_quote(version)}"
     table = _read(artifacts_uri, storage_options, _PREDICTIONS, sub, _PRED_PARTS,
-                  PREDICTION_SCHEMA)
+                  PREDICTION_SCHEMA, since)
     if model is None and version is not None:
         table = table.filter(pc.equal(table["version"], version))
     return table
 
 
-def read_feedback(artifacts_uri: str, model: str | None = None,
+def read_feedback(artifacts_uri: str, model: str | None = None, *, since: float | None = None,
                   **storage_options: Any) -> pa.Table:
-    """All logged feedback rows (optionally of one model) as :data:`FEEDBACK_SCHEMA`."""
+    """Logged feedback rows (optionally of one model, and received at or after ``since``) as
+    :data:`FEEDBACK_SCHEMA`."""
     sub = "" if model is None else f"/model={_quote(model)}"
-    return _read(artifacts_uri, storage_options, _FEEDBACK, sub, _FB_PARTS, FEEDBACK_SCHEMA)
+    return _read(artifacts_uri, storage_options, _FEEDBACK, sub, _FB_PARTS, FEEDBACK_SCHEMA,
+                 since)

@@ -7,6 +7,11 @@
 - :mod:`~mlops.stats.twosample` - Welch, Mann-Whitney + Hodges-Lehmann, two proportions
 - :mod:`~mlops.stats.power` - sample size and power
 - :mod:`~mlops.stats.ab` - fixed-horizon A/B decision (``recommend``, ``ABTestAnalyzer``)
+- :mod:`~mlops.stats.profile` - reference profiles (sorted samples, bins, category counts)
+- :mod:`~mlops.stats.drift` - KS, PSI, Wasserstein, JS, energy, chi-square; BH + effect floor
+- :mod:`~mlops.stats.drift_multivariate` - MMD permutation test, domain-classifier AUC
+- :mod:`~mlops.stats.concept` - ADWIN, Page-Hinkley, DDM on error streams (river)
+- :mod:`~mlops.stats.control` - CUSUM and EWMA control charts
 
 Bad input raises :class:`mlops.errors.StatsError` with a ``fix``.
 """
@@ -21,6 +26,34 @@ from mlops.stats.ab import (
     Recommendation,
     default_higher_is_better,
     recommend,
+)
+from mlops.stats.concept import (
+    CONCEPT_METHODS,
+    DEFAULT_CONCEPT_PARAMS,
+    ConceptDriftMonitor,
+    ConceptDriftResult,
+    detect_concept_drift,
+)
+from mlops.stats.control import ControlChartResult, cusum, ewma
+from mlops.stats.drift import (
+    DEFAULT_MIN_EFFECT,
+    ChiSquareResult,
+    DriftReport,
+    FeatureDrift,
+    chi_square_categorical,
+    detect_drift,
+    detect_drift_frames,
+    energy_distance,
+    jensen_shannon,
+    ks_2samp_sorted,
+    psi,
+    wasserstein_normalized,
+)
+from mlops.stats.drift_multivariate import (
+    ClassifierDriftResult,
+    MMDResult,
+    domain_classifier_auc,
+    mmd_test,
 )
 from mlops.stats.multiple import (
     MultipleTestResult,
@@ -43,6 +76,12 @@ from mlops.stats.power import (
     power_proportions,
     sample_size_means,
     sample_size_proportions,
+)
+from mlops.stats.profile import (
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    build_profile,
 )
 from mlops.stats.sequential import (
     SequentialMonitor,
@@ -74,17 +113,31 @@ from mlops.stats.twosample import (
 
 __all__ = [
     "ACTIONS",
+    "CONCEPT_METHODS",
+    "DEFAULT_CONCEPT_PARAMS",
+    "DEFAULT_MIN_EFFECT",
     "SRM_THRESHOLD",
     "ABTestAnalyzer",
     "BootstrapResult",
+    "CategoricalProfile",
+    "ChiSquareResult",
+    "ClassifierDriftResult",
     "Comparison",
+    "ConceptDriftMonitor",
+    "ConceptDriftResult",
+    "ControlChartResult",
+    "DriftReport",
+    "FeatureDrift",
+    "MMDResult",
     "McNemarResult",
     "MeanComparison",
     "MetricVerdict",
     "MultipleTestResult",
+    "NumericProfile",
     "ProportionComparison",
     "RankComparison",
     "Recommendation",
+    "ReferenceProfile",
     "SRMResult",
     "SampleSize",
     "SequentialMonitor",
@@ -93,16 +146,28 @@ __all__ = [
     "always_valid_p_values",
     "benjamini_hochberg",
     "bonferroni",
+    "build_profile",
+    "chi_square_categorical",
     "choose_tau",
     "cohens_d",
+    "cusum",
     "default_higher_is_better",
+    "detect_concept_drift",
+    "detect_drift",
+    "detect_drift_frames",
+    "domain_classifier_auc",
+    "energy_distance",
+    "ewma",
     "hodges_lehmann",
     "holm",
+    "jensen_shannon",
+    "ks_2samp_sorted",
     "mann_whitney_u",
     "mcnemar",
     "mcnemar_from_predictions",
     "minimum_detectable_effect",
     "mixture_log_lambda",
+    "mmd_test",
     "msprt_from_summary",
     "msprt_non_inferiority_means",
     "msprt_non_inferiority_paired",
@@ -114,11 +179,13 @@ __all__ = [
     "paired_bootstrap_ci",
     "power_means",
     "power_proportions",
+    "psi",
     "recommend",
     "relative_change_ci",
     "sample_ratio_mismatch",
     "sample_size_means",
     "sample_size_proportions",
     "two_proportion_z_test",
+    "wasserstein_normalized",
     "welch_t_test",
 ]

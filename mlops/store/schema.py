@@ -26,16 +26,24 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "ABTestRow",
+    "AlertRow",
+    "AlertRuleRow",
     "AliasRow",
     "AnalysisRow",
     "AuditEventRow",
     "Base",
+    "BaselineRow",
+    "CIRunRow",
+    "CIStepRow",
     "CounterRow",
     "DeploymentRow",
     "LeaseRow",
     "MetricRow",
+    "MetricSnapshotRow",
     "ModelRow",
     "ModelTagRow",
+    "MonitorStateRow",
+    "ProfileRow",
     "RolloutRow",
     "VersionRow",
     "VersionTagRow",
@@ -261,3 +269,158 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProfileRow(Base):
+    """A reference profile of a version (``kind`` ``features`` or ``outputs``).
+
+    The profile itself (sorted samples, bin edges, category counts) is a content-addressed
+    blob in the artifact store; this row points at it and summarises it.
+    """
+
+    __tablename__ = "reference_profiles"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    n_rows: Mapped[int] = mapped_column(BigInteger)
+    columns: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BaselineRow(Base):
+    """Baseline metrics of a model (``version`` ``""`` = whichever version is served)."""
+
+    __tablename__ = "monitoring_baselines"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MetricSnapshotRow(Base):
+    """One metric of one evaluated window: the time series behind ``mlops monitor``.
+
+    ``version`` and ``environment`` are ``""`` for "all".
+    """
+
+    __tablename__ = "metric_snapshots"
+    __table_args__ = (
+        Index("ix_snapshots_series", "model_id", "environment", "version", "metric",
+              "window_end"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64), default="")
+    environment: Mapped[str] = mapped_column(String(64), default="")
+    metric: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertRuleRow(Base):
+    """An alert rule as data; ``model_id`` NULL applies it to every model."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("name", name="uq_alert_rule_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), nullable=True)
+    environment: Mapped[str] = mapped_column(String(64), default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertRow(Base):
+    """One incident of a rule on one (model, version, environment): firing until resolved.
+
+    ``fingerprint`` identifies the series (rule, model, version, environment); at most one
+    incident per fingerprint is ``firing`` at a time, which is how alerts are deduplicated.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_fingerprint_state", "fingerprint", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64), default="")
+    environment: Mapped[str] = mapped_column(String(64), default="")
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="firing")
+    metric: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    evaluations: Mapped[int] = mapped_column(Integer, default=1)
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class MonitorStateRow(Base):
+    """Small JSON state of background monitors (concept-drift detectors, cursors)."""
+
+    __tablename__ = "monitor_state"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CIRunRow(Base):
+    """One run of the model pipeline: inputs by digest, outcome, the whole report.
+
+    ``version`` is set once the run registered the model. Gate results are reused by later
+    runs with the same model digest, test-data digest and gate settings.
+    """
+
+    __tablename__ = "ci_runs"
+    __table_args__ = (Index("ix_ci_runs_inputs", "model_name", "artifact_digest", "data_digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    artifact_digest: Mapped[str] = mapped_column(String(64))
+    data_digest: Mapped[str] = mapped_column(String(64))
+    policy_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="running")
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CIStepRow(Base):
+    """One step of a pipeline run with its result (a gate result for gate steps)."""
+
+    __tablename__ = "ci_steps"
+    __table_args__ = (Index("ix_ci_steps_cache", "cache_key", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("ci_runs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    cache_key: Mapped[str] = mapped_column(String(64), default="")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -418,7 +418,7 @@ def test_requests_routed_before_the_switch_do_not_fake_a_ratio_mismatch(
     routed(two_versions, "1.0.0", 600, 1.0, seed=1)  # the gateway had not switched yet
     routed(two_versions, "1.0.0", 500, 0.5, seed=2)
     routed(two_versions, "1.1.0", 500, 0.5, seed=3)
-    [after] = manager.tick()
+    [after] = manager.tick(time.time() + 6)  # the rows have settled (srm_settle_seconds)
     assert after.state != "rolled_back", after.analyses[-1]
     assert after.analyses[-1]["metrics"]["sample_ratio"]["observed"] == [500, 500]
 
@@ -430,5 +430,18 @@ def test_a_real_imbalance_under_the_split_is_a_mismatch(two_versions: ModelRegis
                            "min_samples": 100}, override="tests go straight to production")
     routed(two_versions, "1.0.0", 700, 0.5, seed=4)
     routed(two_versions, "1.1.0", 500, 0.5, seed=5)
-    [after] = manager.tick()
+    [after] = manager.tick(time.time() + 6)
     assert after.state == "rolled_back" and "sample ratio" in after.reason
+
+
+def test_a_half_written_flush_does_not_fake_a_mismatch(two_versions: ModelRegistry) -> None:
+    """A gateway writes one file per version per flush: a look between the two files sees
+    only stable's newest rows. The ratio check waits until rows have settled."""
+    manager = RolloutManager(two_versions)
+    manager.deploy("m", "1.1.0", "production", strategy="canary",
+                   config={"steps": [{"weight": 50, "pause": 0}, {"weight": 100}],
+                           "min_samples": 100}, override="tests go straight to production")
+    routed(two_versions, "1.0.0", 300, 0.5, seed=6)  # the candidate's file is not there yet
+    [now] = manager.tick()
+    assert now.state == "progressing"
+    assert "sample_ratio" not in now.analyses[-1]["metrics"]

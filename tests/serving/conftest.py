@@ -53,11 +53,13 @@ class Server:
         return int(self.proc.returncode)
 
 
-def start_server(home: Path, *args: str, wait_for: str = "/v2/health/ready") -> Server:
+def start_server(home: Path, *args: str, wait_for: str = "/v2/health/ready",
+                 env_extra: dict[str, str] | None = None) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")
            or k == "MLOPS_TEST_POSTGRES_URL"}
-    env.update(MLOPS_HOME=str(home), MLOPS_ACTOR="tester", PYTHONPATH=str(REPO))
+    env.update(MLOPS_HOME=str(home), MLOPS_ACTOR="tester", PYTHONPATH=str(REPO),
+               **(env_extra or {}))
     log = home.parent / f"server-{port}.log"
     with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(

@@ -106,6 +106,21 @@ def test_round_trip_values_types_and_layout(tmp_path: Path) -> None:
     assert hive.num_rows == 25
 
 
+def test_since_skips_old_day_partitions_and_rows(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    log = PredictionLog(str(root))
+    log.start()
+    log.log([rec(i, ts=TS - 5 * DAY) for i in range(10)] + [rec(100 + i) for i in range(4)])
+    log.close()
+    old = next((root / "predictions").rglob("date=2024-05-12"))
+    for part in old.glob("*.parquet"):  # a corrupt old file would break a full read ...
+        part.write_bytes(b"not parquet")
+    recent = read_predictions(str(root), model="churn", since=TS)  # ... but is never opened
+    assert sorted(recent.column("request_id").to_pylist()) == [f"req-{100 + i}"
+                                                              for i in range(4)]
+    assert read_predictions(str(root), model="churn", since=TS + 0.1025).num_rows == 1
+
+
 def test_empty_store_reads_empty_tables(tmp_path: Path) -> None:
     assert read_predictions(str(tmp_path / "none")).schema == PREDICTION_SCHEMA
     assert read_predictions(str(tmp_path / "none")).num_rows == 0

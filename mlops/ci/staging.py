@@ -1,0 +1,146 @@
+"""Staging tests: smoke and contract requests through a real gateway over HTTP.
+
+The pipeline starts ``mlops serve --role gateway --env staging`` on a free loopback port over
+the same store (or uses ``gateway_url`` when one is given), then checks that the gateway
+is ready, serves the version just deployed (``x-model-version``), answers the test rows with
+exactly the offline predictions (classes equal; numbers within 1e-6 relative), and refuses a
+malformed request with a 4xx instead of a 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from mlops.config import Settings
+from mlops.errors import CIError
+
+__all__ = ["StagingReport", "run_staging_checks", "staging_gateway"]
+
+
+@dataclass(frozen=True)
+class StagingReport:
+    passed: bool
+    reason: str
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def staging_gateway(settings: Settings, environment: str = "staging",
+                    timeout: float = 60.0) -> Iterator[str]:
+    """A gateway subprocess for ``environment`` over ``settings``' store; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "MLOPS_HOME": str(settings.home),
+           "MLOPS_DATABASE_URL": settings.database_url,
+           "MLOPS_ARTIFACTS_URI": settings.artifacts_uri}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlops", "serve", "--role", "gateway", "--env", environment,
+         "--port", str(port), "--no-log-predictions"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                raise CIError(f"The staging gateway exited with {proc.returncode}: {err}",
+                              fix="Run `mlops serve --env staging` by hand to see why.")
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise CIError(f"The staging gateway did not become ready in {timeout:.0f} s.",
+                              fix="Check that the model loads: mlops models show NAME.")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _jsonable(frame: pd.DataFrame) -> list[list[Any]]:
+    return [[None if isinstance(v, float) and np.isnan(v) else
+             (v.item() if hasattr(v, "item") else v) for v in row]
+            for row in frame.itertuples(index=False, name=None)]
+
+
+def _same(got: list[Any], expected: np.ndarray) -> tuple[bool, int]:
+    exp = expected.tolist()
+    if len(got) != len(exp):
+        return False, -1
+    for i, (a, b) in enumerate(zip(got, exp, strict=True)):
+        if isinstance(b, float) or isinstance(a, float):
+            try:
+                if not np.isclose(float(a), float(b), rtol=1e-6, atol=1e-9):
+                    return False, i
+            except (TypeError, ValueError):
+                return False, i
+        elif str(a) != str(b):
+            return False, i
+    return True, len(exp)
+
+
+def run_staging_checks(url: str, model: str, version: str, X: pd.DataFrame,
+                       expected: np.ndarray, *, n_rows: int = 50, timeout: float = 10.0
+                       ) -> StagingReport:
+    """Smoke + contract checks against a running gateway (see the module docstring)."""
+    checks: dict[str, Any] = {}
+    failures: list[str] = []
+    rows = X.head(n_rows)
+    with httpx.Client(base_url=url, timeout=timeout) as client:
+        ready = client.get("/v2/health/ready")
+        checks["ready"] = ready.status_code
+        if ready.status_code != 200:
+            failures.append(f"/v2/health/ready answered {ready.status_code}")
+        meta = client.get(f"/v2/models/{model}")
+        checks["metadata"] = meta.status_code
+        if meta.status_code != 200:
+            failures.append(f"/v2/models/{model} answered {meta.status_code}")
+        body = {"dataframe_split": {"columns": list(rows.columns), "data": _jsonable(rows)}}
+        resp = client.post("/invocations", json=body, headers={"x-mlops-model": model})
+        checks["predict_status"] = resp.status_code
+        served = resp.headers.get("x-model-version")
+        checks["served_version"] = served
+        if resp.status_code != 200:
+            failures.append(f"/invocations answered {resp.status_code}: {resp.text[:200]}")
+        else:
+            if served != version:
+                failures.append(f"staging served version {served}, expected {version}")
+            got = resp.json().get("predictions", [])
+            flat = [g[0] if isinstance(g, list) and len(g) == 1 else g for g in got]
+            same, where = _same(flat, np.asarray(expected)[: len(rows)])
+            checks["rows_compared"] = len(rows)
+            checks["outputs_match"] = same
+            if not same:
+                failures.append("gateway outputs differ from the offline predictions"
+                                + (f" at row {where}" if where >= 0 else " in length"))
+        bad = client.post("/invocations", json={"dataframe_split": {
+            "columns": ["__not_a_feature__"], "data": [[1.0]]}},
+            headers={"x-mlops-model": model})
+        checks["malformed_status"] = bad.status_code
+        if not 400 <= bad.status_code < 500:
+            failures.append(f"a malformed request got {bad.status_code}, expected a 4xx")
+    if failures:
+        return StagingReport(False, "; ".join(failures), checks)
+    return StagingReport(True, f"gateway ready, served {version}, {checks['rows_compared']} "
+                               "rows matched the offline predictions, malformed request "
+                               f"refused with {checks['malformed_status']}", checks)

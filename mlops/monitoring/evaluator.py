@@ -1,0 +1,60 @@
+"""The monitoring evaluator: a loop in ``mlops serve`` (roles ``all`` and ``control``).
+
+Every ``interval`` seconds the process holding the ``monitor-evaluator`` lease evaluates
+every deployment (:meth:`ModelMonitor.evaluate_all`): windows, drift, concept drift,
+health, snapshots and alerts. Offline, ``mlops monitor evaluate`` runs the same pass once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mlops.monitoring.monitor import Evaluation, ModelMonitor
+from mlops.store.leases import Lease
+
+__all__ = ["LEASE", "Evaluator"]
+
+LEASE = "monitor-evaluator"
+log = logging.getLogger("mlops.monitoring")
+
+
+class Evaluator:
+    """Run :meth:`ModelMonitor.evaluate_all` every ``interval`` seconds while leader."""
+
+    def __init__(self, monitor: ModelMonitor, *, interval: float | None = None,
+                 lease_seconds: float | None = None, holder: str | None = None) -> None:
+        self.monitor = monitor
+        self.interval = interval if interval is not None else \
+            monitor.registry.settings.monitor_interval
+        seconds = lease_seconds if lease_seconds is not None else max(15.0, 3 * self.interval)
+        self.lease = Lease(monitor.registry.store, LEASE, seconds=seconds, holder=holder)
+
+    def run_once(self) -> list[Evaluation]:
+        if not self.lease.acquire():
+            return []
+        results = []
+        for model, env, version in self.monitor.deployments():
+            try:
+                results.append(self.monitor.evaluate(model, env, version=version))
+            except Exception:  # one broken deployment must not stop the others
+                log.exception("monitoring %s in %s failed", model, env)
+        return results
+
+    async def loop(self) -> None:
+        try:
+            while True:
+                try:
+                    for ev in await asyncio.to_thread(self.run_once):
+                        for t in ev.transitions:
+                            log.info("alert %s %s on %s/%s (%s)", t.rule, t.change, ev.model,
+                                     ev.environment, t.value)
+                except Exception:  # keep evaluating; the next pass retries
+                    log.exception("monitoring pass failed")
+                await asyncio.sleep(self.interval)
+        finally:
+            try:
+                await asyncio.to_thread(self.lease.release)
+                await asyncio.to_thread(self.monitor.close)
+            except Exception:
+                log.warning("could not release the evaluator lease", exc_info=True)

@@ -1,0 +1,506 @@
+"""The monitoring service: performance, drift, concept drift, health and alerts per model.
+
+:class:`ModelMonitor` works offline (record predictions from a batch job, check a frame for
+drift) and is what the evaluator in ``mlops serve`` runs on every pass
+(:meth:`ModelMonitor.evaluate`): for each deployment it computes the window's performance
+from the prediction log joined with feedback, data and prediction drift of the window's
+logged inputs against the stored reference profiles, concept drift on the stream of
+per-request errors, the health score; stores them as snapshots and evaluates the alert
+rules.
+
+>>> monitor = ModelMonitor(ModelRegistry())                       # doctest: +SKIP
+>>> monitor.detect_data_drift("churn", current_frame).drifted_features  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from sqlalchemy import select
+
+from mlops.errors import ModelNotFound, MonitoringError, VersionNotFound
+from mlops.monitoring.alerts import Alert, AlertManager, AlertTransition, Observation
+from mlops.monitoring.health import HealthScore, health_score
+from mlops.monitoring.performance import PerformanceWindow, labelled_rows, performance_window
+from mlops.monitoring.snapshots import Snapshot, latest_snapshots, record_snapshots
+from mlops.monitoring.window import read_window
+from mlops.registry.service import ModelRegistry
+from mlops.serving.predlog import FeedbackRecord, PredictionLog, PredictionRecord
+from mlops.stats.concept import ConceptDriftMonitor
+from mlops.stats.drift import DriftReport, detect_drift
+from mlops.store.schema import BaselineRow, DeploymentRow, ModelRow, MonitorStateRow, utcnow
+
+__all__ = ["Evaluation", "ModelMonitor", "MonitorStatus", "PerformanceCheck"]
+
+#: Smallest window sample a drift test runs on (fewer rows: no drift verdict).
+MIN_DRIFT_ROWS = 100
+#: Relative loss against the baseline that :meth:`check_model_performance` calls degraded.
+TOLERANCE = 0.05
+_QUALITY_UP = ("accuracy", "precision", "recall", "f1", "roc_auc", "r2")
+_QUALITY_DOWN = ("mae", "rmse", "log_loss")
+
+
+@dataclass(frozen=True)
+class PerformanceCheck:
+    """A window's performance next to the baseline, with the metrics that fell behind."""
+
+    model: str
+    version: str | None
+    environment: str | None
+    window: PerformanceWindow
+    baseline: dict[str, float]
+    changes: dict[str, float]        # relative change vs baseline per metric
+    degraded: tuple[str, ...]        # metrics more than TOLERANCE worse than baseline
+    health: HealthScore
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.window.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "environment": self.environment,
+                "window": self.window.to_dict(), "baseline": self.baseline,
+                "changes": self.changes, "degraded": list(self.degraded),
+                "health": self.health.to_dict()}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluator pass over a deployment."""
+
+    model: str
+    environment: str
+    version: str
+    window_start: datetime
+    window_end: datetime
+    values: dict[str, Observation]
+    drift: DriftReport | None
+    prediction_drift: DriftReport | None
+    concept_drift: dict[str, Any]
+    health: HealthScore
+    transitions: list[AlertTransition] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "environment": self.environment, "version": self.version,
+                "window_start": self.window_start.isoformat(),
+                "window_end": self.window_end.isoformat(),
+                "values": {k: {"value": v.value, "n": v.n} for k, v in self.values.items()},
+                "drift": self.drift.to_dict() if self.drift else None,
+                "prediction_drift": self.prediction_drift.to_dict()
+                if self.prediction_drift else None,
+                "concept_drift": self.concept_drift, "health": self.health.to_dict(),
+                "transitions": [{"change": t.change, "rule": t.rule, "value": t.value,
+                                 "limit": t.limit} for t in self.transitions]}
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    """What ``mlops monitor status`` shows: latest values, health, alerts."""
+
+    model: str
+    environment: str | None
+    version: str | None
+    latest: dict[str, Snapshot]
+    health: HealthScore | None
+    firing: list[Alert]
+    recent: list[Alert]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "environment": self.environment, "version": self.version,
+                "latest": {k: {"value": s.value, "n": s.n, "window_end": s.window_end.isoformat()}
+                           for k, s in self.latest.items()},
+                "health": self.health.to_dict() if self.health else None,
+                "firing": [a.to_dict() for a in self.firing],
+                "recent": [a.to_dict() for a in self.recent]}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+class ModelMonitor:
+    """Monitoring of every model in one store (see the module docstring)."""
+
+    def __init__(self, registry: ModelRegistry, *, alerts: AlertManager | None = None,
+                 window: float | None = None, label_delay: float | None = None) -> None:
+        self.registry = registry
+        self.alerts = alerts or AlertManager(registry)
+        self.window = timedelta(seconds=window if window is not None
+                                else registry.settings.monitor_window)
+        self.label_delay = timedelta(seconds=label_delay if label_delay is not None
+                                     else registry.settings.label_delay)
+        self._log: PredictionLog | None = None
+        self._lock = threading.Lock()
+        self._served: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    @property
+    def artifacts_uri(self) -> str:
+        return self.registry.settings.artifacts_uri
+
+    # ------------------------------------------------------------------ versions
+    def served_version(self, model: str, environment: str | None = None) -> str | None:
+        """The stable version deployed in ``environment`` (default production), else the
+        Production-stage version, else the newest; ``None`` for an unknown model."""
+        env = environment or "production"
+        with self.registry.store.read() as s:
+            found = s.scalar(select(DeploymentRow.stable_version).join(
+                ModelRow, ModelRow.id == DeploymentRow.model_id).where(
+                ModelRow.name == model, DeploymentRow.environment == env))
+        if found:
+            return str(found)
+        for stage in ("production", None):
+            try:
+                return self.registry.get_version(model, stage=stage).version
+            except (ModelNotFound, VersionNotFound):
+                continue
+        return None
+
+    # ------------------------------------------------------------------ recording
+    def _predlog(self) -> PredictionLog:
+        with self._lock:
+            if self._log is None:
+                self._log = PredictionLog(self.artifacts_uri, interval=1.0)
+                self._log.start()
+            return self._log
+
+    def record_prediction(self, model_name: str, prediction: Any, actual: Any = None,
+                          latency_ms: float | None = None, *, features: Mapping[str, Any] | None = None,
+                          version: str | None = None, environment: str = "production",
+                          request_id: str | None = None) -> str:
+        """Log one prediction (and its label, when known) to the prediction log.
+
+        Rows are buffered and written in the background; every read of this monitor
+        flushes first. Returns the request id (send the label later with
+        :meth:`record_feedback`).
+        """
+        if version is None:
+            key = (model_name, environment)
+            cached = self._served.get(key)
+            if cached is None or time.monotonic() - cached[0] > 5.0:  # re-read every 5 s
+                cached = (time.monotonic(), self.served_version(model_name, environment))
+                self._served[key] = cached
+            version = cached[1] or "unregistered"
+        rid = request_id or uuid.uuid4().hex
+        now = time.time()
+        value = prediction.item() if hasattr(prediction, "item") else prediction
+        log = self._predlog()
+        log.log([PredictionRecord(
+            request_id=rid, ts=now, model=model_name, version=str(version),
+            environment=environment, route="offline", unit_hash=None, row=0,
+            inputs=orjson.dumps(dict(features or {}), option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+            prediction=orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+            prediction_num=float(value) if isinstance(value, int | float) else None,
+            proba=None, latency_ms=float(latency_ms) if latency_ms is not None else 0.0,
+            status=200)])
+        if actual is not None:
+            self.record_feedback(model_name, rid, actual)
+        return rid
+
+    def record_feedback(self, model_name: str, request_id: str, actual: Any, row: int = 0) -> None:
+        """Log the observed label of an earlier prediction."""
+        value = actual.item() if hasattr(actual, "item") else actual
+        self._predlog().log_feedback([FeedbackRecord(
+            request_id=request_id, row=row, model=model_name,
+            actual=orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+            actual_num=float(value) if isinstance(value, int | float) else None,
+            ts=time.time())])
+
+    def flush(self) -> None:
+        """Write buffered predictions and feedback now."""
+        if self._log is not None:
+            self._log.flush()
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self.alerts.close()
+
+    # ------------------------------------------------------------------ baselines
+    def set_baseline(self, model_name: str, metrics: Mapping[str, float],
+                     version: str | None = None) -> dict[str, float]:
+        """Baseline metrics the alerts and the health score compare against (audited)."""
+        clean: dict[str, float] = {}
+        for key, value in dict(metrics).items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError) as exc:
+                raise MonitoringError(f"Baseline {key}={value!r} of {model_name!r} is not a "
+                                      "number.", fix="Pass metric names with numeric values.",
+                                      model=model_name) from exc
+            if not math.isfinite(number):
+                raise MonitoringError(f"Baseline {key}={value!r} of {model_name!r} is not "
+                                      "finite.", fix="Pass finite metric values.",
+                                      model=model_name)
+            clean[str(key)] = number
+        from mlops.store.audit import append_event
+
+        with self.registry.store.write() as s:
+            mrow = self.registry._model_row(s, model_name)
+            row = s.get(BaselineRow, (mrow.id, version or ""))
+            if row is None:
+                row = BaselineRow(model_id=mrow.id, version=version or "")
+                s.add(row)
+            row.metrics = {**dict(row.metrics or {}), **clean}
+            row.updated_at = utcnow()
+            append_event(s, actor=self.registry.actor, action="monitor.baseline",
+                         subject=f"model/{model_name}" + (f"/{version}" if version else ""),
+                         payload={"metrics": clean})
+            return dict(row.metrics)
+
+    def baseline(self, model_name: str, version: str | None = None) -> dict[str, float]:
+        """Registered metrics of the version, overridden by ``set_baseline`` values (model
+        level, then version level)."""
+        out: dict[str, float] = {}
+        if version is not None:
+            with contextlib.suppress(ModelNotFound, VersionNotFound):
+                out.update(self.registry.get_version(model_name, version).metrics)
+        with self.registry.store.read() as s:
+            mrow = s.scalar(select(ModelRow).where(ModelRow.name == model_name))
+            if mrow is None:
+                return out
+            for key in ("", version):
+                if key is None:
+                    continue
+                row = s.get(BaselineRow, (mrow.id, key))
+                if row is not None:
+                    out.update({k: float(v) for k, v in row.metrics.items()})
+        return out
+
+    # ------------------------------------------------------------------ performance
+    def check_model_performance(self, model_name: str, version: str | None = None, *,
+                                environment: str | None = None, window: float | None = None,
+                                now: datetime | None = None) -> PerformanceCheck:
+        """Performance over the last ``window`` seconds (default: all logged history)."""
+        self.flush()
+        now = now or _utcnow()
+        start = now - timedelta(seconds=window) if window is not None else None
+        pw = performance_window(self.artifacts_uri, model_name, version=version,
+                                environment=environment, start=start, end=now,
+                                label_delay=self.label_delay, now=now)
+        base = self.baseline(model_name, version or self.served_version(model_name,
+                                                                          environment))
+        changes: dict[str, float] = {}
+        degraded: list[str] = []
+        for metric, value in pw.metrics.items():
+            ref = base.get(metric)
+            if ref is None or ref == 0 or metric not in (*_QUALITY_UP, *_QUALITY_DOWN):
+                continue
+            change = (value - ref) / abs(ref)
+            changes[metric] = change
+            worse = -change if metric in _QUALITY_UP else change
+            if worse > TOLERANCE:
+                degraded.append(metric)
+        values = {**pw.metrics, "error_rate": pw.error_rate,
+                  "latency_p99_ms": pw.latency_p99_ms}
+        return PerformanceCheck(model_name, version, environment, pw, base, changes,
+                                tuple(degraded), health_score(values, base))
+
+    # ------------------------------------------------------------------ drift
+    def detect_data_drift(self, model_name: str, current_features: Any, *,
+                          version: str | None = None, fdr: float = 0.05,
+                          min_effect: float | dict[str, float] | None = None) -> DriftReport:
+        """Drift of ``current_features`` (a frame of model inputs) against the version's
+        stored reference profile (default: the served version)."""
+        version = version or self.served_version(model_name)
+        profile = self.registry.reference_profile(model_name, version, "features")
+        frame = current_features if isinstance(current_features, pd.DataFrame) else \
+            pd.DataFrame(current_features)
+        return detect_drift(profile, frame, fdr=fdr, min_effect=min_effect)
+
+    def detect_prediction_drift(self, model_name: str, predictions: Any = None, *,
+                                version: str | None = None, environment: str | None = None,
+                                window: float | None = None, now: datetime | None = None,
+                                fdr: float = 0.05) -> DriftReport:
+        """Drift of the model's outputs against the outputs profiled at registration:
+        ``predictions`` given, or the logged predictions of the last ``window`` seconds."""
+        version = version or self.served_version(model_name, environment)
+        profile = self.registry.reference_profile(model_name, version, "outputs")
+        if predictions is None:
+            self.flush()
+            now = now or _utcnow()
+            span = timedelta(seconds=window) if window is not None else self.window
+            logged = read_window(self.artifacts_uri, model_name, start=now - span, end=now,
+                                 environment=environment)
+            predictions = logged.predictions
+        values = np.asarray(predictions, dtype=object).ravel()
+        column = profile.columns["prediction"]
+        if column.kind == "numeric":
+            frame = pd.DataFrame({"prediction": pd.to_numeric(pd.Series(values),
+                                                              errors="coerce")})
+        else:
+            frame = pd.DataFrame({"prediction": pd.Series(values).astype(str)})
+        return detect_drift(profile, frame, fdr=fdr)
+
+    # ------------------------------------------------------------------ evaluation
+    def deployments(self) -> list[tuple[str, str, str]]:
+        """(model, environment, stable version) of every deployment with a stable version."""
+        with self.registry.store.read() as s:
+            rows = s.execute(select(ModelRow.name, DeploymentRow.environment,
+                                    DeploymentRow.stable_version).join(
+                ModelRow, ModelRow.id == DeploymentRow.model_id)).all()
+        return [(m, e, v) for m, e, v in rows if v]
+
+    def _concept(self, model: str, environment: str, task: str | None, now: datetime
+                 ) -> dict[str, Any]:
+        """Feed the labels that arrived since the last pass to the persisted ADWIN detector.
+
+        The cursor is the arrival time of the last label fed, so a label that comes late
+        for an older prediction is still fed (if its prediction is younger than the window
+        plus the label delay).
+        """
+        key = f"concept/{model}/{environment}"
+        with self.registry.store.read() as s:
+            row = s.get(MonitorStateRow, key)
+            state = dict(row.state) if row is not None else {}
+        cursor = datetime.fromisoformat(state["cursor"]) if "cursor" in state else None
+        rows = labelled_rows(self.artifacts_uri, model, environment=environment,
+                             start=now - self.window - self.label_delay, end=now,
+                             label_delay=self.label_delay, now=now)
+        detector = ConceptDriftMonitor.from_state(state["detector"]) if "detector" in state \
+            else ConceptDriftMonitor(method="adwin")
+        detections = list(state.get("detections", []))
+        table = rows.to_pandas()
+        if cursor is not None and len(table):
+            table = table[table["labelled_at"] > cursor]
+        n = len(table)
+        if n:
+            table = table.sort_values(["labelled_at", "ts"], kind="stable")
+            errors = _errors(table, task)
+            for err, ts in zip(errors, table["labelled_at"], strict=True):
+                if np.isfinite(err) and detector.update(float(err)):
+                    detections.append(ts.isoformat())
+            cursor = table["labelled_at"].max().to_pydatetime()
+        detections = detections[-20:]
+        recent = [d for d in detections if datetime.fromisoformat(d) >= now - self.window]
+        new_state = {"cursor": cursor.isoformat() if cursor is not None else None,
+                     "detector": detector.state(), "detections": detections}
+        if new_state["cursor"] is None:
+            del new_state["cursor"]
+        with self.registry.store.write() as s:
+            row = s.get(MonitorStateRow, key)
+            if row is None:
+                s.add(MonitorStateRow(key=key, state=new_state))
+            else:
+                row.state = new_state
+                row.updated_at = utcnow()
+        return {"method": "adwin", "new_rows": n, "detected": bool(recent),
+                "last_detection": detections[-1] if detections else None}
+
+    def evaluate(self, model: str, environment: str, *, version: str | None = None,
+                 now: datetime | None = None) -> Evaluation:
+        """One evaluator pass over a deployment (see the module docstring)."""
+        self.flush()
+        now = now or _utcnow()
+        version = version or self.served_version(model, environment) or ""
+        rules = self.alerts.rules(model, environment)
+        spans = sorted({self.window.total_seconds(), *(r.window for r in rules)})
+        windows: dict[float, PerformanceWindow] = {}
+        for span in spans:
+            windows[span] = performance_window(
+                self.artifacts_uri, model, environment=environment,
+                start=now - timedelta(seconds=span), end=now, label_delay=self.label_delay,
+                now=now)
+        main = windows[self.window.total_seconds()]
+        values = _observations(main)
+        drift = pred_drift = None
+        logged = read_window(self.artifacts_uri, model, start=now - self.window, end=now,
+                             environment=environment)
+        if logged.n_total >= MIN_DRIFT_ROWS and version:
+            try:
+                profile = self.registry.reference_profile(model, version, "features")
+            except MonitoringError:
+                profile = None
+            if profile is not None and len(logged.inputs.columns):
+                drift = detect_drift(profile, logged.inputs)
+                n = len(logged.inputs)
+                values["drift_share"] = Observation(drift.share_drifted, n)
+                values["drift_max_effect"] = Observation(
+                    max((f.effect_size for f in drift.features
+                         if f.effect_size is not None and math.isfinite(f.effect_size)),
+                        default=0.0), n)
+                excess = [f.missing_rate_current - f.missing_rate_reference
+                          for f in drift.features]
+                values["missing_rate_excess"] = Observation(max(excess, default=0.0), n)
+                values["missing_rate_max"] = Observation(
+                    max((f.missing_rate_current for f in drift.features), default=0.0), n)
+            try:
+                pred_drift = self.detect_prediction_drift(model, logged.predictions,
+                                                          version=version)
+                values["prediction_drift"] = Observation(float(pred_drift.n_drifted > 0),
+                                                         len(logged.predictions))
+            except MonitoringError:
+                pred_drift = None
+        concept = self._concept(model, environment, main.task, now)
+        values["concept_drift"] = Observation(float(concept["detected"]), main.n_labeled)
+        base = self.baseline(model, version or None)
+        health = health_score({k: v.value for k, v in values.items()}, base)
+        values["health"] = Observation(health.score, main.n_predictions)
+        record_snapshots(self.registry, model, version, environment, main.start, main.end,
+                         values)
+
+        def observe(rule: Any) -> Observation | None:
+            if rule.metric in ("drift_share", "drift_max_effect", "prediction_drift",
+                               "concept_drift", "missing_rate_max", "health"):
+                return values.get(rule.metric)
+            return _observations(windows[rule.window]).get(rule.metric)
+
+        transitions = self.alerts.evaluate(model, version, environment, observe, base, now=now)
+        return Evaluation(model, environment, version, main.start, main.end, values, drift,
+                          pred_drift, concept, health, transitions)
+
+    def evaluate_all(self, now: datetime | None = None) -> list[Evaluation]:
+        """Evaluate every deployment once (the evaluator's pass)."""
+        return [self.evaluate(m, e, version=v, now=now) for m, e, v in self.deployments()]
+
+    # ------------------------------------------------------------------ status
+    def status(self, model_name: str, environment: str | None = None) -> MonitorStatus:
+        self.registry.get_model(model_name)  # a clear error for an unknown model
+        latest = latest_snapshots(self.registry, model_name, environment=environment)
+        values = {k: s.value for k, s in latest.items()}
+        version = self.served_version(model_name, environment)
+        health = health_score(values, self.baseline(model_name, version)) if latest else None
+        firing = self.alerts.alerts(model_name, state="firing", environment=environment)
+        recent = self.alerts.alerts(model_name, environment=environment, limit=20)
+        return MonitorStatus(model_name, environment, version, latest, health, firing, recent)
+
+
+def _observations(pw: PerformanceWindow) -> dict[str, Observation]:
+    out: dict[str, Observation] = {}
+    for metric, quality in pw.metrics.items():
+        out[metric] = Observation(_finite(quality), pw.n_labeled)
+    system: dict[str, float | None] = {"error_rate": pw.error_rate, "client_error_rate": pw.client_error_rate,
+              "latency_p50_ms": pw.latency_p50_ms, "latency_p95_ms": pw.latency_p95_ms,
+              "latency_p99_ms": pw.latency_p99_ms, "throughput_rps": pw.throughput_rps}
+    for metric, value in system.items():
+        out[metric] = Observation(_finite(value), pw.n_requests)
+    out["label_coverage"] = Observation(pw.label_coverage, pw.n_mature)
+    out["n_predictions"] = Observation(float(pw.n_predictions), pw.n_predictions)
+    return out
+
+
+def _errors(frame: pd.DataFrame, task: str | None) -> np.ndarray:
+    """Per-row error stream: 0/1 misclassification (numbers compared as numbers, so 1 and
+    1.0 agree), or absolute error for regression."""
+    pred = pd.to_numeric(frame["prediction_num"], errors="coerce").to_numpy(dtype=float)
+    actual = pd.to_numeric(frame["actual_num"], errors="coerce").to_numpy(dtype=float)
+    if task == "regression":
+        return np.abs(pred - actual)
+    both = np.isfinite(pred) & np.isfinite(actual)
+    text = (frame["prediction"].astype(str).to_numpy() != frame["actual"].astype(str).to_numpy())
+    return np.where(both, (pred != actual).astype(float), text.astype(float))
