@@ -284,3 +284,55 @@ def rules(model: Annotated[str | None, typer.Option()] = None,
                       f"{r.cooldown:g}s", (r.model or "all models")
                       + (f" / {r.environment}" if r.environment else ""))
     console.print(table)
+
+
+@monitor_app.command("chart")
+def chart(model: str, metric: str, env: EnvOpt = None,
+          method: Annotated[str, typer.Option(help="cusum or ewma.")] = "cusum",
+          warmup: Annotated[int, typer.Option(
+              help="First points that set the target and sigma.")] = 20,
+          target: Annotated[float | None, typer.Option(help="Known in-control mean.")] = None,
+          sigma: Annotated[float | None, typer.Option(help="Known in-control sd.")] = None,
+          as_json: JsonOpt = False) -> None:
+    """A CUSUM or EWMA control chart over METRIC's stored history; exit 1 on a signal."""
+    from mlops.monitoring.snapshots import snapshot_series
+    from mlops.registry.service import ModelRegistry
+    from mlops.stats.control import cusum, ewma
+
+    if method not in ("cusum", "ewma"):
+        raise MonitoringError(f"Unknown chart {method!r}.", fix="Use --method cusum or ewma.")
+    registry = ModelRegistry()
+    registry.get_model(model)
+    points = [p for p in snapshot_series(registry, model, metric, environment=env, limit=5000)
+              if p.value is not None]
+    if len(points) <= warmup and (target is None or sigma is None):
+        raise MonitoringError(
+            f"{metric} of {model!r} has {len(points)} stored point(s); the chart needs more "
+            f"than --warmup {warmup} to learn its target and sigma.",
+            fix="Let the evaluator run longer, lower --warmup, or give --target and --sigma.",
+            model=model)
+    values = [float(p.value) for p in points if p.value is not None]
+    run = cusum if method == "cusum" else ewma
+    result = run(values, target=target, sigma=sigma, warmup=warmup)
+    if as_json:
+        print_json({"model": model, "metric": metric, "chart": result.chart,
+                    "target": result.target, "sigma": result.sigma,
+                    "signals": [{"at": points[i].window_end.isoformat(), "value": values[i],
+                                 "direction": d}
+                                for i, d in zip(result.signals, result.directions, strict=True)]})
+    else:
+        console.print(f"{method.upper()} of {metric} for {model}: {len(values)} points, target "
+                      f"{result.target:.4g}, sigma {result.sigma:.4g}"
+                      + (" (learned from the first points)" if result.target_estimated else ""))
+        if result.signals:
+            table = Table(title="signals")
+            for col in ("window end", "value", "direction"):
+                table.add_column(col)
+            for i, d in zip(result.signals, result.directions, strict=True):
+                table.add_row(points[i].window_end.strftime("%Y-%m-%d %H:%M:%S"),
+                              _fmt(values[i]), d)
+            console.print(table)
+        else:
+            console.print("no signal: the series stays in control")
+    if result.signals:
+        raise typer.Exit(1)

@@ -86,3 +86,27 @@ def test_status_alerts_list_ack_and_rules(tmp_path: Path) -> None:
     bad.write_text("- name: x\n  metric: acuracy\n  comparator: '<'\n  threshold: 1\n")
     r = run("alerts", "rules", "--add", str(bad), cwd=tmp_path)
     assert r.returncode == 2 and "line 2" in r.stderr and "unknown metric" in r.stderr
+
+
+def test_control_chart_over_the_stored_history(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mlops.monitoring.alerts import Observation
+    from mlops.monitoring.snapshots import record_snapshots
+
+    registry, _, _ = _setup(tmp_path)
+    rng = np.random.default_rng(5)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    values = np.r_[rng.normal(0.9, 0.01, 40), rng.normal(0.86, 0.01, 20)]  # a 4-sigma drop
+    for i, value in enumerate(values):
+        at = start + timedelta(minutes=i)
+        record_snapshots(registry, "churn", "1.0.0", "production", at - timedelta(minutes=1),
+                         at, {"accuracy": Observation(float(value), 500)})
+    r = run("monitor", "chart", "churn", "accuracy", "--env", "production", "--json",
+            cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    signals = json.loads(r.stdout)["signals"]
+    assert signals and signals[0]["direction"] == "down"
+    assert signals[0]["at"] >= (start + timedelta(minutes=40)).isoformat()
+    r = run("monitor", "chart", "churn", "latency_p99_ms", cwd=tmp_path)
+    assert r.returncode == 2 and "0 stored point" in r.stderr
