@@ -127,11 +127,13 @@ def _ecdf_distances(ref: FloatArray, cur: FloatArray, energy: bool = True
     mn = float(m) * float(n)
     ties = float(delta.min()) == 0.0
     d = float(np.max(gaps, where=delta > 0, initial=0.0) if ties else gaps.max()) / mn
-    w = float(np.dot(gaps, delta)) / mn
+    # multiply + sum, not np.dot: dot goes to multi-threaded BLAS, whose threads cost
+    # milliseconds per column and fight the column threads (bench/drift.py)
+    w = float(np.multiply(gaps, delta).sum()) / mn
     e = float("nan")
     if energy:
         gaps *= gaps
-        e = math.sqrt(2.0) * math.sqrt(float(np.dot(gaps, delta))) / mn
+        e = math.sqrt(2.0) * math.sqrt(float(np.multiply(gaps, delta).sum())) / mn
     return d, w, e
 
 
