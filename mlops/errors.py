@@ -25,6 +25,7 @@ Every error a user can cause names the thing it is about and how to fix it::
     ├── DeploymentError             invalid routing or deployment change
     ├── StatsError                  invalid input to a statistical test (too short, NaN, ...)
     ├── MonitoringError             no reference profile, bad alert rule, unreadable window
+    │   └── AlertNotFound           unknown alert id or rule name
     ├── CIError                     quality-gate pipeline problems
     │   └── PolicyError             invalid policy file (names the line and the key)
     ├── ServingError                a request the gateway refuses; ``.status`` is the HTTP code
@@ -41,6 +42,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AlertNotFound",
     "ArtifactCorrupted",
     "ArtifactError",
     "ArtifactNotFound",
@@ -200,6 +202,10 @@ class StatsError(MlopsError):
 
 class MonitoringError(MlopsError):
     """A monitoring request cannot be answered: no reference profile, bad alert rule, ..."""
+
+
+class AlertNotFound(MonitoringError):
+    """No alert with that id, or no rule with that name."""
 
 
 class CIError(MlopsError):

@@ -18,6 +18,7 @@ from mlops.api.monitoring import monitoring_router
 from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RouteSpec, RouteWriter
 from mlops.errors import (
+    AlertNotFound,
     ArtifactError,
     DeploymentError,
     MlopsError,
@@ -82,7 +83,7 @@ def create_api(registry: ModelRegistry) -> FastAPI:
 
     @api.exception_handler(MlopsError)
     async def _mlops_error(request: Request, exc: MlopsError) -> JSONResponse:
-        status = 404 if isinstance(exc, ModelNotFound | VersionNotFound) else \
+        status = 404 if isinstance(exc, ModelNotFound | VersionNotFound | AlertNotFound) else \
             500 if isinstance(exc, ArtifactError) else 400
         body: dict[str, Any] = {"error": exc.message}
         if exc.fix:

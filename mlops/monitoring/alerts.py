@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mlops.errors import MonitoringError
+from mlops.errors import AlertNotFound
 from mlops.monitoring.channels import (
     Channel,
     Dispatcher,
@@ -142,7 +142,7 @@ class AlertManager:
         with self.registry.store.write() as s:
             row = s.scalar(select(AlertRuleRow).where(AlertRuleRow.name == name))
             if row is None:
-                raise MonitoringError(f"No alert rule named {name!r}.",
+                raise AlertNotFound(f"No alert rule named {name!r}.",
                                       fix="See the rules with `mlops alerts rules`.")
             s.delete(row)
             append_event(s, actor=self.registry.actor, action="alert.rule.delete",
@@ -309,7 +309,7 @@ class AlertManager:
         with self.registry.store.write() as s:
             row = s.get(AlertRow, alert_id)
             if row is None:
-                raise MonitoringError(f"No alert with id {alert_id}.",
+                raise AlertNotFound(f"No alert with id {alert_id}.",
                                       fix="See the ids with `mlops alerts list`.")
             rule = s.get(AlertRuleRow, row.rule_id)
             model = s.get(ModelRow, row.model_id)
