@@ -58,6 +58,7 @@ __all__ = ["STAGES", "ModelPipeline", "PipelineResult", "StepResult"]
 #: How far a run goes: ``gates`` (no side effects), ``register``, ``staging``, ``production``.
 STAGES = ("gates", "register", "staging", "production")
 _RETRYABLE = (httpx.HTTPError, OSError, StoreError)
+_SIDE_EFFECTS = ("register", "register_mlflow", "deploy_staging", "deploy_production")
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class _Run:
     gateway_url: str | None
     metadata: dict[str, Any]
     fail_fast: bool = True
+    official: bool = False       # the run used the store's configured policy for this model
     run_id: int = 0
     data: TestData | None = None
     ctx: GateContext | None = None
@@ -226,6 +228,7 @@ class ModelPipeline:
             raise CIError(f"No model file at {artifact}.", fix="Check --model-path.",
                           model=model_name, path=str(artifact))
         policy = self.policy.for_model(model_name)
+        official = self._official(model_name, policy)
         if thresholds:
             policy = _with_thresholds(policy, thresholds)
         run = _Run(model_name=model_name, artifact=artifact,
@@ -233,7 +236,7 @@ class ModelPipeline:
                    test_source=test_data, label=label or policy.label,
                    sensitive=list(sensitive or policy.sensitive_features), trust=trust,
                    force=force, gateway_url=gateway_url, metadata=dict(metadata or {}),
-                   fail_fast=fail_fast)
+                   fail_fast=fail_fast, official=official)
         return self._execute(run)
 
     def run_registered(self, model_name: str, version: str,
@@ -254,8 +257,14 @@ class ModelPipeline:
                        test_source=test_data, label=label or policy.label,
                        sensitive=list(sensitive or policy.sensitive_features),
                        trust=mv.trusted, force=force, gateway_url=None, metadata={},
-                       version=mv.version)
+                       version=mv.version, official=self._official(model_name, policy))
             return self._execute(run)
+
+    def _official(self, model_name: str, policy: ModelPolicy) -> bool:
+        """Is ``policy`` the store's configured policy for the model? Only such runs count
+        for the gated promotion rule (a laxer ``--policy`` gives feedback, not a pass)."""
+        configured = configured_policy(self.registry.settings.policy_file)
+        return configured.for_model(model_name).to_dict() == policy.to_dict()
 
     def promote(self, model_name: str, version: str) -> Any:
         """Start the production rollout with the policy's strategy (the promotion rule
@@ -302,7 +311,9 @@ class ModelPipeline:
         result = PipelineResult(run_id, run.model_name, run.version, status == "passed",
                                 status, steps, run.policy.to_dict(), started,
                                 time.perf_counter() - t0)
-        self.runs.finish(run_id, run.model_name, run.version, status, result.to_dict())
+        self.runs.finish(run_id, run.model_name, run.version, status, {
+            **result.to_dict(), "official_policy": run.official,
+            "champion": run.ctx.champion_version if run.ctx is not None else None})
         return result
 
     def _notify(self, step: str, status: str) -> None:
@@ -332,7 +343,9 @@ class ModelPipeline:
                 future = pool.submit(lambda: retrying(once))
             else:
                 future = pool.submit(once)
-            step = future.result(timeout=timeout)
+            # a thread cannot be stopped: steps that change the store (register, deploy)
+            # are waited for, so a "timeout" never hides a registration that then happens
+            step = future.result(timeout=None if name in _SIDE_EFFECTS else timeout)
         except concurrent.futures.TimeoutError:
             step = StepResult(name, "timeout", f"did not finish within {timeout:g} s")
         except (MlopsError, *_RETRYABLE, RetryError) as exc:
@@ -427,7 +440,9 @@ class ModelPipeline:
         assert run.ctx is not None
         config = run.policy.gates[gate]
         key = cache_key(f"gate:{gate}", run.artifact_digest, data_digest,
-                        [config.model_dump(), run.ctx.champion_version, run.sensitive])
+                        [config.model_dump(), run.model_name, run.ctx.champion_version,
+                         run.sensitive, run.data.label if run.data else None, run.trust,
+                         self._reference_digest(run.model_name, run.ctx.champion_version)])
         if not run.force and data_digest != "pending":
             found = self.runs.cached(key)
             if found is not None and found.get("gate"):
@@ -441,6 +456,13 @@ class ModelPipeline:
         self._collect(run, gate, result)
         return StepResult(f"gate:{gate}", "passed" if result.passed else "failed",
                           result.reason, gate=result, data={"cache_key": key})
+
+    def _reference_digest(self, model: str, version: str | None) -> str | None:
+        """The champion's reference profile (the data-quality gate reads it)."""
+        if version is None:
+            return None
+        infos = self.registry.reference_profiles(model, version)
+        return next((i.digest for i in infos if i.kind == "features"), None)
 
     @staticmethod
     def _collect(run: _Run, gate: str, result: GateResult) -> None:
@@ -458,7 +480,9 @@ class ModelPipeline:
         run.version = version.version
         # every gate passed (register depends on them): the "gated" promotion rule may
         # now let this version into production, before the run's report is final
-        self.runs.mark_gates_passed(run.run_id, version.version)
+        if run.policy.gates:  # a policy without gates passes nothing
+            self.runs.mark_gates_passed(run.run_id, version.version, official=run.official,
+                                        champion=run.ctx.champion_version)
         return StepResult("register", "passed", f"registered {run.model_name} "
                                                 f"{version.version} (sha256 "
                                                 f"{version.artifact_digest[:12]})",
@@ -535,9 +559,14 @@ def _with_thresholds(policy: ModelPolicy, thresholds: Mapping[str, float]) -> Mo
     """The seed's ``validation_metrics`` become the metrics gate's minimums."""
     module = gate_module("metrics")
     current = policy.gates.get("metrics")
-    merged = {**(current.model_dump() if current is not None else {}), **dict(thresholds)}
-    if "f1_score" in merged:
-        merged["f1"] = merged.pop("f1_score")
+    merged = current.model_dump() if current is not None else {}
+    lower_is_better = {"log_loss", "mae", "rmse"}
+    for key, value in thresholds.items():
+        name = "f1" if key == "f1_score" else key
+        old = merged.get(name)
+        # never looser than the policy: a higher minimum, a lower maximum
+        merged[name] = value if old is None else (min(old, value) if name in lower_is_better
+                                                  else max(old, value))
     gates = dict(policy.gates)
     gates["metrics"] = module.Config.model_validate(merged)
     from mlops.ci.policy import GATE_ORDER

@@ -64,13 +64,16 @@ class RunStore:
                          payload={"run": run_id, "step": step, "status": status,
                                   "reason": result.get("reason", ""), "attempts": attempts})
 
-    def mark_gates_passed(self, run_id: int, version: str) -> None:
-        """Record on the run that ``version`` passed every gate (read by the gated rule)."""
+    def mark_gates_passed(self, run_id: int, version: str, *, official: bool,
+                          champion: str | None) -> None:
+        """Record on the run that ``version`` passed every gate (read by the gated rule),
+        under which policy and against which production version."""
         with self.registry.store.write() as s:
             row = s.get(CIRunRow, run_id)
             assert row is not None
             row.version = version
-            row.report = {**dict(row.report or {}), "gates_passed": True}
+            row.report = {**dict(row.report or {}), "gates_passed": True,
+                          "official_policy": official, "champion": champion}
 
     def cached(self, key: str) -> dict[str, Any] | None:
         """The newest passed result with this cache key, if any."""

@@ -198,11 +198,27 @@ class RolloutManager:
         from mlops.ci.policy import configured_policy
 
         problems = []
-        reports = s.scalars(select(CIRunRow.report).where(CIRunRow.model_name == mrow.name,
-                                                          CIRunRow.version == version)).all()
-        if not any(bool(r.get("gates_passed")) for r in reports):
-            problems.append(("has not passed its quality gates",
+        reports = s.scalars(select(CIRunRow.report).where(
+            CIRunRow.model_name == mrow.name, CIRunRow.version == version)
+            .order_by(CIRunRow.id)).all()
+        # the champion a pass was measured against must still be the one in production
+        production = s.scalar(select(VersionRow.version).where(
+            VersionRow.model_id == mrow.id, VersionRow.stage == "Production"))
+        current = None if production == version else production
+        passes = [r for r in reports if r.get("gates_passed") and r.get("official_policy")]
+        if not passes:
+            problems.append(("has not passed its quality gates under the configured policy",
                              f"mlops ci gates {mrow.name} {version} --test-data FILE"))
+        elif not any(r.get("champion") == current for r in passes):
+            problems.append((f"passed its gates against another production version (now "
+                             f"{current or 'none'})",
+                             f"mlops ci gates {mrow.name} {version} --test-data FILE --force"))
+        staged = [r for r in reports if any(st.get("name") == "staging_tests"
+                                            for st in r.get("steps", []))]
+        if staged and not any(st.get("name") == "staging_tests" and st.get("status") == "passed"
+                              for st in staged[-1].get("steps", [])):
+            problems.append(("failed its staging tests in its latest pipeline run",
+                             f"fix it and run mlops ci run again for {mrow.name}"))
         need = configured_policy(self.registry.settings.policy_file).for_model(
             mrow.name).approvals
         approvers = {e.actor for e in list_events(

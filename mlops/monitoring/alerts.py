@@ -1,6 +1,6 @@
 """Alert state: rules in the database, incidents that fire once and resolve once.
 
-For every (rule, model, version, environment) series there is at most one ``firing``
+For every (rule, model, environment) series there is at most one ``firing``
 incident; evaluating a breached rule again only counts it (deduplication). When the value
 is back within the limit the incident resolves. A series whose last incident resolved less
 than the rule's ``cooldown`` ago does not fire again (flap protection). Each firing,
@@ -91,8 +91,11 @@ def _utc(dt: datetime | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def _fingerprint(rule: str, model: str, version: str, environment: str) -> str:
-    key = json.dumps([rule, model, version, environment])
+def _fingerprint(rule: str, model: str, environment: str) -> str:
+    """The series an incident belongs to. Not the version: the evaluated windows are
+    environment-wide, so a version switch continues the same incident (the row keeps the
+    version that was serving when it fired)."""
+    key = json.dumps([rule, model, environment])
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -139,12 +142,29 @@ class AlertManager:
         return rule
 
     def delete_rule(self, name: str) -> None:
+        """Remove a stored rule; its firing incidents are resolved (and audited) first, and
+        its history stays. Built-in rules cannot be removed, only overridden."""
         with self.registry.store.write() as s:
-            row = s.scalar(select(AlertRuleRow).where(AlertRuleRow.name == name))
+            row = s.scalar(select(AlertRuleRow).where(AlertRuleRow.name == name,
+                                                      AlertRuleRow.enabled))
             if row is None:
+                if any(r.name == name for r in DEFAULT_RULES):
+                    raise AlertNotFound(
+                        f"{name!r} is a built-in rule; it cannot be deleted.",
+                        fix=f"Store a rule named {name!r} with the limits you want (it "
+                            "replaces the built-in one): mlops alerts rules --add FILE.")
                 raise AlertNotFound(f"No alert rule named {name!r}.",
-                                      fix="See the rules with `mlops alerts rules`.")
-            s.delete(row)
+                                    fix="See the rules with `mlops alerts rules`.")
+            now = datetime.now(UTC)
+            for incident in s.scalars(select(AlertRow).where(AlertRow.rule_id == row.id,
+                                                             AlertRow.state == "firing")):
+                incident.state = "resolved"
+                incident.resolved_at = now
+                append_event(s, actor=self.registry.actor, action="alert.resolve",
+                             subject=f"alert-rule/{name}",
+                             payload={"alert": incident.id, "rule": name,
+                                      "reason": "rule deleted"})
+            row.enabled = False  # kept: it anchors the incidents' history
             append_event(s, actor=self.registry.actor, action="alert.rule.delete",
                          subject=f"alert-rule/{name}")
 
@@ -208,7 +228,7 @@ class AlertManager:
     def _apply(self, s: Session, model_row: ModelRow, version: str, environment: str,
                rule: AlertRule, obs: Observation, hit: bool, limit: float | None,
                now: datetime) -> AlertTransition | None:
-        fp = _fingerprint(rule.name, model_row.name, version, environment)
+        fp = _fingerprint(rule.name, model_row.name, environment)
         firing = s.scalar(select(AlertRow).where(AlertRow.fingerprint == fp,
                                                  AlertRow.state == "firing"))
         subject = f"model/{model_row.name}/env/{environment}" if environment else \

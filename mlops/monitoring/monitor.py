@@ -15,6 +15,7 @@ rules.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -34,7 +35,7 @@ from mlops.monitoring.alerts import Alert, AlertManager, AlertTransition, Observ
 from mlops.monitoring.health import HealthScore, health_score
 from mlops.monitoring.performance import PerformanceWindow, labelled_rows, performance_window
 from mlops.monitoring.snapshots import Snapshot, latest_snapshots, record_snapshots
-from mlops.monitoring.window import read_window
+from mlops.monitoring.window import LoggedWindow, read_window
 from mlops.registry.service import ModelRegistry
 from mlops.serving.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 from mlops.stats.concept import ConceptDriftMonitor
@@ -43,8 +44,12 @@ from mlops.store.schema import BaselineRow, DeploymentRow, ModelRow, MonitorStat
 
 __all__ = ["Evaluation", "ModelMonitor", "MonitorStatus", "PerformanceCheck"]
 
+log = logging.getLogger("mlops.monitoring")
+
 #: Smallest window sample a drift test runs on (fewer rows: no drift verdict).
 MIN_DRIFT_ROWS = 100
+#: Labels eligible for the concept-drift detector this recently wait for the next pass.
+CONCEPT_SETTLE = timedelta(seconds=5)
 #: Relative loss against the baseline that :meth:`check_model_performance` calls degraded.
 TOLERANCE = 0.05
 _QUALITY_UP = ("accuracy", "precision", "recall", "f1", "roc_auc", "r2")
@@ -360,9 +365,10 @@ class ModelMonitor:
                  ) -> dict[str, Any]:
         """Feed the labels that arrived since the last pass to the persisted ADWIN detector.
 
-        The cursor is the arrival time of the last label fed, so a label that comes late
-        for an older prediction is still fed (if its prediction is younger than the window
-        plus the label delay).
+        A labelled row becomes eligible when both its label has arrived and its prediction
+        is mature (``max(labelled_at, ts + label_delay)``); the cursor is the eligible time
+        of the last row fed, and rows eligible in the last ``CONCEPT_SETTLE`` seconds wait
+        for the next pass (other gateways may still be flushing labels stamped earlier).
         """
         key = f"concept/{model}/{environment}"
         with self.registry.store.read() as s:
@@ -376,16 +382,19 @@ class ModelMonitor:
             else ConceptDriftMonitor(method="adwin")
         detections = list(state.get("detections", []))
         table = rows.to_pandas()
-        if cursor is not None and len(table):
-            table = table[table["labelled_at"] > cursor]
+        if len(table):
+            table["eligible"] = np.maximum(table["labelled_at"], table["ts"] + self.label_delay)
+            table = table[table["eligible"] <= pd.Timestamp(now - CONCEPT_SETTLE)]
+            if cursor is not None:
+                table = table[table["eligible"] > pd.Timestamp(cursor)]
         n = len(table)
         if n:
-            table = table.sort_values(["labelled_at", "ts"], kind="stable")
+            table = table.sort_values(["eligible", "ts"], kind="stable")
             errors = _errors(table, task)
-            for err, ts in zip(errors, table["labelled_at"], strict=True):
+            for err, ts in zip(errors, table["eligible"], strict=True):
                 if np.isfinite(err) and detector.update(float(err)):
                     detections.append(ts.isoformat())
-            cursor = table["labelled_at"].max().to_pydatetime()
+            cursor = table["eligible"].max().to_pydatetime()
         detections = detections[-20:]
         recent = [d for d in detections if datetime.fromisoformat(d) >= now - self.window]
         new_state = {"cursor": cursor.isoformat() if cursor is not None else None,
@@ -419,8 +428,12 @@ class ModelMonitor:
         main = windows[self.window.total_seconds()]
         values = _observations(main)
         drift = pred_drift = None
-        logged = read_window(self.artifacts_uri, model, start=now - self.window, end=now,
-                             environment=environment)
+        try:
+            logged = read_window(self.artifacts_uri, model, start=now - self.window, end=now,
+                                 environment=environment)
+        except MonitoringError as exc:  # e.g. a remote log: performance and alerts go on
+            log.warning("no drift check for %s in %s: %s", model, environment, exc.message)
+            logged = LoggedWindow(pd.DataFrame(), pd.Series(dtype=object), 0)
         if logged.n_total >= MIN_DRIFT_ROWS and version:
             try:
                 profile = self.registry.reference_profile(model, version, "features")
@@ -451,8 +464,9 @@ class ModelMonitor:
         base = self.baseline(model, version or None)
         health = health_score({k: v.value for k, v in values.items()}, base)
         values["health"] = Observation(health.score, main.n_predictions)
-        record_snapshots(self.registry, model, version, environment, main.start, main.end,
-                         values)
+        # the windows cover every version the environment served (a canary included), so
+        # the history is environment-level: version ""
+        record_snapshots(self.registry, model, "", environment, main.start, main.end, values)
 
         def observe(rule: Any) -> Observation | None:
             if rule.metric in ("drift_share", "drift_max_effect", "prediction_drift",

@@ -147,13 +147,14 @@ def test_staging_tests_go_through_a_real_gateway(registry: ModelRegistry,
 
 
 def test_production_waits_for_approvals_then_promotes(
-        registry: ModelRegistry, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
-    monkeypatch.setenv("MLOPS_PROMOTION_POLICY", "gated")
-    registry = ModelRegistry(registry.settings.model_copy(update={"promotion_policy": "gated"}))
-    policy = {"default_tier": "fast", "tiers": {"fast": {**FAST, "approvals": 1,
-                                                         "rollout": {"strategy": "full"}}}}
-    pipeline = _pipeline(registry, policy)
+        registry: ModelRegistry, files: dict[str, Path], tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("default_tier: fast\ntiers:\n  fast:\n    approvals: 1\n"
+                           "    rollout: {strategy: full}\n    gates:\n      security: {}\n"
+                           "      metrics: {accuracy: 0.8}\n      champion: {}\n")
+    registry = ModelRegistry(registry.settings.model_copy(
+        update={"promotion_policy": "gated", "policy_file": str(policy_file)}))
+    pipeline = ModelPipeline(registry, policy=Policy.load(policy_file))
     result = pipeline.run(files["good"], "churn", files["test"])
     assert result.status == "awaiting_approval"
     pending = result.step("deploy_production")
@@ -168,6 +169,31 @@ def test_production_waits_for_approvals_then_promotes(
     rollout = pipeline.promote("churn", "1.0.0")
     assert rollout.state == "succeeded"
     assert RolloutManager(registry).status("churn", "production") is not None
+
+
+def test_a_laxer_policy_or_a_new_champion_does_not_count_for_the_gated_rule(
+        registry: ModelRegistry, files: dict[str, Path], tmp_path: Path) -> None:
+    strict = tmp_path / "policy.yaml"
+    strict.write_text("default_tier: low\nmodels:\n  churn:\n    gates:\n"
+                      "      metrics: {accuracy: 0.8}\n")
+    registry = ModelRegistry(registry.settings.model_copy(
+        update={"promotion_policy": "gated", "policy_file": str(strict)}))
+    mv = registry.register("churn", files["bad"])  # trained on shuffled labels
+    RolloutManager(registry).deploy("churn", mv.version, "staging", strategy="full")
+    lax = _pipeline(registry, LOW).run_registered("churn", mv.version, files["test"])
+    assert lax.passed  # feedback for the author ...
+    with pytest.raises(DeploymentError, match="under the configured policy"):
+        RolloutManager(registry).deploy("churn", mv.version, "production", strategy="full")
+    official = ModelPipeline(registry, policy=Policy.load(strict)).run_registered(
+        "churn", mv.version, files["test"])
+    assert not official.passed  # ... but only the configured policy's verdict counts
+    strict.write_text("default_tier: low\n")
+    assert ModelPipeline(registry, policy=Policy.load(strict)).run_registered(
+        "churn", mv.version, files["test"]).passed
+    other = registry.register("churn", files["good"])
+    registry.promote("churn", other.version, "Production")  # production changed since
+    with pytest.raises(DeploymentError, match="against another production version"):
+        RolloutManager(registry).deploy("churn", mv.version, "production", strategy="full")
 
 
 def test_gated_rule_refuses_a_version_without_passed_gates(

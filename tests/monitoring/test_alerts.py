@@ -176,3 +176,33 @@ def test_stored_rule_replaces_the_default_of_the_same_name(registry: ModelRegist
     assert rules["error-rate"].threshold == 0.5
     manager.delete_rule("error-rate")
     assert {r.name: r for r in manager.rules("churn")}["error-rate"].threshold == 0.05
+
+
+def test_a_version_switch_continues_the_incident(registry: ModelRegistry, model: str) -> None:
+    manager = AlertManager(registry, default_channels=[])
+    manager.put_rule(_rule())
+    assert _eval(manager, 0.10) == ["error-rate:fired"]
+    later = manager.evaluate("churn", "1.0.1", "production",  # 1.0.1 now serves
+                             lambda r: Observation(0.10, 100) if r.metric == "error_rate"
+                             else None, now=T0 + timedelta(minutes=1))
+    assert later == []  # the same environment-wide series: no second page
+    resolved = manager.evaluate("churn", "1.0.1", "production",
+                                lambda r: Observation(0.0, 100) if r.metric == "error_rate"
+                                else None, now=T0 + timedelta(minutes=2))
+    assert [t.change for t in resolved] == ["resolved"]
+    assert manager.alerts("churn", state="firing") == []
+
+
+def test_deleting_a_rule_resolves_its_incidents_and_keeps_history(
+        registry: ModelRegistry, model: str) -> None:
+    manager = AlertManager(registry, default_channels=[])
+    manager.put_rule(_rule(name="custom", threshold=0.05))
+    _eval(manager, 0.10)
+    manager.delete_rule("custom")
+    (incident,) = [a for a in manager.alerts("churn") if a.rule == "custom"]
+    assert incident.state == "resolved"
+    assert "custom" not in {r.name for r in manager.rules("churn")}
+    with pytest.raises(MonitoringError, match="built-in rule"):
+        manager.delete_rule("latency-p99")
+    with pytest.raises(MonitoringError, match="No alert rule named 'nope'"):
+        manager.delete_rule("nope")

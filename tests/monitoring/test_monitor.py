@@ -108,6 +108,39 @@ def test_data_and_prediction_drift(deployed: tuple[ModelRegistry, LogisticRegres
     monitor.close()
 
 
+def test_a_label_that_arrives_before_its_prediction_matures_is_still_fed(
+        deployed: tuple[ModelRegistry, LogisticRegression]) -> None:
+    import time as clock
+
+    from mlops.serving.predlog import FeedbackRecord, PredictionLog, PredictionRecord
+
+    registry, _ = deployed
+    monitor = ModelMonitor(registry, label_delay=60)
+    monitor.alerts._default = []
+    t0 = clock.time()
+
+    def rows(prefix: str, ts: float) -> tuple[list[PredictionRecord], list[FeedbackRecord]]:
+        preds = [PredictionRecord(f"{prefix}{i}", ts, "churn", "1.0.0", "production", "stable",
+                                  None, 0, "{}", "1", 1.0, None, 2.0, 200) for i in range(30)]
+        labels = [FeedbackRecord(f"{prefix}{i}", 0, "churn", "1", 1.0, t0) for i in range(30)]
+        return preds, labels
+
+    old, old_labels = rows("old-", t0 - 120)  # mature already when labelled
+    new, new_labels = rows("new-", t0)        # labelled at once, mature at t0 + 60
+    log = PredictionLog(registry.settings.artifacts_uri)
+    log.log(old + new)
+    log.log_feedback(old_labels + new_labels)
+    log.close()
+    start = datetime.fromtimestamp(t0, UTC)
+    first = monitor.evaluate("churn", "production", now=start + timedelta(seconds=10))
+    assert first.concept_drift["new_rows"] == 30  # the old ones; the cursor moves to ~t0
+    later = monitor.evaluate("churn", "production", now=start + timedelta(seconds=70))
+    assert later.concept_drift["new_rows"] == 30  # the new ones, labelled before the cursor
+    again = monitor.evaluate("churn", "production", now=start + timedelta(seconds=80))
+    assert again.concept_drift["new_rows"] == 0  # nothing twice
+    monitor.close()
+
+
 def test_evaluate_stores_snapshots_and_fires_alerts(deployed: tuple[ModelRegistry,
                                                                      LogisticRegression]
                                                     ) -> None:
@@ -137,11 +170,11 @@ def test_concept_drift_detector_state_survives_between_passes(
     monitor = ModelMonitor(registry)
     monitor.alerts._default = []
     _record(monitor, clf, _frame(1500, 13))
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) + timedelta(seconds=6)  # labels settle for 5 s before use
     assert not monitor.evaluate("churn", "production", now=now).concept_drift["detected"]
     bad = _frame(1500, 14)
     _record(monitor, clf, bad, labels=1 - bad["label"].to_numpy())
-    later = monitor.evaluate("churn", "production", now=now + timedelta(seconds=5))
+    later = monitor.evaluate("churn", "production", now=now + timedelta(seconds=6))
     assert later.concept_drift["new_rows"] == 1500
     assert later.concept_drift["detected"]
     monitor.close()
