@@ -200,6 +200,22 @@ class Policy:
             "Fix the value; see the gate's settings in the docs."
         return self._at(tuple(loc), msg, fix)
 
+    def _check_rollout(self, model: str, entry: _Entry | None, tier: str,
+                       rollout: dict[str, Any]) -> None:
+        """A typo in the rollout must fail at load time, with its line, not at promotion."""
+        from mlops.deployment.steps import plan_steps
+        from mlops.errors import DeploymentError
+
+        path: tuple[Any, ...] = ("models", model, "rollout") if entry and entry.rollout \
+            else ("tiers", tier, "rollout")
+        config = {**dict(rollout.get("config") or {}),
+                  **({"steps": rollout["steps"]} if rollout.get("steps") else {})}
+        try:
+            plan_steps(str(rollout.get("strategy", "canary")), config)
+        except DeploymentError as exc:
+            raise self._at(path, exc.message.rstrip("."), exc.fix or "Fix the rollout.") \
+                from exc
+
     def models(self) -> list[str]:
         """Models with an entry of their own."""
         return list(self._file.models)
@@ -230,6 +246,7 @@ class Policy:
                 gates[name] = config
         ordered = {n: gates[n] for n in GATE_ORDER if n in gates}
         rollout = spec.get("rollout") or {"strategy": "full"}
+        self._check_rollout(model, entry, tier, rollout)
         return ModelPolicy(model=model, tier=tier, gates=ordered,
                            approvals=int(spec.get("approvals", 0)), rollout=dict(rollout),
                            sensitive_features=list(spec.get("sensitive_features", [])),

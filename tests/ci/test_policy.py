@@ -60,6 +60,7 @@ def test_builtin_tiers_without_a_file() -> None:
     (GOOD.replace("approvals: 3", "approvals: many"), 10, "models.churn.approvals"),
     (GOOD.replace("      metrics:", "      metricz:"), 8, "metricz"),
     (GOOD.replace("version: 1", "versoin: 1"), 1, "versoin"),
+    (GOOD.replace("strategy: canary", "strategy: canery"), 11, "models.churn.rollout"),
 ])
 def test_errors_name_the_line_and_the_key(tmp_path: Path, text: str, line: int,
                                           key: str) -> None:
