@@ -55,6 +55,7 @@ one is flagged). A method that runs past ``--timeout`` seconds is killed and rep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -550,12 +551,11 @@ def versions() -> dict[str, str]:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             found[dist] = "not installed"
-    try:
+    # outside a git checkout the commit is simply not printed
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                               capture_output=True, check=True).stdout.strip()
         found["mlops commit"] = head
-    except (OSError, subprocess.CalledProcessError):
-        pass
     for name in ("drift.py", "profile.py"):  # the code measured, committed or not
         path = ROOT / "mlops" / "stats" / name
         if path.exists():

@@ -28,6 +28,7 @@ agree on the figures (checked and printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -147,13 +148,11 @@ def generate(root: str, rows: int, days: int, file_rows: int, seed: int = 0) -> 
 def _status_mb(key: str) -> float:
     """VmRSS (now) or VmHWM (peak) of this process; unlike ru_maxrss, VmHWM starts afresh
     at exec and does not inherit the parent's peak."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(f"{key}:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    # no /proc (not Linux): fall back to ru_maxrss
+    with contextlib.suppress(OSError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -191,9 +190,12 @@ def _quality(j: Any) -> dict[str, float]:
 
     y, yp = j.actual_num.to_numpy(), j.prediction_num.to_numpy()
     proba = np.stack(list(j.proba))
-    return {"accuracy": accuracy_score(y, yp), "precision": precision_score(y, yp),
-            "recall": recall_score(y, yp), "f1": f1_score(y, yp),
-            "roc_auc": roc_auc_score(y, proba[:, 1]), "log_loss": log_loss(y, proba)}
+    out = {"accuracy": accuracy_score(y, yp), "precision": precision_score(y, yp),
+           "recall": recall_score(y, yp), "f1": f1_score(y, yp),
+           "log_loss": log_loss(y, proba, labels=[0.0, 1.0])}
+    if np.unique(y).size == 2:  # one class in a small bucket: AUC is undefined, left out
+        out["roc_auc"] = roc_auc_score(y, proba[:, 1])
+    return out
 
 
 def _run_pandas(root: str, scenario: str, days: int) -> dict[str, Any]:

@@ -58,11 +58,9 @@ def staging_gateway(settings: Settings, environment: str = "staging",
                 err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
                 raise CIError(f"The staging gateway exited with {proc.returncode}: {err}",
                               fix="Run `mlops serve --env staging` by hand to see why.")
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet: poll again
                 if httpx.get(url + "/v2/health/ready", timeout=1.0).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 raise CIError(f"The staging gateway did not become ready in {timeout:.0f} s.",
                               fix="Check that the model loads: mlops models show NAME.")

@@ -44,6 +44,7 @@ prediction up to ``now``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 import warnings
@@ -394,15 +395,14 @@ def _probability_metrics(y: np.ndarray, proba: np.ndarray, positive: int | None
     labels = list(range(proba.shape[1]))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UndefinedMetricWarning)
-        try:
+        # one class only in the window: AUC is undefined and left out, not reported as 0.5
+        with contextlib.suppress(ValueError, UndefinedMetricWarning):
             if positive is not None:
                 auc = roc_auc_score(y == positive, proba[:, positive])
             else:
                 auc = roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels)
             if np.isfinite(auc):
                 out["roc_auc"] = float(auc)
-        except (ValueError, UndefinedMetricWarning):
-            pass
     if np.allclose(proba.sum(axis=1), 1.0, rtol=0.0, atol=1e-4):  # else scores: no log loss
         # scikit-learn's log_loss (probabilities clipped to [eps, 1 - eps]) without its
         # one-hot encoding of the labels, which dominates its time on millions of rows
