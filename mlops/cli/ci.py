@@ -9,7 +9,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from mlops.cli.output import console, print_json
+from mlops.cli.output import console, fmt, print_json
 from mlops.errors import CIError
 
 ci_app = typer.Typer(no_args_is_help=True, help="Quality gates and the model pipeline.")
@@ -34,19 +34,6 @@ def _pipeline(policy: Path | None) -> Any:
     return ModelPipeline(registry, policy=Policy.load(path) if path else Policy())
 
 
-def _fmt(value: Any) -> str:
-    """Compact: numbers to 4 digits, long strings (digests) cut, empty entries left out."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        shown = [(k, v) for k, v in value.items() if v not in (None, [], {}, "")]
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in shown[:6])
-    text = str(value)
-    return text if len(text) <= 24 else text[:12] + "…"
-
-
 def _summary(result: Any) -> Table:
     version = result.version or "(not registered)"
     table = Table(title=f"pipeline {result.model} {version}: {result.status}")
@@ -55,8 +42,8 @@ def _summary(result: Any) -> Table:
     for s in result.steps:
         colour = _COLOUR.get(s.status, "white")
         table.add_row(s.name, f"[{colour}]{s.status}[/]",
-                      _fmt(s.gate.actual) if s.gate else "",
-                      _fmt(s.gate.threshold) if s.gate else "", s.reason,
+                      fmt(s.gate.actual) if s.gate else "",
+                      fmt(s.gate.threshold) if s.gate else "", s.reason,
                       f"{s.duration_s:.2f}")
     return table
 

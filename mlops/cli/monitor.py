@@ -11,7 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlops._tables import read_frame
-from mlops.cli.output import console, print_json
+from mlops.cli.output import console, fmt, print_json
 from mlops.errors import MonitoringError
 
 monitor_app = typer.Typer(no_args_is_help=True, help="Performance, drift and health.")
@@ -31,12 +31,6 @@ def _monitor() -> Any:
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                     console=console, transient=True)
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}"
 
 
 @monitor_app.command("status")
@@ -62,7 +56,7 @@ def status(model: str, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         for col in ("metric", "value", "n", "window end"):
             table.add_column(col)
         for name, snap in sorted(result.latest.items()):
-            table.add_row(name, _fmt(snap.value), str(snap.n),
+            table.add_row(name, fmt(snap.value), str(snap.n),
                           snap.window_end.strftime("%Y-%m-%d %H:%M:%S"))
         console.print(table)
     if health is not None:
@@ -70,7 +64,7 @@ def status(model: str, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         for col in ("part", "score", "why"):
             parts.add_column(col)
         for p in health.parts:
-            parts.add_row(p.name, _fmt(p.score), p.reason)
+            parts.add_row(p.name, fmt(p.score), p.reason)
         console.print(parts)
     _alerts_table(result.recent, "alerts (newest first)")
     if result.firing:
@@ -89,7 +83,7 @@ def _alerts_table(alerts: list[Any], title: str) -> None:
         colour = "red" if a.state == "firing" else "green"
         table.add_row(str(a.id), f"[{colour}]{a.state}[/]", a.severity, a.rule,
                       a.model + (f" {a.version}" if a.version else ""), a.environment or "-",
-                      _fmt(a.value), _fmt(a.threshold), a.fired_at.strftime("%m-%d %H:%M:%S"),
+                      fmt(a.value), fmt(a.threshold), a.fired_at.strftime("%m-%d %H:%M:%S"),
                       a.acked_by or "-")
     console.print(table)
 
@@ -150,8 +144,8 @@ def drift(
         for col in ("feature", "kind", "test", "statistic", "p", "p (BH)", "effect", "drifted"):
             table.add_column(col)
         for f in sorted(report.features, key=lambda f: (not f.drifted, f.feature)):
-            table.add_row(f.feature, f.kind, f.method, _fmt(f.statistic), _fmt(f.p_value),
-                          _fmt(f.p_adjusted), f"{f.effect_metric} {_fmt(f.effect_size)}",
+            table.add_row(f.feature, f.kind, f.method, fmt(f.statistic), fmt(f.p_value),
+                          fmt(f.p_adjusted), f"{f.effect_metric} {fmt(f.effect_size)}",
                           "[red]yes[/]" if f.drifted else "no")
         console.print(table)
         console.print(f"{report.n_drifted} of {report.n_features} features drifted"
@@ -225,12 +219,12 @@ def evaluate(model: Annotated[str | None, typer.Argument()] = None, env: EnvOpt 
         health = r.health.score
         console.print(f"{r.model} in {r.environment} (v{r.version}): health "
                       f"{'-' if health is None else f'{health:.0f}'}; "
-                      + ", ".join(f"{k}={_fmt(v.value)}" for k, v in sorted(r.values.items())
+                      + ", ".join(f"{k}={fmt(v.value)}" for k, v in sorted(r.values.items())
                                   if k in ("accuracy", "mae", "error_rate", "latency_p99_ms",
                                            "drift_share", "concept_drift", "label_coverage")))
         for t in r.transitions:
-            console.print(f"  alert {t.rule}: {t.change} (value {_fmt(t.value)}, limit "
-                          f"{_fmt(t.limit)})")
+            console.print(f"  alert {t.rule}: {t.change} (value {fmt(t.value)}, limit "
+                          f"{fmt(t.limit)})")
 
 
 @alerts_app.command("list")
@@ -330,7 +324,7 @@ def chart(model: str, metric: str, env: EnvOpt = None,
                 table.add_column(col)
             for i, d in zip(result.signals, result.directions, strict=True):
                 table.add_row(points[i].window_end.strftime("%Y-%m-%d %H:%M:%S"),
-                              _fmt(values[i]), d)
+                              fmt(values[i]), d)
             console.print(table)
         else:
             console.print("no signal: the series stays in control")

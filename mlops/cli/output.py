@@ -11,10 +11,23 @@ from rich.table import Table
 
 from mlops.registry.types import ModelVersion, RegisteredModel
 
-__all__ = ["console", "err_console", "models_table", "print_json", "versions_table"]
+__all__ = ["console", "err_console", "fmt", "models_table", "print_json", "versions_table"]
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def fmt(value: Any) -> str:
+    """Compact: numbers to 4 digits, long strings (digests) cut, empty entries left out."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        shown = [(k, v) for k, v in value.items() if v not in (None, [], {}, "")]
+        return ", ".join(f"{k}={fmt(v)}" for k, v in shown[:6])
+    text = str(value)
+    return text if len(text) <= 24 else text[:12] + "…"
 
 
 def print_json(value: Any) -> None:

@@ -9,12 +9,11 @@ continues where the old one stopped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from mlops.deployment.rollouts import Rollout, RolloutManager
 from mlops.registry.service import ModelRegistry
-from mlops.store.leases import Lease
+from mlops.store.leases import Lease, leader_loop
 
 __all__ = ["LEASE", "Controller"]
 
@@ -48,18 +47,9 @@ class Controller:
         return self.manager.tick()
 
     async def loop(self) -> None:
-        try:
-            while True:
-                try:
-                    for rollout in await asyncio.to_thread(self.run_once):
-                        log.info("rollout %s %s %s: %s step %d (%s)", rollout.id,
-                                 rollout.model, rollout.environment, rollout.state,
-                                 rollout.step_index, rollout.reason)
-                except Exception:  # keep controlling; the next pass retries
-                    log.exception("rollout controller pass failed")
-                await asyncio.sleep(self.interval)
-        finally:
-            try:
-                self.release()
-            except Exception:  # shutting down: the lease expires on its own
-                log.warning("could not release the controller lease", exc_info=True)
+        def report(rollout: Rollout) -> None:
+            log.info("rollout %s %s %s: %s step %d (%s)", rollout.id, rollout.model,
+                     rollout.environment, rollout.state, rollout.step_index, rollout.reason)
+
+        await leader_loop("rollout controller", self.lease, self.interval, self.run_once,
+                          report)

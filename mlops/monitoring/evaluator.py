@@ -7,11 +7,10 @@ health, snapshots and alerts. Offline, ``mlops monitor evaluate`` runs the same 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from mlops.monitoring.monitor import Evaluation, ModelMonitor
-from mlops.store.leases import Lease
+from mlops.store.leases import Lease, leader_loop
 
 __all__ = ["LEASE", "Evaluator"]
 
@@ -42,19 +41,10 @@ class Evaluator:
         return results
 
     async def loop(self) -> None:
-        try:
-            while True:
-                try:
-                    for ev in await asyncio.to_thread(self.run_once):
-                        for t in ev.transitions:
-                            log.info("alert %s %s on %s/%s (%s)", t.rule, t.change, ev.model,
-                                     ev.environment, t.value)
-                except Exception:  # keep evaluating; the next pass retries
-                    log.exception("monitoring pass failed")
-                await asyncio.sleep(self.interval)
-        finally:
-            try:
-                await asyncio.to_thread(self.lease.release)
-                await asyncio.to_thread(self.monitor.close)
-            except Exception:
-                log.warning("could not release the evaluator lease", exc_info=True)
+        def report(ev: Evaluation) -> None:
+            for t in ev.transitions:
+                log.info("alert %s %s on %s/%s (%s)", t.rule, t.change, ev.model,
+                         ev.environment, t.value)
+
+        await leader_loop("monitoring evaluator", self.lease, self.interval, self.run_once,
+                          report, on_stop=self.monitor.close)

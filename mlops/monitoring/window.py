@@ -7,16 +7,21 @@ keeps the newest ``limit`` successful rows; their ``inputs`` JSON becomes column
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from datetime import datetime, timedelta
 
-import duckdb
 import orjson
 import pandas as pd
 
-from mlops.errors import MonitoringError
+# the log's file layout and SQL helpers are shared with the performance windows
+from mlops.monitoring.performance import (
+    _HIVE,
+    _connection,
+    _files,
+    _list_sql,
+    _query,
+    _str_sql,
+    _ts_sql,
+)
 
 __all__ = ["LoggedWindow", "read_window"]
 
@@ -30,61 +35,31 @@ class LoggedWindow:
     n_total: int  # successful rows in the window (before the limit)
 
 
-def _local_root(artifacts_uri: str) -> Path:
-    if "://" in artifacts_uri and not artifacts_uri.startswith("file://"):
-        raise MonitoringError(
-            f"Reading the prediction log from {artifacts_uri!r} is not supported yet.",
-            fix="Monitor from a process whose MLOPS_ARTIFACTS_URI is a local folder.")
-    return Path(artifacts_uri.removeprefix("file://"))
-
-
-def _day_globs(base: Path, start: datetime, end: datetime) -> list[str]:
-    days = []
-    day = start.astimezone(UTC).date()
-    while day <= end.astimezone(UTC).date():
-        days.append(day.isoformat())
-        day += timedelta(days=1)
-    globs = []
-    for d in days:
-        found = list(base.glob(f"version=*/date={d}/part-*.parquet"))
-        if found:
-            globs.append(str(base / "version=*" / f"date={d}" / "part-*.parquet"))
-    return globs
-
-
 def read_window(artifacts_uri: str, model: str, *, start: datetime, end: datetime,
                 version: str | None = None, environment: str | None = None,
                 limit: int = 50_000) -> LoggedWindow:
-    """The newest ``limit`` successful logged rows of ``model`` in ``[start, end)``."""
-    base = _local_root(artifacts_uri) / "predictions" / f"model={quote(model, safe='')}"
-    globs = _day_globs(base, start, end)
-    empty = LoggedWindow(pd.DataFrame(), pd.Series(dtype=object), 0)
-    if not globs:
-        return empty
-    where = ["status = 200", "ts >= ?", "ts < ?"]
-    params: list[Any] = [start, end]
+    """The newest ``limit`` successful logged rows of ``model`` in ``[start, end)``.
+
+    The files are found the way :mod:`~mlops.monitoring.performance` finds them (version
+    and day folders pruned, any fsspec store), so both read the same rows.
+    """
+    q = _query(model, version, environment, start, end, timedelta(0), end, None)
+    files = _files(artifacts_uri, q)
+    if not files.predictions:
+        return LoggedWindow(pd.DataFrame(), pd.Series(dtype=object), 0)
+    where = ["status = 200", f"ts >= {_ts_sql(q.start or start)}",
+             f"ts < {_ts_sql(q.end or end)}"]
     if version is not None:
-        where.append("version = ?")
-        params.append(quote(version, safe=""))
+        where.append(f"version = {_str_sql(version)}")
     if environment is not None:
-        where.append("environment = ?")
-        params.append(environment)
-    source = f"read_parquet({globs!r}, hive_partitioning = true, union_by_name = true)"
-    sql = (f"SELECT inputs, prediction, count(*) OVER () AS n FROM {source} "
+        where.append(f"environment = {_str_sql(environment)}")
+    sql = (f"SELECT inputs, prediction, count(*) OVER () AS n "
+           f"FROM read_parquet({_list_sql(files.predictions)}, {_HIVE}) "
            f"WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT {int(limit)}")
-    try:
-        con = duckdb.connect()
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            rows = con.execute(sql, params).fetchall()
-        finally:
-            con.close()
-    except duckdb.Error as exc:
-        raise MonitoringError(f"Cannot read the prediction log of {model!r}: {exc}",
-                              fix="Check the artifact store; remove corrupt part files.",
-                              model=model) from exc
+    with _connection(None, files, model) as db:
+        rows = db.execute(sql).fetchall()
     if not rows:
-        return empty
+        return LoggedWindow(pd.DataFrame(), pd.Series(dtype=object), 0)
     inputs = pd.DataFrame.from_records([orjson.loads(r[0]) for r in rows])
     predictions = pd.Series([orjson.loads(r[1]) for r in rows], name="prediction")
     return LoggedWindow(inputs, predictions, int(rows[0][2]))

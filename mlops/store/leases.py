@@ -7,14 +7,21 @@ replaced within ``seconds``, and a clean shutdown hands the lease over at once.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from mlops.store.db import MetadataStore
 from mlops.store.schema import LeaseRow
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "leader_loop"]
+
+log = logging.getLogger("mlops.store")
+T = TypeVar("T")
 
 
 class Lease:
@@ -50,3 +57,26 @@ class Lease:
             row = s.get(LeaseRow, self.name)
             if row is not None and row.holder == self.holder:
                 s.delete(row)
+
+
+async def leader_loop(name: str, lease: Lease, interval: float,
+                      run_once: Callable[[], list[T]], report: Callable[[T], None],
+                      on_stop: Callable[[], None] | None = None) -> None:
+    """Call ``run_once`` (which takes or renews ``lease`` and does nothing without it) every
+    ``interval`` seconds in a worker thread, ``report`` each result; a failed pass is logged
+    and retried at the next one. On cancellation the lease is handed over at once."""
+    try:
+        while True:
+            try:
+                for item in await asyncio.to_thread(run_once):
+                    report(item)
+            except Exception:  # keep going; the next pass retries
+                log.exception("%s pass failed", name)
+            await asyncio.sleep(interval)
+    finally:
+        try:
+            await asyncio.to_thread(lease.release)
+            if on_stop is not None:
+                await asyncio.to_thread(on_stop)
+        except Exception:  # shutting down: the lease expires on its own
+            log.warning("could not release the %s lease", name, exc_info=True)

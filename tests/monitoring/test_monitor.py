@@ -247,3 +247,23 @@ def test_seed_drift_detector_shape_with_honest_decisions() -> None:
     # the seed's raw p < 0.05 rule would flag about 5% of 29 unshifted columns by chance;
     # here none is flagged
     assert sum(r["drift_detected"] for r in results.values()) == 1
+
+
+def test_logged_window_reads_an_fsspec_store() -> None:
+    import time as clock
+    import uuid
+
+    from mlops.monitoring.window import read_window
+    from mlops.serving.predlog import PredictionLog, PredictionRecord
+
+    uri = f"memory://window-{uuid.uuid4().hex}"
+    now = clock.time()
+    log = PredictionLog(uri)
+    log.log([PredictionRecord(f"r{i}", now - i, "churn", "1.0.0", "production", "stable", None,
+                              0, f'{{"a": {i}}}', "1", 1.0, None, 2.0, 200 if i % 4 else 500)
+             for i in range(20)])
+    log.close()
+    end = datetime.fromtimestamp(now + 1, UTC)
+    window = read_window(uri, "churn", start=end - timedelta(minutes=5), end=end, limit=5)
+    assert window.n_total == 15  # the 500s are left out
+    assert list(window.inputs["a"]) == [1, 2, 3, 5, 6]  # newest first
