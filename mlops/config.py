@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, field_validator
+from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mlops.errors import ConfigError
@@ -69,11 +69,13 @@ class Settings(BaseSettings):
     actor: str = ""
     #: deployment environments, in promotion order
     environments: list[str] = ["dev", "staging", "production"]
-    #: "gated" (default): the last environment only takes versions that succeeded in the
-    #: one before it, passed their quality gates in a pipeline run, and have the approvals
-    #: the model's policy asks for; "staged": only the environment order; "open": no rule.
-    #: Every rule can be overridden with a reason that goes into the audit log.
-    promotion_policy: str = "gated"
+    #: "gated": the last environment only takes versions that succeeded in the one before
+    #: it, passed their quality gates in a pipeline run, and have the approvals the model's
+    #: policy asks for; "staged": only the environment order; "open": no rule (what the gated
+    #: rule would have said is still recorded with each change); "auto" (default): "gated"
+    #: in team mode (``auth``), "open" in single-user mode. Every rule can be overridden with
+    #: a reason that goes into the audit log (in team mode: by an approver or admin).
+    promotion_policy: str = "auto"
     #: YAML policy file (gates, thresholds, approvals, rollout per model); empty: built-in tiers
     policy_file: str = ""
     #: monitoring: seconds between evaluator passes, the window it evaluates (seconds), how
@@ -81,13 +83,41 @@ class Settings(BaseSettings):
     monitor_interval: float = 60.0
     monitor_window: float = 3600.0
     label_delay: float = 0.0
+    #: team mode: every /api request needs a bearer token (``mlops tokens create``) and
+    #: actions are checked against the token's role; off: single-user, loopback only
+    auth: bool = False
+    #: team mode also asks inference requests (/v2, /v1, /invocations) for a token
+    auth_inference: bool = False
+    #: team mode: the CLI's and the Python API's own token (who you are, with which role)
+    token: SecretStr = SecretStr("")
+    #: JWTs from an identity provider, verified offline: a PEM public key file or a JWKS file
+    jwt_public_key_file: str = ""
+    jwt_jwks_file: str = ""
+    jwt_algorithms: list[str] = ["RS256", "ES256"]
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    #: the claim that holds the role (viewer, developer, approver, admin) and the name
+    jwt_role_claim: str = "mlops_role"
+    jwt_name_claim: str = "sub"
+    #: outbound requests (webhook and Slack alert channels) may not reach loopback,
+    #: link-local, private or unspecified addresses unless listed here (hosts or CIDRs)
+    egress_allow: list[str] = []
+    #: extra Host header names accepted in single-user mode (besides loopback names)
+    allowed_hosts: list[str] = []
 
     @field_validator("promotion_policy")
     @classmethod
     def _policy(cls, value: str) -> str:
-        if value not in {"gated", "staged", "open"}:
-            raise ValueError("promotion_policy must be 'gated', 'staged' or 'open'")
+        if value not in {"auto", "gated", "staged", "open"}:
+            raise ValueError("promotion_policy must be 'auto', 'gated', 'staged' or 'open'")
         return value
+
+    @property
+    def effective_policy(self) -> str:
+        """The promotion rule in force: "auto" resolves by mode."""
+        if self.promotion_policy != "auto":
+            return self.promotion_policy
+        return "gated" if self.auth else "open"
 
     @field_validator("environments")
     @classmethod

@@ -34,7 +34,11 @@ Every error a user can cause names the thing it is about and how to fix it::
     │   ├── PayloadTooLarge         413: body over the size limit
     │   ├── UnsupportedMediaType    415: content type not accepted
     │   └── Overloaded              503: in-flight queue full (sent with Retry-After)
-    └── AuditError                  audit chain broken (tampered, deleted, reordered)
+    ├── AuditError                  audit chain broken (tampered, deleted, reordered)
+    └── AuthError                   identity and roles (team mode); ``.status`` is the HTTP code
+        ├── Unauthenticated         401: no token, a wrong, expired or revoked one
+        ├── PermissionDenied        403: the role is too low (names the role needed)
+        └── RateLimited             429: too many failed attempts from one client
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotFound",
     "AuditError",
+    "AuthError",
     "BadRequest",
     "CIError",
     "ConcurrencyError",
@@ -65,12 +70,15 @@ __all__ = [
     "MonitoringError",
     "Overloaded",
     "PayloadTooLarge",
+    "PermissionDenied",
     "PolicyError",
+    "RateLimited",
     "RegistryError",
     "ServingError",
     "SignatureError",
     "StatsError",
     "StoreError",
+    "Unauthenticated",
     "UnknownFlavor",
     "UnsafeModel",
     "UnsupportedMediaType",
@@ -244,3 +252,32 @@ class Overloaded(ServingError):
 
 class AuditError(MlopsError):
     """The audit chain does not verify."""
+
+
+class AuthError(MlopsError):
+    """Authentication or authorisation failed; ``status`` is the HTTP status."""
+
+    status = 401
+
+
+class Unauthenticated(AuthError):
+    """No credentials, or credentials that are wrong, expired or revoked."""
+
+    status = 401
+
+
+class PermissionDenied(AuthError):
+    """The caller's role does not allow the action; ``context['required']`` names the role."""
+
+    status = 403
+
+
+class RateLimited(AuthError):
+    """Too many failed attempts; ``retry_after`` is in seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float, fix: str | None = None,
+                 **context: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, fix=fix, **context)

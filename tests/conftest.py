@@ -28,9 +28,6 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / ".mlops"))
     monkeypatch.setenv("MLOPS_ACTOR", "tester")
-    # rollout mechanics are tested under the "staged" rule (staging before production); the
-    # default "gated" rule (gates passed + approvals) has its own tests in tests/ci
-    monkeypatch.setenv("MLOPS_PROMOTION_POLICY", "staged")
 
 
 def _pg_database() -> Iterator[str]:

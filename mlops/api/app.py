@@ -1,187 +1,295 @@
-"""The control-plane REST API (``/api/v1``): registry, routing, rollouts, monitoring, audit.
+"""The control-plane REST API (``/api/v1``): registry, routing, rollouts, monitoring, audit,
+tokens.
 
 Served by ``mlops serve`` with ``--role control`` or ``all``. It formats what the library
-returns; the rules live in the registry and deployment layers. Errors come back as
-``{"error", "fix"}`` with 404 for unknown things and 400 for invalid requests.
+returns; the rules live in the registry and deployment layers. Every operation declares the
+least role it needs (``x-required-role`` in the OpenAPI schema; the application layer may
+ask for more, such as approver for production) and acts as the authenticated caller, so
+the audit log names them. Errors come back as ``{"error", "fix"}``: 401/403/429 for
+identity, 404 for unknown things, 409 when the promotion policy refuses, 400 for other
+invalid requests, 422 for bodies that do not fit the schema.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.api.monitoring import monitoring_router
+from mlops.api.auth import ApiAuth, auth_error_response
+from mlops.api.monitoring import add_monitoring_routes
 from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RouteSpec, RouteWriter
 from mlops.errors import (
     AlertNotFound,
     ArtifactError,
-    DeploymentError,
+    AuthError,
     MlopsError,
     ModelNotFound,
     VersionNotFound,
 )
+from mlops.governance.tokens import TokenService
+from mlops.identity import Role
 from mlops.monitoring.monitor import ModelMonitor
+from mlops.registry.promotion import PromotionRefused
 from mlops.registry.service import ModelRegistry
+from mlops.store.tokens import parse_duration
 
-__all__ = ["DeployBody", "RollbackBody", "RouteBody", "create_api"]
+__all__ = ["DeployBody", "ErrorBody", "RollbackBody", "RouteBody", "create_api"]
+
+_STRICT = ConfigDict(extra="forbid")
+Name = Annotated[str, Path(min_length=1, max_length=255)]
+Env = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: what is wrong and how to fix it."""
+
+    error: str
+    fix: str | None = None
+    required_role: str | None = None
 
 
 class RouteBody(BaseModel):
     """What an environment should serve for a model."""
 
+    model_config = _STRICT
     stable: str | None
     candidate: str | None = None
-    weight: float = Field(0.0, ge=0.0, le=100.0)
-    mode: str = "split"
-    unit_field: str | None = None
-    strategy: str = "full"
-    reason: str = ""
+    weight: float = Field(0.0, ge=0.0, le=100.0, allow_inf_nan=False)
+    mode: Literal["split", "shadow"] = "split"
+    unit_field: str | None = Field(None, max_length=255)
+    strategy: str = Field("full", max_length=32)
+    reason: str = Field("", max_length=2000)
     config: dict[str, Any] = Field(default_factory=dict)
+    override: str | None = Field(None, max_length=2000,
+                                 description="Reason to skip the promotion policy (approver).")
 
 
 class StageBody(BaseModel):
-    stage: str
+    model_config = _STRICT
+    stage: str = Field(max_length=32)
     archive_existing: bool = True
-    reason: str = ""
+    reason: str = Field("", max_length=2000)
+    override: str | None = Field(None, max_length=2000)
 
 
 class AliasBody(BaseModel):
-    version: str
+    model_config = _STRICT
+    version: str = Field(min_length=1, max_length=64)
 
 
 class DeployBody(BaseModel):
-    version: str
-    strategy: str = "canary"
+    model_config = _STRICT
+    version: str = Field(min_length=1, max_length=64)
+    strategy: str = Field("canary", max_length=32)
     config: dict[str, Any] = Field(default_factory=dict)
-    reason: str = ""
-    override: str | None = None  # recorded reason to skip the promotion policy
+    reason: str = Field("", max_length=2000)
+    override: str | None = Field(None, max_length=2000,
+                                 description="Reason to skip the promotion policy (approver).")
 
 
 class ReasonBody(BaseModel):
-    reason: str = ""
+    model_config = _STRICT
+    reason: str = Field("", max_length=2000)
 
 
 class RollbackBody(BaseModel):
-    to: str | None = None
-    reason: str = ""
+    model_config = _STRICT
+    to: str | None = Field(None, max_length=64)
+    reason: str = Field("", max_length=2000)
+
+
+class TokenBody(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=128)
+    role: Literal["viewer", "developer", "approver", "admin"]
+    expires: str | None = Field(None, max_length=16, description="e.g. 90d, 12h, 2w")
 
 
 def _route_dict(spec: RouteSpec) -> dict[str, Any]:
     return asdict(spec)
 
 
-def create_api(registry: ModelRegistry) -> FastAPI:
+def _status(exc: MlopsError) -> int:
+    if isinstance(exc, ModelNotFound | VersionNotFound | AlertNotFound):
+        return 404
+    if isinstance(exc, PromotionRefused):
+        return 409
+    if isinstance(exc, ArtifactError):
+        return 500
+    return 400
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in (
+        (400, "Invalid request"), (401, "No valid token (team mode)"),
+        (403, "Role too low, or a cross-site or non-JSON state change"),
+        (404, "Unknown model, version, rollout or alert"),
+        (409, "Refused by the promotion policy"), (429, "Too many failed authentications"))}
+
+
+def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
     """The FastAPI app for one registry (mounted at ``/api`` by the server)."""
-    api = FastAPI(title="mlops control plane", version="1", docs_url="/docs",
-                  openapi_url="/openapi.json")
-    routes = RouteWriter(registry)
+    auth = auth or ApiAuth(registry.settings)
+    api = FastAPI(title="mlops control plane", version="1", docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json", responses=_ERRORS)
+    monitor = ModelMonitor(registry)
+
+    @api.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        status, body, headers = auth_error_response(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @api.exception_handler(MlopsError)
     async def _mlops_error(request: Request, exc: MlopsError) -> JSONResponse:
-        status = 404 if isinstance(exc, ModelNotFound | VersionNotFound | AlertNotFound) else \
-            500 if isinstance(exc, ArtifactError) else 400
+        if isinstance(exc, AuthError):
+            return await _auth_error(request, exc)
         body: dict[str, Any] = {"error": exc.message}
         if exc.fix:
             body["fix"] = exc.fix
-        return JSONResponse(body, status_code=status)
+        return JSONResponse(body, status_code=_status(exc))
 
-    @api.get("/v1/models")
+    def op(method: str, path: str, role: Role) -> Callable[[Any], Any]:
+        """Declare an operation with the least role it needs."""
+        return api.api_route(path, methods=[method], dependencies=[auth.needs(role)],
+                             openapi_extra={"x-required-role": role.value})
+
+    def acting(request: Request) -> ModelRegistry:
+        return registry.acting_as(request.state.principal)
+
+    @op("GET", "/v1/whoami", Role.VIEWER)
+    def whoami(request: Request) -> dict[str, Any]:
+        """The caller as this server sees them, and the mode it runs in."""
+        p = request.state.principal
+        return {"name": p.name, "role": p.role.value if p.role else None, "via": p.via,
+                "mode": "team" if registry.settings.auth else "single-user",
+                "promotion_policy": registry.settings.effective_policy}
+
+    @op("GET", "/v1/models", Role.VIEWER)
     def list_models() -> list[dict[str, Any]]:
         return [m.to_dict() for m in registry.list_models()]
 
-    @api.get("/v1/models/{name}")
-    def get_model(name: str) -> dict[str, Any]:
+    @op("GET", "/v1/models/{name}", Role.VIEWER)
+    def get_model(name: Name) -> dict[str, Any]:
         return {"model": registry.get_model(name).to_dict(),
                 "versions": [v.to_dict() for v in registry.list_versions(name)]}
 
-    @api.get("/v1/models/{name}/versions/{ref}")
-    def get_version(name: str, ref: str) -> dict[str, Any]:
+    @op("GET", "/v1/models/{name}/versions/{ref}", Role.VIEWER)
+    def get_version(name: Name, ref: Annotated[str, Path(max_length=255)]) -> dict[str, Any]:
         """``ref`` is a version number, a stage, an alias or ``latest``."""
         return registry.get_version(name, ref).to_dict()
 
-    @api.post("/v1/models/{name}/versions/{version}/stage")
-    def promote(name: str, version: str, body: StageBody) -> dict[str, Any]:
-        return registry.promote(name, version, body.stage,
-                                archive_existing=body.archive_existing,
-                                reason=body.reason).to_dict()
+    @op("POST", "/v1/models/{name}/versions/{version}/stage", Role.DEVELOPER)
+    def promote(request: Request, name: Name, version: Annotated[str, Path(max_length=64)],
+                body: StageBody) -> dict[str, Any]:
+        """Staging and Production changes what an environment serves: the promotion gate
+        applies (approver for production)."""
+        return acting(request).promote(name, version, body.stage,
+                                       archive_existing=body.archive_existing,
+                                       reason=body.reason, override=body.override).to_dict()
 
-    @api.put("/v1/models/{name}/aliases/{alias}")
-    def set_alias(name: str, alias: str, body: AliasBody) -> dict[str, Any]:
-        return registry.set_alias(name, alias, body.version).to_dict()
+    @op("PUT", "/v1/models/{name}/aliases/{alias}", Role.DEVELOPER)
+    def set_alias(request: Request, name: Name, alias: Annotated[str, Path(max_length=64)],
+                  body: AliasBody) -> dict[str, Any]:
+        return acting(request).set_alias(name, alias, body.version).to_dict()
 
-    @api.get("/v1/search")
-    def search(q: str = "", limit: int = 100) -> list[dict[str, Any]]:
-        return [v.to_dict() for v in registry.search(q, limit=max(1, min(limit, 10_000)))]
+    @op("GET", "/v1/search", Role.VIEWER)
+    def search(q: Annotated[str, Query(max_length=8192)] = "",
+               limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:
+        return [v.to_dict() for v in registry.search(q, limit=limit)]
 
-    @api.get("/v1/routes/{name}/{environment}")
-    def get_route(name: str, environment: str) -> dict[str, Any]:
-        spec = routes.get_route(name, environment)
+    @op("GET", "/v1/routes/{name}/{environment}", Role.VIEWER)
+    def get_route(name: Name, environment: Env) -> dict[str, Any]:
+        spec = RouteWriter(registry).get_route(name, environment)
         if spec is None:
             registry.get_model(name)  # 404 for an unknown model
             return {"model": name, "environment": environment, "route": None,
                     "note": "no deployment: the environment serves by registry stage"}
         return _route_dict(spec)
 
-    @api.put("/v1/routes/{name}/{environment}")
-    def set_route(name: str, environment: str, body: RouteBody) -> dict[str, Any]:
-        spec = routes.set_route(name, environment, stable=body.stable,
-                                candidate=body.candidate, weight=body.weight, mode=body.mode,
-                                unit_field=body.unit_field, strategy=body.strategy,
-                                config=body.config, reason=body.reason)
+    @op("PUT", "/v1/routes/{name}/{environment}", Role.DEVELOPER)
+    def set_route(request: Request, name: Name, environment: Env, body: RouteBody
+                  ) -> dict[str, Any]:
+        spec = RouteWriter(acting(request)).set_route(
+            name, environment, stable=body.stable, candidate=body.candidate,
+            weight=body.weight, mode=body.mode, unit_field=body.unit_field,
+            strategy=body.strategy, config=body.config, reason=body.reason,
+            override=body.override)
         return _route_dict(spec)
 
-    @api.delete("/v1/routes/{name}/{environment}")
-    def clear_route(name: str, environment: str, reason: str = "") -> dict[str, Any]:
-        routes.clear_route(name, environment, reason=reason)
+    @op("DELETE", "/v1/routes/{name}/{environment}", Role.DEVELOPER)
+    def clear_route(request: Request, name: Name, environment: Env,
+                    reason: Annotated[str, Query(max_length=2000)] = "") -> dict[str, Any]:
+        RouteWriter(acting(request)).clear_route(name, environment, reason=reason)
         return {"model": name, "environment": environment, "route": None}
 
-    rollouts = RolloutManager(registry)
+    @op("POST", "/v1/rollouts/{name}/{environment}", Role.DEVELOPER)
+    def deploy(request: Request, name: Name, environment: Env, body: DeployBody
+               ) -> dict[str, Any]:
+        """Start a rollout (``mlops deploy``); approver for production."""
+        return RolloutManager(acting(request)).deploy(
+            name, body.version, environment, strategy=body.strategy, config=body.config,
+            reason=body.reason, override=body.override).to_dict()
 
-    @api.post("/v1/rollouts/{name}/{environment}")
-    def deploy(name: str, environment: str, body: DeployBody) -> dict[str, Any]:
-        """Start a rollout (``mlops deploy``)."""
-        return rollouts.deploy(name, body.version, environment, strategy=body.strategy,
-                               config=body.config, reason=body.reason,
-                               override=body.override).to_dict()
-
-    @api.get("/v1/rollouts/{name}/{environment}")
-    def rollout_status(name: str, environment: str) -> dict[str, Any]:
-        rollout = rollouts.status(name, environment)
+    @op("GET", "/v1/rollouts/{name}/{environment}", Role.VIEWER)
+    def rollout_status(name: Name, environment: Env) -> dict[str, Any]:
+        rollout = RolloutManager(registry).status(name, environment)
         return {"rollout": None} if rollout is None else rollout.to_dict()
 
-    @api.post("/v1/rollouts/{name}/{environment}/{action}")
-    def rollout_action(name: str, environment: str, action: str,
+    @op("POST", "/v1/rollouts/{name}/{environment}/{action}", Role.DEVELOPER)
+    def rollout_action(request: Request, name: Name, environment: Env,
+                       action: Literal["promote", "pause", "resume", "abort"],
                        body: ReasonBody | None = None) -> dict[str, Any]:
-        """``promote``, ``pause``, ``resume`` or ``abort`` the active rollout."""
-        if action not in {"promote", "pause", "resume", "abort"}:
-            raise DeploymentError(f"Unknown rollout action {action!r}.",
-                                  fix="Use promote, pause, resume or abort.", model=name)
+        """``promote``, ``pause``, ``resume`` or ``abort`` the active rollout; approver for
+        production."""
+        manager = RolloutManager(acting(request))
         reason = body.reason if body is not None else ""
-        return getattr(rollouts, action)(name, environment, reason=reason).to_dict()
+        result = {"promote": manager.promote, "pause": manager.pause,
+                  "resume": manager.resume, "abort": manager.abort}[action]
+        return result(name, environment, reason=reason).to_dict()
 
-    @api.post("/v1/rollback/{name}/{environment}")
-    def rollback(name: str, environment: str, body: RollbackBody | None = None
-                 ) -> dict[str, Any]:
-        """All traffic back to the previous (or named) version."""
-        body = body or RollbackBody()
-        version = rollouts.rollback(name, environment, to=body.to, reason=body.reason)
+    @op("POST", "/v1/rollback/{name}/{environment}", Role.DEVELOPER)
+    def rollback(request: Request, name: Name, environment: Env,
+                 body: RollbackBody | None = None) -> dict[str, Any]:
+        """All traffic back to the previous (or named) version; approver for production."""
+        body = body or RollbackBody(to=None, reason="")
+        version = RolloutManager(acting(request)).rollback(name, environment, to=body.to,
+                                                           reason=body.reason)
         return {"model": name, "environment": environment, "serving": version}
 
-    api.include_router(monitoring_router(ModelMonitor(registry)))
+    add_monitoring_routes(monitor, op)
 
-    @api.get("/v1/audit")
-    def audit(subject: str | None = None, action: str | None = None,
-              limit: int = 100) -> list[dict[str, Any]]:
+    @op("GET", "/v1/audit", Role.VIEWER)
+    def audit(subject: Annotated[str | None, Query(max_length=512)] = None,
+              action: Annotated[str | None, Query(max_length=64)] = None,
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:
         return [asdict(e) for e in registry.audit_log(subject=subject, action=action,
-                                                      limit=max(1, min(limit, 10_000)))]
+                                                      limit=limit)]
 
-    @api.get("/v1/audit/verify")
-    def verify(checkpoint: str | None = None) -> dict[str, Any]:
+    @op("GET", "/v1/audit/verify", Role.VIEWER)
+    def verify(checkpoint: Annotated[str | None, Query(max_length=200)] = None
+               ) -> dict[str, Any]:
         return asdict(registry.verify_audit(checkpoint))
+
+    @op("GET", "/v1/tokens", Role.ADMIN)
+    def tokens(request: Request) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in TokenService(acting(request)).list()]
+
+    @op("POST", "/v1/tokens", Role.ADMIN)
+    def create_token(request: Request, body: TokenBody) -> dict[str, Any]:
+        """A new token; the response holds its secret, shown this once."""
+        info, secret = TokenService(acting(request)).create(
+            body.name, Role(body.role), parse_duration(body.expires) if body.expires else None)
+        return {**info.to_dict(), "token": secret}
+
+    @op("DELETE", "/v1/tokens/{token_id}", Role.ADMIN)
+    def revoke_token(request: Request, token_id: Annotated[str, Path(max_length=128)],
+                     reason: Annotated[str, Query(max_length=2000)] = "") -> dict[str, Any]:
+        return TokenService(acting(request)).revoke(token_id, reason).to_dict()
 
     return api

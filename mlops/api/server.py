@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -24,20 +25,27 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from mlops.api.app import create_api
+from mlops.api.auth import ApiAuth, SecurityGuard, is_loopback_host
 from mlops.config import get_settings
 from mlops.deployment.controller import Controller
 from mlops.errors import ConfigError
+from mlops.identity import Principal
 from mlops.monitoring.evaluator import Evaluator
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
 from mlops.serving import metrics
 from mlops.serving.app import GatewayConfig, create_app
+from mlops.store.credentials import Authenticator
 
-__all__ = ["ROLES", "app_factory", "build_app", "serve"]
+__all__ = ["ROLES", "app_factory", "build_app", "check_bind", "serve"]
+
+log = logging.getLogger("mlops.serve")
 
 ROLES = ("all", "gateway", "control")
 _CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
 _ROLE_ENV = "MLOPS_SERVE_ROLE"
+_HOSTS_ENV = "MLOPS_SERVE_HOSTS"
+_ANY_HOST_ENV = "MLOPS_SERVE_ANY_HOST"
 
 
 def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp:
@@ -45,17 +53,25 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     if role not in ROLES:
         raise ConfigError(f"Unknown role {role!r}.", fix=f"Use one of {', '.join(ROLES)}.")
     settings = get_settings()
+    auth = ApiAuth(settings)
+    hosts = [h for h in os.environ.get(_HOSTS_ENV, "").split(",") if h]
+
+    def guarded(app: ASGIApp) -> ASGIApp:
+        return SecurityGuard(app, settings, auth, extra_hosts=hosts,
+                             any_host=os.environ.get(_ANY_HOST_ENV) == "1")
+
     if role == "gateway":
-        return create_app(settings, config)
-    registry = ModelRegistry(settings)
-    api = Mount("/api", app=create_api(registry))
+        return guarded(create_app(settings, config))
+    registry = ModelRegistry(settings, principal=Principal.system("api"))
+    api = Mount("/api", app=create_api(registry, auth))
     interval = config.controller_interval if config is not None else 5.0
-    controller = Controller(registry, interval=interval,
+    controller = Controller(registry.acting_as(Principal.system("rollout-controller")),
+                            interval=interval,
                             gateway_url=os.environ.get("MLOPS_GATEWAY_URL") or None)
-    evaluator = Evaluator(ModelMonitor(registry))
+    evaluator = Evaluator(ModelMonitor(registry.acting_as(Principal.system("evaluator"))))
     if role == "all":
-        return create_app(settings, config, mounts=[api],
-                          background=[controller.loop, evaluator.loop])
+        return guarded(create_app(settings, config, mounts=[api],
+                                  background=[controller.loop, evaluator.loop]))
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -73,8 +89,9 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    return Starlette(routes=[Route("/v2/health/live", live), Route("/v2/health/ready", live),
-                             Route("/metrics", metrics_text), api], lifespan=lifespan)
+    return guarded(Starlette(routes=[Route("/v2/health/live", live),
+                                     Route("/v2/health/ready", live),
+                                     Route("/metrics", metrics_text), api], lifespan=lifespan))
 
 
 def app_factory() -> ASGIApp:
@@ -84,15 +101,44 @@ def app_factory() -> ASGIApp:
     return build_app(os.environ.get(_ROLE_ENV, "all"), config)
 
 
+def check_bind(host: str, *, auth: bool, insecure: bool) -> bool:
+    """May the server listen on ``host``? Single-user mode stays on loopback unless
+    ``insecure`` says otherwise; returns True when that warning applies."""
+    if is_loopback_host(host) or auth:
+        return False
+    if not insecure:
+        raise ConfigError(
+            f"Refusing to listen on {host or 'all interfaces'} without authentication: in "
+            "single-user mode anyone who can reach the port could deploy and roll back.",
+            fix="Turn team mode on (mlops serve --auth, then create tokens with mlops tokens "
+                "create), keep --host 127.0.0.1, or pass --insecure if a proxy in front "
+                "authenticates.")
+    return True
+
+
 def serve(config: GatewayConfig, *, role: str = "all", host: str = "127.0.0.1",
           port: int = 8000, workers: int = 1, access_log: bool = False,
+          auth: bool | None = None, insecure: bool = False,
           **uvicorn_options: Any) -> None:
     """Serve until SIGINT/SIGTERM; shutdown finishes in-flight requests and flushes the
-    prediction log."""
+    prediction log. ``auth`` turns team mode on (default: the ``auth`` setting)."""
     import uvicorn
 
     if role not in ROLES:
         raise ConfigError(f"Unknown role {role!r}.", fix=f"Use one of {', '.join(ROLES)}.")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"Port {port} is out of range.", fix="Use a port from 1 to 65535.")
+    if auth:
+        os.environ["MLOPS_AUTH"] = "on"
+    settings = get_settings()
+    if check_bind(host, auth=settings.auth, insecure=insecure):
+        log.warning("listening on %s without authentication (--insecure): anyone who can "
+                    "reach port %d can change what is served", host or "all interfaces", port)
+        wildcard = host in {"0.0.0.0", "::", ""}
+        os.environ[_ANY_HOST_ENV] = "1" if wildcard else ""
+        os.environ[_HOSTS_ENV] = "" if wildcard else host
+    if settings.auth:
+        Authenticator(settings)  # a broken JWT key file stops the start, not each request
     os.environ[_CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
     os.environ[_ROLE_ENV] = role
     if role == "all" and not os.environ.get("MLOPS_GATEWAY_URL"):

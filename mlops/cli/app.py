@@ -15,6 +15,7 @@ from mlops.cli.models import models_app
 from mlops.cli.monitor import alerts_app, monitor_app
 from mlops.cli.output import err_console
 from mlops.cli.serve import serve
+from mlops.cli.tokens import tokens_app
 from mlops.errors import MlopsError
 
 __all__ = ["app", "main"]
@@ -31,6 +32,7 @@ app.command("rollback")(rollback)
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(ci_app, name="ci")
+app.add_typer(tokens_app, name="tokens")
 
 
 @app.command("version")

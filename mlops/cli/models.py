@@ -111,10 +111,15 @@ def show(name: str, version: Annotated[str | None, typer.Argument()] = None,
 def promote(name: str, version: str, stage: str,
             keep_existing: Annotated[bool, typer.Option(
                 help="Do not archive the current Production version.")] = False,
-            reason: str = "") -> None:
-    """Move a version to a stage (None, Staging, Production, Archived)."""
+            reason: str = "",
+            override: Annotated[str | None, typer.Option(
+                help="Skip the promotion policy for Staging/Production (approver); the reason "
+                     "is recorded in the audit log.")] = None) -> None:
+    """Move a version to a stage (None, Staging, Production, Archived).
+
+    Staging and Production are what environments serve by: the promotion gate applies."""
     mv = ModelRegistry().promote(name, version, stage, archive_existing=not keep_existing,
-                                 reason=reason)
+                                 reason=reason, override=override)
     console.print(f"{mv.model} {mv.version} -> {mv.stage}")
 
 

@@ -262,7 +262,7 @@ def rules(model: Annotated[str | None, typer.Option()] = None,
 
     manager = _monitor().alerts
     if add is not None:
-        for rule in load_rules(add):
+        for rule in load_rules(add, egress=manager.egress):
             manager.put_rule(rule)
     if delete is not None:
         manager.delete_rule(delete)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -10,24 +11,35 @@ from mlops.cli.output import console
 
 
 def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback "
+                                           "needs --auth (or --insecure).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     env: Annotated[str, typer.Option(help="Environment whose routes to serve.")] = "production",
     model: Annotated[str | None, typer.Option(help="Model that /invocations serves.")] = None,
     log_predictions: Annotated[bool, typer.Option(help="Write the prediction log.")] = True,
     log_proba: Annotated[bool, typer.Option(
         help="Compute and log class probabilities on every request (one more model call "
              "per batch).")] = False,
-    max_batch: Annotated[int, typer.Option(help="Rows per batched predict; 1 disables.")] = 64,
-    max_wait_us: Annotated[int, typer.Option(help="Longest wait to fill a batch.")] = 500,
-    max_inflight: Annotated[int, typer.Option(help="Past this, answer 503.")] = 512,
-    max_body_mb: Annotated[float, typer.Option(help="Request body limit.")] = 8.0,
+    max_batch: Annotated[int, typer.Option(min=1, max=100_000,
+                                           help="Rows per batched predict; 1 disables.")] = 64,
+    max_wait_us: Annotated[int, typer.Option(min=0, max=1_000_000,
+                                             help="Longest wait to fill a batch.")] = 500,
+    max_inflight: Annotated[int, typer.Option(min=1, max=1_000_000,
+                                              help="Past this, answer 503.")] = 512,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, max=4096.0,
+                                               help="Request body limit.")] = 8.0,
     controller_interval: Annotated[float, typer.Option(
+        min=0.05, max=86_400.0,
         help="Seconds between rollout analyses (roles all and control).")] = 5.0,
     role: Annotated[str, typer.Option(
         help="all: gateway and control API; gateway: inference only; control: the REST API "
              "at /api only.")] = "all",
+    auth: Annotated[bool | None, typer.Option(
+        "--auth/--no-auth",
+        help="Team mode: every /api request needs a token (default: MLOPS_AUTH).")] = None,
+    insecure: Annotated[bool, typer.Option(
+        help="Allow a non-loopback --host without --auth (a warning is logged).")] = False,
 ) -> None:
     """Serve the models deployed in an environment (V2, KServe V1 and MLflow protocols)."""
     from mlops.api.server import ROLES
@@ -37,6 +49,9 @@ def serve(
 
     if role not in ROLES:
         raise ConfigError(f"Unknown role {role!r}.", fix=f"Use one of {', '.join(ROLES)}.")
+    if not math.isfinite(max_body_mb) or not math.isfinite(controller_interval):
+        raise ConfigError("--max-body-mb and --controller-interval must be finite numbers.",
+                          fix="Pass e.g. --max-body-mb 8 --controller-interval 5.")
 
     config = GatewayConfig(environment=env, default_model=model, log_predictions=log_predictions,
                            max_batch=max_batch, max_wait_us=max_wait_us,
@@ -45,6 +60,15 @@ def serve(
                            controller_interval=controller_interval, log_proba=log_proba)
     what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",
             "gateway": f"gateway for [bold]{env}[/]", "control": "control API (/api)"}[role]
+    mode = "team mode (tokens required)" if auth or (auth is None and _auth_setting()) \
+        else "single-user mode"
     console.print(f"mlops {what} on http://{host}:{port} "
-                  f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it")
-    run(config, role=role, host=host, port=port, workers=workers)
+                  f"({workers} worker{'s' if workers > 1 else ''}, {mode}); Ctrl-C stops it")
+    run(config, role=role, host=host, port=port, workers=workers, auth=auth,
+        insecure=insecure)
+
+
+def _auth_setting() -> bool:
+    from mlops.config import get_settings
+
+    return get_settings().auth

@@ -27,13 +27,13 @@ from mlops.deployment.shadow import analyse_shadow
 from mlops.deployment.smoke import smoke_test
 from mlops.deployment.steps import Step, plan_steps
 from mlops.errors import DeploymentError
+from mlops.registry.promotion import Verdict, check_serving_change, stage_for_environment
 from mlops.registry.service import ModelRegistry
 from mlops.serving.predlog import read_feedback, read_predictions
-from mlops.store.audit import append_event, list_events
+from mlops.store.audit import append_event
 from mlops.store.counters import ROUTING, bump_counter
 from mlops.store.schema import (
     AnalysisRow,
-    CIRunRow,
     DeploymentRow,
     ModelRow,
     RolloutRow,
@@ -155,91 +155,11 @@ class RolloutManager:
                      subject=f"model/{model}/env/{env}", payload=payload)
 
     # ------------------------------------------------------------------ commands
-    def _check_policy(self, s: Session, mrow: ModelRow, version: str, environment: str,
-                      override: str | None) -> None:
-        """Environments must exist; under the "staged" and "gated" policies the last one only
-        takes a version that succeeded in the one before it ("gated": that also passed its
-        gates and has its approvals), unless overridden with a reason."""
-        settings = self.registry.settings
-        envs = list(settings.environments)
-        if environment not in envs:
-            raise DeploymentError(f"Unknown environment {environment!r}.",
-                                  fix=f"Use one of {', '.join(envs)} (MLOPS_ENVIRONMENTS).",
-                                  model=mrow.name)
-        if settings.promotion_policy == "open" or len(envs) < 2 or environment != envs[-1]:
-            return
-        before = envs[-2]
-        served = s.scalar(select(RolloutRow.id).where(
-            RolloutRow.model_id == mrow.id, RolloutRow.environment == before,
-            RolloutRow.candidate_version == version, RolloutRow.state == "succeeded"))
-        problems = []
-        if served is None and not self._serves(s, mrow, before, version):
-            problems.append((f"has not been rolled out to {before} yet",
-                             f"mlops deploy {mrow.name} {version} --env {before}"))
-        if settings.promotion_policy == "gated":
-            problems += self._gate_problems(s, mrow, version)
-        if not problems:
-            return
-        if not override:
-            what = "; ".join(p for p, _ in problems)
-            raise DeploymentError(
-                f"{mrow.name} {version} {what}; the {settings.promotion_policy} promotion "
-                f"policy requires that before {environment}.",
-                fix=" then ".join(f for _, f in problems) + ", or pass --override REASON "
-                    "(recorded in the audit log).",
-                model=mrow.name, version=version)
-        self._audit(s, "policy.override", mrow.name, environment,
-                    {"version": version, "rules": [p for p, _ in problems],
-                     "reason": override})
-
-    def _gate_problems(self, s: Session, mrow: ModelRow, version: str
-                       ) -> list[tuple[str, str]]:
-        """Gates passed in a pipeline run, and the approvals the model's policy asks for."""
-        from mlops.ci.policy import configured_policy
-
-        problems = []
-        reports = s.scalars(select(CIRunRow.report).where(
-            CIRunRow.model_name == mrow.name, CIRunRow.version == version)
-            .order_by(CIRunRow.id)).all()
-        # the champion a pass was measured against must still be the one in production
-        production = s.scalar(select(VersionRow.version).where(
-            VersionRow.model_id == mrow.id, VersionRow.stage == "Production"))
-        current = None if production == version else production
-        passes = [r for r in reports if r.get("gates_passed") and r.get("official_policy")]
-        if not passes:
-            problems.append(("has not passed its quality gates under the configured policy",
-                             f"mlops ci gates {mrow.name} {version} --test-data FILE"))
-        elif not any(r.get("champion") == current for r in passes):
-            problems.append((f"passed its gates against another production version (now "
-                             f"{current or 'none'})",
-                             f"mlops ci gates {mrow.name} {version} --test-data FILE --force"))
-        staged = [r for r in reports if any(st.get("name") == "staging_tests"
-                                            for st in r.get("steps", []))]
-        if staged and not any(st.get("name") == "staging_tests" and st.get("status") == "passed"
-                              for st in staged[-1].get("steps", [])):
-            problems.append(("failed its staging tests in its latest pipeline run",
-                             f"fix it and run mlops ci run again for {mrow.name}"))
-        need = configured_policy(self.registry.settings.policy_file).for_model(
-            mrow.name).approvals
-        approvers = {e.actor for e in list_events(
-            s, subject=f"model/{mrow.name}/{version}", action="version.approve", limit=1000)
-            if e.subject == f"model/{mrow.name}/{version}"}
-        if len(approvers) < need:
-            problems.append((f"has {len(approvers)} of the {need} approval(s) its policy "
-                             "requires", f"mlops ci approve {mrow.name} {version}"))
-        return problems
-
-    @staticmethod
-    def _serves(s: Session, mrow: ModelRow, environment: str, version: str) -> bool:
-        """Does ``environment`` serve ``version`` as stable now (routing row or stage)?"""
-        dep = s.scalar(select(DeploymentRow).where(DeploymentRow.model_id == mrow.id,
-                                                   DeploymentRow.environment == environment))
-        if dep is not None:
-            return dep.stable_version == version
-        stage = {"production": "Production", "staging": "Staging"}.get(environment)
-        return stage is not None and s.scalar(select(VersionRow.id).where(
-            VersionRow.model_id == mrow.id, VersionRow.version == version,
-            VersionRow.stage == stage)) is not None
+    def _gate(self, s: Session, mrow: ModelRow, environment: str, versions: list[str | None],
+              action: str, override: str | None = None) -> Verdict:
+        """Every change of what an environment serves passes the one promotion gate."""
+        return check_serving_change(s, self.registry.settings, self.registry.principal, mrow,
+                                    environment, versions, override=override, action=action)
 
     def deploy(self, model: str, version: str, environment: str = "production", *,
                strategy: str = "canary", config: dict[str, Any] | None = None,
@@ -250,7 +170,7 @@ class RolloutManager:
         self.registry.get_version(model, version)  # VersionNotFound with its fix
         with self.store.write() as s:
             mrow = self._model(s, model)
-            self._check_policy(s, mrow, version, environment, override)
+            verdict = self._gate(s, mrow, environment, [version], f"deploy {version}", override)
             if self._active(s, mrow, environment) is not None:
                 raise DeploymentError(
                     f"{model} already has an active rollout in {environment}.",
@@ -260,7 +180,7 @@ class RolloutManager:
                                                        DeploymentRow.environment == environment))
             stable = dep.stable_version if dep is not None else None
             if stable is None:
-                stage = {"production": "Production", "staging": "Staging"}.get(environment)
+                stage = stage_for_environment(environment)
                 current = [v for v in self.registry.list_versions(model)
                            if stage is not None and v.stage == stage]
                 stable = current[-1].version if current else None
@@ -281,7 +201,8 @@ class RolloutManager:
             s.flush()
             self._audit(s, "rollout.start", model, environment,
                         {"rollout": row.id, "strategy": strategy, "stable": stable,
-                         "candidate": version, "steps": row.steps["steps"], "reason": reason})
+                         "candidate": version, "steps": row.steps["steps"], "reason": reason,
+                         **verdict.payload()})
             if stable is None or strategy == "full":
                 self._finish(s, mrow, row, "no stable version to compare with" if stable is None
                              else "full replacement")
@@ -299,7 +220,7 @@ class RolloutManager:
                                                                   600.0)))
         row.step_index = len(self._steps(row)) - 1
         row.state, row.reason, row.updated_at = "succeeded", why, utcnow()
-        stage = {"production": "Production", "staging": "Staging"}.get(row.environment)
+        stage = stage_for_environment(row.environment)
         if stage is not None:  # the registry's stage follows what the environment serves
             for version in s.scalars(select(VersionRow).where(
                     VersionRow.model_id == model.id,
@@ -328,6 +249,7 @@ class RolloutManager:
                     reason: str) -> Rollout:
         with self.store.write() as s:
             mrow = self._model(s, model)
+            self._gate(s, mrow, env, [], f"{action} the rollout")
             row = self._active(s, mrow, env)
             if row is None or row.state not in expect:
                 raise DeploymentError(f"{model} has no rollout in {env} that can {action}.",
@@ -368,6 +290,7 @@ class RolloutManager:
             mrow = self._model(s, model)
             active = self._active(s, mrow, env)
             if active is not None and to is None:
+                self._gate(s, mrow, env, [active.stable_version], "roll back")
                 self._roll_back(s, mrow, active, reason or "rollback by a person")
                 return str(active.stable_version)
             target = to
@@ -380,7 +303,8 @@ class RolloutManager:
                 raise DeploymentError(f"{model} has no earlier version in {env} to go back to.",
                                       fix=f"Name one: mlops rollback {model} --env {env} "
                                           "--to VERSION.", model=model)
-            self.registry.get_version(model, target)
+            target = self.registry.get_version(model, target).version
+            self._gate(s, mrow, env, [target], f"roll back to {target}")
             if active is not None:
                 self._roll_back(s, mrow, active, reason or f"rollback to {target}")
             dep = s.scalar(select(DeploymentRow).where(DeploymentRow.model_id == mrow.id,

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mlops.errors import DeploymentError
+from mlops.registry.promotion import check_serving_change, stage_for_environment
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import append_event
 from mlops.store.counters import ROUTING, bump_counter
@@ -29,11 +30,6 @@ __all__ = ["MODES", "DeploymentError", "RouteSpec", "RouteWriter", "stage_for_en
 
 MODES = ("split", "shadow")
 _ENV = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-
-
-def stage_for_environment(environment: str) -> str | None:
-    """The registry stage an environment serves when it has no deployment row."""
-    return {"production": "Production", "staging": "Staging"}.get(environment)
 
 
 @dataclass(frozen=True)
@@ -65,8 +61,9 @@ class RouteWriter:
                   candidate: str | None = None, weight: float = 0.0, mode: str = "split",
                   unit_field: str | None = None, strategy: str = "full",
                   state: str = "stable", config: dict[str, Any] | None = None,
-                  reason: str = "") -> RouteSpec:
-        """Set what ``environment`` serves for ``model``; versions must exist."""
+                  reason: str = "", override: str | None = None) -> RouteSpec:
+        """Set what ``environment`` serves for ``model``; versions must exist and pass the
+        promotion gate (``override`` is the recorded reason to skip its rules)."""
         if not _ENV.match(environment):
             raise DeploymentError(f"{environment!r} is not a valid environment name.",
                                   fix="Use lower-case letters, digits, '-' or '_'.",
@@ -74,7 +71,8 @@ class RouteWriter:
         if mode not in MODES:
             raise DeploymentError(f"Unknown routing mode {mode!r}.",
                                   fix=f"Use one of {', '.join(MODES)}.", model=model)
-        if not 0.0 <= float(weight) <= 100.0:
+        if not isinstance(weight, int | float) or isinstance(weight, bool) \
+                or not 0.0 <= float(weight) <= 100.0:
             raise DeploymentError(f"Candidate weight must be 0-100 percent, got {weight}.",
                                   fix="Pass e.g. weight=10 for 10%.", model=model)
         if candidate is None and weight:
@@ -89,6 +87,9 @@ class RouteWriter:
                 if ver is not None and s.scalar(select(VersionRow.id).where(
                         VersionRow.model_id == mrow.id, VersionRow.version == ver)) is None:
                     self.registry.get_version(model, ver)  # raises VersionNotFound
+            verdict = check_serving_change(s, self.registry.settings, self.registry.principal,
+                                           mrow, environment, [stable, candidate],
+                                           override=override, action="write the route")
             row = s.scalar(select(DeploymentRow).where(DeploymentRow.model_id == mrow.id,
                                                        DeploymentRow.environment == environment))
             before = None
@@ -113,7 +114,8 @@ class RouteWriter:
                          payload={"before": before,
                                   "after": {"stable": stable, "candidate": candidate,
                                             "weight": row.candidate_weight, "mode": mode},
-                                  "strategy": strategy, "state": state, "reason": reason})
+                                  "strategy": strategy, "state": state, "reason": reason,
+                                  **verdict.payload()})
             return _spec(row, model)
 
     def clear_route(self, model: str, environment: str, reason: str = "") -> None:
@@ -123,6 +125,10 @@ class RouteWriter:
                 ModelRow.name == model, DeploymentRow.environment == environment))
             if row is None:
                 return
+            mrow = s.get(ModelRow, row.model_id)
+            assert mrow is not None
+            check_serving_change(s, self.registry.settings, self.registry.principal, mrow,
+                                 environment, [], action="clear the route")
             s.delete(row)
             bump_counter(s, ROUTING)
             append_event(s, actor=self.registry.actor, action="route.clear",

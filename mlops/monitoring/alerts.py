@@ -11,8 +11,10 @@ transaction as the row; notifications go out after the commit through non-blocki
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -22,20 +24,25 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mlops.errors import AlertNotFound
+from mlops.errors import AlertNotFound, MonitoringError
+from mlops.identity import Principal, Role
 from mlops.monitoring.channels import (
     Channel,
     Dispatcher,
     LogChannel,
     Notification,
+    UnavailableChannel,
     channel_from_config,
 )
 from mlops.monitoring.rules import DEFAULT_RULES, AlertRule
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import append_event
+from mlops.store.egress import EgressPolicy
 from mlops.store.schema import AlertRow, AlertRuleRow, ModelRow
 
 __all__ = ["Alert", "AlertManager", "AlertTransition", "Observation"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -111,20 +118,33 @@ def _alert(row: AlertRow, rule: str, model: str) -> Alert:
 
 
 class AlertManager:
-    """Rules, incidents and notifications for every model of one store."""
+    """Rules, incidents and notifications for every model of one store.
+
+    Rule channels obey ``egress`` (default: the registry settings' ``egress_allow``).
+    """
 
     def __init__(self, registry: ModelRegistry, *,
-                 default_channels: list[Channel] | None = None) -> None:
+                 default_channels: list[Channel] | None = None,
+                 egress: EgressPolicy | None = None) -> None:
         self.registry = registry
+        self.egress = egress if egress is not None else \
+            EgressPolicy.from_settings(registry.settings)
         self._default = default_channels if default_channels is not None else [LogChannel()]
         self._dispatchers: dict[str, Dispatcher] = {}
         self._lock = threading.Lock()
 
+    def acting_as(self, principal: Principal) -> AlertManager:
+        """This manager (same dispatchers) acting for ``principal``."""
+        clone = copy.copy(self)
+        clone.registry = self.registry.acting_as(principal)
+        return clone
+
     # ------------------------------------------------------------------ rules
     def put_rule(self, rule: AlertRule) -> AlertRule:
         """Create or replace the rule with this name (audited)."""
+        self.registry.require(Role.DEVELOPER, f"store the alert rule {rule.name!r}")
         for spec in rule.channels:
-            channel_from_config(spec)  # refuse a bad channel now, not when it fires
+            channel_from_config(spec, egress=self.egress)  # refuse it now, not when it fires
         with self.registry.store.write() as s:
             model_id = None
             if rule.model is not None:
@@ -144,6 +164,7 @@ class AlertManager:
     def delete_rule(self, name: str) -> None:
         """Remove a stored rule; its firing incidents are resolved (and audited) first, and
         its history stays. Built-in rules cannot be removed, only overridden."""
+        self.registry.require(Role.DEVELOPER, f"delete the alert rule {name!r}")
         with self.registry.store.write() as s:
             row = s.scalar(select(AlertRuleRow).where(AlertRuleRow.name == name,
                                                       AlertRuleRow.enabled))
@@ -292,10 +313,20 @@ class AlertManager:
         with self._lock:
             found = self._dispatchers.get(key)
             if found is None:
-                channels = [channel_from_config(c) for c in rule.channels] or self._default
+                channels = [self._channel(rule, c) for c in rule.channels] or self._default
                 # one worker per channel set: a receiver sees firing before resolved
                 found = self._dispatchers[key] = Dispatcher(channels, workers=1)
             return found
+
+    def _channel(self, rule: AlertRule, spec: Mapping[str, Any]) -> Channel:
+        """A stored rule's channel; one refused now (the egress policy changed since it was
+        stored) fails each delivery with the reason instead of breaking evaluation."""
+        try:
+            return channel_from_config(spec, egress=self.egress)
+        except MonitoringError as exc:
+            name = str(spec.get("name") or f"{spec.get('type')}:{rule.name}")
+            log.warning("alert rule %s: channel %s is unavailable: %s", rule.name, name, exc)
+            return UnavailableChannel(name, f"channel unavailable: {exc}")
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait for queued notifications (tests, shutdown)."""
@@ -326,6 +357,7 @@ class AlertManager:
 
     def ack(self, alert_id: int, *, note: str = "") -> Alert:
         """Acknowledge an incident: a person has seen it (it stays firing until resolved)."""
+        self.registry.require(Role.DEVELOPER, f"acknowledge alert {alert_id}")
         with self.registry.store.write() as s:
             row = s.get(AlertRow, alert_id)
             if row is None:

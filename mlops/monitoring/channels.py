@@ -15,6 +15,13 @@ timeouts), so one delivery takes at most about ``(retries + 1) * timeout`` plus 
 sleeps. Channels never raise: every outcome, good or bad, is a :class:`DeliveryResult`.
 Names and results show only the endpoint's host, never its path (a Slack webhook's path is
 its secret).
+
+HTTP channels obey an :class:`~mlops.store.egress.EgressPolicy` (default: the ``egress_allow``
+setting): a URL reaching loopback, link-local, private or other internal addresses is refused
+when the channel is built, and again at every attempt, after resolving the host once: the
+request then goes to that checked address (original ``Host`` header, TLS name checked against
+the host), so DNS rebinding cannot redirect it. Redirects are not followed and environment
+proxies are not used. A refused delivery is a failed :class:`DeliveryResult`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import html
 import logging
 import math
 import queue
+import ssl
 import threading
 import time
 from collections import deque
@@ -41,6 +49,7 @@ from tenacity import (
 )
 
 from mlops.errors import MonitoringError
+from mlops.store.egress import EgressPolicy
 
 __all__ = [
     "CHANNEL_TYPES",
@@ -51,6 +60,7 @@ __all__ = [
     "LogChannel",
     "Notification",
     "SlackChannel",
+    "UnavailableChannel",
     "WebhookChannel",
     "channel_from_config",
 ]
@@ -184,6 +194,26 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+class UnavailableChannel:
+    """Stands in for a configured channel that cannot be built (e.g. its URL is refused by
+    the egress policy): every delivery fails with ``reason``."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self._name = name
+        self.reason = reason
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def send(self, notification: Notification) -> DeliveryResult:
+        return DeliveryResult(self._name, False, 0, None, self.reason, 0.0,
+                              notification.alert_id)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class _RetryableStatus(Exception):
     """A 429 or 5xx answer: worth another attempt."""
 
@@ -215,11 +245,16 @@ def _check_number(value: Any, key: str, *, integer: bool = False, allow_zero: bo
 
 
 class WebhookChannel:
-    """``POST``s :meth:`Notification.to_dict` as JSON to ``url``; retries, never raises."""
+    """``POST``s :meth:`Notification.to_dict` as JSON to ``url``; retries, never raises.
+
+    ``egress`` decides which hosts may be reached (default: the ``egress_allow`` setting);
+    ``verify`` is an SSL context for an endpoint with a private CA (default: certifi).
+    """
 
     def __init__(self, url: str, *, timeout: float = 2.0, retries: int = 3,
                  backoff: float = 0.2, headers: Mapping[str, str] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, egress: EgressPolicy | None = None,
+                 verify: ssl.SSLContext | None = None) -> None:
         self.url = _check_url(url)
         self.timeout = _check_number(timeout, "timeout")
         self.retries = int(_check_number(retries, "retries", integer=True, allow_zero=True))
@@ -231,6 +266,9 @@ class WebhookChannel:
                                   key="headers")
         self.headers = dict(headers or {})
         self._name = name or f"{self._kind}:{urlsplit(self.url).hostname}"
+        self._verify = verify
+        self.egress = egress if egress is not None else EgressPolicy.from_settings()
+        self.egress.check_url(self.url)  # last: the other options are checked without DNS
         self._client: httpx.Client | None = None  # made on first send, not when validating
         self._lock = threading.Lock()
 
@@ -250,9 +288,30 @@ class WebhookChannel:
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(timeout=httpx.Timeout(self.timeout),
-                                            headers=self.headers, follow_redirects=False)
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(self.timeout), headers=self.headers,
+                    follow_redirects=False, trust_env=False,
+                    verify=self._verify if self._verify is not None else True)
             return self._client
+
+    def _post(self, client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+        """One attempt: resolve and check the host once, then connect to a checked address
+        (the next one only when the previous refused the connection)."""
+        try:
+            target = self.egress.resolve_url(self.url)
+        except OSError as exc:  # DNS failure: as retryable as a refused connection
+            raise httpx.ConnectError(f"cannot resolve {urlsplit(self.url).hostname}: {exc}"
+                                     ) from exc
+        failure: httpx.ConnectError | None = None
+        for address in target.addresses:
+            pinned = target.pinned(address)
+            try:
+                return client.post(pinned.url, json=body, headers=pinned.headers,
+                                   extensions=pinned.extensions)
+            except httpx.ConnectError as exc:
+                failure = exc
+        assert failure is not None  # resolve_url never returns an empty address list
+        raise failure
 
     def send(self, notification: Notification) -> DeliveryResult:
         start = time.perf_counter()
@@ -270,7 +329,7 @@ class WebhookChannel:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     status = None
-                    response = client.post(self.url, json=body)
+                    response = self._post(client, body)
                     status = response.status_code
                     if status == 429 or status >= 500:
                         raise _RetryableStatus(status)
@@ -280,6 +339,8 @@ class WebhookChannel:
             ok, status, error = False, exc.status, f"HTTP {exc.status}"
         except httpx.TimeoutException as exc:
             ok, error = False, f"timeout after {self.timeout:g}s ({type(exc).__name__})"
+        except MonitoringError as exc:  # the egress policy refused the resolved address
+            ok, error = False, f"refused by the egress policy: {exc}"
         except Exception as exc:  # never let a channel break the monitoring loop
             ok, error = False, f"{type(exc).__name__}: {exc}"
         return DeliveryResult(self._name, ok, attempts, status, error, _ms(start),
@@ -307,9 +368,10 @@ class SlackChannel(WebhookChannel):
 
     def __init__(self, webhook_url: str, *, timeout: float = 2.0, retries: int = 3,
                  backoff: float = 0.2, headers: Mapping[str, str] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, egress: EgressPolicy | None = None,
+                 verify: ssl.SSLContext | None = None) -> None:
         super().__init__(webhook_url, timeout=timeout, retries=retries, backoff=backoff,
-                         headers=headers, name=name)
+                         headers=headers, name=name, egress=egress, verify=verify)
 
     def payload(self, notification: Notification) -> dict[str, Any]:
         n = notification
@@ -346,8 +408,12 @@ _KEYS: dict[str, frozenset[str]] = {
 }
 
 
-def channel_from_config(spec: Mapping[str, Any]) -> Channel:
-    """``{"type": "log"|"webhook"|"slack", "url": ..., "timeout": ..., "retries": ...}``."""
+def channel_from_config(spec: Mapping[str, Any], *, egress: EgressPolicy | None = None
+                        ) -> Channel:
+    """``{"type": "log"|"webhook"|"slack", "url": ..., "timeout": ..., "retries": ...}``.
+
+    HTTP channels check their URL against ``egress`` (default: the ``egress_allow`` setting).
+    """
     if not isinstance(spec, Mapping):
         raise MonitoringError(f"A channel must be a mapping, got {type(spec).__name__}.",
                               fix='write it like {type: webhook, url: "https://..."}.')
@@ -380,7 +446,13 @@ def channel_from_config(spec: Mapping[str, Any]) -> Channel:
     options: dict[str, Any] = {k: spec[k] for k in ("timeout", "retries", "backoff", "headers")
                                if k in spec}
     cls = SlackChannel if kind == "slack" else WebhookChannel
-    return cls(url, name=name, **options)
+    try:
+        return cls(url, name=name, egress=egress, **options)
+    except MonitoringError as exc:
+        if exc.context.get("key") != "url" or url_key == "url":
+            raise
+        raise MonitoringError(exc.message, fix=exc.fix, **{**exc.context, "key": url_key}
+                              ) from exc
 
 
 _STOP = object()

@@ -15,6 +15,7 @@ rules.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import threading
@@ -31,6 +32,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from mlops.errors import ModelNotFound, MonitoringError, VersionNotFound
+from mlops.identity import Principal, Role
 from mlops.monitoring.alerts import Alert, AlertManager, AlertTransition, Observation
 from mlops.monitoring.health import HealthScore, health_score
 from mlops.monitoring.performance import PerformanceWindow, labelled_rows, performance_window
@@ -42,7 +44,7 @@ from mlops.stats.concept import ConceptDriftMonitor
 from mlops.stats.drift import DriftReport, detect_drift
 from mlops.store.schema import BaselineRow, DeploymentRow, ModelRow, MonitorStateRow, utcnow
 
-__all__ = ["Evaluation", "ModelMonitor", "MonitorStatus", "PerformanceCheck"]
+__all__ = ["SEED_METRIC_NAMES", "Evaluation", "ModelMonitor", "MonitorStatus", "PerformanceCheck"]
 
 log = logging.getLogger("mlops.monitoring")
 
@@ -54,6 +56,10 @@ CONCEPT_SETTLE = timedelta(seconds=5)
 TOLERANCE = 0.05
 _QUALITY_UP = ("accuracy", "precision", "recall", "f1", "roc_auc", "r2")
 _QUALITY_DOWN = ("mae", "rmse", "log_loss")
+_WINDOW_FIGURES = ("error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+                   "throughput_rps", "n_predictions", "label_coverage")
+#: The seeds' names for metrics this package names otherwise.
+SEED_METRIC_NAMES = {"f1_score": "f1", "auc": "roc_auc", "roc_auc_score": "roc_auc"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,22 @@ class PerformanceCheck:
     @property
     def metrics(self) -> dict[str, float]:
         return dict(self.window.metrics)
+
+    def __getitem__(self, key: str) -> float:
+        """``check["accuracy"]`` as the seed reads it: a quality metric, ``error_rate``,
+        ``latency_p50_ms``/``p95``/``p99``, ``throughput_rps`` or ``n_predictions``. A
+        metric that the window could not measure (no labels yet) is NaN, so a comparison
+        with it is False: no evidence never looks like an improvement."""
+        name = SEED_METRIC_NAMES.get(key, key)
+        if name in self.window.metrics:
+            return float(self.window.metrics[name])
+        if name in _WINDOW_FIGURES:
+            value = getattr(self.window, name)
+            return float("nan") if value is None else float(value)
+        if name in (*_QUALITY_UP, *_QUALITY_DOWN):
+            return float("nan")
+        raise KeyError(f"{key!r} is not a performance figure; use one of "
+                       f"{sorted({*_QUALITY_UP, *_QUALITY_DOWN, *_WINDOW_FIGURES})}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "version": self.version, "environment": self.environment,
@@ -157,6 +179,14 @@ class ModelMonitor:
     def artifacts_uri(self) -> str:
         return self.registry.settings.artifacts_uri
 
+    def acting_as(self, principal: Principal) -> ModelMonitor:
+        """This monitor (same caches, log writer and alert dispatchers) acting for
+        ``principal``: one per API request."""
+        clone = copy.copy(self)
+        clone.registry = self.registry.acting_as(principal)
+        clone.alerts = self.alerts.acting_as(principal)
+        return clone
+
     # ------------------------------------------------------------------ versions
     def served_version(self, model: str, environment: str | None = None) -> str | None:
         """The stable version deployed in ``environment`` (default production), else the
@@ -193,6 +223,7 @@ class ModelMonitor:
         flushes first. Returns the request id (send the label later with
         :meth:`record_feedback`).
         """
+        self.registry.require(Role.DEVELOPER, f"record predictions of {model_name}")
         if version is None:
             key = (model_name, environment)
             cached = self._served.get(key)
@@ -218,6 +249,7 @@ class ModelMonitor:
 
     def record_feedback(self, model_name: str, request_id: str, actual: Any, row: int = 0) -> None:
         """Log the observed label of an earlier prediction."""
+        self.registry.require(Role.DEVELOPER, f"record labels of {model_name}")
         value = actual.item() if hasattr(actual, "item") else actual
         self._predlog().log_feedback([FeedbackRecord(
             request_id=request_id, row=row, model=model_name,
@@ -240,6 +272,7 @@ class ModelMonitor:
     def set_baseline(self, model_name: str, metrics: Mapping[str, float],
                      version: str | None = None) -> dict[str, float]:
         """Baseline metrics the alerts and the health score compare against (audited)."""
+        self.registry.require(Role.DEVELOPER, f"set the baseline of {model_name}")
         clean: dict[str, float] = {}
         for key, value in dict(metrics).items():
             try:
@@ -252,7 +285,7 @@ class ModelMonitor:
                 raise MonitoringError(f"Baseline {key}={value!r} of {model_name!r} is not "
                                       "finite.", fix="Pass finite metric values.",
                                       model=model_name)
-            clean[str(key)] = number
+            clean[SEED_METRIC_NAMES.get(str(key), str(key))] = number
         from mlops.store.audit import append_event
 
         with self.registry.store.write() as s:
@@ -414,6 +447,7 @@ class ModelMonitor:
     def evaluate(self, model: str, environment: str, *, version: str | None = None,
                  now: datetime | None = None) -> Evaluation:
         """One evaluator pass over a deployment (see the module docstring)."""
+        self.registry.require(Role.DEVELOPER, f"evaluate {model} in {environment}")
         self.flush()
         now = now or _utcnow()
         version = version or self.served_version(model, environment) or ""

@@ -15,7 +15,10 @@ Rules come from Python, JSON or YAML::
       window: 1h
       min_samples: 200
       severity: high
-      channels: [{type: webhook, url: "http://hooks.local/mlops"}]
+      channels: [{type: webhook, url: "https://hooks.example/mlops"}]
+
+:func:`load_rules` also checks each rule's channels, including the egress policy (webhook
+and Slack URLs may not reach internal addresses unless ``egress_allow`` lists them).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlops._yaml import line_of
 from mlops.errors import MonitoringError
+from mlops.monitoring.channels import channel_from_config
+from mlops.store.egress import EgressPolicy
 
 __all__ = [
     "COMPARATORS",
@@ -169,11 +174,14 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
 )
 
 
-def load_rules(source: str | Path | list[dict[str, Any]]) -> list[AlertRule]:
+def load_rules(source: str | Path | list[dict[str, Any]], *,
+               egress: EgressPolicy | None = None) -> list[AlertRule]:
     """Rules from a YAML/JSON file path, YAML text, or a list of dicts; errors name the rule,
-    the key and (for files) the line."""
+    the key and (for files) the line. Channels are checked against ``egress`` (default: the
+    ``egress_allow`` setting)."""
     text = ""
     where = "rules"
+    nested: tuple[str, ...] = ()
     if isinstance(source, list):
         data: Any = source
     else:
@@ -191,6 +199,7 @@ def load_rules(source: str | Path | list[dict[str, Any]]) -> list[AlertRule]:
                                   fix="Fix the syntax at the line shown.") from exc
         if isinstance(data, dict) and "rules" in data:
             data = data["rules"]
+            nested = ("rules",)
     if not isinstance(data, list):
         raise MonitoringError(f"{where} must hold a list of rules.",
                               fix="Write a YAML list (- name: ...) or {rules: [...]}.")
@@ -215,4 +224,18 @@ def load_rules(source: str | Path | list[dict[str, Any]]) -> list[AlertRule]:
     if dupes:
         raise MonitoringError(f"Rule names repeat in {where}: {', '.join(dupes)}.",
                               fix="Give every rule its own name.")
+    for i, rule in enumerate(rules):
+        for j, spec in enumerate(rule.channels):
+            if egress is None:
+                egress = EgressPolicy.from_settings()
+            try:
+                channel_from_config(spec, egress=egress)
+            except MonitoringError as exc:
+                inner = exc.context.get("key")
+                where_in = (*nested, i, "channels", j, *([inner] if inner else []))
+                key = ".".join(str(p) for p in where_in[len(nested) + 1:])
+                found = line_of(text, where_in) if text else None
+                line = f", line {found}" if found else ""
+                raise MonitoringError(f"Alert rule {rule.name!r} in {where}{line}: {key}: "
+                                      f"{exc.message}", fix=exc.fix, key=key) from exc
     return rules

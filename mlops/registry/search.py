@@ -11,6 +11,7 @@ otherwise). Values may be quoted. ``tags.KEY`` matches a version's own tags and 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +29,17 @@ from mlops.store.schema import (
     VersionTagRow,
 )
 
-__all__ = ["Clause", "compile_clauses", "parse_query"]
+__all__ = ["MAX_CLAUSES", "Clause", "compile_clauses", "parse_query"]
 
 _TOKEN = re.compile(
     r"""\s*(?:(?P<op>>=|<=|!=|==|=|>|<|~)|(?P<str>'[^']*'|"[^"]*")|(?P<word>[^\s=!<>~'"]+))"""
 )
 _OPS = {"=", "==", "!=", ">", ">=", "<", "<=", "~"}
 _PLAIN = {"name", "version", "stage", "alias", "flavor"}
+#: A longer filter is refused: the database's expression depth has limits, and no person
+#: writes one this long.
+MAX_CLAUSES = 64
+MAX_QUERY_CHARS = 8192
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ def _tokens(query: str) -> list[tuple[str, str]]:
 
 def parse_query(query: str) -> list[Clause]:
     """Parse a filter string into clauses; an empty string matches everything."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidQuery(f"The search query is {len(query)} characters long; the limit is "
+                           f"{MAX_QUERY_CHARS}.", fix="Search with fewer, broader clauses.")
     toks = _tokens(query)
     clauses: list[Clause] = []
     i = 0
@@ -82,6 +90,10 @@ def parse_query(query: str) -> list[Clause]:
             raise InvalidQuery(f"Cannot read clause {field} {op} {value}.",
                                fix="Each clause is FIELD OP VALUE, e.g. accuracy > 0.9.")
         clauses.append(_clause(field, op, value))
+        if len(clauses) > MAX_CLAUSES:
+            raise InvalidQuery(f"The search query has more than {MAX_CLAUSES} clauses.",
+                               fix="Search with fewer, broader clauses (globs such as "
+                                   "name = fraud* match many names at once).")
         i += 3
     return clauses
 
@@ -109,6 +121,8 @@ def _clause(field: str, op: str, value: str) -> Clause:
                            fix=f"Write {field} > 0.9.")
     try:
         number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
     except ValueError:
         raise InvalidQuery(f"Metric {field} needs a number, got {value!r}.",
                            fix=f"Write {field} {op} 0.9, or tags.{field} = {value} for a tag."

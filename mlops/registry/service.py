@@ -13,6 +13,7 @@ version: at worst an unreferenced blob in the content-addressed artifact store.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import secrets
@@ -44,7 +45,9 @@ from mlops.flavors.files import (
     safety_check,
     unparseable,
 )
+from mlops.identity import Principal, Role, require
 from mlops.registry.lineage import Lineage
+from mlops.registry.promotion import Verdict, check_serving_change, environment_for_stage
 from mlops.registry.reference import (
     ProfileInfo,
     attach_profiles,
@@ -73,6 +76,7 @@ from mlops.store.audit import (
     verify_chain,
 )
 from mlops.store.counters import ROUTING, bump_counter
+from mlops.store.credentials import principal_from_settings
 from mlops.store.db import MetadataStore
 from mlops.store.schema import (
     ABTestRow,
@@ -102,11 +106,28 @@ def _subject(model: str, version: str | None = None) -> str:
 class ModelRegistry:
     """Registered models and their versions, in the metadata and artifact stores."""
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(self, settings: Settings | None = None, *, principal: Principal | None = None,
+                 **overrides: Any) -> None:
         self.settings = settings or get_settings(**overrides)
         self.store = MetadataStore(self.settings.database_url)
         self.artifacts = ArtifactStore(self.settings.artifacts_uri)
-        self.actor = self.settings.actor
+        #: who acts: the local user (single-user mode), or the holder of MLOPS_TOKEN / the
+        #: request's token (team mode); every audit event names them
+        self.principal = principal or principal_from_settings(self.settings, self.store)
+
+    @property
+    def actor(self) -> str:
+        return self.principal.name
+
+    def acting_as(self, principal: Principal) -> ModelRegistry:
+        """This registry (same stores) acting for ``principal``: one per API request."""
+        clone = copy.copy(self)
+        clone.principal = principal
+        return clone
+
+    def require(self, role: Role, action: str) -> None:
+        """Raise unless the acting principal holds ``role`` (see :mod:`mlops.identity`)."""
+        require(self.principal, role, action)
 
     # ------------------------------------------------------------------ helpers
     def _model_row(self, session: Session, name: str) -> ModelRow:
@@ -202,6 +223,8 @@ class ModelRegistry:
         """Commit the trust override to the audit log before the file is deserialised."""
         import hashlib
 
+        self.require(Role.ADMIN, f"load a {report.format} file of {name} that is not on the "
+                                 "allow list (trust=True)")
         with self.store.write() as s:
             append_event(s, actor=self.actor, action="security.trust_override",
                          subject=_subject(name, version),
@@ -277,6 +300,7 @@ class ModelRegistry:
         for drift monitoring (see :mod:`mlops.registry.reference`).
         """
         _check_name(name)
+        self.require(Role.DEVELOPER, f"register a version of {name}")
         if version is not None:
             version = str(parse_version(version, model=name))
         if (path is None) == (model is None):
@@ -452,14 +476,21 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------ stages, aliases, tags
     def promote(self, name: str, version: str, stage: str, *, archive_existing: bool = True,
-                reason: str = "") -> ModelVersion:
+                reason: str = "", override: str | None = None) -> ModelVersion:
         """Move a version to a stage. Promoting to Production archives the version that was in
-        Production before, unless ``archive_existing=False``."""
+        Production before, unless ``archive_existing=False``.
+
+        A stage an environment serves by (Staging, Production) is a change of what that
+        environment serves: it goes through the promotion gate
+        (:func:`mlops.registry.promotion.check_serving_change`); ``override`` is the
+        recorded reason to skip its rules.
+        """
         target = normalize_stage(stage, model=name)
         with self.store.write() as s:
             model = self._model_row(s, name)
             row = self._version_row(s, model, version)
             previous = row.stage
+            verdict = self._stage_gate(s, model, row, previous, target, override)
             archived: list[str] = []
             if target == "Production" and archive_existing:
                 others = s.scalars(select(VersionRow).where(
@@ -475,9 +506,29 @@ class ModelRegistry:
             append_event(s, actor=self.actor, action="version.stage",
                          subject=_subject(name, row.version),
                          payload={"from": previous, "to": target, "archived": archived,
-                                  "reason": reason})
+                                  "reason": reason,
+                                  **(verdict.payload() if verdict is not None else {})})
             s.flush()
             return self._to_version(s, row, name)
+
+    def _stage_gate(self, s: Session, model: ModelRow, row: VersionRow, previous: str,
+                    target: str, override: str | None) -> Verdict | None:
+        """Stages that environments serve by pass the promotion gate; others need the
+        developer role."""
+        envs = self.settings.environments
+        leaving = environment_for_stage(previous) if previous != target else None
+        entering = environment_for_stage(target)
+        verdict = None
+        if leaving is not None and leaving in envs:
+            check_serving_change(s, self.settings, self.principal, model, leaving, [],
+                                 action=f"move {row.version} out of {previous}")
+        if entering is not None and entering in envs:
+            verdict = check_serving_change(s, self.settings, self.principal, model, entering,
+                                           [row.version], override=override,
+                                           action=f"promote {row.version} to {target}")
+        if verdict is None:
+            self.require(Role.DEVELOPER, f"move {model.name} {row.version} to {target}")
+        return verdict
 
     def promote_to_stage(self, model_name: str, version: str, stage: str, **kwargs: Any
                          ) -> ModelVersion:
@@ -487,6 +538,7 @@ class ModelRegistry:
     def set_alias(self, name: str, alias: str, version: str) -> ModelVersion:
         """Point ``alias`` at ``version``, moving it in one transaction if it existed."""
         validate_alias(alias, model=name)
+        self.require(Role.DEVELOPER, f"move the {alias!r} alias of {name}")
         with self.store.write() as s:
             model = self._model_row(s, name)
             row = self._version_row(s, model, version)
@@ -504,6 +556,7 @@ class ModelRegistry:
             return self._to_version(s, row, name)
 
     def delete_alias(self, name: str, alias: str) -> None:
+        self.require(Role.DEVELOPER, f"delete the {alias!r} alias of {name}")
         with self.store.write() as s:
             model = self._model_row(s, name)
             current = s.get(AliasRow, (model.id, alias))
@@ -519,6 +572,7 @@ class ModelRegistry:
     def set_tag(self, name: str, key: str, value: str, version: str | None = None) -> None:
         """Tag a version, or the model itself when ``version`` is None."""
         _check_tag(key, str(value), name)
+        self.require(Role.DEVELOPER, f"tag {name}")
         with self.store.write() as s:
             model = self._model_row(s, name)
             if version is None:
@@ -532,6 +586,7 @@ class ModelRegistry:
                          payload={"key": key, "value": str(value)})
 
     def delete_tag(self, name: str, key: str, version: str | None = None) -> None:
+        self.require(Role.DEVELOPER, f"delete a tag of {name}")
         with self.store.write() as s:
             model = self._model_row(s, name)
             if version is None:
@@ -552,6 +607,7 @@ class ModelRegistry:
     def log_metrics(self, name: str, version: str, metrics: Mapping[str, float]) -> None:
         """Add or overwrite metrics of a version (e.g. evaluated after registration)."""
         clean = {k: _finite(k, v, name) for k, v in metrics.items()}
+        self.require(Role.DEVELOPER, f"log metrics of {name}")
         with self.store.write() as s:
             row = self._version_row(s, self._model_row(s, name), version)
             for k, v in clean.items():
@@ -562,6 +618,7 @@ class ModelRegistry:
     def set_reference(self, name: str, version: str, data: Any, *, source: str = "",
                       ) -> list[ProfileInfo]:
         """Profile ``data`` (model inputs) as the version's reference, replacing any before."""
+        self.require(Role.DEVELOPER, f"set the reference data of {name}")
         mv = self.get_version(name, version)
         loaded = self.load_model(name, mv.version)
         stored = put_profiles(self.artifacts, compute_profiles(data, loaded, model_name=name))
@@ -588,6 +645,7 @@ class ModelRegistry:
             return profile_rows(s, self._resolve(s, name, version))
 
     def set_description(self, name: str, description: str, version: str | None = None) -> None:
+        self.require(Role.DEVELOPER, f"describe {name}")
         with self.store.write() as s:
             model = self._model_row(s, name)
             if version is None:
@@ -602,6 +660,7 @@ class ModelRegistry:
 
     def delete_version(self, name: str, version: str) -> None:
         """Delete a version's metadata (its artifact blob stays; blobs are shared by digest)."""
+        self.require(Role.ADMIN, f"delete {name} {version}")
         with self.store.write() as s:
             model = self._model_row(s, name)
             row = self._version_row(s, model, version)
@@ -615,6 +674,7 @@ class ModelRegistry:
                          subject=_subject(name, row.version), payload=payload)
 
     def delete_model(self, name: str) -> None:
+        self.require(Role.ADMIN, f"delete the model {name} and its deployments")
         with self.store.write() as s:
             model = self._model_row(s, name)
             ids = s.scalars(select(VersionRow.id).where(VersionRow.model_id == model.id)).all()
@@ -679,6 +739,7 @@ class ModelRegistry:
             raise RegistryError(f"traffic_split must be between 0 and 1 (exclusive), "
                                 f"got {traffic_split!r}.",
                                 fix="Use e.g. 0.5 for 50% to version_b.", model=model_name)
+        self.require(Role.DEVELOPER, f"set up an A/B test of {model_name}")
         with self.store.write() as s:
             model = self._model_row(s, model_name)
             a = self._version_row(s, model, version_a)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from mlops.deployment.routes import RouteSpec, stage_for_environment
 from mlops.errors import MlopsError, ModelUnavailable
 from mlops.flavors.base import LoadedModel
+from mlops.registry.promotion import servable_versions
 from mlops.registry.service import ModelRegistry
 from mlops.registry.signature import Signature
 from mlops.registry.versions import parse_version
@@ -136,6 +137,8 @@ class RouteTable:
         self._models: dict[tuple[str, str], ServedModel] = {}
         self._direct: OrderedDict[tuple[str, str], ServedModel] = OrderedDict()
         self._direct_cache = direct_cache
+        #: per model, the versions explicit-version URLs may reach in this environment
+        self.servable: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
         self.last_error: str | None = None
 
@@ -181,8 +184,10 @@ class RouteTable:
         with self._lock:
             with self.registry.store.read() as s:
                 revision = read_counter(s, ROUTING)
-            if revision == self.revision and not force:
-                return False
+                if revision == self.revision and not force:
+                    return False
+                servable = {name: frozenset(found) for name, found in
+                            servable_versions(s, self.environment).items()}
             models: dict[tuple[str, str], ServedModel] = {}
             routes: dict[str, ServingRoute] = {}
             failed = False
@@ -235,6 +240,7 @@ class RouteTable:
                     models.setdefault(key, served)
             self._models = models
             self.routes = routes
+            self.servable = servable
             # after a failed load, try again at the next poll instead of waiting for a change
             self.revision = -1 if failed else revision
             return True
@@ -249,11 +255,35 @@ class RouteTable:
         return route
 
     def cached(self, name: str, version: str) -> ServedModel | None:
-        """A loaded version, without loading anything."""
+        """A loaded version this environment serves, without loading anything."""
+        if version not in self.servable.get(name, ()):
+            return None
         return self._models.get((name, version)) or self._direct.get((name, version))
 
+    def _servable(self, name: str, ref: str) -> str:
+        """The version number ``ref`` names, when this environment serves it: explicit
+        URLs reach only deployed or staged versions, never any registered one."""
+        allowed = self.servable.get(name, frozenset())
+        version = ref
+        if ref not in allowed:
+            try:
+                version = self.registry.get_version(name, ref).version
+            except MlopsError as exc:
+                raise ModelUnavailable(str(exc.message), fix=exc.fix, model=name,
+                                       version=ref) from exc
+        if version not in allowed:
+            raise ModelUnavailable(
+                f"Version {ref} of {name!r} is not deployed or staged in environment "
+                f"{self.environment!r}.",
+                fix=f"Call /v2/models/{name}/infer for what it serves, or deploy {ref} "
+                    f"(mlops deploy {name} {version} --env {self.environment}).",
+                model=name, version=ref)
+        return version
+
     def direct(self, name: str, version: str) -> ServedModel:
-        """A specific version (``/versions/{v}`` URLs), loaded on demand and cached."""
+        """A specific version (``/versions/{v}`` URLs) this environment serves, loaded on
+        demand and cached."""
+        version = self._servable(name, version)
         key = (name, version)
         served = self._models.get(key) or self._direct.get(key)
         if served is not None:

@@ -4,7 +4,9 @@ Every state change appends one event in the same transaction as the change itsel
 ``hash = sha256(canonical JSON of {seq, ts, actor, action, subject, payload, prev_hash})``
 with ``prev_hash`` of the first event 64 zeros. Canonical JSON: sorted keys, UTF-8, no
 insignificant whitespace, times in UTC ISO-8601. :func:`verify_chain` replays the chain
-and reports the first broken link: an edited row, a deleted or reordered middle row.
+and reports the first broken link: an edited row, a deleted or reordered middle row, a
+sequence number that is not the next of 1, 2, 3, ... (zero, negative, repeated, skipped),
+or more rows than the highest sequence number.
 
 A chain alone cannot detect a truncated tail or a complete rewrite; publish
 :func:`checkpoint` (head hash and count) somewhere else and compare later.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mlops.errors import AuditError
@@ -135,21 +137,45 @@ def parse_checkpoint(text: str) -> tuple[int, str]:
     return int(count), head.lower()
 
 
+def _seq_reason(seq: int, expected: int) -> str:
+    """Why ``seq`` (rows come in ascending order) is not the expected next number."""
+    if seq < 1:
+        return (f"event seq {seq} is not a sequence number of the chain (it starts at 1): "
+                "a row was inserted outside the chain")
+    if seq < expected:
+        return f"event seq {seq} appears more than once: a row was inserted outside the chain"
+    return f"sequence jumps from {expected - 1} to {seq}: events were deleted"
+
+
 def verify_chain(session: Session, batch: int = 5000,
                  against: tuple[int, str] | None = None) -> VerifyResult:
-    """Replay the whole chain; stop at the first broken link. With ``against`` (a
-    checkpoint's count and head hash) also detect a truncated tail or a rewritten chain."""
+    """Replay the whole chain; stop at the first broken link. Sequence numbers must run
+    1, 2, 3, ... with as many rows as the highest one. With ``against`` (a checkpoint's count
+    and head hash) also detect a truncated tail or a rewritten chain."""
     prev = GENESIS_HASH
     expected_seq = 1
     count = 0
-    last_seq = 0
+    last_seq: int | None = None  # None: the first batch starts at the lowest seq, even <= 0
     hash_at_checkpoint = GENESIS_HASH if against is not None and against[0] == 0 else None
     while True:
-        rows = session.scalars(
-            select(AuditEventRow).where(AuditEventRow.seq > last_seq)
-            .order_by(AuditEventRow.seq).limit(batch)
-        ).all()
+        query = select(AuditEventRow).order_by(AuditEventRow.seq).limit(batch)
+        if last_seq is not None:
+            query = query.where(AuditEventRow.seq > last_seq)
+        rows = session.scalars(query).all()
         if not rows:
+            # a seq repeated across a batch boundary was skipped by ``seq > last_seq``; rows
+            # appended since the replay (seq > count) are not counted
+            rows_total = session.scalar(select(func.count()).select_from(AuditEventRow)
+                                        .where(AuditEventRow.seq <= count)) or 0
+            if rows_total != count:
+                repeated = session.scalar(
+                    select(AuditEventRow.seq).group_by(AuditEventRow.seq)
+                    .having(func.count() > 1).order_by(AuditEventRow.seq).limit(1))
+                return VerifyResult(False, count, prev, broken_seq=repeated,
+                                    reason=f"{rows_total} rows hold sequence numbers 1 to "
+                                           f"{count}"
+                                           + (f": event seq {repeated} appears more than once"
+                                              if repeated is not None else ""))
             if against is not None:
                 want_count, want_head = against
                 if count < want_count:
@@ -165,7 +191,7 @@ def verify_chain(session: Session, batch: int = 5000,
         for row in rows:
             reason = ""
             if row.seq != expected_seq:
-                reason = f"sequence jumps from {expected_seq - 1} to {row.seq}: events were deleted"
+                reason = _seq_reason(row.seq, expected_seq)
             elif row.prev_hash != prev:
                 reason = "prev_hash does not match the previous event's hash: the chain was cut or reordered"
             else:

@@ -45,6 +45,7 @@ __all__ = [
     "MonitorStateRow",
     "ProfileRow",
     "RolloutRow",
+    "TokenRow",
     "VersionRow",
     "VersionTagRow",
     "utcnow",
@@ -424,3 +425,21 @@ class CIStepRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TokenRow(Base):
+    """An API token: only an argon2 hash of the secret is kept (``mlops tokens create``)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)

@@ -94,8 +94,12 @@ def test_rollouts_over_rest(served_store: tuple[Path, ModelRegistry]) -> None:
             assert c.get("/api/v1/rollouts/clf/production").json()["candidate"] == "1.1.0"
             paused = c.post("/api/v1/rollouts/clf/production/pause", json={"reason": "look"})
             assert paused.json()["state"] == "paused"
-            assert c.post("/api/v1/rollouts/clf/production/explode").status_code == 400
-            done = c.post("/api/v1/rollouts/clf/production/promote")
+            unknown = c.post("/api/v1/rollouts/clf/production/explode", json={})
+            assert unknown.status_code == 422 and "promote" in unknown.text
+            # a bodyless POST is what a cross-site form can send: refused in single-user mode
+            simple = c.post("/api/v1/rollouts/clf/production/promote")
+            assert simple.status_code == 403 and "application/json" in simple.json()["fix"]
+            done = c.post("/api/v1/rollouts/clf/production/promote", json={})
             assert done.json()["state"] == "succeeded"
             back = c.post("/api/v1/rollback/clf/production", json={"reason": "REST rollback"})
             assert back.json()["serving"] == "1.0.0"

@@ -144,11 +144,13 @@ def test_audit_verify_against_checkpoint(tmp_path: Path, skops_file: Path) -> No
     assert run("audit", "verify", "--checkpoint", "junk", cwd=tmp_path).returncode == 2
 
 
-def test_deploy_rollout_and_rollback_commands(tmp_path: Path, skops_file: Path) -> None:
+def test_deploy_rollout_and_rollback_commands(tmp_path: Path, skops_file: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(2):
         assert run("models", "register", str(skops_file), "--name", "m",
                    cwd=tmp_path).returncode == 0
     assert run("models", "promote", "m", "1.0.0", "production", cwd=tmp_path).returncode == 0
+    monkeypatch.setenv("MLOPS_PROMOTION_POLICY", "staged")  # staging before production
     refused = run("deploy", "m", "1.0.1", "--env", "production", cwd=tmp_path)
     assert refused.returncode == 2 and "staging" in refused.stderr
     assert run("deploy", "m", "1.0.1", "--env", "staging", "--strategy", "full",

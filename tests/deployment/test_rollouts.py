@@ -183,6 +183,8 @@ def test_full_and_first_deployments_finish_at_once(registry: ModelRegistry,
 
 def test_production_requires_staging_first_unless_overridden(two_versions: ModelRegistry
                                                              ) -> None:
+    two_versions = ModelRegistry(two_versions.settings.model_copy(
+        update={"promotion_policy": "staged"}))
     manager = RolloutManager(two_versions)
     with pytest.raises(DeploymentError, match="staging") as err:
         manager.deploy("m", "1.1.0", "production", strategy="canary", config=STEPS)

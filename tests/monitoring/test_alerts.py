@@ -19,8 +19,11 @@ from mlops.errors import MonitoringError
 from mlops.monitoring.alerts import AlertManager, Observation
 from mlops.monitoring.rules import AlertRule
 from mlops.registry.service import ModelRegistry
+from mlops.store.egress import EgressPolicy
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+#: the test webhooks listen on loopback, which the egress policy refuses unless listed
+LOOPBACK = EgressPolicy.from_allow(["127.0.0.1/32"])
 
 
 class _Hook(ThreadingHTTPServer):
@@ -136,7 +139,7 @@ def test_ack_is_recorded(registry: ModelRegistry, model: str) -> None:
 
 def test_webhook_gets_firing_and_resolved_payloads(registry: ModelRegistry, model: str,
                                                    hook: _Hook) -> None:
-    manager = AlertManager(registry, default_channels=[])
+    manager = AlertManager(registry, default_channels=[], egress=LOOPBACK)
     manager.put_rule(_rule(channels=[{"type": "webhook", "url": hook.url}]))
     _eval(manager, 0.10)
     _eval(manager, 0.01, at=T0 + timedelta(minutes=1))
@@ -152,7 +155,7 @@ def test_dead_webhook_never_stalls_evaluation(registry: ModelRegistry, model: st
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
-    manager = AlertManager(registry, default_channels=[])
+    manager = AlertManager(registry, default_channels=[], egress=LOOPBACK)
     manager.put_rule(_rule(channels=[{"type": "webhook", "url": dead, "retries": 2}]))
     start = time.monotonic()
     assert _eval(manager, 0.10) == ["error-rate:fired"]

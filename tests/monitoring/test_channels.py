@@ -1,4 +1,5 @@
-"""Notification channels against a real HTTP server on a loopback port."""
+"""Notification channels against a real HTTP server on a loopback port (allow-listed: the
+egress policy refuses loopback otherwise; see test_channel_egress.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from mlops.monitoring.channels import (
     WebhookChannel,
     channel_from_config,
 )
+from mlops.store.egress import EgressPolicy
+
+LOOPBACK = EgressPolicy.from_allow(["127.0.0.1/32"])
 
 
 class _Server(ThreadingHTTPServer):
@@ -122,7 +126,8 @@ def test_notification_to_dict_is_json_safe() -> None:
 
 
 def test_webhook_delivers_firing_and_resolved(server: _Server) -> None:
-    channel = WebhookChannel(server.url, headers={"Authorization": "Bearer t0k3n"})
+    channel = WebhookChannel(server.url, headers={"Authorization": "Bearer t0k3n"},
+                             egress=LOOPBACK)
     assert isinstance(channel, Channel)
     assert channel.name == "webhook:127.0.0.1" and "secret-token" not in repr(channel)
     fired, resolved = _note(), _note("resolved", severity="critical")
@@ -138,7 +143,7 @@ def test_webhook_delivers_firing_and_resolved(server: _Server) -> None:
 
 
 def test_slack_payload_shape(server: _Server) -> None:
-    channel = SlackChannel(server.url)
+    channel = SlackChannel(server.url, egress=LOOPBACK)
     note = _note(message="accuracy <0.85> & falling")
     result = channel.send(note)
     assert result.ok and result.channel == "slack:127.0.0.1"
@@ -163,7 +168,7 @@ def test_slack_payload_shape(server: _Server) -> None:
 
 def test_retries_5xx_with_backoff_then_succeeds(server: _Server) -> None:
     server.statuses = [500, 503]
-    channel = WebhookChannel(server.url, retries=3, backoff=0.05)
+    channel = WebhookChannel(server.url, retries=3, backoff=0.05, egress=LOOPBACK)
     start = time.perf_counter()
     r = channel.send(_note())
     elapsed = time.perf_counter() - start
@@ -171,15 +176,16 @@ def test_retries_5xx_with_backoff_then_succeeds(server: _Server) -> None:
     assert len(server.bodies) == 3 and server.bodies[0] == server.bodies[2]
     assert elapsed >= 0.05 + 0.1  # waited backoff * 1, then * 2
     server.statuses = [502] * 5
-    r = WebhookChannel(server.url, retries=2, backoff=0.01).send(_note())
+    r = WebhookChannel(server.url, retries=2, backoff=0.01, egress=LOOPBACK).send(_note())
     assert not r.ok and r.attempts == 3 and r.status_code == 502 and r.error == "HTTP 502"
     server.statuses = [404]
-    r = WebhookChannel(server.url, retries=3, backoff=0.01).send(_note())
+    r = WebhookChannel(server.url, retries=3, backoff=0.01, egress=LOOPBACK).send(_note())
     assert not r.ok and r.attempts == 1 and r.status_code == 404  # client errors: no retry
 
 
 def test_dead_endpoint_fails_after_retries_without_raising() -> None:
-    channel = WebhookChannel(_dead_url(), timeout=1.0, retries=2, backoff=0.01)
+    channel = WebhookChannel(_dead_url(), timeout=1.0, retries=2, backoff=0.01,
+                             egress=LOOPBACK)
     r = channel.send(_note())
     assert not r.ok and r.attempts == 3 and r.status_code is None
     assert r.error is not None and "ConnectError" in r.error
@@ -188,7 +194,8 @@ def test_dead_endpoint_fails_after_retries_without_raising() -> None:
 
 def test_hanging_endpoint_is_bounded_by_the_timeout(server: _Server) -> None:
     server.hang = 5.0
-    channel = WebhookChannel(server.url, timeout=0.3, retries=1, backoff=0.01)
+    channel = WebhookChannel(server.url, timeout=0.3, retries=1, backoff=0.01,
+                             egress=LOOPBACK)
     start = time.perf_counter()
     r = channel.send(_note())
     elapsed = time.perf_counter() - start
@@ -199,7 +206,8 @@ def test_hanging_endpoint_is_bounded_by_the_timeout(server: _Server) -> None:
 
 def test_dispatcher_submit_returns_at_once_with_a_hanging_endpoint(server: _Server) -> None:
     server.hang = 5.0
-    dispatcher = Dispatcher([WebhookChannel(server.url, timeout=0.2, retries=0)],
+    dispatcher = Dispatcher([WebhookChannel(server.url, timeout=0.2, retries=0,
+                                           egress=LOOPBACK)],
                             max_queue=3, workers=1)
     times = []
     for i in range(10):
@@ -262,7 +270,8 @@ def test_dispatcher_delivers_to_every_channel(server: _Server,
                                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="mlops.alerts")
     dispatcher = Dispatcher([LogChannel(), channel_from_config({"type": "webhook",
-                                                                "url": server.url})])
+                                                                "url": server.url},
+                                                               egress=LOOPBACK)])
     dispatcher.submit(_note(severity="critical"))
     dispatcher.submit(_note("resolved", severity="critical"))
     dispatcher.submit(_note(severity="low"))

@@ -70,7 +70,7 @@ def test_server_evaluator_alerts_on_drift_and_accuracy_drop(tmp_path: Path) -> N
             assert status["health"]["status"] in ("degraded", "unhealthy")
             series = client.get("/api/v1/monitor/churn/series/accuracy").json()
             assert series and series[-1]["value"] < 0.8
-            missing = client.post("/api/v1/alerts/9999/ack")
+            missing = client.post("/api/v1/alerts/9999/ack", json={})
             assert missing.status_code == 404 and "mlops alerts list" in missing.json()["fix"]
             bad_rule = client.put("/api/v1/alert-rules/x", json={"spec": {
                 "metric": "accuracyy", "comparator": "<", "threshold": 1}})

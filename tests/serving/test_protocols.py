@@ -29,9 +29,11 @@ def test_v2_health_server_and_model_metadata(server: Server) -> None:
         assert [i["name"] for i in model["inputs"]] == FEATURES
         assert all(i["datatype"] == "FP64" for i in model["inputs"])
         assert [o["name"] for o in model["outputs"]] == ["predict", "predict_proba"]
-        assert c.get("/v2/models/clf/versions/1.1.0").json()["versions"] == ["1.1.0"]
+        assert c.get("/v2/models/clf/versions/1.0.0").json()["versions"] == ["1.0.0"]
         assert c.get("/v2/models/clf/ready").json() == {"name": "clf", "ready": True}
-        assert c.get("/v2/models/clf/versions/1.1.0/ready").json()["ready"] is True
+        assert c.get("/v2/models/clf/versions/1.0.0/ready").json()["ready"] is True
+        # 1.1.0 is registered but production neither deploys nor stages it
+        assert c.get("/v2/models/clf/versions/1.1.0").status_code == 404
 
 
 def test_v2_infer_one_matrix_tensor(server: Server, data: Data,
@@ -71,17 +73,23 @@ def test_v2_infer_one_tensor_per_column_nested_data(server: Server, data: Data,
     assert [o["name"] for o in r.json()["outputs"]] == ["predict"]
 
 
-def test_v2_explicit_version_bypasses_routing(server: Server, data: Data,
-                                              local_model: Callable[[str], Any]) -> None:
+def test_v2_explicit_version_reaches_only_what_the_environment_serves(
+        server: Server, data: Data, local_model: Callable[[str], Any]) -> None:
     x, _ = data
     rows = x.head(50)
     body = {"inputs": [{"name": "x", "shape": [50, 5], "datatype": "FP64",
                         "data": rows.to_numpy().tolist()}]}
     with server.client() as c:
-        r = c.post("/v2/models/clf/versions/1.1.0/infer", json=body)
-    assert r.status_code == 200
-    assert r.headers["x-model-version"] == "1.1.0"
-    assert r.json()["outputs"][0]["data"] == _expected(local_model, rows, "1.1.0")
+        r = c.post("/v2/models/clf/versions/1.0.0/infer", json=body)
+        by_stage = c.post("/v2/models/clf/versions/production/infer", json=body)
+        hidden = c.post("/v2/models/clf/versions/1.1.0/infer", json=body)
+        by_alias = c.post("/v2/models/clf/versions/latest/infer", json=body)
+    assert r.status_code == 200 and by_stage.status_code == 200
+    assert r.headers["x-model-version"] == by_stage.headers["x-model-version"] == "1.0.0"
+    assert r.json()["outputs"][0]["data"] == _expected(local_model, rows, "1.0.0")
+    # registered, never deployed: explicit URLs are no way around the promotion gate
+    assert hidden.status_code == 404 and "not deployed or staged" in hidden.json()["error"]
+    assert by_alias.status_code == 404  # "latest" names 1.1.0
 
 
 def test_v1_lists_and_records(server: Server, data: Data,
