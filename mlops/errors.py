@@ -4,6 +4,7 @@ Every error a user can cause names the thing it is about and how to fix it::
 
     MlopsError                      base; ``.fix`` holds the remedy, ``.context`` the subject
     ├── ConfigError                 bad MLOPS_* setting or mlops.toml
+    │   └── TokenNotFound           no API token with that id
     ├── StoreError                  metadata store unreachable, migration failed
     │   └── ConcurrencyError        a write lost a race too many times
     ├── ArtifactError               artifact store problems
@@ -78,6 +79,7 @@ __all__ = [
     "SignatureError",
     "StatsError",
     "StoreError",
+    "TokenNotFound",
     "Unauthenticated",
     "UnknownFlavor",
     "UnsafeModel",
@@ -118,6 +120,10 @@ class MlopsError(Exception):
 
 class ConfigError(MlopsError):
     """A setting (environment variable or mlops.toml) is invalid."""
+
+
+class TokenNotFound(ConfigError):
+    """No API token has that id."""
 
 
 class StoreError(MlopsError):

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops.api.auth import ApiAuth, auth_error_response
 from mlops.api.monitoring import add_monitoring_routes
@@ -30,6 +31,7 @@ from mlops.errors import (
     AuthError,
     MlopsError,
     ModelNotFound,
+    TokenNotFound,
     VersionNotFound,
 )
 from mlops.governance.tokens import TokenService
@@ -116,7 +118,7 @@ def _route_dict(spec: RouteSpec) -> dict[str, Any]:
 
 
 def _status(exc: MlopsError) -> int:
-    if isinstance(exc, ModelNotFound | VersionNotFound | AlertNotFound):
+    if isinstance(exc, ModelNotFound | VersionNotFound | AlertNotFound | TokenNotFound):
         return 404
     if isinstance(exc, PromotionRefused):
         return 409
@@ -139,6 +141,14 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
     api = FastAPI(title="mlops control plane", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", responses=_ERRORS)
     monitor = ModelMonitor(registry)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        fix = {404: "Check the path against GET /api/openapi.json.",
+               405: "Check the HTTP method against GET /api/openapi.json.",
+               400: "Send a JSON body (UTF-8) as the schema describes."}.get(exc.status_code)
+        return JSONResponse({"error": str(exc.detail), "fix": fix},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @api.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:

@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlops.errors import ConfigError, Unauthenticated
+from mlops.errors import ConfigError, TokenNotFound, Unauthenticated
 from mlops.identity import Role
 from mlops.store.audit import append_event
 from mlops.store.schema import TokenRow, utcnow
@@ -144,7 +144,8 @@ def revoke_token(session: Session, token_id: str, *, actor: str, reason: str = "
     key = parts[0] if parts else token_id.strip()
     row = session.scalar(select(TokenRow).where(TokenRow.token_id == key))
     if row is None:
-        raise ConfigError(f"No token with id {key!r}.", fix="See the ids with mlops tokens list.")
+        raise TokenNotFound(f"No token with id {key!r}.",
+                            fix="See the ids with mlops tokens list.")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         append_event(session, actor=actor, action="token.revoke", subject=f"token/{key}",

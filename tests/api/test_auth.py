@@ -1,0 +1,217 @@
+"""Team mode over real HTTP: every /api operation, read from the app's own route table so
+none can be forgotten, answers 401 without a token, 403 with the role just below the one
+it needs, and succeeds with that role; production takes more than the route's minimum."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from fastapi.routing import APIRoute
+from sklearn.linear_model import LogisticRegression
+
+from mlops.api.app import create_api
+from mlops.config import Settings
+from mlops.governance.tokens import TokenService
+from mlops.identity import Role
+from mlops.monitoring.alerts import AlertManager, Observation
+from mlops.monitoring.rules import AlertRule
+from mlops.registry.service import ModelRegistry
+from tests.serving.conftest import FEATURES, Server, start_server
+
+Call = Callable[[httpx.Client, dict[str, str]], httpx.Response]
+ORDER = [Role.VIEWER, Role.DEVELOPER, Role.APPROVER, Role.ADMIN]
+
+
+@dataclass
+class Team:
+    server: Server
+    tokens: dict[Role, str]
+    alert_id: int
+
+    def headers(self, role: Role | None) -> dict[str, str]:
+        return {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    root = tmp_path_factory.mktemp("team")
+    home = root / ".mlops"
+    local = ModelRegistry(Settings(home=home, actor="setup"))  # single-user: local admin
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame(rng.normal(size=(300, 5)), columns=FEATURES)
+    y = (x["x0"] > 0).astype(int).to_numpy()
+    for i in range(2):
+        path = root / f"m{i}.skops"
+        sio.dump(LogisticRegression(C=1.0 / (i + 1)).fit(x, y), path)
+        local.register("clf", path, version=f"1.{i}.0", input_example=x.head(10),
+                       training_frame=x)
+    local.promote("clf", "1.0.0", "production")
+    tokens = {role: TokenService(local).create(f"{role.value}-user", role)[1]
+              for role in ORDER}
+    alerts = AlertManager(local)
+    alerts.put_rule(AlertRule(name="acc-low", metric="accuracy", comparator="<",
+                              threshold=0.9, min_samples=1, model="clf"))
+    alerts.evaluate("clf", "1.0.0", "production",
+                    lambda rule: Observation(0.5, 10) if rule.name == "acc-low" else None)
+    alert_id = alerts.alerts("clf")[0].id
+    srv = start_server(home, "--auth", "--controller-interval", "3600")
+    yield Team(srv, tokens, alert_id)
+    srv.stop()
+
+
+def _operations(team: Team) -> dict[tuple[str, str], tuple[Role, Call]]:
+    """(method, path) -> (role it needs, a successful call); in the order they run."""
+    def get(path: str, **params: object) -> Call:
+        return lambda c, h: c.get("/api" + path, headers=h, params=params)
+
+    def send(method: str, path: str, body: object = None, **params: object) -> Call:
+        return lambda c, h: c.request(method, "/api" + path, headers=h, json=body,
+                                      params=params)
+
+    created: dict[str, str] = {}
+
+    def create_token(c: httpx.Client, h: dict[str, str]) -> httpx.Response:
+        r = c.post("/api/v1/tokens", headers=h, json={"name": "temp", "role": "viewer"})
+        if r.status_code == 200:
+            created["id"] = r.json()["id"]
+        return r
+
+    def revoke_token(c: httpx.Client, h: dict[str, str]) -> httpx.Response:
+        return c.delete(f"/api/v1/tokens/{created.get('id', 'missing')}", headers=h)
+
+    return {
+        ("GET", "/v1/whoami"): (Role.VIEWER, get("/v1/whoami")),
+        ("GET", "/v1/models"): (Role.VIEWER, get("/v1/models")),
+        ("GET", "/v1/models/{name}"): (Role.VIEWER, get("/v1/models/clf")),
+        ("GET", "/v1/models/{name}/versions/{ref}"):
+            (Role.VIEWER, get("/v1/models/clf/versions/production")),
+        ("POST", "/v1/models/{name}/versions/{version}/stage"):
+            (Role.DEVELOPER, send("POST", "/v1/models/clf/versions/1.1.0/stage",
+                                  {"stage": "staging"})),
+        ("PUT", "/v1/models/{name}/aliases/{alias}"):
+            (Role.DEVELOPER, send("PUT", "/v1/models/clf/aliases/champion",
+                                  {"version": "1.0.0"})),
+        ("GET", "/v1/search"): (Role.VIEWER, get("/v1/search", q="stage = production")),
+        ("GET", "/v1/routes/{name}/{environment}"):
+            (Role.VIEWER, get("/v1/routes/clf/staging")),
+        ("PUT", "/v1/routes/{name}/{environment}"):
+            (Role.DEVELOPER, send("PUT", "/v1/routes/clf/staging", {"stable": "1.1.0"})),
+        ("DELETE", "/v1/routes/{name}/{environment}"):
+            (Role.DEVELOPER, send("DELETE", "/v1/routes/clf/staging")),
+        ("POST", "/v1/rollouts/{name}/{environment}"):
+            (Role.DEVELOPER, send("POST", "/v1/rollouts/clf/staging", {
+                "version": "1.0.0", "strategy": "canary",
+                "config": {"steps": [{"weight": 20, "pause": "manual"}]}})),
+        ("GET", "/v1/rollouts/{name}/{environment}"):
+            (Role.VIEWER, get("/v1/rollouts/clf/staging")),
+        ("POST", "/v1/rollouts/{name}/{environment}/{action}"):
+            (Role.DEVELOPER, send("POST", "/v1/rollouts/clf/staging/pause", {})),
+        ("POST", "/v1/rollback/{name}/{environment}"):
+            (Role.DEVELOPER, send("POST", "/v1/rollback/clf/staging", {"reason": "test"})),
+        ("GET", "/v1/monitor/{name}"): (Role.VIEWER, get("/v1/monitor/clf")),
+        ("GET", "/v1/monitor/{name}/series/{metric}"):
+            (Role.VIEWER, get("/v1/monitor/clf/series/accuracy")),
+        ("POST", "/v1/monitor/{name}/evaluate"):
+            (Role.DEVELOPER, send("POST", "/v1/monitor/clf/evaluate", {})),
+        ("PUT", "/v1/monitor/{name}/baseline"):
+            (Role.DEVELOPER, send("PUT", "/v1/monitor/clf/baseline",
+                                  {"metrics": {"accuracy": 0.9}})),
+        ("GET", "/v1/alerts"): (Role.VIEWER, get("/v1/alerts")),
+        ("POST", "/v1/alerts/{alert_id}/ack"):
+            (Role.DEVELOPER, send("POST", f"/v1/alerts/{team.alert_id}/ack", {"note": "on it"})),
+        ("GET", "/v1/alert-rules"): (Role.VIEWER, get("/v1/alert-rules")),
+        ("PUT", "/v1/alert-rules/{rule_name}"):
+            (Role.DEVELOPER, send("PUT", "/v1/alert-rules/p99", {"spec": {
+                "metric": "latency_p99_ms", "comparator": ">", "threshold": 500}})),
+        ("DELETE", "/v1/alert-rules/{rule_name}"):
+            (Role.DEVELOPER, send("DELETE", "/v1/alert-rules/p99")),
+        ("GET", "/v1/audit"): (Role.VIEWER, get("/v1/audit")),
+        ("GET", "/v1/audit/verify"): (Role.VIEWER, get("/v1/audit/verify")),
+        ("GET", "/v1/tokens"): (Role.ADMIN, get("/v1/tokens")),
+        ("POST", "/v1/tokens"): (Role.ADMIN, create_token),
+        ("DELETE", "/v1/tokens/{token_id}"): (Role.ADMIN, revoke_token),
+    }
+
+
+def test_every_api_operation_checks_its_token_and_role(team: Team, tmp_path: Path) -> None:
+    app = create_api(ModelRegistry(Settings(home=tmp_path / "s")))
+    declared = {(method, route.path) for route in app.routes if isinstance(route, APIRoute)
+                for method in route.methods}
+    operations = _operations(team)
+    assert set(operations) == declared, "an /api operation without a row in this table"
+    schema = app.openapi()["paths"]
+    with team.server.client() as c:
+        for (method, path), (role, call) in operations.items():
+            assert schema[path][method.lower()]["x-required-role"] == role.value
+            missing = call(c, {})
+            assert missing.status_code == 401, (method, path, missing.text)
+            assert missing.headers["www-authenticate"].startswith("Bearer")
+            if role is not Role.VIEWER:
+                lower = ORDER[ORDER.index(role) - 1]
+                denied = call(c, team.headers(lower))
+                assert denied.status_code == 403, (method, path, denied.text)
+                assert denied.json()["required_role"] == role.value
+            allowed = call(c, team.headers(role))
+            assert allowed.status_code == 200, (method, path, allowed.text)
+        actors = {e["actor"] for e in c.get("/api/v1/audit", params={"limit": 200},
+                                            headers=team.headers(Role.VIEWER)).json()}
+    assert {"developer-user", "admin-user"} <= actors  # the authenticated actor, not an OS user
+
+
+def test_production_needs_an_approver_and_the_gate(team: Team) -> None:
+    dev, approver = team.headers(Role.DEVELOPER), team.headers(Role.APPROVER)
+    with team.server.client() as c:
+        attempts = [
+            ("POST", "/api/v1/models/clf/versions/1.1.0/stage", {"stage": "production"}),
+            ("PUT", "/api/v1/routes/clf/production", {"stable": "1.1.0"}),
+            ("POST", "/api/v1/rollouts/clf/production", {"version": "1.1.0",
+                                                         "strategy": "full"}),
+            ("POST", "/api/v1/rollback/clf/production", {"to": "1.1.0"}),
+        ]
+        for method, path, body in attempts:
+            r = c.request(method, path, headers=dev, json=body)
+            assert r.status_code == 403 and r.json()["required_role"] == "approver", path
+            r = c.request(method, path, headers=approver, json=body)
+            assert r.status_code == 409 and "quality gates" in r.json()["error"], path
+        r = c.post("/api/v1/rollouts/clf/production", headers=dev,
+                   json={"version": "1.1.0", "strategy": "full", "override": "trust me"})
+        assert r.status_code == 403
+        r = c.post("/api/v1/rollouts/clf/production", headers=approver,
+                   json={"version": "1.1.0", "strategy": "full", "override": "incident 42"})
+        assert r.status_code == 200 and r.json()["state"] == "succeeded"
+        events = c.get("/api/v1/audit", params={"action": "policy.override"},
+                       headers=approver).json()
+        assert events[0]["actor"] == "approver-user"
+        assert events[0]["payload"]["reason"] == "incident 42"
+
+
+def test_a_revoked_token_fails_on_its_next_request(team: Team) -> None:
+    admin = team.headers(Role.ADMIN)
+    with team.server.client() as c:
+        made = c.post("/api/v1/tokens", headers=admin,
+                      json={"name": "ci-bot", "role": "developer", "expires": "1d"}).json()
+        bot = {"Authorization": f"Bearer {made['token']}"}
+        assert c.get("/api/v1/whoami", headers=bot).json()["name"] == "ci-bot"
+        listed = c.get("/api/v1/tokens", headers=admin).json()
+        assert all("token" not in t and "secret_hash" not in t for t in listed)
+        assert c.delete(f"/api/v1/tokens/{made['id']}", headers=admin).status_code == 200
+        again = c.get("/api/v1/whoami", headers=bot)
+        assert again.status_code == 401 and "revoked" in again.json()["error"]
+
+
+def test_repeated_wrong_tokens_from_one_client_are_rate_limited(team: Team) -> None:
+    wrong = {"Authorization": "Bearer mlops_000000000000_" + "A" * 43}
+    with team.server.client() as c:
+        codes = [c.get("/api/v1/models", headers=wrong).status_code for _ in range(12)]
+        first = codes.index(429)  # 10 failures a minute, the revoked token's included
+        assert 1 <= first <= 10 and set(codes[:first]) == {401} \
+            and set(codes[first:]) == {429}
+        limited = c.get("/api/v1/models", headers=team.headers(Role.ADMIN))
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
