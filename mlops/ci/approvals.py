@@ -8,6 +8,7 @@ it, and one person counts once.
 from __future__ import annotations
 
 from mlops.errors import CIError
+from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import append_event
 
@@ -27,6 +28,7 @@ def approvals(registry: ModelRegistry, model: str, version: str) -> list[str]:
 
 def approve(registry: ModelRegistry, model: str, version: str, reason: str = "") -> list[str]:
     """Record the current actor's approval; returns every approver so far."""
+    registry.require(Role.APPROVER, f"approve {model} {version}")
     mv = registry.get_version(model, version)
     actor = registry.actor
     if actor == mv.created_by:

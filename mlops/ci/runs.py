@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import append_event, canonical_json
 from mlops.store.schema import CIRunRow, CIStepRow
@@ -40,6 +41,7 @@ class RunStore:
 
     def start(self, model: str, artifact_digest: str, data_digest: str, policy: dict[str, Any]
               ) -> int:
+        self.registry.require(Role.DEVELOPER, f"run the quality gates of {model}")
         policy_digest = hashlib.sha256(canonical_json(policy).encode()).hexdigest()
         with self.registry.store.write() as s:
             row = CIRunRow(model_name=model, artifact_digest=artifact_digest,

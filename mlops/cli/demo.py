@@ -15,7 +15,10 @@ import pandas as pd
 import typer
 
 from mlops.cli.output import console, models_table, versions_table
+from mlops.config import get_settings
+from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RouteWriter
+from mlops.errors import PermissionDenied
 from mlops.registry.service import ModelRegistry
 
 __all__ = ["demo"]
@@ -35,7 +38,9 @@ def demo(
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
-    registry = ModelRegistry()
+    # the demo follows the rule a team runs (team mode's default): production takes only
+    # versions that passed staging, their gates and an approval
+    registry = ModelRegistry(get_settings(promotion_policy="gated"))
     work = Path(registry.settings.home) / "demo"
     work.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]1. data")
@@ -61,8 +66,10 @@ def demo(
     candidates = [("logistic", LogisticRegression(max_iter=500)),
                   ("forest", RandomForestClassifier(n_estimators=60, max_depth=8,
                                                     random_state=7))]
-    pipeline = ModelPipeline(registry)  # the built-in medium-risk policy
-    reviewer = ModelRegistry(registry.settings.model_copy(update={"actor": "reviewer"}))
+    ana, rui = _people(registry)
+    console.print("two people with tokens: ana (developer) runs the pipeline, rui (approver) "
+                  "approves and promotes; the audit log names them")
+    pipeline = ModelPipeline(ana)  # the built-in medium-risk policy
     versions = []
     for algo, est in candidates:
         est.fit(train[features], train["label"])
@@ -77,10 +84,15 @@ def demo(
             raise typer.Exit(1)
         versions.append(result.version)
         console.print(f"{model_name} {result.version} ({algo}): {result.status}; "
-                      "reviewer approves it (four eyes: not the person who registered it)")
-        approve(reviewer, model_name, result.version, "demo review")
+                      "rui approves it (four eyes: not the person who registered it)")
+        if len(versions) == 1:
+            try:
+                RolloutManager(ana).deploy(model_name, result.version, "production")
+            except PermissionDenied as exc:
+                console.print(f"ana tries to ship it herself: [red]refused[/] ({exc.message})")
+        approve(rui, model_name, result.version, "demo review")
         if len(versions) == 1:  # the first model: nothing in production to compare with yet
-            rollout = pipeline.promote(model_name, result.version)
+            rollout = ModelPipeline(rui).promote(model_name, result.version)
             console.print(f"mlops ci promote {model_name} {result.version}: {rollout.state} "
                           f"(no version in production yet, so it takes all traffic)")
 
@@ -108,7 +120,7 @@ def demo(
     from mlops.cli.demo_rollout import rollout_section
 
     RouteWriter(registry).clear_route(model_name, "production", reason="demo: end of section 5")
-    rollout_section(registry, model_name, train, test, features, v2)
+    rollout_section(rui, ana, model_name, train, test, features, v2)
 
     console.rule("[bold]7. monitoring: drift and an accuracy drop in production")
     from mlops.cli.demo_monitor import monitor_section
@@ -123,6 +135,22 @@ def demo(
         raise typer.Exit(1)
     console.print(f"\nState is in {registry.settings.home}. Try: mlops models show {model_name}"
                   " · mlops audit log · mlops models search \"stage = production\"")
+
+
+def _people(registry: ModelRegistry) -> tuple[ModelRegistry, ModelRegistry]:
+    """ana (developer) and rui (approver), each with a token that expires in a day."""
+    from mlops.governance.tokens import TokenService
+    from mlops.identity import Role
+    from mlops.store.credentials import Authenticator
+    from mlops.store.tokens import parse_duration
+
+    service = TokenService(registry)
+    auth = Authenticator(registry.settings, registry.store)
+    people = []
+    for name, role in (("ana", Role.DEVELOPER), ("rui", Role.APPROVER)):
+        _, token = service.create(name, role, parse_duration("1d"))
+        people.append(registry.acting_as(auth.authenticate(token)))
+    return people[0], people[1]
 
 
 def start_gateway(registry: ModelRegistry, *args: str, env_extra: dict[str, str] | None = None,

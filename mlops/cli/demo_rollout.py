@@ -55,8 +55,10 @@ def _drive(url: str, model: str, rows: pd.DataFrame, features: list[str], manage
     return manager.status(model, "production")
 
 
-def rollout_section(registry: ModelRegistry, model: str, train: pd.DataFrame,
-                    test: pd.DataFrame, features: list[str], candidate: str) -> None:
+def rollout_section(registry: ModelRegistry, developer: ModelRegistry, model: str,
+                    train: pd.DataFrame, test: pd.DataFrame, features: list[str],
+                    candidate: str) -> None:
+    """``registry`` acts as an approver (production changes), ``developer`` registers."""
     import skops.io as sio
     from sklearn.linear_model import LogisticRegression
 
@@ -78,7 +80,7 @@ def rollout_section(registry: ModelRegistry, model: str, train: pd.DataFrame,
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "noisy.skops"
             sio.dump(noisy, path)
-            result = ModelPipeline(registry).run(
+            result = ModelPipeline(developer).run(
                 path, model, Path(registry.settings.home) / "demo" / "test.csv",
                 stage="register", metadata={"algorithm": "trained on shuffled labels"})
             console.print(_summary(result))
@@ -87,11 +89,11 @@ def rollout_section(registry: ModelRegistry, model: str, train: pd.DataFrame,
                           "is registered, nothing reaches staging or production")
             # to show the automatic rollback, push it past the gates anyway: the override
             # is recorded in the audit log with its reason
-            bad = registry.register(model, path, input_example=train[features].head(20),
+            bad = developer.register(model, path, input_example=train[features].head(20),
                                     reference=train[features],
                                     metadata={"algorithm": "trained on shuffled labels"})
-        manager.deploy(model, bad.version, "staging", strategy="full",
-                       reason="demo: staging before production")
+        RolloutManager(developer).deploy(model, bad.version, "staging", strategy="full",
+                                         reason="demo: staging before production")
         manager.deploy(model, bad.version, "production", strategy="canary",
                        config=_DEMO_ANALYSIS, reason="demo: a model that learned nothing",
                        override="demo: bypass the failed gates to show the automatic rollback")
