@@ -1,5 +1,8 @@
 """Model flavors: one uniform predictor over skops/pickle scikit-learn, ONNX, XGBoost,
-LightGBM and any object with ``predict``; plus the pickle safety scanner."""
+LightGBM and any object with ``predict``; plus the model-file safety machinery: the exact
+allow list of importable globals (:mod:`~mlops.flavors.allowlist`), enforced by the static
+pickle scanner and the skops node check before loading, and by the restricted unpicklers
+and state checks while loading."""
 
 from __future__ import annotations
 

@@ -1,7 +1,12 @@
 """Recognise a model file's format and load it safely into a :class:`LoadedModel`.
 
 Formats: skops (preferred for scikit-learn), ONNX, XGBoost JSON/UBJSON, LightGBM text, and
-pickle/joblib (scanned first: see :mod:`mlops.flavors.pickle_scan`).
+pickle/joblib. Pickle, joblib and skops files are judged twice by the same exact allow list
+(:mod:`mlops.flavors.allowlist`): statically before loading (:func:`safety_check`, see
+:mod:`mlops.flavors.pickle_scan` and :mod:`mlops.flavors.skops_policy`), and while loading
+(:mod:`mlops.flavors.restricted_unpickler`; skops with ``trusted=`` exactly the file's
+allow-listed types). ``trust=True`` is the audited escape hatch: the caller records the
+decision first, and the file is then loaded with the library's normal loader.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from mlops.flavors.base import LoadedModel
 from mlops.flavors.boosters import load_lightgbm, load_xgboost
 from mlops.flavors.estimator import wrap_estimator
 from mlops.flavors.onnx import load_onnx
-from mlops.flavors.pickle_policy import ImportPolicy
 from mlops.flavors.pickle_scan import scan_pickle_bytes
+from mlops.flavors.restricted_unpickler import load_restricted
+from mlops.flavors.skops_policy import check_skops, load_skops
 
 __all__ = [
     "FORMATS",
@@ -86,29 +92,18 @@ class SafetyReport:
 
 
 def safety_check(fmt: str, data: bytes) -> SafetyReport:
-    """Scan pickle/joblib opcodes or skops types; other formats import no code.
+    """Scan pickle/joblib opcodes or skops nodes; other formats import no code.
 
-    skops types are judged by the same allow/deny policy as pickle imports, so a skops
-    file cannot smuggle ``builtins.exec`` or ``operator.methodcaller`` in a pipeline step.
+    skops nodes are judged by the same allow list as pickle imports (every node, including
+    those skops trusts by default), so a skops file cannot smuggle ``builtins.exec`` or
+    ``operator.methodcaller`` into a pipeline step.
     """
     if fmt in {"pickle", "joblib"}:
         result = scan_pickle_bytes(data)
         return SafetyReport(fmt, tuple(result.imports), tuple(result.offending))
     if fmt == "skops":
-        import skops.io as sio
-
-        try:
-            untrusted = sio.get_untrusted_types(data=data)
-        except Exception as exc:
-            raise FlavorError(f"skops cannot read the archive: {exc}.",
-                              fix="Save it again with skops.io.dump().") from exc
-        policy = ImportPolicy(())
-        bad = []
-        for dotted in untrusted:
-            module, _, name = dotted.rpartition(".")
-            if not module or policy.is_denied(module, name) or not policy.is_allowed(module, name):
-                bad.append(dotted)
-        return SafetyReport(fmt, tuple(sorted(untrusted)), tuple(sorted(bad)))
+        report = check_skops(data)
+        return SafetyReport(fmt, report.types, report.offending)
     return SafetyReport(fmt, (), ())
 
 
@@ -150,38 +145,44 @@ def load_bytes(data: bytes, filename: str, *, trust: bool = False, fmt: str | No
         model = load_xgboost(data)
     elif fmt == "lightgbm":
         model = load_lightgbm(data)
-    elif fmt == "skops":
-        import skops.io as sio
-
-        obj = sio.loads(data, trusted=list(report.imports))
-        model = wrap_estimator(obj)
     else:
-        import joblib
-
-        try:
-            obj = joblib.load(io.BytesIO(data))
-        except Exception as exc:
-            raise FlavorError(f"Cannot unpickle {filename}: {type(exc).__name__}: {exc}.",
-                              fix="Check the file and the library versions it was saved with.",
-                              path=filename) from exc
+        # The library's own loader only for a file that needs the audited override; a file
+        # that scans clean still goes through the restricted loaders.
+        override = trust and not report.safe
+        obj = load_skops(data, trust=override) if fmt == "skops" else \
+            _unpickle(data, filename, trust=override)
         model = wrap_estimator(obj)
     model.info.setdefault("format", fmt)
     return model, report
 
 
-def load_skops_if_default_trusted(data: bytes) -> LoadedModel | None:
-    """Load a skops file whose types skops itself trusts (one parse instead of two);
-    None when it holds types that need our allow list or the caller's trust."""
-    import skops.io as sio
-    from skops.io.exceptions import UntrustedTypesFoundException
-
+def _unpickle(data: bytes, filename: str, *, trust: bool) -> object:
+    """The object of a pickle/joblib file: restricted unpickler, or joblib if trusted."""
     try:
-        obj = sio.loads(data)
-    except UntrustedTypesFoundException:
-        return None
+        if trust:
+            import joblib
+
+            return joblib.load(io.BytesIO(data))
+        return load_restricted(data)
+    except FlavorError as exc:
+        exc.context.setdefault("path", filename)
+        raise
     except Exception as exc:
-        raise FlavorError(f"skops cannot read the archive: {exc}.",
-                          fix="Save it again with skops.io.dump().") from exc
-    model = wrap_estimator(obj)
+        raise FlavorError(f"Cannot unpickle {filename}: {type(exc).__name__}: {exc}.",
+                          fix="Check the file and the library versions it was saved with.",
+                          path=filename) from exc
+
+
+def load_skops_if_default_trusted(data: bytes) -> LoadedModel | None:
+    """Load a skops file whose every node is on the allow list (one check, one load);
+    None when it holds anything the list does not allow (the caller then runs
+    :func:`safety_check` and refuses it, or loads it with an audited ``trust=True``).
+
+    Nothing skops trusts by default is trusted here unless the allow list has it too.
+    """
+    report = check_skops(data)
+    if report.offending:
+        return None
+    model = wrap_estimator(load_skops(data, report=report))
     model.info.setdefault("format", "skops")
     return model

@@ -7,24 +7,38 @@ and judged by its :class:`~mlops.flavors.pickle_policy.ImportPolicy`. In joblib 
 also consumes the raw array bytes (or nested pickles) that joblib's ``NumpyUnpickler``
 reads after each ``NumpyArrayWrapper``.
 
-Bad data raises :class:`StreamError` (or its subclasses :class:`Truncated` and
-:class:`UnknownOpcode`) or :class:`JoblibError`; :mod:`mlops.flavors.pickle_scan`
-turns these into offending findings, so its public API never raises for bad data.
+Bad data raises :class:`~mlops.flavors.pickle_findings.StreamError` (or its subclasses
+``Truncated`` and ``UnknownOpcode``) or ``JoblibError``; :mod:`mlops.flavors.pickle_scan`
+turns these into offending findings, so its public API never raises for bad data. Byte
+reading and the stack/memo live in :mod:`mlops.flavors.pickle_reader`.
+
+Beyond recording globals, the emulator checks what the restricted unpickler checks again
+at load time: the literal arguments of guarded functions
+(:func:`mlops.flavors.pickle_guards.static_problem`), the flags and field offsets of
+every numpy dtype it sees BUILT, and that container opcodes only fill containers.
 """
 
 from __future__ import annotations
 
-import _compat_pickle
 import codecs
 import copyreg
 import pickle
 import struct
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mlops.flavors.allowlist import GUARDED, no_call
 from mlops.flavors.pickle_compression import Buffer
-from mlops.flavors.pickle_policy import ImportPolicy
+from mlops.flavors.pickle_findings import (
+    Findings,
+    JoblibError,
+    StreamError,
+    Truncated,
+    UnknownOpcode,
+)
+from mlops.flavors.pickle_guards import static_problem
+from mlops.flavors.pickle_policy import effective_global
+from mlops.flavors.pickle_reader import OpcodeReader
 from mlops.flavors.pickle_values import (
     LITERALS,
     MISSING,
@@ -36,95 +50,21 @@ from mlops.flavors.pickle_values import (
     kind_of,
 )
 
-__all__ = [
-    "Findings",
-    "JoblibError",
-    "OpcodeMachine",
-    "StreamError",
-    "Truncated",
-    "UnknownOpcode",
-]
+__all__ = ["OpcodeMachine"]
 
 _WRAPPER_ATTRS = frozenset(
     ["subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"]
 )
-_TAINT_BUDGET = 20_000_000
-_SMALL_BYTES = 4096
-_MAX_PROBLEMS = 100
-
-
-# --------------------------------------------------------------------------------------
-# errors (the scanner's public API never raises for bad data)
-
-
-class StreamError(Exception):
-    """The bytes are not a pickle stream the scanner can vouch for."""
-
-
-class Truncated(StreamError):
-    """The stream ends early."""
-
-
-class UnknownOpcode(StreamError):
-    """A byte that is no pickle opcode."""
-
-
-class JoblibError(Exception):
-    """A joblib array whose size cannot be determined exactly."""
-
-    def __init__(self, pos: int, reason: str) -> None:
-        super().__init__(reason)
-        self.pos = pos
-
-
-# --------------------------------------------------------------------------------------
-# what one scan collects
-
-
-class Findings:
-    """Everything collected during one scan."""
-
-    def __init__(self, policy: ImportPolicy) -> None:
-        self.policy = policy
-        self.imports: set[str] = set()
-        self.bad_globals: set[str] = set()
-        self.denied: set[str] = set()
-        self.problems: dict[str, None] = {}
-        self.dropped_problems = 0
-        self.wrapper_class_seen = False
-        self.arrays_read = 0
-        self.taint_budget = _TAINT_BUDGET
-
-    def add_global(self, module: str, name: str) -> Global:
-        """Record a global the file imports and judge it against the policy."""
-        glob = Global(module, name)
-        dotted = glob.dotted
-        self.imports.add(dotted)
-        if self.policy.is_denied(module, name):
-            self.bad_globals.add(dotted)
-            self.denied.add(dotted)
-        elif not self.policy.is_allowed(module, name):
-            self.bad_globals.add(dotted)
-        if glob.is_wrapper_class:
-            self.wrapper_class_seen = True
-        return glob
-
-    def problem(self, text: str) -> None:
-        """Record a problem; beyond ``_MAX_PROBLEMS`` distinct ones, only count it."""
-        if len(self.problems) < _MAX_PROBLEMS:
-            self.problems[text] = None
-        elif text not in self.problems:
-            self.dropped_problems += 1
-
-
-def _effective_global(module: str, name: str, proto: int) -> tuple[str, str]:
-    """Apply the unpickler's Python 2 name mapping (done for protocols < 3)."""
-    if proto < 3:
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            return _compat_pickle.NAME_MAPPING[(module, name)]
-        if module in _compat_pickle.IMPORT_MAPPING:
-            return _compat_pickle.IMPORT_MAPPING[module], name
-    return module, name
+_DICTS = frozenset({"builtins.dict", "collections.OrderedDict", "collections.defaultdict",
+                    "sklearn.utils._bunch.Bunch"})
+#: Emulated objects each container opcode may fill (by the label of what built them).
+_MUTABLE: dict[str, frozenset[str]] = {
+    "SETITEM": _DICTS,
+    "SETITEMS": _DICTS,
+    "APPEND": frozenset({"builtins.list"}),
+    "APPENDS": frozenset({"builtins.list"}),
+    "ADDITEMS": frozenset({"set", "builtins.set"}),
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -142,7 +82,7 @@ def _op(code: bytes) -> int:
     return code[0]
 
 
-class OpcodeMachine:
+class OpcodeMachine(OpcodeReader):
     """Emulates one ``Unpickler.load()`` from ``pos`` up to and including STOP.
 
     ``joblib_mode`` adds joblib's ``NumpyUnpickler`` behaviour: after the BUILD of a
@@ -151,17 +91,10 @@ class OpcodeMachine:
     """
 
     def __init__(self, buf: Buffer, pos: int, findings: Findings, joblib_mode: bool) -> None:
-        self.buf = buf
-        self.size = len(buf)
-        self.pos = pos
+        super().__init__(buf, pos)
         self.findings = findings
         self.joblib_mode = joblib_mode
-        self.frame_end: int | None = None
-        self.stack: list[Any] = []
-        self.metastack: list[list[Any]] = []
-        self.memo: dict[int, Any] = {}
         self.proto = 0
-        self.op_pos = pos
         self.ops: dict[int, Callable[[], None]] = {
             _op(pickle.MARK): self.op_mark,
             _op(pickle.POP): self.op_pop,
@@ -234,101 +167,6 @@ class OpcodeMachine:
             _op(pickle.READONLY_BUFFER): self.op_readonly_buffer,
         }
 
-    # ---- reading ---------------------------------------------------------------------
-
-    def _limit(self) -> int:
-        if self.frame_end is not None:
-            if self.pos < self.frame_end:
-                return self.frame_end
-            self.frame_end = None  # frame exhausted: reads go to the file again
-        return self.size
-
-    def take(self, n: int) -> int:
-        """Consume n bytes of opcode data, returning their start offset."""
-        limit = self._limit()
-        start = self.pos
-        if start + n > limit:
-            if limit < self.size:
-                raise StreamError(f"opcode at byte {self.op_pos} crosses the end of a frame")
-            raise Truncated(f"truncated at byte {self.op_pos}")
-        self.pos = start + n
-        return start
-
-    def raw(self, n: int) -> bytes:
-        start = self.take(n)
-        return bytes(self.buf[start : start + n])
-
-    def unpack(self, fmt: struct.Struct) -> Any:
-        start = self.take(fmt.size)
-        return fmt.unpack(self.buf[start : start + fmt.size])[0]
-
-    def line(self) -> bytes:
-        limit = self._limit()
-        idx = self.buf.find(b"\n", self.pos, limit)
-        if idx < 0:
-            if limit < self.size:
-                raise StreamError(f"opcode at byte {self.op_pos} crosses the end of a frame")
-            raise Truncated(f"truncated at byte {self.op_pos}")
-        data = bytes(self.buf[self.pos : idx])
-        self.pos = idx + 1
-        return data
-
-    def text(self, n: int) -> Any:
-        if n > sys.maxsize:
-            raise StreamError(f"string length too large at byte {self.op_pos}")
-        if n > _SMALL_BYTES:
-            # Too long to be a name or a joblib literal: skip the decode (e.g. the
-            # latin-1 array payloads of protocol 0-2 numpy pickles).
-            self.take(n)
-            return Obj("str")
-        try:
-            return self.raw(n).decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError as exc:
-            raise StreamError(f"bad UTF-8 at byte {self.op_pos}") from exc
-
-    def bytes_value(self, n: int) -> Any:
-        if n > sys.maxsize:
-            raise StreamError(f"bytes length too large at byte {self.op_pos}")
-        if n <= _SMALL_BYTES:
-            return self.raw(n)
-        self.take(n)
-        return Obj("bytes")
-
-    def long_bytes(self, n: int) -> int:
-        return int.from_bytes(self.raw(n), "little", signed=True)
-
-    # ---- stack helpers ---------------------------------------------------------------
-
-    def push(self, value: Any) -> None:
-        self.stack.append(value)
-
-    def pop(self) -> Any:
-        if not self.stack:
-            raise StreamError(f"stack underflow at byte {self.op_pos}")
-        return self.stack.pop()
-
-    def top(self) -> Any:
-        if not self.stack:
-            raise StreamError(f"stack underflow at byte {self.op_pos}")
-        return self.stack[-1]
-
-    def pop_mark(self) -> list[Any]:
-        if not self.metastack:
-            raise StreamError(f"MARK expected at byte {self.op_pos}")
-        items = self.stack
-        self.stack = self.metastack.pop()
-        return items
-
-    def get(self, index: int) -> None:
-        if index not in self.memo:
-            raise StreamError(f"memo index {index} not found at byte {self.op_pos}")
-        self.push(self.memo[index])
-
-    def put(self, index: int) -> None:
-        if index < 0:
-            raise StreamError(f"negative memo index at byte {self.op_pos}")
-        self.memo[index] = self.top()
-
     def tainted(self, value: Any) -> bool:
         """Whether value may be, or contain, a NumpyArrayWrapper (class or instance)."""
         findings = self.findings
@@ -367,12 +205,20 @@ class OpcodeMachine:
         return False
 
     def mutate(self, target: Any, values: Iterable[Any], kind: str) -> None:
-        """APPEND/SETITEM/ADDITEMS on something that is not an emulated list/dict."""
+        """APPEND/SETITEM/ADDITEMS on something that is not an emulated list/dict.
+
+        Only the containers legitimate pickles fill this way may be mutated: anything else
+        (an ndarray, a class, a library object) would have its ``__setitem__``/``append``
+        called with values from the file after it was built and checked.
+        """
         if isinstance(target, Global):
             self.findings.problem(
                 f"<{kind} mutates the global object {target.dotted} at byte {self.op_pos}>"
             )
         elif isinstance(target, Obj):
+            if target.label not in _MUTABLE[kind]:
+                self.findings.problem(
+                    f"<{kind} on a {target.label} object at byte {self.op_pos}>")
             if not target.tainted and any(self.tainted(v) for v in values):
                 target.tainted = True
         elif isinstance(target, (Wrapper, Dtype, EDict)):
@@ -574,7 +420,7 @@ class OpcodeMachine:
     # ---- globals -----------------------------------------------------------------------
 
     def record(self, module: str, name: str) -> Global:
-        module, name = _effective_global(module, name, self.proto)
+        module, name = effective_global(module, name, self.proto)
         return self.findings.add_global(module, name)
 
     def _name_line(self) -> str:
@@ -613,6 +459,15 @@ class OpcodeMachine:
     def call(self, func: Any, args: Any) -> Any:
         """Emulated ``func(*args)``."""
         if isinstance(func, Global):
+            if self.findings.policy.kind(func.module, func.name) == GUARDED:
+                problem = static_problem(func.module, func.name, args)
+                if problem:
+                    self.findings.problem(
+                        f"<{func.dotted} called with {problem} at byte {self.op_pos}>")
+            if no_call(func.module, func.name):
+                self.findings.problem(
+                    f"<{func.dotted} is called (its constructor reads files) at byte "
+                    f"{self.op_pos}>")
             if func.is_wrapper_class:
                 return self._wrapper_init(args)
             if func.is_dtype:
@@ -623,9 +478,7 @@ class OpcodeMachine:
             if key == ("copyreg", "__newobj_ex__") and isinstance(args, tuple) and args:
                 return self.new(args[0], args[1:])
             if key == ("copyreg", "_reconstructor") and isinstance(args, tuple) and len(args) == 3:
-                cls, base = args[0], args[1]
-                if isinstance(base, Global) and (base.module, base.name) == ("builtins", "object"):
-                    return self.new(cls, ())
+                return self.new(args[0], ())
             return Obj(func.dotted, tainted=self.tainted(args))
         return Obj("call result", tainted=self.tainted(func) or self.tainted(args))
 
@@ -633,6 +486,8 @@ class OpcodeMachine:
         """Emulated ``cls.__new__(cls, *args)`` (no ``__init__``)."""
         if isinstance(cls, Global) and cls.is_wrapper_class:
             return Wrapper()
+        if isinstance(cls, Global) and cls.is_dtype:
+            return Dtype(args)
         label = cls.dotted if isinstance(cls, Global) else "new object"
         return Obj(label, tainted=self.tainted(cls) or self.tainted(args))
 
@@ -693,6 +548,9 @@ class OpcodeMachine:
                 self.stack[-1] = Obj("numpy.ndarray")
         elif isinstance(inst, Dtype):
             inst.state = state
+            if inst.layout() is None:
+                self.findings.problem(
+                    f"<numpy dtype with inconsistent or unsupported state at byte {self.op_pos}>")
         elif isinstance(inst, Global):
             self.findings.problem(
                 f"<BUILD sets attributes on the global object {inst.dotted} at byte {self.op_pos}>"

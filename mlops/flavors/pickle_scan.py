@@ -21,10 +21,14 @@ A result whose ``format`` starts with ``"joblib"`` is only judged for ``joblib.l
 the raw array bytes in such a file are not pickle opcodes, so never open it with
 ``pickle.load``. A ``"pickle"`` result holds for both loaders.
 
-The import policy (allow list, deny list, risky-name rules) lives in
-:mod:`mlops.flavors.pickle_policy`, decompression in :mod:`mlops.flavors.pickle_compression`,
-the emulated values in :mod:`mlops.flavors.pickle_values` and the opcode emulator in
-:mod:`mlops.flavors.pickle_machine`.
+Every global is judged against the exact allow list (:mod:`mlops.flavors.allowlist`,
+applied by :mod:`mlops.flavors.pickle_policy`); calls of guarded functions must have literal
+arguments their guard accepts (:mod:`mlops.flavors.pickle_guards`); numpy dtypes must have
+flags and field offsets that agree with their layout; container opcodes may only fill
+plain containers. Decompression lives in :mod:`mlops.flavors.pickle_compression`, the
+emulated values in :mod:`mlops.flavors.pickle_values` and the opcode emulator in
+:mod:`mlops.flavors.pickle_machine`. The same rules are enforced again at load time by
+:mod:`mlops.flavors.restricted_unpickler`, so a scanner bug cannot become code execution.
 
 Bad data never raises: a corrupt, truncated, ambiguous or unparseable file is reported as
 offending. Only I/O errors (e.g. a missing file) and a malformed ``extra_allowed``
@@ -46,23 +50,17 @@ from mlops.flavors.pickle_compression import (
     decompress,
     detect_compression,
 )
-from mlops.flavors.pickle_machine import (
+from mlops.flavors.pickle_findings import (
     Findings,
     JoblibError,
-    OpcodeMachine,
     StreamError,
     Truncated,
     UnknownOpcode,
 )
-from mlops.flavors.pickle_policy import (
-    DEFAULT_ALLOWED_EXACT,
-    DEFAULT_ALLOWED_PACKAGES,
-    ImportPolicy,
-)
+from mlops.flavors.pickle_machine import OpcodeMachine
+from mlops.flavors.pickle_policy import ImportPolicy
 
 __all__ = [
-    "DEFAULT_ALLOWED_EXACT",
-    "DEFAULT_ALLOWED_PACKAGES",
     "MAX_DECOMPRESSED_BYTES",
     "ScanResult",
     "scan_pickle_bytes",
@@ -174,8 +172,8 @@ def scan_pickle_bytes(
 ) -> ScanResult:
     """Scan pickle/joblib bytes without loading them.
 
-    ``extra_allowed`` holds exact ``"module.name"`` globals or ``"package.*"`` patterns
-    to accept on top of the defaults (deny-listed names stay refused).
+    ``extra_allowed`` holds exact ``"module.QualName"`` globals to accept on top of the
+    allow list (deny-listed names stay refused; there are no package wildcards).
     """
     buf = data if isinstance(data, bytes) else bytes(data)
     return _scan(buf, extra_allowed, max_decompressed_bytes)

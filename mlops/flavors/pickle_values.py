@@ -8,10 +8,13 @@ Nothing from the file is ever imported, called or hashed.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
 import numpy as np
+
+from mlops.flavors.state_checks import flags_problem
 
 __all__ = [
     "LITERALS",
@@ -27,7 +30,6 @@ __all__ = [
 
 WRAPPER_GLOBAL = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 _DTYPE_SPEC = re.compile(r"[<>=|]?[A-Za-z][0-9]{0,10}")
-_NPY_ITEM_HASOBJECT = 0x01
 
 
 class Global:
@@ -123,9 +125,6 @@ class Dtype:
             return None
         if base.kind not in "biufcmMOSUV":
             return None
-        structural = self._structural_hasobject(base.kind, cache)
-        if structural is None:
-            return None
         state = self.state
         if state is None:
             return base.itemsize, bool(base.hasobject)
@@ -134,46 +133,61 @@ class Dtype:
         elsize, flags = state[5], state[7]
         if not (isinstance(elsize, int) and isinstance(flags, int)):
             return None
-        # numpy trusts the pickled flags; insist they agree with the structure.
-        hasobject = bool(flags & _NPY_ITEM_HASOBJECT)
-        if hasobject != structural:
+        itemsize = elsize if base.kind in "SUV" else base.itemsize
+        if itemsize < 0:
             return None
-        if base.kind in "SUV":
-            if elsize < 0:
-                return None
-            return elsize, hasobject
-        return base.itemsize, hasobject
+        structural = self._structure(base.kind, itemsize, cache)
+        # numpy trusts the pickled flags; insist they agree with the structure.
+        if structural is None or flags_problem(structural, flags) is not None:
+            return None
+        return itemsize, structural
 
-    def _structural_hasobject(
-        self, kind: str, cache: dict[int, tuple[int, bool] | None]
+    def _structure(
+        self, kind: str, itemsize: int, cache: dict[int, tuple[int, bool] | None]
     ) -> bool | None:
+        """Whether the layout holds objects; None if a field or sub-array does not fit."""
         if kind == "O":
             return True
         state = self.state
         if state is None:
             return False
-        if not (isinstance(state, tuple) and len(state) in (8, 9)):
-            return None
         subarray, fields = state[2], state[4]
+        if (subarray is not None or fields is not None) and kind != "V":
+            return None
         found = False
         if subarray is not None:
-            if not (isinstance(subarray, tuple) and subarray and isinstance(subarray[0], Dtype)):
+            if not (isinstance(subarray, tuple) and len(subarray) == 2
+                    and isinstance(subarray[0], Dtype) and isinstance(subarray[1], tuple)
+                    and all(isinstance(d, int) and d >= 0 for d in subarray[1])):
                 return None
             sub = subarray[0].layout(cache)
-            if sub is None:
+            if sub is None or sub[0] * int(np.prod(subarray[1], dtype=np.int64)) != itemsize:
                 return None
-            found = found or sub[1]
+            found = sub[1]
         if fields is not None:
             if not isinstance(fields, EDict):
                 return None
-            for _, entry in fields.pairs:
-                if not (isinstance(entry, tuple) and entry and isinstance(entry[0], Dtype)):
+            spans = []
+            for key, entry in fields.pairs:
+                if not (isinstance(entry, tuple) and len(entry) in (2, 3)
+                        and isinstance(entry[0], Dtype) and isinstance(entry[1], int)):
                     return None
+                if len(entry) == 3 and key == entry[2] and isinstance(key, str):
+                    continue  # the title's alias of a field listed under its name
                 sub = entry[0].layout(cache)
-                if sub is None:
+                if sub is None or entry[1] < 0 or entry[1] + sub[0] > itemsize:
                     return None
+                spans.append((entry[1], entry[1] + sub[0], sub[1]))
                 found = found or sub[1]
+            if found and _overlap(spans):
+                return None
         return found
+
+
+def _overlap(spans: list[tuple[int, int, bool]]) -> bool:
+    """Whether two fields overlap (numpy refuses that next to objects)."""
+    ordered = sorted((start, end) for start, end, _ in spans)
+    return any(a_end > b_start for (_, a_end), (b_start, _) in itertools.pairwise(ordered))
 
 
 LITERALS = (str, bytes, int, float, type(None))

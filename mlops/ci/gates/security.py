@@ -8,8 +8,10 @@ Score (``actual["score"]``, 0-10, compared with ``min_score``):
 
 * **10** - a format that imports no code, or only allow-listed types: skops, ONNX, XGBoost,
   LightGBM, scanned clean;
-* **7** - a pickle/joblib file that scans clean (it could still run code if the allow
-  list had a hole, so it passes with a warning);
+* **7** - a pickle/joblib file that scans clean: every load goes through the same exact
+  allow list, but the consistency checks of objects whose native code trusts their state
+  (tree and index bounds, dtype flags) run only when the file is loaded, not in this scan,
+  so it passes with a warning;
 * **0** - a file with untrusted imports, an unreadable stream, or a SHA-256 that differs
   from ``expected_sha256``.
 
@@ -36,7 +38,8 @@ NAME = "security"
 
 #: Formats that import no code (or only allow-listed skops types): score 10 when clean.
 SAFE_FORMATS = frozenset({"skops", "onnx", "xgboost", "lightgbm"})
-#: Formats that can run arbitrary code on load: score 7 at best.
+#: Pickle-based formats: code runs only through the allow list, but state checks happen at
+#: load time only; score 7 at best.
 PICKLE_FORMATS = frozenset({"pickle", "joblib"})
 
 _SCORE_SAFE, _SCORE_PICKLE, _SCORE_UNSAFE = 10.0, 7.0, 0.0
