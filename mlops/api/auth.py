@@ -9,7 +9,8 @@
 * in single-user mode a ``POST`` to ``/api`` must be one a browser cannot send cross-site
   without asking first: a JSON content type or an ``X-Requested-With`` / ``X-Mlops-Client``
   header (PUT, PATCH and DELETE always need a CORS preflight, which is never granted);
-* in team mode, inference requests need a token when ``auth_inference`` is on.
+* in team mode, feedback (labels, which steer rollout decisions) always needs a token, and
+  inference requests do when ``auth_inference`` is on.
 
 :class:`ApiAuth` resolves the caller of a control-API request (the bearer token in team
 mode, the local administrator in single-user mode); repeated failures from one client are
@@ -216,8 +217,7 @@ class SecurityGuard:
             await send(start)
             await send(body)
             return
-        if self.settings.auth and self.settings.auth_inference \
-                and not scope["path"].startswith("/api") and scope["path"] not in PUBLIC_PATHS:
+        if self.settings.auth and self._needs_token(scope["path"]):
             scheme, _, credential = authorization.decode("latin-1").partition(" ")
             try:
                 principal = await self.auth.authenticate(
@@ -232,6 +232,13 @@ class SecurityGuard:
                 return
             scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+    def _needs_token(self, path: str) -> bool:
+        """Team mode: labels always need a token (they steer rollout decisions); inference
+        does when ``auth_inference`` is on. /api authenticates in its own dependency."""
+        if path.startswith("/api") or path in PUBLIC_PATHS:
+            return False
+        return self.settings.auth_inference or path.endswith("/feedback")
 
     def _refusal(self, scope: Scope, host: str, origin: str, content_type: str,
                  custom: bool) -> dict[str, str] | None:

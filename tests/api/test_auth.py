@@ -206,6 +206,18 @@ def test_a_revoked_token_fails_on_its_next_request(team: Team) -> None:
         assert again.status_code == 401 and "revoked" in again.json()["error"]
 
 
+def test_labels_need_a_token_in_team_mode_inference_does_not(team: Team) -> None:
+    row = {"instances": [[0.1, 0.2, 0.3, 0.4, 0.5]]}
+    with team.server.client() as c:
+        answer = c.post("/v1/models/clf:predict", json=row)
+        assert answer.status_code == 200  # MLOPS_AUTH_INFERENCE is off here
+        label = {"request_id": answer.headers["x-request-id"], "actual": 1}
+        assert c.post("/v1/models/clf/feedback", json=label).status_code == 401
+        sent = c.post("/v1/models/clf/feedback", json=label,
+                      headers=team.headers(Role.VIEWER))
+        assert sent.status_code == 200 and sent.json()["accepted"] == 1
+
+
 def test_repeated_wrong_tokens_from_one_client_are_rate_limited(team: Team) -> None:
     wrong = {"Authorization": "Bearer mlops_000000000000_" + "A" * 43}
     with team.server.client() as c:
@@ -215,3 +227,4 @@ def test_repeated_wrong_tokens_from_one_client_are_rate_limited(team: Team) -> N
             and set(codes[first:]) == {429}
         limited = c.get("/api/v1/models", headers=team.headers(Role.ADMIN))
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+

@@ -117,6 +117,10 @@ def test_team_mode_can_ask_inference_for_a_token_too(
                         headers={"Authorization": f"Bearer {token}"})
             assert ok.status_code == 200
             assert c.get("/v2/health/ready").status_code == 200  # probes stay open
+            label = {"request_id": ok.headers["x-request-id"], "actual": 1}
+            assert c.post("/v1/models/clf/feedback", json=label).status_code == 401
+            assert c.post("/v1/models/clf/feedback", json=label,
+                          headers={"Authorization": f"Bearer {token}"}).status_code == 200
             assert c.get("/metrics").status_code == 200
             # team mode serves any Host name (it sits behind a load balancer)
             assert c.get("/v2/health/live", headers={"Host": "mlops.internal"}).status_code \
