@@ -27,7 +27,7 @@ __all__ = ["demo"]
 def demo(
     model_name: Annotated[str, typer.Option(help="Name to register the demo model under.")
                           ] = "demo_classifier",
-    rows: int = 5000,
+    rows: Annotated[int, typer.Option(min=500, max=1_000_000, help="Rows to generate.")] = 5000,
 ) -> None:
     """The whole lifecycle on generated data: pipeline, registry, gateway, rollouts,
     monitoring and the audit chain."""

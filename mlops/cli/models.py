@@ -162,7 +162,8 @@ def tag(name: str, pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE ..
 @models_app.command("search")
 def search(query: Annotated[str, typer.Argument(
                help="e.g. \"accuracy > 0.9 and stage = production and tags.team = risk\"")] = "",
-           limit: int = 100, as_json: JsonOpt = False) -> None:
+           limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most versions.")] = 100,
+           as_json: JsonOpt = False) -> None:
     """Find versions by name, tag, stage, alias and metric filters."""
     versions = ModelRegistry().search(query, limit=limit)
     if as_json:

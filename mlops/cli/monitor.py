@@ -98,7 +98,8 @@ def drift(
     version: Annotated[str | None, typer.Option(help="Reference version (default: served).")
                        ] = None,
     env: EnvOpt = None,
-    fdr: Annotated[float, typer.Option(help="False discovery rate across features.")] = 0.05,
+    fdr: Annotated[float, typer.Option(min=1e-6, max=0.5,
+                                       help="False discovery rate across features.")] = 0.05,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report.")
                     ] = None,
     as_json: JsonOpt = False,
@@ -230,7 +231,9 @@ def evaluate(model: Annotated[str | None, typer.Argument()] = None, env: EnvOpt 
 @alerts_app.command("list")
 def list_alerts(model: Annotated[str | None, typer.Option()] = None,
                 state: Annotated[str | None, typer.Option(help="firing or resolved.")] = None,
-                env: EnvOpt = None, limit: int = 50, as_json: JsonOpt = False) -> None:
+                env: EnvOpt = None,
+                limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most alerts.")] = 50,
+                as_json: JsonOpt = False) -> None:
     """Alert incidents, newest first."""
     manager = _monitor().alerts
     found = manager.alerts(model, state=state, environment=env, limit=limit)
@@ -284,7 +287,7 @@ def rules(model: Annotated[str | None, typer.Option()] = None,
 def chart(model: str, metric: str, env: EnvOpt = None,
           method: Annotated[str, typer.Option(help="cusum or ewma.")] = "cusum",
           warmup: Annotated[int, typer.Option(
-              help="First points that set the target and sigma.")] = 20,
+              min=2, help="First points that set the target and sigma.")] = 20,
           target: Annotated[float | None, typer.Option(help="Known in-control mean.")] = None,
           sigma: Annotated[float | None, typer.Option(help="Known in-control sd.")] = None,
           as_json: JsonOpt = False) -> None:
