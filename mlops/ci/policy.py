@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -201,20 +202,58 @@ class Policy:
         return self._at(tuple(loc), msg, fix)
 
     def _check_rollout(self, model: str, entry: _Entry | None, tier: str,
-                       rollout: dict[str, Any]) -> None:
-        """A typo in the rollout must fail at load time, with its line, not at promotion."""
-        from mlops.deployment.steps import plan_steps
+                       rollout: dict[str, Any]) -> dict[str, Any]:
+        """A typo in the rollout must fail at load time, with its line, not at promotion.
+
+        The rollout is layered: the built-in tier, the file's tier, the model's entry. A
+        layer that sets the plan (writes ``steps``, ``traffic_split``, ... or names another
+        strategy) replaces the plan below it, so a model that turns a canary tier into
+        ``blue_green`` does not inherit the tier's steps; analysis keys merge key by key.
+        The result is validated with the strategy's settings model and returned."""
+        from mlops.deployment.config import PLAN_KEYS, parse_rollout_config
         from mlops.errors import DeploymentError
 
-        path: tuple[Any, ...] = ("models", model, "rollout") if entry and entry.rollout \
-            else ("tiers", tier, "rollout")
-        config = {**dict(rollout.get("config") or {}),
-                  **({"steps": rollout["steps"]} if rollout.get("steps") else {})}
+        section: tuple[Any, ...] = ("tiers", tier, "rollout")
+        layers: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+            (section, copy.deepcopy(TIERS.get(tier, {}).get("rollout") or
+                                    {"strategy": "full"}))]
+        for path, written in ((section, self._file.tiers.get(tier)),
+                              (("models", model, "rollout"), entry)):
+            if written is not None and written.rollout is not None:
+                layers.append((path, written.rollout.model_dump(exclude_unset=True)))
+                section = path
+        strategy = str(rollout.get("strategy", "canary"))
+        current = str(layers[0][1].get("strategy", "canary"))
+        plan: dict[str, Any] = {}
+        analysis: dict[str, Any] = {}
+        origin: dict[str, tuple[Any, ...]] = {}
+        for path, layer in layers:
+            flat = {**dict(layer.get("config") or {}),
+                    **({"steps": layer["steps"]} if layer.get("steps") else {})}
+            mine = {k: v for k, v in flat.items() if k in PLAN_KEYS}
+            named = layer.get("strategy")
+            if mine or (named is not None and named != current):
+                plan = mine
+            current = str(named or current)
+            analysis.update({k: v for k, v in flat.items() if k not in PLAN_KEYS})
+            origin.update({k: path for k in flat})
         try:
-            plan_steps(str(rollout.get("strategy", "canary")), config)
+            parse_rollout_config(strategy, {**analysis, **plan})
         except DeploymentError as exc:
-            raise self._at(path, exc.message.rstrip("."), exc.fix or "Fix the rollout.") \
-                from exc
+            key = str(exc.context.get("key") or "")
+            parts: list[Any] = [int(p) if p.isdigit() else p
+                                for p in re.findall(r"[^.\[\]]+", key)]
+            where = section if not parts or parts[0] == "strategy" else \
+                (*origin.get(str(parts[0]), section),
+                 *(parts if parts[0] == "steps" else ["config", *parts]))
+            problem = exc.message.rstrip(".")
+            cut = problem.rfind("; did you mean")
+            if cut > 0 and problem.endswith("?"):  # the suggestion is in the fix
+                problem = problem[:cut]
+            raise self._at(where, problem, exc.fix or "Fix the rollout.") from exc
+        config = {**analysis, **{k: v for k, v in plan.items() if k != "steps"}}
+        return {"strategy": strategy, **({"steps": plan["steps"]} if "steps" in plan else {}),
+                **({"config": config} if config else {})}
 
     def models(self) -> list[str]:
         """Models with an entry of their own."""
@@ -246,7 +285,7 @@ class Policy:
                 gates[name] = config
         ordered = {n: gates[n] for n in GATE_ORDER if n in gates}
         rollout = spec.get("rollout") or {"strategy": "full"}
-        self._check_rollout(model, entry, tier, rollout)
+        rollout = self._check_rollout(model, entry, tier, rollout)
         return ModelPolicy(model=model, tier=tier, gates=ordered,
                            approvals=int(spec.get("approvals", 0)), rollout=dict(rollout),
                            sensitive_features=list(spec.get("sensitive_features", [])),

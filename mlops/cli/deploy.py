@@ -28,7 +28,7 @@ def deploy(
     model: str,
     version: str,
     env: EnvOpt = "production",
-    strategy: Annotated[str, typer.Option(help="full, canary, blue_green or ab_test.")
+    strategy: Annotated[str, typer.Option(help="full, canary, blue_green, ab_test, shadow or bandit.")
                         ] = "canary",
     steps: Annotated[str | None, typer.Option(
         help='Canary steps as JSON: [{"weight": 10, "pause": "5m"}, {"weight": 100}].')] = None,

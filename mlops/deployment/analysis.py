@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlops.deployment.config import RolloutConfig, parse_rollout_config
 from mlops.stats.multiple import benjamini_hochberg
 from mlops.stats.sequential import (
     SequentialMonitor,
@@ -46,23 +48,16 @@ from mlops.stats.sequential import (
 )
 from mlops.stats.srm import sample_ratio_mismatch
 
-__all__ = ["DEFAULTS", "StepAnalysis", "analyse"]
+__all__ = ["DEFAULTS", "StepAnalysis", "analyse", "settings"]
 
-DEFAULTS: dict[str, Any] = {
-    "alpha": 0.05,
-    "error_margin": 0.01,  # absolute error-rate points the candidate may add
-    "accuracy_margin": 0.02,  # absolute accuracy points the candidate may lose
-    "label_delay": 0.0,  # seconds before a prediction's label counts as mature
-    "latency_tolerance": 0.5,  # candidate p99 may be 50% above stable's ...
-    "latency_slack_ms": 5.0,  # ... plus this much
-    "min_samples": 50,  # per arm, before guardrails and successes count
-    "require_labels": False,  # Successful needs an accuracy verdict
-    "srm_threshold": 0.001,
-    # the sample-ratio check counts only requests older than this: gateways flush the log
-    # every 2 s, one file per version, so the newest seconds can hold one arm's rows and not
-    # yet the other's (two flush intervals plus a second; more replicas flush independently)
-    "srm_settle_seconds": 5.0,
-}
+#: the analysis defaults (see :class:`~mlops.deployment.config.RolloutConfig`)
+DEFAULTS: dict[str, Any] = RolloutConfig().analysis()
+
+
+def settings(config: RolloutConfig | Mapping[str, Any] | None) -> RolloutConfig:
+    """Typed analysis settings: a parsed config as is, a mapping parsed (shared keys)."""
+    return config if isinstance(config, RolloutConfig) else parse_rollout_config("full",
+                                                                                 config)
 
 
 @dataclass(frozen=True)
@@ -93,14 +88,15 @@ def _look(name: str, monitors: dict[str, dict[str, Any]], result: SequentialResu
 
 
 def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
-            weight: float, config: dict[str, Any], monitors: dict[str, dict[str, Any]],
+            weight: float, config: RolloutConfig | Mapping[str, Any],
+            monitors: dict[str, dict[str, Any]],
             now: float | None = None, step_since: float | None = None) -> StepAnalysis:
     """One look at the rollout's traffic (``log``: prediction rows of this rollout only;
     the sample-ratio check uses the rows since ``step_since``, when this weight applied)."""
-    cfg = {**DEFAULTS, **config}
+    cfg = settings(config)
     now = time.time() if now is None else now
     monitors = {k: dict(v) for k, v in monitors.items()}
-    alpha = float(cfg["alpha"])
+    alpha = cfg.alpha
     metrics: dict[str, dict[str, Any]] = {}
     failed: list[str] = []
     passed: list[str] = []
@@ -117,12 +113,12 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
         t = first.filter(pc.equal(first["version"], version)) if first.num_rows else first
         arms[arm] = t
     n_s, n_c = arms["stable"].num_rows, arms["candidate"].num_rows
-    min_n = int(cfg["min_samples"])
+    min_n = cfg.min_samples
 
     # sample ratio: only meaningful while both arms get traffic
     step_rows = first if step_since is None or not first.num_rows else first.filter(
         pc.greater_equal(pc.cast(first["ts"], pa.int64()), int(step_since * 1e6)))
-    settled = now - float(cfg["srm_settle_seconds"])
+    settled = now - cfg.srm_settle_seconds
     if step_rows.num_rows:
         step_rows = step_rows.filter(
             pc.less_equal(pc.cast(step_rows["ts"], pa.int64()), int(settled * 1e6)))
@@ -130,7 +126,7 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
     k_c = _routed(step_rows, candidate, weight / 100.0)
     if 0.0 < weight < 100.0 and k_s + k_c > 0:
         srm = sample_ratio_mismatch([k_s, k_c], [100.0 - weight, weight],
-                                    threshold=float(cfg["srm_threshold"]))
+                                    threshold=cfg.srm_threshold)
         metrics["sample_ratio"] = {"observed": [k_s, k_c], "weights": [100 - weight, weight],
                                    "chi2": float(srm.chi2), "p_value": float(srm.p_value),
                                    "mismatch": bool(srm.mismatch)}
@@ -141,7 +137,7 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
     if n_s and n_c:
         e_s = int(pc.sum(pc.greater_equal(arms["stable"]["status"], 500)).as_py() or 0)
         e_c = int(pc.sum(pc.greater_equal(arms["candidate"]["status"], 500)).as_py() or 0)
-        margin = float(cfg["error_margin"])
+        margin = cfg.error_margin
         result = msprt_non_inferiority_proportions(
             e_s, n_s, e_c, n_c, margin=margin, tau=choose_tau(max(margin, 0.005)),
             alpha=alpha, higher_is_better=False)
@@ -158,7 +154,7 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
             return float(np.percentile(ok["latency_ms"].to_numpy(), 99)) if ok.num_rows else 0.0
 
         s99, c99 = p99(arms["stable"]), p99(arms["candidate"])
-        limit = s99 * (1 + float(cfg["latency_tolerance"])) + float(cfg["latency_slack_ms"])
+        limit = s99 * (1 + cfg.latency_tolerance) + cfg.latency_slack_ms
         metrics["latency_p99_ms"] = {"stable": s99, "candidate": c99, "limit": limit}
         if c99 > limit:
             failed.append(f"p99 latency {c99:.1f} ms above the limit {limit:.1f} ms "
@@ -166,7 +162,7 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
 
     # model quality on mature labels: accuracy (classification) or absolute error
     # (regression)
-    joined = _labelled(log, feedback, now - float(cfg["label_delay"]))
+    joined = _labelled(log, feedback, now - cfg.label_delay)
     quality = None
     if joined is not None:
         quality = _quality(joined, stable, candidate, cfg, metrics, monitors, tested)
@@ -190,13 +186,13 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
 
     if failed:
         return StepAnalysis("Failed", "; ".join(failed), metrics, monitors)
-    needed = {"error_rate"} | ({quality or "accuracy"} if cfg["require_labels"] else set())
+    needed = {"error_rate"} | ({quality or "accuracy"} if cfg.require_labels else set())
     if n_s >= min_n and n_c >= min_n and needed <= set(passed):
         return StepAnalysis("Successful", "candidate shown non-inferior on "
                             + ", ".join(sorted(passed)), metrics, monitors)
     if not n_s and n_c >= min_n:  # all traffic on the candidate: absolute guardrails only
         e_c = int(pc.sum(pc.greater_equal(arms["candidate"]["status"], 500)).as_py() or 0)
-        rate, margin = e_c / n_c, float(cfg["error_margin"])
+        rate, margin = e_c / n_c, cfg.error_margin
         metrics["error_rate"] = {"candidate": rate, "n_candidate": n_c, "limit": margin}
         if rate > margin:
             return StepAnalysis("Failed", f"error rate {rate:.2%} above {margin:.2%} with all "
@@ -253,19 +249,19 @@ def _is_regression(joined: pd.DataFrame) -> bool:
     return bool(np.any(np.mod(values, 1) != 0))
 
 
-def _quality(joined: pd.DataFrame, stable: str, candidate: str, cfg: dict[str, Any],
+def _quality(joined: pd.DataFrame, stable: str, candidate: str, cfg: RolloutConfig,
              metrics: dict[str, dict[str, Any]], monitors: dict[str, dict[str, Any]],
              tested: dict[str, tuple[SequentialResult, str]]) -> str | None:
     s_rows = joined[joined.version == stable]
     c_rows = joined[joined.version == candidate]
     if s_rows.empty or c_rows.empty:
         return None
-    alpha = float(cfg["alpha"])
+    alpha = cfg.alpha
     if _is_regression(joined):
         err_s = (s_rows.prediction_num - s_rows.actual_num).abs().to_numpy()
         err_c = (c_rows.prediction_num - c_rows.actual_num).abs().to_numpy()
         mae_s, mae_c = float(err_s.mean()), float(err_c.mean())
-        margin = float(cfg.get("mae_margin") or max(0.05 * mae_s, 1e-12))
+        margin = cfg.mae_margin or max(0.05 * mae_s, 1e-12)
         if err_s.size < 2 or err_c.size < 2:
             return "mae"
         result = msprt_non_inferiority_means(err_s, err_c, margin=margin,
@@ -280,7 +276,7 @@ def _quality(joined: pd.DataFrame, stable: str, candidate: str, cfg: dict[str, A
         return "mae"
     ok_s, ok_c = _correct(s_rows), _correct(c_rows)
     m_s, m_c = len(ok_s), len(ok_c)
-    margin = float(cfg["accuracy_margin"])
+    margin = cfg.accuracy_margin
     result = msprt_non_inferiority_proportions(int(ok_s.sum()), m_s, int(ok_c.sum()), m_c,
                                                margin=margin, tau=choose_tau(margin),
                                                alpha=alpha, higher_is_better=True)

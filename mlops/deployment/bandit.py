@@ -13,45 +13,60 @@ so off-policy estimates stay possible.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from mlops.deployment.analysis import DEFAULTS, StepAnalysis, _correct, _labelled
+from mlops.deployment.analysis import StepAnalysis, _correct, _labelled
+from mlops.deployment.config import BanditConfig, RolloutConfig, parse_rollout_config
 
 __all__ = ["BANDIT_DEFAULTS", "analyse_bandit"]
 
-BANDIT_DEFAULTS: dict[str, Any] = {"floor": 1.0, "decide_at": 0.95, "draws": 20_000,
-                                   "seed": 0}
+#: the bandit's own defaults (see :class:`~mlops.deployment.config.BanditConfig`)
+BANDIT_DEFAULTS: dict[str, Any] = BanditConfig().model_dump(
+    include={"floor", "decide_at", "draws", "seed"})
+
+
+def _settings(config: RolloutConfig | Mapping[str, Any] | None) -> BanditConfig:
+    """Bandit settings from a parsed config (of any strategy: its analysis part) or a
+    mapping."""
+    if isinstance(config, BanditConfig):
+        return config
+    parsed = parse_rollout_config("bandit", config.analysis()
+                                  if isinstance(config, RolloutConfig) else config)
+    assert isinstance(parsed, BanditConfig)
+    return parsed
 
 
 def analyse_bandit(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
-                   weight: float, config: dict[str, Any], now: float | None = None
+                   weight: float, config: RolloutConfig | Mapping[str, Any],
+                   now: float | None = None
                    ) -> tuple[StepAnalysis, float]:
     """The outcome and the candidate's next traffic share (percent)."""
-    cfg = {**DEFAULTS, **BANDIT_DEFAULTS, **config}
+    cfg = _settings(config)
     now = time.time() if now is None else now
-    joined = _labelled(log, feedback, now - float(cfg["label_delay"]))
+    joined = _labelled(log, feedback, now - cfg.label_delay)
     if joined is None:
         return StepAnalysis("Inconclusive", "no labelled requests yet", {}, {}), weight
     correct = _correct(joined)
     is_s, is_c = (joined.version == stable).to_numpy(), (joined.version == candidate).to_numpy()
     wins_s, n_s = int(correct[is_s].sum()), int(is_s.sum())
     wins_c, n_c = int(correct[is_c].sum()), int(is_c.sum())
-    rng = np.random.default_rng(int(cfg["seed"]) + n_s + n_c)
-    draws = int(cfg["draws"])
+    rng = np.random.default_rng(cfg.seed + n_s + n_c)
+    draws = cfg.draws
     theta_s = rng.beta(1 + wins_s, 1 + n_s - wins_s, draws)
     theta_c = rng.beta(1 + wins_c, 1 + n_c - wins_c, draws)
     p_better = float(np.mean(theta_c > theta_s))
-    floor = float(cfg["floor"])
+    floor = cfg.floor
     share = float(np.clip(100.0 * p_better, floor, 100.0 - floor))
     metrics = {"reward": {"stable": wins_s / n_s if n_s else None,
                           "candidate": wins_c / n_c if n_c else None,
                           "n_stable": n_s, "n_candidate": n_c,
                           "p_candidate_better": p_better, "next_weight": share}}
-    decide = float(cfg["decide_at"])
-    enough = min(n_s, n_c) >= int(cfg["min_samples"])
+    decide = cfg.decide_at
+    enough = min(n_s, n_c) >= cfg.min_samples
     if enough and p_better >= decide:
         return StepAnalysis("Successful", f"P(candidate better) = {p_better:.3f} after "
                             f"{n_s + n_c} labelled requests", metrics, {}), share

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from mlops.deployment.rollouts import RolloutManager
@@ -27,15 +28,17 @@ class DeploymentAutomation:
         self.rollouts = RolloutManager(registry)
 
     def deploy_model(self, model_name: str, model_version: str, strategy: str = "canary",
-                     config: dict[str, Any] | None = None, environment: str | None = None,
+                     config: Mapping[str, Any] | None = None, environment: str | None = None,
                      reason: str = "", override: str | None = None) -> dict[str, Any]:
-        """Start a rollout; ``ab_test`` without a split uses the registry's A/B set-up."""
+        """Start a rollout; ``ab_test`` without a split uses the registry's A/B set-up.
+        ``config`` is validated first (a :class:`~mlops.errors.DeploymentError` names the
+        key and the fix; nothing is stored)."""
         env = environment or self.environment
-        config = dict(config or {})
-        if strategy == "ab_test" and "traffic_split" not in config:
+        if strategy == "ab_test" and (config is None or isinstance(config, Mapping)) \
+                and "traffic_split" not in (config or {}):
             ab = self.registry.active_ab_test(model_name)
             if ab is not None and ab.version_b == model_version:
-                config["traffic_split"] = ab.traffic_split
+                config = {**(config or {}), "traffic_split": ab.traffic_split}
         return self.rollouts.deploy(model_name, model_version, env, strategy=strategy,
                                     config=config, reason=reason, override=override).to_dict()
 

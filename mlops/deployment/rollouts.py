@@ -10,7 +10,9 @@ transaction. :meth:`RolloutManager.tick` is one pass of the controller.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,11 +24,12 @@ from sqlalchemy.orm import Session
 
 from mlops.deployment.analysis import StepAnalysis, analyse
 from mlops.deployment.bandit import analyse_bandit
+from mlops.deployment.config import RolloutConfig, parse_rollout_config
 from mlops.deployment.routes import RouteWriter
 from mlops.deployment.shadow import analyse_shadow
 from mlops.deployment.smoke import smoke_test
 from mlops.deployment.steps import Step, plan_steps
-from mlops.errors import DeploymentError
+from mlops.errors import ConcurrencyError, DeploymentError
 from mlops.registry.promotion import Verdict, check_serving_change, stage_for_environment
 from mlops.registry.service import ModelRegistry
 from mlops.serving.predlog import read_feedback, read_predictions
@@ -44,6 +47,7 @@ from mlops.store.schema import (
 __all__ = ["ACTIVE", "Rollout", "RolloutManager"]
 
 ACTIVE = ("progressing", "paused")
+log = logging.getLogger("mlops.deployment")
 
 
 def _utc(dt: datetime) -> datetime:
@@ -112,6 +116,26 @@ class RolloutManager:
     def _steps(row: RolloutRow) -> list[Step]:
         return [Step(**d) for d in row.steps.get("steps", [])]
 
+    @staticmethod
+    def _settings(row: RolloutRow) -> RolloutConfig:
+        """The row's stored settings, parsed with the same models as at deploy time."""
+        try:
+            return parse_rollout_config(row.strategy, row.config or {})
+        except DeploymentError as exc:
+            raise DeploymentError(
+                f"The stored config of rollout {row.id} no longer parses: {exc.message}",
+                fix="Abort the rollout and deploy again with a valid config.",
+                rollout=row.id) from exc
+
+    @classmethod
+    def _keep_seconds(cls, row: RolloutRow) -> float:
+        """How long the previous version stays loaded; the default when the stored config
+        no longer parses (promoting or aborting such a rollout must still work)."""
+        try:
+            return cls._settings(row).keep_previous_seconds
+        except DeploymentError:
+            return RolloutConfig().keep_previous_seconds
+
     def _to_rollout(self, s: Session, row: RolloutRow, name: str, analyses: int = 20
                     ) -> Rollout:
         found = s.scalars(select(AnalysisRow).where(AnalysisRow.rollout_id == row.id)
@@ -162,11 +186,13 @@ class RolloutManager:
                                     environment, versions, override=override, action=action)
 
     def deploy(self, model: str, version: str, environment: str = "production", *,
-               strategy: str = "canary", config: dict[str, Any] | None = None,
+               strategy: str = "canary", config: Mapping[str, Any] | None = None,
                reason: str = "", override: str | None = None) -> Rollout:
         """Start rolling ``version`` out; ``full`` finishes at once. ``override`` is the
-        recorded reason for skipping the promotion policy."""
-        steps = plan_steps(strategy, config)
+        recorded reason for skipping the promotion policy. ``config`` is validated before
+        anything is stored (:func:`~mlops.deployment.config.parse_rollout_config`)."""
+        settings = parse_rollout_config(strategy, config)
+        steps = plan_steps(strategy, settings)
         self.registry.get_version(model, version)  # VersionNotFound with its fix
         with self.store.write() as s:
             mrow = self._model(s, model)
@@ -188,14 +214,11 @@ class RolloutManager:
                 raise DeploymentError(f"{model} {version} is already stable in {environment}.",
                                       fix="Deploy another version.", model=model,
                                       version=version)
-            analysis = {k: v for k, v in (config or {}).items()
-                        if k not in {"steps", "initial_traffic", "increment",
-                                     "interval_minutes", "traffic_split", "observe", "pause",
-                                     "mirror", "initial_weight"}}
             row = RolloutRow(model_id=mrow.id, environment=environment, strategy=strategy,
                              stable_version=stable, candidate_version=version,
                              steps={"steps": [st.to_dict() for st in steps]}, step_index=0,
-                             state="progressing", reason=reason, config=analysis, monitor={},
+                             state="progressing", reason=reason, config=settings.analysis(),
+                             monitor={},
                              created_by=self.registry.actor)
             s.add(row)
             s.flush()
@@ -216,8 +239,7 @@ class RolloutManager:
         """The candidate becomes stable (the previous stable stays known for rollback)."""
         self._set_route(s, model, row.environment, row.candidate_version, None, 0.0,
                         row.strategy, "stable", keep=row.stable_version,
-                        keep_seconds=float((row.config or {}).get("keep_previous_seconds",
-                                                                  600.0)))
+                        keep_seconds=self._keep_seconds(row))
         row.step_index = len(self._steps(row)) - 1
         row.state, row.reason, row.updated_at = "succeeded", why, utcnow()
         stage = stage_for_environment(row.environment)
@@ -264,6 +286,7 @@ class RolloutManager:
                 self._audit(s, "rollout.pause", model, env, {"rollout": row.id,
                                                              "reason": row.reason})
             else:  # resume
+                self._settings(row)  # a config that no longer parses would pause again
                 row.state, row.reason, row.step_started_at = "progressing", reason, utcnow()
                 self._audit(s, "rollout.resume", model, env, {"rollout": row.id,
                                                               "reason": reason})
@@ -288,6 +311,7 @@ class RolloutManager:
         """All traffic back to the previous stable version (or ``to``); returns it."""
         with self.store.write() as s:
             mrow = self._model(s, model)
+            self._gate(s, mrow, env, [], "roll back")  # who may, before what there is
             active = self._active(s, mrow, env)
             if active is not None and to is None:
                 self._gate(s, mrow, env, [active.stable_version], "roll back")
@@ -323,13 +347,48 @@ class RolloutManager:
 
     # ------------------------------------------------------------------ the controller
     def tick(self, now: float | None = None) -> list[Rollout]:
-        """Analyse every progressing rollout once and apply the outcome."""
+        """Analyse every progressing rollout once and apply the outcome. A rollout whose
+        pass raises (a stored config that no longer parses, a corrupt log file, a bug) is
+        paused with the error as its reason; the others go on."""
         now = time.time() if now is None else now
         with self.store.read() as s:
             ids = [(r.id, name) for r, name in s.execute(
                 select(RolloutRow, ModelRow.name).join(ModelRow)
                 .where(RolloutRow.state == "progressing"))]
-        return [r for rid, name in ids if (r := self._advance(rid, name, now)) is not None]
+        done: list[Rollout] = []
+        for rid, name in ids:
+            try:
+                result = self._advance(rid, name, now)
+            except ConcurrencyError as exc:  # the database was busy: the next pass retries
+                log.warning("rollout %s of %s skipped this pass: %s", rid, name, exc)
+                continue
+            except Exception as exc:  # one broken rollout must not wedge the rest
+                result = self._pause_broken(rid, name, exc)
+            if result is not None:
+                done.append(result)
+        return done
+
+    def _pause_broken(self, rollout_id: int, model: str, error: Exception) -> Rollout | None:
+        """Pause a rollout whose controller pass raised, once, with the error as reason."""
+        text = f"{type(error).__name__}: {error}"
+        try:
+            with self.store.write() as s:
+                row = s.get(RolloutRow, rollout_id)
+                if row is None or row.state != "progressing":
+                    return None
+                row.state = "paused"
+                row.reason = f"paused by the controller after an error: {text}"[:2000]
+                row.updated_at = utcnow()
+                self._audit(s, "rollout.pause", model, row.environment,
+                            {"rollout": row.id, "reason": row.reason, "error": text})
+                s.flush()
+                paused = self._to_rollout(s, row, model, analyses=1)
+        except Exception:  # logged; the other rollouts go on
+            log.exception("rollout %s of %s failed and could not be paused", rollout_id, model)
+            return None
+        log.error("rollout %s of %s paused after an error: %s", rollout_id, model, text,
+                  exc_info=error)
+        return paused
 
     def _traffic(self, model: str, env: str, since: float) -> tuple[pa.Table, pa.Table]:
         uri = self.registry.settings.artifacts_uri
@@ -348,7 +407,7 @@ class RolloutManager:
             started = _utc(row.started_at).timestamp()
             step_started = _utc(row.step_started_at).timestamp()
             env, stable, candidate = row.environment, row.stable_version, row.candidate_version
-            config, monitors = dict(row.config or {}), dict(row.monitor or {})
+            settings, monitors = self._settings(row), dict(row.monitor or {})
             row_strategy = row.strategy
             current_weight = float(row.monitor.get("bandit_weight", steps[index].weight)) \
                 if row.monitor else steps[index].weight
@@ -365,16 +424,16 @@ class RolloutManager:
         elif row_strategy == "bandit" and index == 0:
             result, share = analyse_bandit(log, feedback, stable=stable or "",
                                            candidate=candidate, weight=current_weight,
-                                           config=config, now=now)
+                                           config=settings, now=now)
         elif step.mode == "shadow":
             result = analyse_shadow(log, feedback, stable=stable or "", candidate=candidate,
-                                    config=config, monitors=monitors, now=now)
+                                    config=settings, monitors=monitors, now=now)
         else:
             result = analyse(log, feedback, stable=stable or "", candidate=candidate,
-                             weight=step.weight, config=config, monitors=monitors, now=now,
+                             weight=step.weight, config=settings, monitors=monitors, now=now,
                              step_since=step_started)
         elapsed = now - step_started
-        limit = float(config.get("max_step_seconds", max(3600.0, 10 * step.pause)))
+        limit = settings.max_step_seconds or max(3600.0, 10 * step.pause)
         with self.store.write() as s:
             row = s.get(RolloutRow, rollout_id)
             if row is None or row.state != "progressing" or row.step_index != index:

@@ -13,12 +13,14 @@ client, so it is reported, not judged.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from mlops.deployment.analysis import DEFAULTS, StepAnalysis, _look, _result_dict
+from mlops.deployment.analysis import StepAnalysis, _look, _result_dict, settings
+from mlops.deployment.config import RolloutConfig
 from mlops.stats.paired import mcnemar
 from mlops.stats.sequential import choose_tau, msprt_non_inferiority_paired
 
@@ -26,9 +28,10 @@ __all__ = ["analyse_shadow"]
 
 
 def analyse_shadow(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
-                   config: dict[str, Any], monitors: dict[str, dict[str, Any]],
+                   config: RolloutConfig | Mapping[str, Any],
+                   monitors: dict[str, dict[str, Any]],
                    now: float | None = None) -> StepAnalysis:
-    cfg = {**DEFAULTS, **config}
+    cfg = settings(config)
     now = time.time() if now is None else now
     monitors = {k: dict(v) for k, v in monitors.items()}
     metrics: dict[str, dict[str, Any]] = {}
@@ -40,19 +43,19 @@ def analyse_shadow(log: pa.Table, feedback: pa.Table, *, stable: str, candidate:
     mirror = frame[(frame.route == "shadow") & (frame.version == candidate)]
     pairs = base.merge(mirror, on=["request_id", "row"], suffixes=("_s", "_c"))
     n = len(pairs)
-    min_n = int(cfg["min_samples"])
+    min_n = cfg.min_samples
     errors = int((pairs.status_c >= 500).sum()) if n else 0
     agree = float((pairs.prediction_s == pairs.prediction_c).mean()) if n else float("nan")
     metrics["pairs"] = {"n": n, "agreement": agree if n else None,
                         "shadow_error_rate": errors / n if n else None}
-    if n >= min_n and errors / n > float(cfg["error_margin"]):
+    if n >= min_n and errors / n > cfg.error_margin:
         return StepAnalysis("Failed", f"shadow error rate {errors / n:.2%} above "
-                            f"{float(cfg['error_margin']):.2%}", metrics, monitors)
+                            f"{cfg.error_margin:.2%}", metrics, monitors)
 
     labels = feedback.select(["request_id", "row", "actual", "actual_num"]).to_pandas() \
         .drop_duplicates(["request_id", "row"], keep="last") if feedback.num_rows else None
     mature = pairs[(pairs.status_s < 500) & (pairs.status_c < 500)
-                   & (pairs.ts_s.astype("int64") / 1e9 <= now - float(cfg["label_delay"]))]
+                   & (pairs.ts_s.astype("int64") / 1e9 <= now - cfg.label_delay)]
     labelled = mature.merge(labels, on=["request_id", "row"]) if labels is not None else \
         mature.iloc[0:0]
     if len(labelled):
@@ -70,11 +73,11 @@ def analyse_shadow(log: pa.Table, feedback: pa.Table, *, stable: str, candidate:
                               "p_value": float(test.p_value), "difference": test.difference,
                               "ci_low": test.ci_low, "ci_high": test.ci_high,
                               "stable": test.accuracy_a, "candidate": test.accuracy_b}
-        margin = float(cfg["accuracy_margin"])
+        margin = cfg.accuracy_margin
         d = c_ok.astype(float) - s_ok.astype(float)
         if len(d) >= 2 and np.var(d) > 0:
             result = msprt_non_inferiority_paired(d, margin=margin, tau=choose_tau(margin),
-                                                  alpha=float(cfg["alpha"]))
+                                                  alpha=cfg.alpha)
             combined = _look("paired_accuracy", monitors, result)
             metrics["paired_accuracy"] = {**_result_dict(combined),
                                           "stable": test.accuracy_a,
@@ -89,7 +92,7 @@ def analyse_shadow(log: pa.Table, feedback: pa.Table, *, stable: str, candidate:
         elif len(d) >= min_n and not np.any(d):
             return StepAnalysis("Successful", f"{len(d)} labelled pairs, identical outcomes",
                                 metrics, monitors)
-    elif n >= min_n and not cfg["require_labels"]:
+    elif n >= min_n and not cfg.require_labels:
         return StepAnalysis("Successful", f"{n} mirrored requests, shadow error rate "
                             f"{errors / n:.2%}; no labels required", metrics, monitors)
     return StepAnalysis("Inconclusive", f"waiting for evidence ({n} pairs, "

@@ -7,22 +7,28 @@ decides) or ``"manual"`` (until a person promotes). ``blue_green`` sends everyth
 new version for an observation window and switches back on failure; ``ab_test`` holds a
 fixed split until the analysis decides; ``shadow`` mirrors a share of requests to the
 candidate (clients always get stable) and switches when the paired analysis passes;
-``full`` replaces at once.
+``full`` replaces at once. The settings are validated by :mod:`mlops.deployment.config`.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlops.errors import DeploymentError
+from mlops.deployment.config import (
+    STRATEGIES,
+    ABTestConfig,
+    BanditConfig,
+    BlueGreenConfig,
+    CanaryConfig,
+    RolloutConfig,
+    ShadowConfig,
+    parse_pause,
+    parse_rollout_config,
+)
 
 __all__ = ["STRATEGIES", "Step", "parse_pause", "plan_steps"]
-
-STRATEGIES = ("full", "canary", "blue_green", "ab_test", "shadow", "bandit")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 @dataclass(frozen=True)
@@ -40,94 +46,37 @@ class Step:
         return asdict(self)
 
 
-def parse_pause(value: Any) -> tuple[float, str]:
-    """``(seconds, until)`` from a number, a duration string, "analysis" or "manual"."""
-    if value is None:
-        return 0.0, "time"
-    if isinstance(value, bool):
-        raise DeploymentError(f"Pause {value!r} is not a duration.",
-                              fix='Use seconds, "30s", "5m", "1h", "analysis" or "manual".')
-    if isinstance(value, int | float):
-        if value < 0:
-            raise DeploymentError(f"Pause {value} is negative.", fix="Use 0 or more seconds.")
-        return float(value), "time"
-    text = str(value).strip().lower()
-    if text in {"analysis", "manual"}:
-        return 0.0, text
-    match = _DURATION.match(text)
-    if not match:
-        raise DeploymentError(f"Pause {value!r} is not a duration.",
-                              fix='Use seconds, "30s", "5m", "1h", "analysis" or "manual".')
-    return float(match.group(1)) * _UNITS[match.group(2)], "time"
+def _timed(pause: float | str) -> tuple[float, str]:
+    return (0.0, pause) if isinstance(pause, str) else (float(pause), "time")
 
 
-def _weight(value: Any, where: str) -> float:
-    try:
-        weight = float(value)
-    except (TypeError, ValueError):
-        raise DeploymentError(f"{where}: weight {value!r} is not a number.",
-                              fix="Give weights in percent, 0-100.") from None
-    if not 0.0 < weight <= 100.0:
-        raise DeploymentError(f"{where}: weight {weight} is outside (0, 100].",
-                              fix="Give weights in percent, above 0 and at most 100.")
-    return weight
-
-
-def plan_steps(strategy: str, config: dict[str, Any] | None) -> list[Step]:
-    """The steps of a strategy; the last step of every plan sends 100% to the candidate."""
-    config = dict(config or {})
-    if strategy not in STRATEGIES:
-        raise DeploymentError(f"Unknown strategy {strategy!r}.",
-                              fix=f"Use one of {', '.join(STRATEGIES)}.")
-    if strategy == "full":
-        return [Step(100.0)]
-    if strategy == "blue_green":
-        seconds, until = parse_pause(config.get("observe", "analysis"))
+def plan_steps(strategy: str, config: Mapping[str, Any] | RolloutConfig | None
+               ) -> list[Step]:
+    """The steps of a strategy; the last step of every plan sends 100% to the candidate.
+    ``config`` is parsed first (:func:`~mlops.deployment.config.parse_rollout_config`)."""
+    settings = config if isinstance(config, RolloutConfig) and config.strategy == strategy \
+        else parse_rollout_config(strategy, config if not isinstance(config, RolloutConfig)
+                                  else config.model_dump(exclude_unset=True))
+    if isinstance(settings, BlueGreenConfig):
         # green is loaded beside blue with no traffic and must answer smoke requests first
-        return [Step(0.0, 0.0, "smoke"), Step(100.0, seconds, until), Step(100.0)]
-    if strategy == "bandit":  # the controller moves the share; this is where it starts
-        start = _weight(config.get("initial_weight", 50), "bandit initial_weight")
-        return [Step(min(start, 99.0), 0.0, "analysis"), Step(100.0)]
-    if strategy == "shadow":
-        mirror = _weight(config.get("mirror", 100), "shadow mirror share")
-        seconds, until = parse_pause(config.get("pause", "analysis"))
-        return [Step(mirror, seconds, until, "shadow"), Step(100.0)]
-    if strategy == "ab_test":
-        split = config.get("traffic_split", 0.5)
-        weight = _weight(float(split) * 100 if float(split) <= 1 else split, "ab_test")
-        if weight >= 100:
-            raise DeploymentError("An A/B test needs traffic on both versions.",
-                                  fix="Use a traffic_split below 1 (e.g. 0.5).")
-        seconds, until = parse_pause(config.get("pause", "analysis"))
-        return [Step(weight, seconds, until), Step(100.0)]
-    # canary
-    if "steps" in config:
-        raw = config["steps"]
-        if not isinstance(raw, list) or not raw:
-            raise DeploymentError("canary steps must be a non-empty list.",
-                                  fix='Use [{"weight": 10, "pause": "5m"}, {"weight": 100}].')
-        steps = []
-        last = 0.0
-        for i, item in enumerate(raw):
-            if not isinstance(item, dict) or "weight" not in item:
-                raise DeploymentError(f"canary step {i} needs a weight.",
-                                      fix='Write {"weight": 10, "pause": "5m"}.')
-            weight = _weight(item["weight"], f"canary step {i}")
-            if weight < last:
-                raise DeploymentError(f"canary step {i} lowers the weight ({last} -> {weight}).",
-                                      fix="Give steps in increasing weight.")
-            last = weight
-            seconds, until = parse_pause(item.get("pause"))
-            steps.append(Step(weight, seconds, until))
+        return [Step(0.0, 0.0, "smoke"), Step(100.0, *_timed(settings.observe)), Step(100.0)]
+    if isinstance(settings, BanditConfig):  # the controller moves the share; it starts here
+        return [Step(min(settings.initial_weight, 99.0), 0.0, "analysis"), Step(100.0)]
+    if isinstance(settings, ShadowConfig):
+        return [Step(settings.mirror, *_timed(settings.pause), "shadow"), Step(100.0)]
+    if isinstance(settings, ABTestConfig):
+        return [Step(settings.weight, *_timed(settings.pause)), Step(100.0)]
+    if not isinstance(settings, CanaryConfig):  # full
+        return [Step(100.0)]
+    if settings.steps is not None:
+        steps = [Step(s.weight, *_timed(s.pause)) for s in settings.steps]
     else:
-        initial = _weight(config.get("initial_traffic", 10), "canary initial_traffic")
-        increment = _weight(config.get("increment", initial), "canary increment")
-        interval = float(config.get("interval_minutes", 5)) * 60.0
+        interval = settings.interval_minutes * 60.0
         steps = []
-        weight = initial
+        weight = settings.initial_traffic
         while weight < 100.0:
             steps.append(Step(weight, interval, "time"))
-            weight += increment
-    if steps[-1].weight < 100.0:
+            weight += settings.step_increment
+    if not steps or steps[-1].weight < 100.0:
         steps.append(Step(100.0))
     return steps
