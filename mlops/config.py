@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     egress_allow: list[str] = []
     #: extra Host header names accepted in single-user mode (besides loopback names)
     allowed_hosts: list[str] = []
+    #: addresses of proxies whose X-Forwarded-For names the client (empty: the header is
+    #: ignored, so nobody can pose as another client to the failed-token limiter)
+    forwarded_allow_ips: list[str] = []
 
     @field_validator("promotion_policy")
     @classmethod

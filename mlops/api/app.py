@@ -12,11 +12,14 @@ invalid requests, 422 for bodies that do not fit the schema.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -56,6 +59,13 @@ class ErrorBody(BaseModel):
     required_role: str | None = None
 
 
+class RouteConfig(BaseModel):
+    """What a route write may configure (rollouts manage everything else)."""
+
+    model_config = _STRICT
+    batching_opt_out: bool = False
+
+
 class RouteBody(BaseModel):
     """What an environment should serve for a model."""
 
@@ -67,7 +77,7 @@ class RouteBody(BaseModel):
     unit_field: str | None = Field(None, max_length=255)
     strategy: str = Field("full", max_length=32)
     reason: str = Field("", max_length=2000)
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: RouteConfig = Field(default_factory=RouteConfig)
     override: str | None = Field(None, max_length=2000,
                                  description="Reason to skip the promotion policy (approver).")
 
@@ -117,6 +127,16 @@ def _route_dict(spec: RouteSpec) -> dict[str, Any]:
     return asdict(spec)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _status(exc: MlopsError) -> int:
     if isinstance(exc, ModelNotFound | VersionNotFound | AlertNotFound | TokenNotFound):
         return 404
@@ -141,6 +161,12 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
     api = FastAPI(title="mlops control plane", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", responses=_ERRORS)
     monitor = ModelMonitor(registry)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 body, with values JSON cannot carry (NaN, infinities) as text."""
+        return JSONResponse({"detail": _plain(jsonable_encoder(exc.errors()))},
+                            status_code=422)
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -228,7 +254,8 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
         spec = RouteWriter(acting(request)).set_route(
             name, environment, stable=body.stable, candidate=body.candidate,
             weight=body.weight, mode=body.mode, unit_field=body.unit_field,
-            strategy=body.strategy, config=body.config, reason=body.reason,
+            strategy=body.strategy, config=body.config.model_dump(exclude_defaults=True),
+            reason=body.reason,
             override=body.override)
         return _route_dict(spec)
 

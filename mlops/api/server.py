@@ -67,7 +67,9 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     interval = config.controller_interval if config is not None else 5.0
     controller = Controller(registry.acting_as(Principal.system("rollout-controller")),
                             interval=interval,
-                            gateway_url=os.environ.get("MLOPS_GATEWAY_URL") or None)
+                            gateway_url=os.environ.get("MLOPS_GATEWAY_URL") or None,
+                            gateway_environment=(config or GatewayConfig()).environment
+                            if role == "all" else os.environ.get("MLOPS_GATEWAY_ENV") or None)
     evaluator = Evaluator(ModelMonitor(registry.acting_as(Principal.system("evaluator"))))
     if role == "all":
         return guarded(create_app(settings, config, mounts=[api],
@@ -147,8 +149,10 @@ def serve(config: GatewayConfig, *, role: str = "all", host: str = "127.0.0.1",
         os.environ["MLOPS_GATEWAY_URL"] = f"http://{local}:{port}"
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlops-prom-")
+    proxies = list(settings.forwarded_allow_ips)
     uvicorn.run("mlops.api.server:app_factory", factory=True, host=host, port=port,
                 workers=workers, loop="uvloop", http="httptools", access_log=access_log,
+                proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) or None,
                 log_level=uvicorn_options.pop("log_level", "warning"),
                 timeout_graceful_shutdown=uvicorn_options.pop("timeout_graceful_shutdown", 30),
                 **uvicorn_options)

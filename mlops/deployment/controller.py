@@ -26,9 +26,10 @@ class Controller:
 
     def __init__(self, registry: ModelRegistry, *, interval: float = 5.0,
                  lease_seconds: float = 15.0, holder: str | None = None,
-                 gateway_url: str | None = None) -> None:
+                 gateway_url: str | None = None,
+                 gateway_environment: str | None = None) -> None:
         self.registry = registry
-        self.manager = RolloutManager(registry, gateway_url)
+        self.manager = RolloutManager(registry, gateway_url, gateway_environment)
         self.interval = interval
         self.lease = Lease(registry.store, LEASE, seconds=lease_seconds, holder=holder)
         self.holder = self.lease.holder

@@ -30,7 +30,12 @@ from mlops.deployment.shadow import analyse_shadow
 from mlops.deployment.smoke import smoke_test
 from mlops.deployment.steps import Step, plan_steps
 from mlops.errors import ConcurrencyError, DeploymentError
-from mlops.registry.promotion import Verdict, check_serving_change, stage_for_environment
+from mlops.registry.promotion import (
+    Verdict,
+    check_serving_change,
+    environment_for_stage,
+    stage_for_environment,
+)
 from mlops.registry.service import ModelRegistry
 from mlops.serving.predlog import read_feedback, read_predictions
 from mlops.store.audit import append_event
@@ -88,11 +93,15 @@ class RolloutManager:
     """Start, advance, pause, promote and roll back rollouts (one model, one environment
     has at most one active rollout)."""
 
-    def __init__(self, registry: ModelRegistry, gateway_url: str | None = None) -> None:
+    def __init__(self, registry: ModelRegistry, gateway_url: str | None = None,
+                 gateway_environment: str | None = None) -> None:
         self.registry = registry
         self.store = registry.store
         self.routes = RouteWriter(registry)
         self.gateway_url = gateway_url
+        #: the environment that gateway serves (None: unknown, assumed to be the rollout's);
+        #: a smoke request through another environment's gateway would be refused there
+        self.gateway_environment = gateway_environment
 
     # ------------------------------------------------------------------ helpers
     def _model(self, s: Session, name: str) -> ModelRow:
@@ -193,7 +202,9 @@ class RolloutManager:
         anything is stored (:func:`~mlops.deployment.config.parse_rollout_config`)."""
         settings = parse_rollout_config(strategy, config)
         steps = plan_steps(strategy, settings)
-        self.registry.get_version(model, version)  # VersionNotFound with its fix
+        # an alias, stage name or "latest" is resolved now: rows hold exact version numbers,
+        # so moving an alias later never changes what an environment serves
+        version = self.registry.get_version(model, version).version
         with self.store.write() as s:
             mrow = self._model(s, model)
             verdict = self._gate(s, mrow, environment, [version], f"deploy {version}", override)
@@ -247,6 +258,8 @@ class RolloutManager:
             for version in s.scalars(select(VersionRow).where(
                     VersionRow.model_id == model.id,
                     (VersionRow.stage == stage) | (VersionRow.version == row.candidate_version))):
+                if self._serves_later(version.stage, row.environment):
+                    continue  # never take a version away from an environment further on
                 previous = version.stage
                 version.stage = stage if version.version == row.candidate_version else "Archived"
                 if previous != version.stage:
@@ -258,6 +271,14 @@ class RolloutManager:
         self._audit(s, "rollout.succeed", model.name, row.environment,
                     {"rollout": row.id, "version": row.candidate_version,
                      "previous": row.stable_version, "reason": why})
+
+    def _serves_later(self, stage: str, environment: str) -> bool:
+        """Is ``stage`` the stage of an environment after ``environment`` in the promotion
+        order? (Deploying production's version to staging must not demote it.)"""
+        envs = list(self.registry.settings.environments)
+        other = environment_for_stage(stage)
+        return other is not None and other in envs and environment in envs \
+            and envs.index(other) > envs.index(environment)
 
     def _roll_back(self, s: Session, model: ModelRow, row: RolloutRow, why: str) -> None:
         self._set_route(s, model, row.environment, row.stable_version, None, 0.0,
@@ -416,7 +437,8 @@ class RolloutManager:
         share = step.weight
         result: StepAnalysis
         if step.until == "smoke":
-            smoke = smoke_test(self.registry, model, candidate, self.gateway_url)
+            url = self.gateway_url if self.gateway_environment in (None, env) else None
+            smoke = smoke_test(self.registry, model, candidate, url)
             result = StepAnalysis("Successful" if smoke.ok else "Failed",
                                   f"smoke ({smoke.via}): {smoke.reason}",
                                   {"smoke": {"ok": smoke.ok, "rows": smoke.rows,

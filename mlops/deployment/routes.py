@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mlops.errors import DeploymentError
 from mlops.registry.promotion import check_serving_change, stage_for_environment
@@ -26,9 +27,11 @@ from mlops.store.audit import append_event
 from mlops.store.counters import ROUTING, bump_counter
 from mlops.store.schema import DeploymentRow, ModelRow, VersionRow, utcnow
 
-__all__ = ["MODES", "DeploymentError", "RouteSpec", "RouteWriter", "stage_for_environment"]
+__all__ = ["MODES", "SERVER_ONLY_KEYS", "DeploymentError", "RouteSpec", "RouteWriter", "stage_for_environment"]
 
 MODES = ("split", "shadow")
+#: Route config keys only rollouts write (the versions the gateway keeps warm).
+SERVER_ONLY_KEYS = frozenset({"keep_loaded", "keep_until"})
 _ENV = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
@@ -75,6 +78,12 @@ class RouteWriter:
                 or not 0.0 <= float(weight) <= 100.0:
             raise DeploymentError(f"Candidate weight must be 0-100 percent, got {weight}.",
                                   fix="Pass e.g. weight=10 for 10%.", model=model)
+        server_only = sorted(set(config or {}) & SERVER_ONLY_KEYS)
+        if server_only:
+            raise DeploymentError(f"Route config key(s) {server_only} are set by rollouts, "
+                                  "not by route writes.",
+                                  fix="Leave them out; a rollback keeps the previous version "
+                                      "warm on its own.", model=model)
         if candidate is None and weight:
             raise DeploymentError("A candidate weight needs a candidate version.",
                                   fix="Pass candidate=VERSION or weight=0.", model=model)
@@ -83,10 +92,10 @@ class RouteWriter:
             if mrow is None:
                 self.registry.get_model(model)  # raises ModelNotFound with the fix
                 raise AssertionError("unreachable")
-            for ver in (stable, candidate):
-                if ver is not None and s.scalar(select(VersionRow.id).where(
-                        VersionRow.model_id == mrow.id, VersionRow.version == ver)) is None:
-                    self.registry.get_version(model, ver)  # raises VersionNotFound
+            # exact version numbers only: an alias or "latest" stored here would let a
+            # later alias move change what the environment serves, past the gate
+            stable, candidate = (None if ver is None else self._exact(s, mrow, model, ver)
+                                 for ver in (stable, candidate))
             verdict = check_serving_change(s, self.registry.settings, self.registry.principal,
                                            mrow, environment, [stable, candidate],
                                            override=override, action="write the route")
@@ -115,8 +124,15 @@ class RouteWriter:
                                   "after": {"stable": stable, "candidate": candidate,
                                             "weight": row.candidate_weight, "mode": mode},
                                   "strategy": strategy, "state": state, "reason": reason,
+                                  "config": dict(config or {}),
                                   **verdict.payload()})
             return _spec(row, model)
+
+    def _exact(self, s: Session, mrow: ModelRow, model: str, version: str) -> str:
+        """The registered version number ``version`` names (VersionNotFound otherwise)."""
+        found = s.scalar(select(VersionRow.version).where(VersionRow.model_id == mrow.id,
+                                                          VersionRow.version == version))
+        return found if found is not None else self.registry.get_version(model, version).version
 
     def clear_route(self, model: str, environment: str, reason: str = "") -> None:
         """Remove the row: the environment serves by registry stage again."""

@@ -23,6 +23,7 @@ and Slack URLs may not reach internal addresses unless ``egress_allow`` lists th
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,10 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
+#: The longest window or cooldown a rule may have.
+MAX_DURATION = 366 * 86_400.0
+
+
 def parse_duration(value: str | float | int, *, field: str = "duration") -> float:
     """Seconds in ``"90s"``, ``"5m"``, ``"1h"``, ``"2d"`` or a plain number of seconds."""
     if isinstance(value, bool):
@@ -74,8 +79,12 @@ def parse_duration(value: str | float | int, *, field: str = "duration") -> floa
             raise MonitoringError(f"{field}={value!r} is not a duration.",
                                   fix="Write it as 30s, 5m, 1h or 2d.")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds < 0:
-        raise MonitoringError(f"{field}={value!r} is negative.", fix="Use a positive duration.")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise MonitoringError(f"{field}={value!r} is not a finite positive duration.",
+                              fix="Use a positive duration.")
+    if seconds > MAX_DURATION:
+        raise MonitoringError(f"{field}={value!r} is longer than a year.",
+                              fix="Use at most 366d: the prediction log is kept for a year.")
     return seconds
 
 
@@ -87,8 +96,8 @@ class AlertRule(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     metric: str
     comparator: Literal[">", ">=", "<", "<="]
-    threshold: float | None = None
-    baseline_change: float | None = None
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
+    baseline_change: float | None = Field(default=None, allow_inf_nan=False, ge=-1e6, le=1e6)
     window: float = 3600.0
     min_samples: int = Field(default=100, ge=0)
     severity: Literal["critical", "high", "medium", "low"] = "medium"

@@ -26,6 +26,7 @@ can be overridden with a reason by an approver or admin; the override is an audi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,7 +158,9 @@ def servable_versions(s: Session, environment: str, model: str | None = None
     for name, dep in s.execute(query):
         found = out.setdefault(name, set())
         found.update(v for v in (dep.stable_version, dep.candidate_version) if v)
-        found.update(str(v) for v in (dep.config or {}).get("keep_loaded", []))
+        config = dep.config or {}
+        if float(config.get("keep_until", 0) or 0) > time.time():  # a warm spare, for now
+            found.update(str(v) for v in config.get("keep_loaded", []))
     stage = stage_for_environment(environment)
     if stage is not None:
         staged = select(ModelRow.name, VersionRow.version).join(

@@ -232,8 +232,28 @@ class ModelRegistry:
                                   "format": report.format, "offending": list(report.offending)})
 
     @staticmethod
-    def _top_versions(session: Session, model_id: int) -> list[str]:
-        """The versions sharing the highest MAJOR.MINOR.PATCH (pre-releases included)."""
+    def _retired(session: Session, name: str) -> set[str]:
+        """Version numbers ``name`` had that no longer exist (deleted versions, or versions
+        of a deleted model of the same name): never handed out again."""
+        events = list_events(session, subject=f"model/{name}", action="version.register",
+                             limit=1_000_000)
+        ever = {e.subject.rsplit("/", 1)[1] for e in events
+                if e.subject.startswith(f"model/{name}/") and e.subject.count("/") == 2}
+        model = session.scalar(select(ModelRow.id).where(ModelRow.name == name))
+        alive = set() if model is None else set(session.scalars(
+            select(VersionRow.version).where(VersionRow.model_id == model)))
+        return ever - alive
+
+    def _top_versions(self, session: Session, model_id: int, name: str | None = None
+                      ) -> list[str]:
+        """The versions sharing the highest MAJOR.MINOR.PATCH (pre-releases included),
+        counting retired numbers of ``name`` too."""
+        retired = self._retired(session, name) if name is not None else set()
+        if retired:
+            numbers = [*session.scalars(select(VersionRow.version).where(
+                VersionRow.model_id == model_id)), *retired]
+            best = max(parse_version(v).finalize_version() for v in numbers)
+            return [v for v in numbers if parse_version(v).finalize_version() == best]
         top = session.execute(
             select(VersionRow.major, VersionRow.minor, VersionRow.patch)
             .where(VersionRow.model_id == model_id)
@@ -354,9 +374,15 @@ class ModelRegistry:
                 s.add(mrow)
                 s.flush()
                 append_event(s, actor=self.actor, action="model.create", subject=_subject(name))
-            top = self._top_versions(s, mrow.id)
+            top = self._top_versions(s, mrow.id, name)
             if version is None:
                 version = next_version(top, bump, model=name)
+            elif version in self._retired(s, name):
+                raise DuplicateVersion(
+                    f"Model {name!r} had a version {version} that was deleted.",
+                    fix=f"Choose a new number (next: {next_version(top, 'patch')}); numbers "
+                        "are never reused, so approvals and gate results of the deleted "
+                        "version cannot pass to another file.", model=name, version=version)
             elif self._has_version(s, mrow.id, version):
                 raise DuplicateVersion(
                     f"Model {name!r} already has version {version}.",

@@ -148,8 +148,13 @@ class RouteTable:
         served = self._models.get(key) or self._direct.get(key)
         if served is not None:
             return served
-        model = self.registry.load_model(name, version)
         mv = self.registry.get_version(name, version)
+        if mv.version != version:  # a routing row names exact versions, never an alias
+            raise ModelUnavailable(
+                f"The route of {name!r} names {version!r}, which is not a version number.",
+                fix=f"Write the route again with an exact version (it resolves to "
+                    f"{mv.version} today).", model=name, version=version)
+        model = self.registry.load_model(name, mv.version)
         schema = _schema(mv.signature, model)
         return ServedModel(name, version, model, schema)
 

@@ -112,7 +112,9 @@ class JwtVerifier:
                 f"The JWT has no usable {self.role_claim!r} role or {self.name_claim!r} name.",
                 fix=f"Have the identity provider put one of {[r.value for r in Role]} in the "
                     f"{self.role_claim!r} claim (MLOPS_JWT_ROLE_CLAIM names another claim).")
-        return Principal(name, max(roles, key=lambda r: r.rank), "jwt")
+        # namespaced, so a provider's subject can never pose as a token holder or as the
+        # system's own controllers in the audit log and the four-eyes rule
+        return Principal(f"jwt:{name}", max(roles, key=lambda r: r.rank), "jwt")
 
 
 class Authenticator:
@@ -142,6 +144,12 @@ class Authenticator:
                               fix="Use a token from mlops tokens create"
                                   + ("." if self.jwt else ", or configure "
                                      "MLOPS_JWT_PUBLIC_KEY_FILE / MLOPS_JWT_JWKS_FILE."))
+
+    def known(self, credential: str) -> bool:
+        """Has this process verified exactly this token before? (No database access.)"""
+        digest = hashlib.sha256(credential.strip().encode("utf-8")).digest()
+        with self._lock:
+            return digest in self._verified
 
     def _opaque(self, token: str) -> Principal:
         digest = hashlib.sha256(token.encode("utf-8")).digest()

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 TOKEN_PREFIX = "mlops_"
+_LONGEST = timedelta(days=3650)
 _TOKEN = re.compile(r"^mlops_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 # OWASP's argon2id minimum: the secret is 256 random bits, so the hash only has to make a
@@ -94,7 +95,12 @@ def parse_duration(text: str) -> timedelta:
         raise ConfigError(f"{text!r} is not a duration.",
                           fix="Write a positive number with m, h, d or w, e.g. 90d.")
     unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
-    return timedelta(**{unit: int(match.group(1))})
+    span = timedelta(**{unit: int(match.group(1))})
+    if span > _LONGEST:
+        raise ConfigError(f"{text!r} is longer than {_LONGEST.days} days.",
+                          fix="Give tokens a lifetime of at most ten years (3650d); rotate "
+                              "them instead.")
+    return span
 
 
 def split_token(token: str) -> tuple[str, str] | None:

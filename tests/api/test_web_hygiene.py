@@ -24,7 +24,9 @@ def test_a_browser_cannot_forge_changes_in_single_user_mode(server: Server) -> N
     with server.client() as c:
         # a bodyless or form POST is what a page on another site can send without asking
         for headers in ({}, {"Content-Type": "text/plain"},
-                        {"Content-Type": "application/x-www-form-urlencoded"}):
+                        {"Content-Type": "application/x-www-form-urlencoded"},
+                        {"Content-Type": "text/plain;charset=json"},
+                        {"Content-Type": "multipart/form-data; boundary=json"}):
             r = c.post("/api/v1/rollback/clf/production", headers=headers, content=b"")
             assert r.status_code == 403 and "JSON" in r.json()["error"]
         cross = c.post("/api/v1/rollback/clf/production", json={},
@@ -108,7 +110,7 @@ def test_insecure_public_bind_starts_with_a_warning(tmp_path: Path) -> None:
 def test_team_mode_can_ask_inference_for_a_token_too(
         served_store: tuple[Path, ModelRegistry]) -> None:
     home, registry = served_store
-    _, token = TokenService(registry).create("app", Role.VIEWER)
+    _, token = TokenService(registry).create("app", Role.DEVELOPER)
     srv = start_server(home, "--auth", env_extra={"MLOPS_AUTH_INFERENCE": "on"})
     try:
         with srv.client() as c:
@@ -127,3 +129,29 @@ def test_team_mode_can_ask_inference_for_a_token_too(
                 == 200
     finally:
         srv.stop()
+
+
+def test_values_that_used_to_crash_the_api_are_refused(server: Server) -> None:
+    with server.client() as c:
+        huge_window = c.put("/api/v1/alert-rules/r", json={"spec": {
+            "metric": "error_rate", "comparator": ">", "threshold": 0.1,
+            "window": "99999999999999999999d"}})
+        assert huge_window.status_code == 400 and "year" in huge_window.text
+        infinite = c.put("/api/v1/alert-rules/r", content=b'{"spec": {"metric": "error_rate", '
+                         b'"comparator": ">", "threshold": 1e999}}',
+                         headers={"Content-Type": "application/json"})
+        assert 400 <= infinite.status_code < 500
+        token = c.post("/api/v1/tokens", json={"name": "x", "role": "viewer",
+                                               "expires": "999999w"})
+        assert token.status_code == 400 and "ten years" in token.json()["fix"]
+        keep = c.put("/api/v1/routes/clf/production", json={
+            "stable": "1.0.0", "config": {"keep_loaded": ["1.1.0"], "keep_until": 1e12}})
+        assert keep.status_code == 422
+        nan = c.put("/api/v1/routes/clf/production", content=b'{"stable": "1.0.0", '
+                    b'"candidate": "1.1.0", "weight": NaN}',
+                    headers={"Content-Type": "application/json"})
+        assert nan.status_code == 422
+        big_id = c.post(f"/api/v1/alerts/{2**70}/ack", json={})
+        assert big_id.status_code == 422
+        deep = c.get("/api/v1/search", params={"q": " and ".join(["accuracy > 0.1"] * 2000)})
+        assert deep.status_code == 422 or deep.status_code == 400

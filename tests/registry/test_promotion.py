@@ -129,3 +129,40 @@ def test_unknown_environments_are_refused(registry: ModelRegistry, skops_file: P
     registry.register("m", skops_file)
     with pytest.raises(Exception, match="Unknown environment"):
         RouteWriter(registry).set_route("m", "prod", stable="1.0.0")
+
+
+def test_routes_and_rollouts_store_exact_versions_never_aliases(team: ModelRegistry) -> None:
+    dev, approver = team.acting_as(DEV), team.acting_as(APPROVER)
+    dev.set_alias("m", "champ", "1.0.0")
+    spec = RouteWriter(approver).set_route("m", "production", stable="champ")
+    assert spec.stable == "1.0.0"  # resolved once; moving the alias later changes nothing
+    dev.set_alias("m", "champ", "1.0.1")
+    assert RouteWriter(team).get_route("m", "production").stable == "1.0.0"
+    with pytest.raises(PromotionRefused):  # the alias now names an ungated version
+        RouteWriter(approver).set_route("m", "production", stable="champ")
+    rollout = RolloutManager(dev).deploy("m", "latest", "staging", strategy="full")
+    assert rollout.candidate == "1.0.1"
+
+
+def test_deploying_productions_version_to_staging_leaves_production_alone(
+        team: ModelRegistry) -> None:
+    RolloutManager(team.acting_as(DEV)).deploy("m", "1.0.0", "staging", strategy="full")
+    assert team.get_version("m", "1.0.0").stage == "Production"
+
+
+def test_route_writes_cannot_keep_versions_warm_for_explicit_urls(team: ModelRegistry
+                                                                  ) -> None:
+    with pytest.raises(Exception, match="set by rollouts"):
+        RouteWriter(team.acting_as(APPROVER)).set_route(
+            "m", "production", stable="1.0.0",
+            config={"keep_loaded": ["1.0.1"], "keep_until": 1e12})
+
+
+def test_version_numbers_are_never_reused_after_a_delete(team: ModelRegistry,
+                                                         skops_file: Path) -> None:
+    from mlops.errors import DuplicateVersion
+
+    team.delete_version("m", "1.0.1")
+    with pytest.raises(DuplicateVersion, match="deleted"):
+        team.register("m", skops_file, version="1.0.1")
+    assert team.register("m", skops_file).version == "1.0.2"
