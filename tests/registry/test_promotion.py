@@ -166,3 +166,22 @@ def test_version_numbers_are_never_reused_after_a_delete(team: ModelRegistry,
     with pytest.raises(DuplicateVersion, match="deleted"):
         team.register("m", skops_file, version="1.0.1")
     assert team.register("m", skops_file).version == "1.0.2"
+
+
+def test_trusting_an_unsafe_file_needs_an_admin_in_team_mode(team: ModelRegistry,
+                                                             tmp_path: Path) -> None:
+    import pickle
+
+    canary = tmp_path / "canary"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, ...]:
+            import os
+            return os.system, (f"touch {canary}",)
+
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(PermissionDenied, match="admin"):
+        team.acting_as(APPROVER).register("m", path, trust=True)
+    assert not canary.exists()
+    assert team.audit_log(action="security.trust_override") == []
