@@ -49,10 +49,28 @@ def register_in_mlflow(tracking_uri: str, model_name: str, artifact_path: Path,
                             if isinstance(v, int | float) and np.isfinite(v)})
         if model.flavor == "sklearn":
             info = mlflow.sklearn.log_model(model.raw, name="model", signature=signature,
-                                            input_example=sample.head(5))
+                                            input_example=sample.head(5),
+                                            skops_trusted_types=_trusted_types(model.raw))
             model_uri = info.model_uri
         else:
             mlflow.log_artifact(str(artifact_path), artifact_path="model_file")
             model_uri = f"runs:/{run.info.run_id}/model_file/{artifact_path.name}"
         registered = mlflow.register_model(model_uri, model_name)
     return MlflowRegistration(run.info.run_id, model_uri, str(registered.version), tracking_uri)
+
+
+def _trusted_types(estimator: Any) -> list[str] | None:
+    """The types skops would ask MLflow to trust when it loads the model back: those our
+    own allow list accepts (the model was loaded through it), never more. ``None`` when the
+    model cannot be saved with skops (MLflow then falls back to its other format)."""
+    import skops.io as sio
+
+    from mlops.flavors.files import safety_check
+
+    try:
+        data = sio.dumps(estimator)
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception:  # skops cannot save every estimator; MLflow reports its own error
+        return None
+    report = safety_check("skops", data)
+    return sorted(set(untrusted)) if report.safe else None

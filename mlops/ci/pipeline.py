@@ -185,7 +185,10 @@ class ModelPipeline:
         if "security" in gates:
             graph["gate:security"] = ["validate_data"]
             previous = "gate:security"
-        graph["load_model"] = [previous]
+        # without fail_fast every gate runs: the model loads (through the restricted loader,
+        # which refuses an unsafe file by itself) even when the security gate failed on its
+        # score, so a low-scoring but loadable pickle still gets the other gates' verdicts
+        graph["load_model"] = [previous] if run.fail_fast else ["validate_data"]
         previous = "load_model"
         for name in gates:
             if name == "security":
@@ -194,7 +197,7 @@ class ModelPipeline:
             graph[f"gate:{name}"] = [previous if run.fail_fast else "load_model"]
             previous = f"gate:{name}"
         if not run.fail_fast and previous != "load_model":
-            gate_steps = [f"gate:{n}" for n in gates if n != "security"]
+            gate_steps = [f"gate:{n}" for n in gates]
             previous = gate_steps[-1]
             if STAGES.index(run.stage) >= STAGES.index("register"):
                 graph["register"] = gate_steps

@@ -5,7 +5,10 @@ The seed's thresholds map onto the gates: ``accuracy_threshold`` -> metrics ``ac
 ``latency_threshold`` (ms) -> latency ``max_p99_ms``, ``memory_threshold`` (MB) -> resources
 ``max_memory_mb``, ``security_score_threshold`` -> security ``min_score`` (0-10 scale, see
 :mod:`mlops.ci.gates.security`), ``bias_threshold`` -> fairness demographic-parity and
-equalized-odds limits. Every gate runs even when an earlier one fails.
+equalized-odds limits. Every gate runs even when an earlier one fails (a pickle that scores
+below ``security_score_threshold`` is still loaded, through the allow list, for the other
+gates); only a file that cannot be loaded safely at all (imports outside the allow list)
+leaves the gates that need the model unrun, each saying why.
 
 >>> gates = ModelQualityGates()                                                # doctest: +SKIP
 >>> results = gates.run_quality_checks("model.skops", {"features": X, "labels": y})  # doctest: +SKIP

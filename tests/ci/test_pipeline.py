@@ -246,6 +246,32 @@ def test_mlflow_registration_against_a_real_sqlite_store(
     assert run.data.params["mlops_version"] == "1.0.0"
 
 
+def test_mlflow_registration_of_a_skops_tree_model(
+        registry: ModelRegistry, files: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow saves scikit-learn models with skops and loads them back to check the input
+    example: the tree's internal types must be passed as trusted (they are on our list)."""
+    pytest.importorskip("mlflow")
+    from sklearn.ensemble import RandomForestClassifier
+
+    train = _data(2000, 1)
+    forest = RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(
+        train[["a", "b", "c", "d"]], train["label"])
+    path = tmp_path / "forest.skops"
+    sio.dump(forest, path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    result = _pipeline(registry).run(path, "trees", files["test"], stage="register")
+    step = result.step("register_mlflow")
+    assert step.status == "passed", step.reason
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.sklearn.load_model("models:/trees/1")  # the types logged as trusted
+    x = pd.read_csv(files["test"])[["a", "b", "c", "d"]]
+    assert (loaded.predict(x) == forest.predict(x)).all()
+
+
 def test_missing_label_and_bad_stage_are_clear_errors(registry: ModelRegistry,
                                                       files: dict[str, Path],
                                                       tmp_path: Path) -> None:

@@ -118,6 +118,28 @@ def test_seed_quality_gates_shape(project: dict[str, Path], registry: ModelRegis
     assert "performance" in failed["recommendation"]
 
 
+def test_seed_gates_all_report_when_the_security_score_fails(
+        project: dict[str, Path], registry: ModelRegistry, tmp_path: Path) -> None:
+    """A clean pickle scores 7, below the seed's 8.0: security fails, and every other gate
+    still runs and reports (the file loads through the allow list)."""
+    import joblib
+
+    from mlops.ci.quality_gates import ModelQualityGates
+
+    pickled = tmp_path / "model.pkl"
+    model = sio.load(project["model"],
+                     trusted=["sklearn.linear_model._logistic.LogisticRegression"])
+    joblib.dump(model, pickled)
+    test = pd.read_csv(project["test"])
+    results = ModelQualityGates(registry).run_quality_checks(
+        str(pickled), {"features": test[["a", "b", "c"]], "labels": test["label"]})
+    assert not results["security"]["passed"] and results["security"]["actual_value"][
+        "score"] == 7.0
+    for key in ("performance", "latency", "resources", "data_quality"):
+        assert results[key]["passed"], (key, results[key]["reason"])
+    assert results["fairness"].skipped
+
+
 def test_github_actions_template_parses_with_the_expected_jobs(tmp_path: Path) -> None:
     path = write_github_actions(tmp_path)
     doc = yaml.safe_load(path.read_text())
