@@ -28,7 +28,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops.config import Settings
 from mlops.errors import AuthError, RateLimited, Unauthenticated
@@ -191,12 +191,15 @@ class SecurityGuard:
     """ASGI middleware: Host and Origin checks, non-simple mutations, inference tokens."""
 
     def __init__(self, app: ASGIApp, settings: Settings, auth: ApiAuth | None = None,
-                 extra_hosts: list[str] | None = None, any_host: bool = False) -> None:
+                 extra_hosts: list[str] | None = None, any_host: bool = False,
+                 instance: str | None = None) -> None:
         self.app = app
         self.settings = settings
         self.auth = auth or ApiAuth(settings)
         self.hosts = {h.lower() for h in [*settings.allowed_hosts, *(extra_hosts or [])]}
         self.any_host = any_host or settings.auth
+        #: named on /v2/health/live so that the server recognises its own socket
+        self.instance = instance.encode() if instance else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -239,6 +242,17 @@ class SecurityGuard:
                 await send(body)
                 return
             scope.setdefault("state", {})["principal"] = principal
+        if self.instance is not None and scope["path"] == "/v2/health/live":
+            instance = self.instance
+
+            async def named(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"x-mlops-instance", instance)]}
+                await send(message)
+
+            await self.app(scope, receive, named)
+            return
         await self.app(scope, receive, send)
 
     def _needs_token(self, path: str) -> bool:

@@ -14,8 +14,9 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,7 +38,7 @@ from mlops.serving import metrics
 from mlops.serving.app import GatewayConfig, create_app
 from mlops.store.credentials import Authenticator
 
-__all__ = ["ROLES", "app_factory", "build_app", "check_bind", "serve"]
+__all__ = ["INSTANCE_HEADER", "ROLES", "app_factory", "build_app", "check_bind", "serve"]
 
 log = logging.getLogger("mlops.serve")
 
@@ -46,6 +47,39 @@ _CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
 _ROLE_ENV = "MLOPS_SERVE_ROLE"
 _HOSTS_ENV = "MLOPS_SERVE_HOSTS"
 _ANY_HOST_ENV = "MLOPS_SERVE_ANY_HOST"
+_INSTANCE_ENV = "MLOPS_SERVE_INSTANCE"
+_SELF_URL_ENV = "MLOPS_SERVE_URL"
+#: the header on ``/v2/health/live`` that names the serving process (see _after_bind)
+INSTANCE_HEADER = "x-mlops-instance"
+
+
+def _after_bind(job: Callable[[], Coroutine[Any, Any, None]]
+                ) -> Callable[[], Coroutine[Any, Any, None]]:
+    """Start ``job`` only once this server answers on its own socket.
+
+    Uvicorn runs the startup hook before it binds; on a port that is already taken the
+    controllers would otherwise act for a moment against the *other* server (a blue-green
+    smoke request answered 404 there rolled a healthy rollout back). The health endpoint
+    carries this process's instance id, so an answer from another server does not count;
+    when the bind fails the process exits and the job never starts."""
+    url, instance = os.environ.get(_SELF_URL_ENV), os.environ.get(_INSTANCE_ENV)
+
+    async def run() -> None:
+        if url and instance:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=1.0) as client:
+                while True:
+                    try:
+                        answer = await client.get(url + "/v2/health/live")
+                        if answer.headers.get(INSTANCE_HEADER) == instance:
+                            break
+                    except httpx.HTTPError:
+                        pass  # not listening yet
+                    await asyncio.sleep(0.05)
+        await job()
+
+    return run
 
 
 def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp:
@@ -58,7 +92,8 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
 
     def guarded(app: ASGIApp) -> ASGIApp:
         return SecurityGuard(app, settings, auth, extra_hosts=hosts,
-                             any_host=os.environ.get(_ANY_HOST_ENV) == "1")
+                             any_host=os.environ.get(_ANY_HOST_ENV) == "1",
+                             instance=os.environ.get(_INSTANCE_ENV))
 
     if role == "gateway":
         return guarded(create_app(settings, config))
@@ -73,7 +108,8 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     evaluator = Evaluator(ModelMonitor(registry.acting_as(Principal.system("evaluator"))))
     if role == "all":
         return guarded(create_app(settings, config, mounts=[api],
-                                  background=[controller.loop, evaluator.loop]))
+                                  background=[_after_bind(controller.loop),
+                                              _after_bind(evaluator.loop)]))
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -83,7 +119,8 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(controller.loop()), asyncio.create_task(evaluator.loop())]
+        tasks = [asyncio.create_task(_after_bind(controller.loop)()),
+                 asyncio.create_task(_after_bind(evaluator.loop)())]
         yield
         for task in tasks:
             task.cancel()
@@ -143,6 +180,9 @@ def serve(config: GatewayConfig, *, role: str = "all", host: str = "127.0.0.1",
         Authenticator(settings)  # a broken JWT key file stops the start, not each request
     os.environ[_CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
     os.environ[_ROLE_ENV] = role
+    os.environ[_INSTANCE_ENV] = secrets.token_hex(8)
+    own = "127.0.0.1" if host in {"0.0.0.0", ""} else "::1" if host == "::" else host
+    os.environ[_SELF_URL_ENV] = f"http://{f'[{own}]' if ':' in own else own}:{port}"
     if role == "all" and not os.environ.get("MLOPS_GATEWAY_URL"):
         # smoke requests of blue-green rollouts go through this very gateway
         local = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
