@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mlops.errors import ConfigError
@@ -63,7 +63,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
 
-    home: Path = Path(".mlops")
+    #: ``MLOPS_HOME``; when unset, the seed README's ``MODEL_REGISTRY_PATH``; else ./.mlops
+    home: Path = Field(default_factory=lambda: Path(os.environ.get("MODEL_REGISTRY_PATH")
+                                                    or ".mlops"))
     database_url: str = ""
     artifacts_uri: str = ""
     actor: str = ""

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.config import get_settings
+from mlops.config import Settings, get_settings
 from mlops.errors import ConfigError
 
 
@@ -30,3 +30,12 @@ def test_broken_toml_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "mlops.toml").write_text("[mlops\nhome = ")
     with pytest.raises(ConfigError, match=r"mlops\.toml"):
         get_settings()
+
+
+def test_the_seed_registry_path_locates_the_store_when_mlops_home_is_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOPS_HOME", raising=False)
+    monkeypatch.setenv("MODEL_REGISTRY_PATH", str(tmp_path / "model_registry"))
+    assert Settings().home == (tmp_path / "model_registry").resolve()
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "mine"))  # the mlops variable wins
+    assert Settings().home == (tmp_path / "mine").resolve()
