@@ -2,7 +2,10 @@
 LightGBM and any object with ``predict``; plus the model-file safety machinery: the exact
 allow list of importable globals (:mod:`~mlops.flavors.allowlist`), enforced by the static
 pickle scanner and the skops node check before loading, and by the restricted unpicklers
-and state checks while loading."""
+and state checks while loading; and the rules on what allowed objects may *hold*
+(:mod:`~mlops.flavors.graph_policy`: no methods shadowed by state, only value functions
+as stored callables, known method names, no file input, estimators in estimator slots),
+checked on every loaded object and, where literal, by the scans."""
 
 from __future__ import annotations
 

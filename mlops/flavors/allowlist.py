@@ -44,6 +44,8 @@ __all__ = [
     "GUARDED_FUNCTIONS",
     "NO_CALL_CLASSES",
     "UFUNC_MODULES",
+    "VALUE_BUILTIN_TYPES",
+    "VALUE_FUNCTIONS",
     "Pair",
     "canonical",
     "derived_classes",
@@ -53,6 +55,8 @@ __all__ = [
     "kind_of",
     "no_call",
     "ufunc_pairs",
+    "value_function_pairs",
+    "value_type_pairs",
 ]
 
 Pair = tuple[str, str]
@@ -184,6 +188,27 @@ FUNCTIONS: dict[Pair, str] = {
     ("sklearn.feature_selection._mutual_info", "mutual_info_regression"):
         "score_func of SelectKBest/SelectPercentile; numeric function of (X, y)",
 }
+
+#: The entries of :data:`FUNCTIONS` a model may also keep as a *value* (a parameter that
+#: scikit-learn calls at predict time, e.g. ``SelectKBest.score_func``); the others are
+#: reconstructors, called while loading and never stored (see
+#: :mod:`mlops.flavors.graph_policy`, rule 2). Ufuncs and scorer metrics are value
+#: functions too (:func:`value_function_pairs`).
+VALUE_FUNCTIONS: frozenset[Pair] = frozenset({
+    ("sklearn.feature_selection._univariate_selection", "f_classif"),
+    ("sklearn.feature_selection._univariate_selection", "f_regression"),
+    ("sklearn.feature_selection._univariate_selection", "r_regression"),
+    ("sklearn.feature_selection._univariate_selection", "chi2"),
+    ("sklearn.feature_selection._mutual_info", "mutual_info_classif"),
+    ("sklearn.feature_selection._mutual_info", "mutual_info_regression"),
+})
+
+#: Python types a model may keep as a value (``dtype=float`` style parameters); with
+#: numpy's scalar types these are the only classes allowed as values.
+VALUE_BUILTIN_TYPES: frozenset[Pair] = frozenset(
+    ("builtins", n) for n in ("float", "int", "bool", "str", "object", "complex"))
+
+assert VALUE_FUNCTIONS.issubset(FUNCTIONS), VALUE_FUNCTIONS - set(FUNCTIONS)
 
 #: Functions whose arguments choose what they build; called only through a vetted
 #: wrapper (:mod:`mlops.flavors.pickle_guards` has one per entry).
@@ -344,6 +369,20 @@ def ufunc_pairs() -> frozenset[Pair]:
 def derived_functions() -> frozenset[Pair]:
     """The derived function sets: ufuncs and scikit-learn's scorer metrics."""
     return _ufuncs() | _scorer_metrics()
+
+
+@functools.cache
+def value_function_pairs() -> frozenset[Pair]:
+    """Functions a model may keep as a value: :data:`VALUE_FUNCTIONS`, ufuncs, and the
+    metrics behind scikit-learn's named scorers (pure numeric functions)."""
+    return VALUE_FUNCTIONS | _ufuncs() | _scorer_metrics()
+
+
+@functools.cache
+def value_type_pairs() -> frozenset[Pair]:
+    """Classes a model may keep as a value: numpy's scalar types and
+    :data:`VALUE_BUILTIN_TYPES`."""
+    return _numpy_scalar_types() | VALUE_BUILTIN_TYPES
 
 
 def derived_classes() -> frozenset[Pair]:

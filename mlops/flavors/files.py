@@ -5,7 +5,9 @@ pickle/joblib. Pickle, joblib and skops files are judged twice by the same exact
 (:mod:`mlops.flavors.allowlist`): statically before loading (:func:`safety_check`, see
 :mod:`mlops.flavors.pickle_scan` and :mod:`mlops.flavors.skops_policy`), and while loading
 (:mod:`mlops.flavors.restricted_unpickler`; skops with ``trusted=`` exactly the file's
-allow-listed types). ``trust=True`` is the audited escape hatch: the caller records the
+allow-listed types), and the loaded object must satisfy the rules on what allowed objects
+may hold (:mod:`mlops.flavors.graph_policy`; its top object must be an allow-listed
+estimator). ``trust=True`` is the audited escape hatch: the caller records the
 decision first, and the file is then loaded with the library's normal loader.
 """
 
@@ -20,6 +22,7 @@ from mlops.errors import FlavorError, UnknownFlavor, UnsafeModel
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.boosters import load_lightgbm, load_xgboost
 from mlops.flavors.estimator import wrap_estimator
+from mlops.flavors.graph_policy import check_model_root
 from mlops.flavors.onnx import load_onnx
 from mlops.flavors.pickle_scan import scan_pickle_bytes
 from mlops.flavors.restricted_unpickler import load_restricted
@@ -151,6 +154,8 @@ def load_bytes(data: bytes, filename: str, *, trust: bool = False, fmt: str | No
         override = trust and not report.safe
         obj = load_skops(data, trust=override) if fmt == "skops" else \
             _unpickle(data, filename, trust=override)
+        if not override:
+            check_model_root(obj)
         model = wrap_estimator(obj)
     model.info.setdefault("format", fmt)
     return model, report
@@ -183,6 +188,8 @@ def load_skops_if_default_trusted(data: bytes) -> LoadedModel | None:
     report = check_skops(data)
     if report.offending:
         return None
-    model = wrap_estimator(load_skops(data, report=report))
+    obj = load_skops(data, report=report)
+    check_model_root(obj)
+    model = wrap_estimator(obj)
     model.info.setdefault("format", "skops")
     return model

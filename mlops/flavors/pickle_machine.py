@@ -15,7 +15,9 @@ reading and the stack/memo live in :mod:`mlops.flavors.pickle_reader`.
 Beyond recording globals, the emulator checks what the restricted unpickler checks again
 at load time: the literal arguments of guarded functions
 (:func:`mlops.flavors.pickle_guards.static_problem`), the flags and field offsets of
-every numpy dtype it sees BUILT, and that container opcodes only fill containers.
+every numpy dtype it sees BUILT, that container opcodes only fill containers, and the
+object-graph rules on each literal BUILD state (:mod:`mlops.flavors.static_state`; dunder
+keys of a ``Bunch`` filled by SETITEMS too).
 """
 
 from __future__ import annotations
@@ -49,8 +51,12 @@ from mlops.flavors.pickle_values import (
     Wrapper,
     kind_of,
 )
+from mlops.flavors.static_state import build_problems
 
 __all__ = ["OpcodeMachine"]
+
+_NDARRAY = Global("numpy", "ndarray")
+_BUNCH = "sklearn.utils._bunch.Bunch"
 
 _WRAPPER_ATTRS = frozenset(
     ["subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"]
@@ -219,6 +225,12 @@ class OpcodeMachine(OpcodeReader):
             if target.label not in _MUTABLE[kind]:
                 self.findings.problem(
                     f"<{kind} on a {target.label} object at byte {self.op_pos}>")
+            if target.label == _BUNCH and kind.startswith("SETITEM"):
+                keys = list(values)[::2]
+                if any(isinstance(k, str) and k.startswith("__") and k.endswith("__")
+                       for k in keys):
+                    self.findings.problem(f"<a Bunch with a dunder key (its attributes "
+                                          f"are its items) at byte {self.op_pos}>")
             if not target.tainted and any(self.tainted(v) for v in values):
                 target.tainted = True
         elif isinstance(target, (Wrapper, Dtype, EDict)):
@@ -479,7 +491,7 @@ class OpcodeMachine(OpcodeReader):
                 return self.new(args[0], args[1:])
             if key == ("copyreg", "_reconstructor") and isinstance(args, tuple) and len(args) == 3:
                 return self.new(args[0], ())
-            return Obj(func.dotted, tainted=self.tainted(args))
+            return Obj(func.dotted, tainted=self.tainted(args), origin=func)
         return Obj("call result", tainted=self.tainted(func) or self.tainted(args))
 
     def new(self, cls: Any, args: Any) -> Any:
@@ -489,7 +501,8 @@ class OpcodeMachine(OpcodeReader):
         if isinstance(cls, Global) and cls.is_dtype:
             return Dtype(args)
         label = cls.dotted if isinstance(cls, Global) else "new object"
-        return Obj(label, tainted=self.tainted(cls) or self.tainted(args))
+        return Obj(label, tainted=self.tainted(cls) or self.tainted(args),
+                   origin=cls if isinstance(cls, Global) else None)
 
     def _wrapper_init(self, args: Any) -> Any:
         """NumpyArrayWrapper(subclass, shape, order, dtype, allow_mmap, alignment)."""
@@ -545,7 +558,7 @@ class OpcodeMachine(OpcodeReader):
             self._build_wrapper(inst, state)
             if self.joblib_mode:
                 self._read_joblib_array(inst)
-                self.stack[-1] = Obj("numpy.ndarray")
+                self.stack[-1] = Obj("numpy.ndarray", origin=_NDARRAY)
         elif isinstance(inst, Dtype):
             inst.state = state
             if inst.layout() is None:
@@ -560,6 +573,9 @@ class OpcodeMachine(OpcodeReader):
                 raise JoblibError(self.op_pos, "BUILD on an object that may be a NumpyArrayWrapper")
             if not inst.tainted and self.tainted(state):
                 inst.tainted = True
+            if inst.origin is not None:
+                for problem in build_problems(inst.origin, state):
+                    self.findings.problem(f"<{problem} at byte {self.op_pos}>")
         else:
             raise StreamError(f"BUILD on a {kind_of(inst)} at byte {self.op_pos}")
 

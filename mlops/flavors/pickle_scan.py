@@ -25,7 +25,10 @@ Every global is judged against the exact allow list (:mod:`mlops.flavors.allowli
 applied by :mod:`mlops.flavors.pickle_policy`); calls of guarded functions must have literal
 arguments their guard accepts (:mod:`mlops.flavors.pickle_guards`); numpy dtypes must have
 flags and field offsets that agree with their layout; container opcodes may only fill
-plain containers. Decompression lives in :mod:`mlops.flavors.pickle_compression`, the
+plain containers; the literal state BUILT into objects is judged by the rules on what
+allowed objects may hold (:mod:`mlops.flavors.static_state`: method names such as
+``stack_method_``, vectorizer ``input``, estimator slots, shadowed methods, classes and
+functions kept as values). Decompression lives in :mod:`mlops.flavors.pickle_compression`, the
 emulated values in :mod:`mlops.flavors.pickle_values` and the opcode emulator in
 :mod:`mlops.flavors.pickle_machine`. The same rules are enforced again at load time by
 :mod:`mlops.flavors.restricted_unpickler`, so a scanner bug cannot become code execution.

