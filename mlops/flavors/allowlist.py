@@ -27,6 +27,17 @@ Every entry has a kind:
 
 ``ALIASES`` maps the names old pickles use (numpy 1.x wrote ``numpy.core.*``) to the
 current object; the alias is judged exactly like its target.
+
+numpy's array classes (:data:`ARRAY_CLASSES`: ``numpy.ndarray``, ``numpy.ma.MaskedArray``
+and, should they ever be listed, numpy's other ndarray subclasses) are classes a file may
+name but never construct itself: ``ndarray(shape)`` / ``ndarray.__new__(cls, shape)`` hand
+out uninitialised heap memory of the loading process (which predictions then reveal) and
+``buffer=other`` / ``MaskedArray(other)`` alias another array's memory (a later write to
+one changes the other after the checks). Arrays are only rebuilt the ways numpy, joblib and
+skops write them: ``_reconstruct(cls, (0,), "b")`` + ``__setstate__``,
+``_mareconstruct(cls, base, (0,), "b")`` + ``__setstate__``, ``_frombuffer`` of bytes from
+the file (guarded), joblib's ``NumpyArrayWrapper`` and skops' ``NdArrayNode`` /
+``MaskedArrayNode``.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from collections.abc import Iterator
 
 __all__ = [
     "ALIASES",
+    "ARRAY_CLASSES",
     "CLASS",
     "EXPLICIT_CLASSES",
     "FUNCTION",
@@ -47,6 +59,7 @@ __all__ = [
     "VALUE_BUILTIN_TYPES",
     "VALUE_FUNCTIONS",
     "Pair",
+    "array_class",
     "canonical",
     "derived_classes",
     "derived_functions",
@@ -161,8 +174,6 @@ EXPLICIT_CLASSES: dict[str, tuple[str, ...]] = {
 FUNCTIONS: dict[Pair, str] = {
     ("numpy._core.multiarray", "scalar"):
         "numpy scalars (np.float64(1.5), ...): a scalar from a dtype and its raw bytes",
-    ("numpy._core.numeric", "_frombuffer"):
-        "numpy arrays at pickle protocol 5: frombuffer(bytes, dtype).reshape(shape, order)",
     ("pandas._libs.internals", "_unpickle_block"):
         "DataFrame/Series blocks: a block from its values array and row placement",
     ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"):
@@ -219,12 +230,17 @@ GUARDED_FUNCTIONS: dict[Pair, str] = {
     ("copyreg", "_reconstructor"):
         "objects at pickle protocol < 2: base.__new__(cls); cls must subclass base",
     ("numpy._core.multiarray", "_reconstruct"):
-        "numpy arrays at protocol < 5: an empty array of the given ndarray subclass",
+        "numpy arrays at protocol < 5: an array of the given ndarray subclass and shape, "
+        "uninitialised, so only the empty shape (0,) that __setstate__ then fills",
+    ("numpy._core.numeric", "_frombuffer"):
+        "numpy arrays at pickle protocol 5: frombuffer(buf, dtype).reshape(shape, order) "
+        "views any buffer, so only bytes/bytearray from the file (not another array)",
     ("numpy.core", "_ufunc_reconstruct"):
         "ufuncs in numpy 1.x pickles: import+getattr of any name, so only ufuncs on this "
         "list are returned",
     ("numpy.ma.core", "_mareconstruct"):
-        "masked arrays: subtype must be a MaskedArray, baseclass an ndarray",
+        "masked arrays: subtype must be a MaskedArray, baseclass an ndarray, and the "
+        "shape the empty (0,) (like _reconstruct)",
     ("numpy.random._pickle", "__randomstate_ctor"):
         "RandomState: calls its second argument, so only numpy's bit generator ctor",
     ("numpy.random._pickle", "__generator_ctor"):
@@ -261,6 +277,21 @@ GUARDED_FUNCTIONS: dict[Pair, str] = {
 NO_CALL_CLASSES: frozenset[Pair] = frozenset({
     ("xgboost.core", "Booster"),
     ("lightgbm.basic", "Booster"),
+})
+
+#: numpy's array classes (by ``cls.__module__`` and qualified name, plus the public
+#: spellings of numpy's other ndarray subclasses): never constructed by a file, see the
+#: module doc. Every allowed class that subclasses ``numpy.ndarray`` must be here (a test
+#: checks it); the unlisted ones are here so an ``extra_allowed`` entry cannot reopen them.
+ARRAY_CLASSES: frozenset[Pair] = frozenset({
+    ("numpy", "ndarray"),
+    ("numpy.ma", "MaskedArray"), ("numpy.ma.core", "MaskedArray"),
+    ("numpy.ma.core", "mvoid"), ("numpy.ma", "mvoid"),
+    ("numpy.ma.core", "MaskedConstant"),
+    ("numpy", "matrix"), ("numpy.matrixlib.defmatrix", "matrix"),
+    ("numpy", "memmap"), ("numpy._core.memmap", "memmap"),
+    ("numpy", "recarray"), ("numpy.rec", "recarray"), ("numpy._core.records", "recarray"),
+    ("numpy.char", "chararray"), ("numpy._core.defchararray", "chararray"),
 })
 
 #: Names written by older library versions -> the entry they stand for.
@@ -388,6 +419,12 @@ def value_type_pairs() -> frozenset[Pair]:
 def derived_classes() -> frozenset[Pair]:
     """The derived class sets: scikit-learn estimators, distance metrics, numpy scalars."""
     return _sklearn_estimators() | _distance_metrics() | _numpy_scalar_types()
+
+
+def array_class(module: str, name: str) -> bool:
+    """True for numpy's array classes, which a file may name but never construct (see
+    :data:`ARRAY_CLASSES`)."""
+    return canonical(module, name) in ARRAY_CLASSES
 
 
 def no_call(module: str, name: str) -> bool:

@@ -64,6 +64,8 @@ class Findings:
         self.wrapper_class_seen = False
         self.arrays_read = 0
         self.taint_budget = _TAINT_BUDGET
+        #: id -> emulated buffer that already backs an array (kept alive: ids stay unique)
+        self.array_memory: dict[int, object] = {}
 
     def add_global(self, module: str, name: str) -> Global:
         """Record a global the file imports and judge it against the policy."""
@@ -78,6 +80,13 @@ class Findings:
         if glob.is_wrapper_class:
             self.wrapper_class_seen = True
         return glob
+
+    def claim_array_memory(self, buffer: object) -> bool:
+        """Record that ``buffer`` backs an array; False if it already backs one."""
+        if id(buffer) in self.array_memory:
+            return False
+        self.array_memory[id(buffer)] = buffer
+        return True
 
     def problem(self, text: str) -> None:
         """Record a problem; beyond ``_MAX_PROBLEMS`` distinct ones, only count it."""

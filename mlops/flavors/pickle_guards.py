@@ -11,6 +11,15 @@ here with two checks of the same rule:
 
 :func:`guarded_function` returns the wrapper the restricted unpickler hands out instead of
 the real function; the scanner calls :func:`static_problem`.
+
+The numpy array reconstructors are guarded so that no file can construct an array itself
+(see :data:`~mlops.flavors.allowlist.ARRAY_CLASSES`): ``_reconstruct`` and
+``_mareconstruct`` only with the empty shape ``(0,)`` numpy writes (any other shape is
+uninitialised memory, filled by nothing when no ``__setstate__`` follows),
+``copyreg._reconstructor`` never with an array class (``ndarray.__new__(cls, shape)``),
+``_frombuffer`` only over ``bytes``/``bytearray`` from the file (a view of another array
+would alias its memory). That one buffer backs at most one array is checked per load by
+the restricted unpickler and per scan by the emulator.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from mlops.flavors.allowlist import (
     CLASS,
     GUARDED_FUNCTIONS,
     Pair,
+    array_class,
     canonical,
     kind_of,
     no_call,
@@ -35,10 +45,14 @@ from mlops.flavors.pickle_values import Global, Obj
 
 __all__ = [
     "BIT_GENERATOR_NAMES",
+    "FROMBUFFER",
     "GUARDS",
     "Guard",
     "allowed_class",
+    "array_memory",
+    "empty_shape",
     "guarded_function",
+    "is_array_type",
     "refuse",
     "static_problem",
 ]
@@ -64,6 +78,12 @@ _UFUNC_MODULE_ALIASES = {
 }
 
 
+#: numpy's protocol-5 array reconstructor (guarded: see the module doc).
+FROMBUFFER: Pair = ("numpy._core.numeric", "_frombuffer")
+_DIRECT_ARRAY = ("a direct construction of a numpy array (uninitialised memory, or another "
+                 "array's memory with buffer=)")
+
+
 def refuse(what: str, reason: str) -> UnsafeModel:
     """The error for a guarded call (or any load-time refusal) of ``what``."""
     return UnsafeModel(f"The model file calls {what} with {reason}; refused.",
@@ -73,6 +93,26 @@ def refuse(what: str, reason: str) -> UnsafeModel:
 def allowed_class(obj: Any) -> bool:
     """True for a class that is itself on the allow list."""
     return isinstance(obj, type) and kind_of(obj.__module__, obj.__qualname__) == CLASS
+
+
+def is_array_type(obj: Any) -> bool:
+    """True for numpy.ndarray and every subclass (a file never constructs one itself)."""
+    import numpy as np
+
+    return isinstance(obj, type) and issubclass(obj, np.ndarray)
+
+
+def empty_shape(value: Any) -> bool:
+    """``(0,)``, the shape numpy's pickles give ``_reconstruct``/``_mareconstruct`` (the
+    contents follow in ``__setstate__``); scan-time and load-time values alike."""
+    return type(value) is tuple and len(value) == 1 and type(value[0]) is int \
+        and value[0] == 0
+
+
+def array_memory(value: Any) -> bool:
+    """Whether a real value is a buffer an array may be built over (and so must back one
+    array only): a bytearray, or bytes longer than 1 (CPython shares the shorter ones)."""
+    return type(value) is bytearray or (type(value) is bytes and len(value) > 1)
 
 
 def _resolve(pair: Pair) -> Any:
@@ -94,6 +134,16 @@ def _class_global(value: Any, within: Collection[Pair] | None = None) -> bool:
     if kind_of(*pair) != CLASS:
         return False
     return within is None or pair in within
+
+
+def _array_global(value: Any) -> bool:
+    return isinstance(value, Global) and array_class(value.module, value.name)
+
+
+def _file_buffer(value: Any) -> bool:
+    """Emulated bytes or a bytearray read from the file (BINBYTES*, BYTEARRAY8)."""
+    return isinstance(value, bytes) or (isinstance(value, Obj)
+                                        and value.label in ("bytes", "bytearray"))
 
 
 def _str_like(value: Any) -> bool:
@@ -157,6 +207,8 @@ def _static_reconstructor(args: Any) -> str | None:
     problem = _static_classes(2, low=3)(args)
     if problem is None and no_call(args[1].module, args[1].name):
         return "a base class whose constructor reads files"
+    if problem is None and (_array_global(args[0]) or _array_global(args[1])):
+        return f"a numpy array class ({_DIRECT_ARRAY})"
     return problem
 
 
@@ -167,6 +219,46 @@ def _check_reconstructor(*args: Any) -> None:
     if not (allowed_class(cls) and allowed_class(base) and issubclass(cls, base)) \
             or no_call(base.__module__, base.__qualname__):
         raise refuse("copyreg._reconstructor", f"the classes {cls!r}, {base!r}")
+    if is_array_type(cls) or is_array_type(base):
+        raise refuse("copyreg._reconstructor", f"the array class {cls!r}: {_DIRECT_ARRAY}")
+
+
+def _static_empty(count: int, index: int) -> Callable[[Any], str | None]:
+    """The first ``count`` arguments are allow-listed classes, argument ``index`` is the
+    empty shape ``(0,)``."""
+    classes = _static_classes(count, low=index + 2)
+
+    def static(args: Any) -> str | None:
+        problem = classes(args)
+        if problem is None and (len(args) != index + 2 or not empty_shape(args[index])):
+            return "a shape other than (0,) (an array of uninitialised memory)"
+        return problem
+    return static
+
+
+def _empty_check(what: str, index: int, classes: Callable[..., None]) -> Callable[..., None]:
+    def check(*args: Any) -> None:
+        classes(*args)
+        if len(args) != index + 2 or not empty_shape(args[index]):
+            raise refuse(what, "a shape other than (0,) (an array of uninitialised memory)")
+    return check
+
+
+def _static_frombuffer(args: Any) -> str | None:
+    a = _arity(args, 4, 5)
+    if a is None:
+        return "the wrong number of arguments"
+    if not _file_buffer(a[0]):
+        return "a buffer that is not bytes from the file (another array's memory)"
+    return None
+
+
+def _check_frombuffer(*args: Any) -> None:
+    if not 4 <= len(args) <= 5:
+        raise refuse(".".join(FROMBUFFER), "the wrong number of arguments")
+    if type(args[0]) not in (bytes, bytearray):
+        raise refuse(".".join(FROMBUFFER),
+                     f"a {type(args[0]).__qualname__} buffer (another object's memory)")
 
 
 def _ufunc_target(module: Any, name: Any) -> Pair | None:
@@ -295,12 +387,15 @@ GUARDS: dict[Pair, Guard] = {
     ("_codecs", "encode"): Guard(_static_codecs, _check_codecs),
     ("copyreg", "_reconstructor"): Guard(_static_reconstructor, _check_reconstructor),
     ("numpy._core.multiarray", "_reconstruct"): Guard(
-        _static_classes(1, low=3),
-        _subclass_check("numpy._core.multiarray._reconstruct", _numpy_ndarray)),
+        _static_empty(1, 1),
+        _empty_check("numpy._core.multiarray._reconstruct", 1, _subclass_check(
+            "numpy._core.multiarray._reconstruct", _numpy_ndarray))),
+    FROMBUFFER: Guard(_static_frombuffer, _check_frombuffer),
     ("numpy.core", "_ufunc_reconstruct"): Guard(_static_ufunc, _no_check),
     ("numpy.ma.core", "_mareconstruct"): Guard(
-        _static_classes(2, low=4),
-        _subclass_check("numpy.ma.core._mareconstruct", _masked_array, _numpy_ndarray)),
+        _static_empty(2, 2),
+        _empty_check("numpy.ma.core._mareconstruct", 2, _subclass_check(
+            "numpy.ma.core._mareconstruct", _masked_array, _numpy_ndarray))),
     ("numpy.random._pickle", "__randomstate_ctor"): Guard(
         _static_rng_ctor, _check_rng_ctor("numpy.random._pickle.__randomstate_ctor")),
     ("numpy.random._pickle", "__generator_ctor"): Guard(

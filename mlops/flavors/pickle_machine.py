@@ -15,9 +15,14 @@ reading and the stack/memo live in :mod:`mlops.flavors.pickle_reader`.
 Beyond recording globals, the emulator checks what the restricted unpickler checks again
 at load time: the literal arguments of guarded functions
 (:func:`mlops.flavors.pickle_guards.static_problem`), the flags and field offsets of
-every numpy dtype it sees BUILT, that container opcodes only fill containers, and the
+every numpy dtype it sees BUILT, that container opcodes only fill containers, the
 object-graph rules on each literal BUILD state (:mod:`mlops.flavors.static_state`; dunder
-keys of a ``Bunch`` filled by SETITEMS too).
+keys of a ``Bunch`` filled by SETITEMS too), that REDUCE/OBJ only call imported globals
+(never an object the file built, such as ``partial(numpy.ndarray, shape)``), that no numpy
+array class is constructed directly (REDUCE/INST/OBJ/NEWOBJ/NEWOBJ_EX of
+:data:`~mlops.flavors.allowlist.ARRAY_CLASSES`: uninitialised or aliased memory) and that
+one bytes/bytearray from the file backs at most one array (``_frombuffer``'s buffer, the
+raw data BUILT into a ``_reconstruct`` or ``_mareconstruct`` array).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mlops.flavors.allowlist import GUARDED, no_call
+from mlops.flavors.allowlist import GUARDED, array_class, canonical, no_call
 from mlops.flavors.pickle_compression import Buffer
 from mlops.flavors.pickle_findings import (
     Findings,
@@ -38,7 +43,7 @@ from mlops.flavors.pickle_findings import (
     Truncated,
     UnknownOpcode,
 )
-from mlops.flavors.pickle_guards import static_problem
+from mlops.flavors.pickle_guards import FROMBUFFER, static_problem
 from mlops.flavors.pickle_policy import effective_global
 from mlops.flavors.pickle_reader import OpcodeReader
 from mlops.flavors.pickle_values import (
@@ -57,6 +62,13 @@ __all__ = ["OpcodeMachine"]
 
 _NDARRAY = Global("numpy", "ndarray")
 _BUNCH = "sklearn.utils._bunch.Bunch"
+#: What builds an array a BUILD may then give raw data (``ndarray.__setstate__``).
+_ARRAY_ORIGINS = frozenset({("numpy._core.multiarray", "_reconstruct"),
+                            ("numpy.ma.core", "_mareconstruct"), FROMBUFFER,
+                            ("numpy", "ndarray")})
+#: Labels of emulated values that may be an array's memory (large bytes, BYTEARRAY8, the
+#: bytes ``_codecs.encode`` makes of protocol < 3 raw data).
+_BUFFER_LABELS = frozenset({"bytes", "bytearray", "_codecs.encode"})
 
 _WRAPPER_ATTRS = frozenset(
     ["subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"]
@@ -468,6 +480,21 @@ class OpcodeMachine(OpcodeReader):
 
     # ---- calls -------------------------------------------------------------------------
 
+    def claim(self, value: Any) -> None:
+        """``value`` becomes an array's memory: it may not back a second one."""
+        buffer = (isinstance(value, bytes) and len(value) > 1) or (
+            isinstance(value, Obj) and value.label in _BUFFER_LABELS)
+        if buffer and not self.findings.claim_array_memory(value):
+            self.findings.problem(f"<one buffer backs two numpy arrays (they share memory) "
+                                  f"at byte {self.op_pos}>")
+
+    def no_array(self, cls: Any, how: str) -> None:
+        """numpy's array classes are never constructed by the file itself."""
+        if isinstance(cls, Global) and array_class(cls.module, cls.name):
+            self.findings.problem(
+                f"<{cls.dotted} is constructed directly ({how}: uninitialised memory, or "
+                f"another array's memory with buffer=) at byte {self.op_pos}>")
+
     def call(self, func: Any, args: Any) -> Any:
         """Emulated ``func(*args)``."""
         if isinstance(func, Global):
@@ -480,11 +507,18 @@ class OpcodeMachine(OpcodeReader):
                 self.findings.problem(
                     f"<{func.dotted} is called (its constructor reads files) at byte "
                     f"{self.op_pos}>")
+            self.no_array(func, "called")
+            if canonical(func.module, func.name) == FROMBUFFER and isinstance(args, tuple) \
+                    and args:
+                self.claim(args[0])
             if func.is_wrapper_class:
                 return self._wrapper_init(args)
             if func.is_dtype:
                 return Dtype(args)
             key = (func.module, func.name)
+            if key == ("_codecs", "encode") and static_problem(*key, args) is None \
+                    and isinstance(args[0], str):
+                return self._latin1(args[0])
             if key == ("copyreg", "__newobj__") and isinstance(args, tuple) and args:
                 return self.new(args[0], args[1:])
             if key == ("copyreg", "__newobj_ex__") and isinstance(args, tuple) and args:
@@ -492,10 +526,24 @@ class OpcodeMachine(OpcodeReader):
             if key == ("copyreg", "_reconstructor") and isinstance(args, tuple) and len(args) == 3:
                 return self.new(args[0], ())
             return Obj(func.dotted, tainted=self.tainted(args), origin=func)
+        # Only imported globals are called: an object the file built may call what it holds
+        # (partial(numpy.ndarray, shape)(), a scorer calling an estimator at load time).
+        self.findings.problem(f"<a call of an object the file built, not of an imported "
+                              f"global, at byte {self.op_pos}>")
         return Obj("call result", tainted=self.tainted(func) or self.tainted(args))
+
+    def _latin1(self, text: str) -> Any:
+        """``_codecs.encode(text, "latin1")`` (protocol < 3 bytes, e.g. array raw data): a
+        literal, so that one raw data object used twice is recognised (CPython shares the
+        one-byte bytes objects, as it does at load time)."""
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            return Obj("_codecs.encode")
 
     def new(self, cls: Any, args: Any) -> Any:
         """Emulated ``cls.__new__(cls, *args)`` (no ``__init__``)."""
+        self.no_array(cls, "cls.__new__")
         if isinstance(cls, Global) and cls.is_wrapper_class:
             return Wrapper()
         if isinstance(cls, Global) and cls.is_dtype:
@@ -576,8 +624,22 @@ class OpcodeMachine(OpcodeReader):
             if inst.origin is not None:
                 for problem in build_problems(inst.origin, state):
                     self.findings.problem(f"<{problem} at byte {self.op_pos}>")
+                self._claim_raw_data(inst.origin, state)
         else:
             raise StreamError(f"BUILD on a {kind_of(inst)} at byte {self.op_pos}")
+
+    def _claim_raw_data(self, origin: Global, state: Any) -> None:
+        """The raw data ``__setstate__`` builds an array over: the last item of an
+        ndarray's ``(version, shape, dtype, fortran, raw)`` (version optional), raw data
+        and mask of a masked array's 7-tuple (see ``restricted_unpickler._raw_data``)."""
+        if not isinstance(state, tuple) or canonical(origin.module, origin.name) \
+                not in _ARRAY_ORIGINS:
+            return
+        if len(state) in (4, 5):
+            self.claim(state[-1])
+        elif len(state) == 7:
+            self.claim(state[4])
+            self.claim(state[5])
 
     def _build_wrapper(self, wrapper: Wrapper, state: Any) -> None:
         """Emulate ``pickle._Unpickler.load_build`` on a NumpyArrayWrapper."""

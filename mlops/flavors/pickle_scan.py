@@ -23,13 +23,16 @@ the raw array bytes in such a file are not pickle opcodes, so never open it with
 
 Every global is judged against the exact allow list (:mod:`mlops.flavors.allowlist`,
 applied by :mod:`mlops.flavors.pickle_policy`); calls of guarded functions must have literal
-arguments their guard accepts (:mod:`mlops.flavors.pickle_guards`); numpy dtypes must have
-flags and field offsets that agree with their layout; container opcodes may only fill
-plain containers; the literal state BUILT into objects is judged by the rules on what
-allowed objects may hold (:mod:`mlops.flavors.static_state`: method names such as
-``stack_method_``, vectorizer ``input``, estimator slots, shadowed methods, classes and
-functions kept as values). Decompression lives in :mod:`mlops.flavors.pickle_compression`, the
-emulated values in :mod:`mlops.flavors.pickle_values` and the opcode emulator in
+arguments their guard accepts (:mod:`mlops.flavors.pickle_guards`); only imported globals
+are called (never an object the file built, such as a ``partial``); no numpy array class is
+constructed directly (uninitialised or aliased memory) and no bytes/bytearray backs two
+arrays; numpy dtypes must have flags and field offsets that agree with their layout;
+container opcodes may only fill plain containers; the literal state BUILT into objects is
+judged by the rules on what allowed objects may hold (:mod:`mlops.flavors.static_state`:
+method names such as ``stack_method_``, vectorizer ``input``, estimator slots, shadowed
+methods, classes and functions kept as values). Decompression lives in
+:mod:`mlops.flavors.pickle_compression`, the emulated values in
+:mod:`mlops.flavors.pickle_values` and the opcode emulator in
 :mod:`mlops.flavors.pickle_machine`. The same rules are enforced again at load time by
 :mod:`mlops.flavors.restricted_unpickler`, so a scanner bug cannot become code execution.
 

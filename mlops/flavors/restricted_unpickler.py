@@ -17,6 +17,17 @@ even if the scanner had a bug, a file loaded here can only reach allow-listed gl
   already checked). REDUCE/INST/OBJ may not call the allowed classes whose constructor
   reads files (:data:`~mlops.flavors.allowlist.NO_CALL_CLASSES`); those are only built
   with ``cls.__new__`` + ``__setstate__``.
+* REDUCE/INST/OBJ only call the globals the file imported (and the guarded wrappers
+  handed out for them), never an object the file built: a ``functools.partial`` or a
+  scorer calls what it holds, which would bypass every rule on what may be called.
+* No numpy array is constructed by the file itself: REDUCE/INST/OBJ/NEWOBJ/NEWOBJ_EX of
+  ``numpy.ndarray`` or any subclass are refused (uninitialised memory, or another array's
+  memory with ``buffer=``), and so are the guarded reconstructors' other ways to the same
+  (:mod:`mlops.flavors.pickle_guards`). Arrays come from ``_reconstruct``/``_mareconstruct``
+  with the empty shape + ``__setstate__``, ``_frombuffer`` of bytes, or joblib's wrapper;
+  one bytes/bytearray object may back one array only (``_frombuffer`` views its buffer and
+  ``ndarray.__setstate__`` keeps raw data over 1000 bytes, writable: two arrays over one
+  memoized buffer would share memory).
 * A pandas object's ``_cache`` is emptied right after its BUILD (pandas trusts its cache
   and refills it on use), and the finished object must satisfy the rules on what allowed
   objects may hold (:mod:`mlops.flavors.graph_policy`).
@@ -56,7 +67,14 @@ from mlops.flavors.pickle_compression import (
     decompress,
     detect_compression,
 )
-from mlops.flavors.pickle_guards import allowed_class, guarded_function, refuse
+from mlops.flavors.pickle_guards import (
+    FROMBUFFER,
+    allowed_class,
+    array_memory,
+    guarded_function,
+    is_array_type,
+    refuse,
+)
 from mlops.flavors.pickle_policy import effective_global, is_denied
 from mlops.flavors.state_checks import validate, validate_graph
 
@@ -118,6 +136,7 @@ class _Restrictions:
 
     def _init_restrictions(self) -> None:
         self._found: dict[int, Any] = {}
+        self._array_memory: dict[int, Any] = {}  # id -> buffer (kept alive: ids stay unique)
 
     def find_class(self, module: str, name: str) -> Any:
         module, name = effective_global(module, name, self.proto)
@@ -134,9 +153,32 @@ class _Restrictions:
         self.append(self.find_class(*key))
 
     def _callable(self, func: Any) -> None:
+        if id(func) not in self._found:
+            # An object the file built calls what it holds: partial(numpy.ndarray, shape)(),
+            # partial(Booster, model_file=...)(), a scorer running an estimator at load time.
+            raise refuse(f"a {type(func).__qualname__} object",
+                         "a call of something the file built (only imported globals are "
+                         "called)")
         if isinstance(func, type) and no_call(func.__module__, func.__qualname__):
             raise refuse(f"{func.__module__}.{func.__qualname__}",
                          "a constructor call (it reads a file named by its arguments)")
+        self._no_array(func)
+
+    def _no_array(self, cls: Any) -> None:
+        """numpy arrays are never constructed by the file (REDUCE/INST/OBJ/NEWOBJ*)."""
+        if is_array_type(cls):
+            raise refuse(f"{cls.__module__}.{cls.__qualname__}",
+                         "a direct construction (numpy arrays are only rebuilt by "
+                         "_reconstruct/_frombuffer/joblib: ndarray(shape) is uninitialised "
+                         "memory, buffer= another array's memory)")
+
+    def _claim(self, buf: Any, what: str) -> None:
+        """One bytes/bytearray object backs at most one array (else they share memory)."""
+        if array_memory(buf):
+            if id(buf) in self._array_memory:
+                raise refuse(what, "a buffer another array is already built over (the two "
+                                   "would share memory)")
+            self._array_memory[id(buf)] = buf
 
     def _instantiate(self, klass: Any, args: list[Any]) -> Any:
         self._callable(klass)  # INST and OBJ
@@ -154,6 +196,15 @@ class _Restrictions:
         if not (isinstance(target, base) and (type(target) is base or allowed_class(type(target)))):
             raise refuse(f"{opname} on a {type(target).__qualname__}",
                          "a target that is not a plain container")
+
+
+def _raw_data(array: np.ndarray, state: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The raw data ``__setstate__`` builds ``array`` over: ``(version, shape, dtype,
+    fortran, raw)`` (or without the version) for ndarrays, raw data and mask for masked
+    arrays (``(version, shape, dtype, fortran, raw, mask, fill_value)``)."""
+    if isinstance(array, np.ma.MaskedArray):
+        return state[4:6] if len(state) == 7 else ()
+    return state[-1:] if len(state) in (4, 5) else ()
 
 
 def _checked_dispatch(base: dict[int, Callable[[Any], None]], joblib: bool
@@ -175,13 +226,30 @@ def _checked_dispatch(base: dict[int, Callable[[Any], None]], joblib: bool
         after(op)
 
     reduce_then_check = table[pickle.REDUCE[0]]
+    frombuffer = guarded_function(FROMBUFFER)
 
     def reduce(self: Any) -> None:
         func = self.stack[-2] if len(self.stack) >= 2 else None
         self._callable(func)
+        if func is frombuffer and isinstance(self.stack[-1], tuple) and self.stack[-1]:
+            self._claim(self.stack[-1][0], ".".join(FROMBUFFER))
         reduce_then_check(self)
 
     table[pickle.REDUCE[0]] = reduce
+
+    def new_object(op: bytes, depth: int) -> None:
+        """NEWOBJ (cls below args) and NEWOBJ_EX (cls below args, kwargs)."""
+        original = table[op[0]]
+
+        def run(self: Any) -> None:
+            if len(self.stack) >= depth:
+                self._no_array(self.stack[-depth])
+            original(self)
+
+        table[op[0]] = run
+
+    new_object(pickle.NEWOBJ, 2)
+    new_object(pickle.NEWOBJ_EX, 3)
 
     def mutator(op: bytes, opname: str, target: Callable[[Any], Any]) -> None:
         original = base[op[0]]
@@ -209,6 +277,9 @@ def _checked_dispatch(base: dict[int, Callable[[Any], None]], joblib: bool
     def build(self: Any) -> None:
         inst = self.stack[-2] if len(self.stack) >= 2 else None
         self._no_global(inst, "BUILD")
+        if isinstance(inst, np.ndarray) and isinstance(self.stack[-1], tuple):
+            for buf in _raw_data(inst, self.stack[-1]):
+                self._claim(buf, f"{type(inst).__qualname__}.__setstate__")
         plain_build(self)
         drop_pandas_cache(self.stack[-1])
         validate(self.stack[-1])

@@ -13,6 +13,15 @@ judges *every* node, defaults included:
 * ``MethodNode`` (``getattr(obj, name)`` of any name) and ``OperatorFuncNode``
   (``operator.attrgetter``/``methodcaller``/``itemgetter``) are always refused;
 * a ``numpy.random.Generator`` node must name one of numpy's bit generators;
+* numpy arrays come only from ``NdArrayNode`` (``numpy.ndarray``: ``np.load`` of the
+  archive's ``.npy``, or an object array from its items) and ``MaskedArrayNode``
+  (``numpy.ma.MaskedArray`` of an ``NdArrayNode``'s fresh array). Any other node naming an
+  array class (:data:`~mlops.flavors.allowlist.ARRAY_CLASSES`) would construct it from a
+  raw shape (``ListNode``/``SetNode`` call the class with a list, ``LossNode`` and
+  ``ConstructorFromReduceNode`` with arguments: uninitialised memory, or ``buffer=``
+  another array), and a ``MaskedArrayNode`` whose data node is not an ``NdArrayNode`` of
+  its own (one shared with another attribute through its ``__id__``, a list, ...) would keep
+  that object's memory (``MaskedArray(data)`` does not copy);
 * node kinds this module does not know are refused;
 * the literal state of every object and ``partial`` node is judged by the object-graph
   rules that the scan can decide (:mod:`mlops.flavors.static_state`): method names,
@@ -33,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops.errors import FlavorError, UnsafeModel
-from mlops.flavors.allowlist import CLASS, FUNCTION, kind_of, no_call
+from mlops.flavors.allowlist import CLASS, FUNCTION, array_class, canonical, kind_of, no_call
 from mlops.flavors.pickle_guards import BIT_GENERATOR_NAMES
 from mlops.flavors.pickle_values import EDict, Global, Obj
 from mlops.flavors.state_checks import validate_graph
@@ -56,6 +65,9 @@ _CALLING_NODES = frozenset({"ConstructorFromReduceNode", "ReduceNode", "TreeNode
                             "TypeNode", "DictNode", "ListNode", "SetNode", "TupleNode",
                             "NdArrayNode", "RandomStateNode", "RandomGeneratorNode"})
 _NO_TYPE_NODES = frozenset({"JsonNode", "CachedNode"})
+#: The only node kinds that may build a numpy array, and the array class each builds.
+_ARRAY_NODES = frozenset({("NdArrayNode", ("numpy", "ndarray")),
+                          ("MaskedArrayNode", ("numpy.ma", "MaskedArray"))})
 
 
 @dataclass(frozen=True)
@@ -84,10 +96,13 @@ def _tree(data: bytes) -> Any:
         return get_tree(schema, context, trusted=None)
 
 
-def _nodes(root: Any) -> list[Any]:
+def _nodes(root: Any) -> tuple[list[Any], dict[int, int]]:
+    """Every node of the tree, and how many references to each (by id) the tree holds
+    (skops hands out one node object for every occurrence of a memoized ``__id__``)."""
     from skops.io._audit import Node
 
     out, seen, todo = [], set(), [root]
+    refs: dict[int, int] = {}
     while todo:
         node = todo.pop()
         if id(node) in seen:
@@ -97,12 +112,20 @@ def _nodes(root: Any) -> list[Any]:
         for child in node.children.values():
             values = child.values() if isinstance(child, dict) else \
                 child if isinstance(child, list) else [child]
-            todo.extend(v for v in values if isinstance(v, Node))
-    return out
+            for value in values:
+                if isinstance(value, Node):
+                    refs[id(value)] = refs.get(id(value), 0) + 1
+                    todo.append(value)
+    return out, refs
 
 
-def _judge(node: Any) -> tuple[str | None, str | None]:
-    """(type name, refusal reason or None) of one node."""
+def _fresh_array(node: Any, refs: dict[int, int]) -> bool:
+    """An NdArrayNode nothing else in the tree refers to (its array is new and unshared)."""
+    return type(node).__name__ == "NdArrayNode" and refs.get(id(node), 0) == 1
+
+
+def _judge(node: Any, refs: dict[int, int]) -> tuple[str | None, str | None]:
+    """(type name, refusal reason or None) of one node; ``refs`` as :func:`_nodes`."""
     kind_name = type(node).__name__
     module, name = node.module_name, node.class_name
     dotted = f"{module}.{name}"
@@ -120,6 +143,13 @@ def _judge(node: Any) -> tuple[str | None, str | None]:
         return dotted, dotted
     if kind_name in _CALLING_NODES and no_call(module, name):
         return dotted, f"<{dotted} called by a skops {kind_name}>"
+    if array_class(module, name) and (kind_name, canonical(module, name)) not in _ARRAY_NODES:
+        return dotted, (f"<{dotted} in a skops {kind_name} (only NdArrayNode and "
+                        "MaskedArrayNode build numpy arrays; others build one from a raw "
+                        "shape or over another array's memory)>")
+    if kind_name == "MaskedArrayNode" and not _fresh_array(getattr(node, "data", None), refs):
+        return dotted, (f"<{dotted} over another object of the file (a skops "
+                        "MaskedArrayNode's data must be an array of its own: aliasing)>")
     if kind_name == "RandomGeneratorNode":
         bit_generator = getattr(node, "bit_generator_name", None)
         if bit_generator not in BIT_GENERATOR_NAMES:
@@ -172,7 +202,7 @@ def check_skops(data: bytes) -> SkopsReport:
     """Judge every node of a skops archive against the allow list (nothing is loaded)."""
     try:
         root = _tree(data)
-        nodes = _nodes(root)
+        nodes, refs = _nodes(root)
         skops_unsafe = root.get_unsafe_set()
     except Exception as exc:  # any damaged archive or schema: unreadable, not a crash
         raise FlavorError(f"skops cannot read the archive: {exc}.",
@@ -180,7 +210,7 @@ def check_skops(data: bytes) -> SkopsReport:
     types: set[str] = set()
     offending: set[str] = set()
     for node in nodes:
-        dotted, refusal = _judge(node)
+        dotted, refusal = _judge(node, refs)
         if dotted is not None:
             types.add(dotted)
         if refusal is not None:

