@@ -22,6 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check mlops tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
@@ -77,3 +78,9 @@ bench-monitoring: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+
+# Rollout controller tick with 0.1M, 1M and 10M logged rows, next to a full re-read.
+.PHONY: bench-rollout-tick
+
+bench-rollout-tick: $(STAMP)
+	$(BIN)/python bench/rollout_tick.py

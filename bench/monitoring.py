@@ -68,7 +68,7 @@ def _write(table: pa.Table, folder: str, file_rows: int) -> int:
 
 def generate(root: str, rows: int, days: int, file_rows: int, seed: int = 0) -> dict[str, int]:
     """Write the synthetic log; returns counts."""
-    from mlops.serving.predlog import FEEDBACK_SCHEMA, PREDICTION_SCHEMA
+    from mlops.store.predlog import FEEDBACK_SCHEMA, PREDICTION_SCHEMA
 
     rng = np.random.default_rng(seed)
     t0 = (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
@@ -199,7 +199,7 @@ def _quality(j: Any) -> dict[str, float]:
 
 
 def _run_pandas(root: str, scenario: str, days: int) -> dict[str, Any]:
-    from mlops.serving.predlog import read_feedback, read_predictions
+    from mlops.store.predlog import read_feedback, read_predictions
 
     args = _window_args(scenario, days)
     p = read_predictions(root, MODEL).to_pandas()
@@ -229,7 +229,7 @@ def worker(approach: str, root: str, scenario: str, days: int) -> None:
     import sklearn.metrics  # noqa: F401
 
     import mlops.monitoring.performance
-    import mlops.serving.predlog  # noqa: F401
+    import mlops.store.predlog  # noqa: F401
 
     base = _status_mb("VmRSS")
     t = time.perf_counter()

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,15 @@ class Settings(BaseSettings):
     database_url: str = ""
     artifacts_uri: str = ""
     actor: str = ""
+    #: the folder where each environment's served models are materialised for tools that
+    #: read a path (``mlops.deployment.materialize``); ``MLOPS_STAGING_MODEL_PATH`` /
+    #: ``MLOPS_PRODUCTION_MODEL_PATH``, when unset the seed README's ``STAGING_MODEL_PATH`` /
+    #: ``PRODUCTION_MODEL_PATH``; unset: nothing is written
+    staging_model_path: Path | None = Field(
+        default_factory=lambda: _seed_path("STAGING_MODEL_PATH"), validate_default=True)
+    production_model_path: Path | None = Field(
+        default_factory=lambda: _seed_path("PRODUCTION_MODEL_PATH"),
+        validate_default=True)
     #: deployment environments, in promotion order
     environments: list[str] = ["dev", "staging", "production"]
     #: "gated": the last environment only takes versions that succeeded in the one before
@@ -118,6 +128,18 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def policy_digest(self) -> str:
+        """Names the configured policy as it is now: ``builtin`` without a policy file,
+        else the SHA-256 of the file's bytes (``unreadable`` when it cannot be read). A
+        pipeline run records it; the gated rule counts only runs under today's policy."""
+        if not self.policy_file:
+            return "builtin"
+        try:
+            return hashlib.sha256(Path(self.policy_file).read_bytes()).hexdigest()
+        except OSError:
+            return "unreadable"
+
+    @property
     def effective_policy(self) -> str:
         """The promotion rule in force: "auto" resolves by mode."""
         if self.promotion_policy != "auto":
@@ -135,6 +157,17 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("staging_model_path", "production_model_path", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        return None if value is None or str(value).strip() == "" else value
+
+    @field_validator("staging_model_path", "production_model_path", mode="after")
+    @classmethod
+    def _absolute_model_path(cls, value: Path | None) -> Path | None:
+        # relative to the working directory at load, normalised but symlinks kept
+        return None if value is None else Path(os.path.abspath(value.expanduser()))
 
     def model_post_init(self, __context: Any) -> None:
         if not self.database_url:
@@ -154,6 +187,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def _seed_path(variable: str) -> Path | None:
+    """A path from the seed README's bare variable (``STAGING_MODEL_PATH`` ...), if set."""
+    value = os.environ.get(variable, "").strip()
+    return Path(value) if value else None
 
 
 def _login_name() -> str:

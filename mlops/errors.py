@@ -6,7 +6,8 @@ Every error a user can cause names the thing it is about and how to fix it::
     ├── ConfigError                 bad MLOPS_* setting or mlops.toml
     │   └── TokenNotFound           no API token with that id
     ├── StoreError                  metadata store unreachable, migration failed
-    │   └── ConcurrencyError        a write lost a race too many times
+    │   ├── ConcurrencyError        a write lost a race too many times
+    │   │   └── LeaseLost           a leader's lease went to another process mid-pass
     ├── ArtifactError               artifact store problems
     │   ├── ArtifactNotFound        no artifact with that digest
     │   └── ArtifactCorrupted       bytes on disk do not match their SHA-256
@@ -24,6 +25,7 @@ Every error a user can cause names the thing it is about and how to fix it::
     │   └── UnsafeModel             pickle/skops file imports something dangerous
     ├── SignatureError              input does not fit the model signature
     ├── DeploymentError             invalid routing or deployment change
+    │   └── MaterializeError        served files could not be written (STAGING_MODEL_PATH, ...)
     ├── StatsError                  invalid input to a statistical test (too short, NaN, ...)
     ├── MonitoringError             no reference profile, bad alert rule, unreadable window
     │   └── AlertNotFound           unknown alert id or rule name
@@ -64,6 +66,8 @@ __all__ = [
     "InvalidQuery",
     "InvalidStage",
     "InvalidVersion",
+    "LeaseLost",
+    "MaterializeError",
     "MissingDependency",
     "MlopsError",
     "ModelNotFound",
@@ -132,6 +136,10 @@ class StoreError(MlopsError):
 
 class ConcurrencyError(StoreError):
     """A write kept losing a race with other writers and gave up."""
+
+
+class LeaseLost(ConcurrencyError):
+    """This process no longer holds the lease its pass runs under; the pass must stop."""
 
 
 class ArtifactError(MlopsError):
@@ -208,6 +216,17 @@ class SignatureError(MlopsError):
 
 class DeploymentError(MlopsError):
     """A deployment or routing change is invalid."""
+
+
+class MaterializeError(DeploymentError):
+    """Some served models could not be materialised as files; the others were. ``results``
+    holds what was done, ``failures`` each (model, environment, error)."""
+
+    def __init__(self, message: str, *, fix: str | None, results: list[Any],
+                 failures: list[tuple[str, str, MlopsError]]) -> None:
+        self.results = results
+        self.failures = failures
+        super().__init__(message, fix=fix)
 
 
 class StatsError(MlopsError):

@@ -25,6 +25,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("MLOPS_") and key != "MLOPS_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
+    for key in ("STAGING_MODEL_PATH", "PRODUCTION_MODEL_PATH"):  # the seed README's names
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / ".mlops"))
     monkeypatch.setenv("MLOPS_ACTOR", "tester")

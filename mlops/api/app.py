@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlops.api.auth import ApiAuth, auth_error_response
 from mlops.api.monitoring import add_monitoring_routes
 from mlops.deployment.rollouts import RolloutManager
-from mlops.deployment.routes import RouteSpec, RouteWriter
+from mlops.deployment.routes import RouteSpec, RoutingService
 from mlops.errors import (
     AlertNotFound,
     ArtifactError,
@@ -157,7 +157,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
     """The FastAPI app for one registry (mounted at ``/api`` by the server)."""
-    auth = auth or ApiAuth(registry.settings)
+    auth = auth or ApiAuth(registry.context.settings)
     api = FastAPI(title="mlops control plane", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", responses=_ERRORS)
     monitor = ModelMonitor(registry)
@@ -203,8 +203,8 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
         """The caller as this server sees them, and the mode it runs in."""
         p = request.state.principal
         return {"name": p.name, "role": p.role.value if p.role else None, "via": p.via,
-                "mode": "team" if registry.settings.auth else "single-user",
-                "promotion_policy": registry.settings.effective_policy}
+                "mode": "team" if registry.context.settings.auth else "single-user",
+                "promotion_policy": registry.context.settings.effective_policy}
 
     @op("GET", "/v1/models", Role.VIEWER)
     def list_models() -> list[dict[str, Any]]:
@@ -241,7 +241,7 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
 
     @op("GET", "/v1/routes/{name}/{environment}", Role.VIEWER)
     def get_route(name: Name, environment: Env) -> dict[str, Any]:
-        spec = RouteWriter(registry).get_route(name, environment)
+        spec = RoutingService(registry).get_route(name, environment)
         if spec is None:
             registry.get_model(name)  # 404 for an unknown model
             return {"model": name, "environment": environment, "route": None,
@@ -251,7 +251,7 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
     @op("PUT", "/v1/routes/{name}/{environment}", Role.DEVELOPER)
     def set_route(request: Request, name: Name, environment: Env, body: RouteBody
                   ) -> dict[str, Any]:
-        spec = RouteWriter(acting(request)).set_route(
+        spec = RoutingService(acting(request)).set_route(
             name, environment, stable=body.stable, candidate=body.candidate,
             weight=body.weight, mode=body.mode, unit_field=body.unit_field,
             strategy=body.strategy, config=body.config.model_dump(exclude_defaults=True),
@@ -262,7 +262,7 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
     @op("DELETE", "/v1/routes/{name}/{environment}", Role.DEVELOPER)
     def clear_route(request: Request, name: Name, environment: Env,
                     reason: Annotated[str, Query(max_length=2000)] = "") -> dict[str, Any]:
-        RouteWriter(acting(request)).clear_route(name, environment, reason=reason)
+        RoutingService(acting(request)).clear_route(name, environment, reason=reason)
         return {"model": name, "environment": environment, "route": None}
 
     @op("POST", "/v1/rollouts/{name}/{environment}", Role.DEVELOPER)

@@ -34,8 +34,7 @@ from mlops.identity import Principal
 from mlops.monitoring.evaluator import Evaluator
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
-from mlops.serving import metrics
-from mlops.serving.app import GatewayConfig, create_app
+from mlops.serving import GatewayConfig, create_app, metrics
 from mlops.store.credentials import Authenticator
 
 __all__ = ["INSTANCE_HEADER", "ROLES", "app_factory", "build_app", "check_bind", "serve"]

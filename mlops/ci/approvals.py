@@ -30,7 +30,7 @@ def approve(registry: ModelRegistry, model: str, version: str, reason: str = "")
     """Record the current actor's approval; returns every approver so far."""
     registry.require(Role.APPROVER, f"approve {model} {version}")
     mv = registry.get_version(model, version)
-    actor = registry.actor
+    actor = registry.context.actor
     if actor == mv.created_by:
         raise CIError(f"{actor} registered {model} {mv.version} and cannot approve it too.",
                       fix="Ask someone else (MLOPS_ACTOR names who runs the command).",
@@ -39,7 +39,7 @@ def approve(registry: ModelRegistry, model: str, version: str, reason: str = "")
         raise CIError(f"{actor} already approved {model} {mv.version}.",
                       fix="Another person has to approve it.", model=model,
                       version=mv.version)
-    with registry.store.write() as s:
+    with registry.context.store.write() as s:
         append_event(s, actor=actor, action="version.approve",
                      subject=f"model/{model}/{mv.version}", payload={"reason": reason})
     return approvals(registry, model, mv.version)

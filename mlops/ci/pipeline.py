@@ -155,6 +155,9 @@ class _Run:
     metadata: dict[str, Any]
     fail_fast: bool = True
     official: bool = False       # the run used the store's configured policy for this model
+    #: what the gated promotion rule reads from an official run: the policy's digest and
+    #: the approvals it requires (the rule never parses the policy itself)
+    policy_record: dict[str, Any] = field(default_factory=dict)
     run_id: int = 0
     data: TestData | None = None
     ctx: GateContext | None = None
@@ -174,7 +177,7 @@ class ModelPipeline:
         self.timeouts = {"default": 600.0, **dict(timeouts or {})}
         self.retries = retries
         self.output_dir = Path(output_dir) if output_dir is not None else \
-            Path(self.registry.settings.home) / "ci"
+            Path(self.registry.context.settings.home) / "ci"
         self.progress: Callable[[str, str], None] | None = None
 
     # ------------------------------------------------------------------ DAG
@@ -231,7 +234,7 @@ class ModelPipeline:
             raise CIError(f"No model file at {artifact}.", fix="Check --model-path.",
                           model=model_name, path=str(artifact))
         policy = self.policy.for_model(model_name)
-        official = self._official(model_name, policy)
+        record = self._official(model_name, policy)
         if thresholds:
             policy = _with_thresholds(policy, thresholds)
         run = _Run(model_name=model_name, artifact=artifact,
@@ -239,7 +242,7 @@ class ModelPipeline:
                    test_source=test_data, label=label or policy.label,
                    sensitive=list(sensitive or policy.sensitive_features), trust=trust,
                    force=force, gateway_url=gateway_url, metadata=dict(metadata or {}),
-                   fail_fast=fail_fast, official=official)
+                   fail_fast=fail_fast, official=bool(record), policy_record=record)
         return self._execute(run)
 
     def run_registered(self, model_name: str, version: str,
@@ -252,22 +255,29 @@ class ModelPipeline:
 
         mv = self.registry.get_version(model_name, version)
         policy = self.policy.for_model(model_name)
+        record = self._official(model_name, policy)
         with tempfile.TemporaryDirectory(prefix="mlops-ci-") as tmp:
             artifact = Path(tmp) / mv.artifact_name
-            artifact.write_bytes(self.registry.artifacts.get_bytes(mv.artifact_digest))
+            artifact.write_bytes(self.registry.context.artifacts.get_bytes(mv.artifact_digest))
             run = _Run(model_name=model_name, artifact=artifact,
                        artifact_digest=mv.artifact_digest, policy=policy, stage="gates",
                        test_source=test_data, label=label or policy.label,
                        sensitive=list(sensitive or policy.sensitive_features),
                        trust=mv.trusted, force=force, gateway_url=None, metadata={},
-                       version=mv.version, official=self._official(model_name, policy))
+                       version=mv.version, official=bool(record), policy_record=record)
             return self._execute(run)
 
-    def _official(self, model_name: str, policy: ModelPolicy) -> bool:
-        """Is ``policy`` the store's configured policy for the model? Only such runs count
-        for the gated promotion rule (a laxer ``--policy`` gives feedback, not a pass)."""
-        configured = configured_policy(self.registry.settings.policy_file)
-        return configured.for_model(model_name).to_dict() == policy.to_dict()
+    def _official(self, model_name: str, policy: ModelPolicy) -> dict[str, Any]:
+        """The record of the store's configured policy (its digest and the approvals it
+        requires) when ``policy`` is that policy for the model, else ``{}``. Only such runs
+        count for the gated promotion rule (a laxer ``--policy`` gives feedback, not a
+        pass), and only while the configured policy stays the same."""
+        settings = self.registry.context.settings
+        digest = settings.policy_digest
+        configured = configured_policy(settings.policy_file).for_model(model_name)
+        if configured.to_dict() != policy.to_dict() or digest != settings.policy_digest:
+            return {}  # another policy, or the file changed while it was read
+        return {"policy_digest": digest, "approvals_required": configured.approvals}
 
     def promote(self, model_name: str, version: str) -> Any:
         """Start the production rollout with the policy's strategy (the promotion rule
@@ -315,7 +325,7 @@ class ModelPipeline:
                                 status, steps, run.policy.to_dict(), started,
                                 time.perf_counter() - t0)
         self.runs.finish(run_id, run.model_name, run.version, status, {
-            **result.to_dict(), "official_policy": run.official,
+            **result.to_dict(), "official_policy": run.official, **run.policy_record,
             "champion": run.ctx.champion_version if run.ctx is not None else None})
         return result
 
@@ -485,7 +495,8 @@ class ModelPipeline:
         # now let this version into production, before the run's report is final
         if run.policy.gates:  # a policy without gates passes nothing
             self.runs.mark_gates_passed(run.run_id, version.version, official=run.official,
-                                        champion=run.ctx.champion_version)
+                                        champion=run.ctx.champion_version,
+                                        policy=run.policy_record)
         return StepResult("register", "passed", f"registered {run.model_name} "
                                                 f"{version.version} (sha256 "
                                                 f"{version.artifact_digest[:12]})",
@@ -526,7 +537,7 @@ class ModelPipeline:
             report = run_staging_checks(run.gateway_url, run.model_name, run.version,
                                         run.ctx.X, expected)
         else:
-            with staging_gateway(self.registry.settings) as url:
+            with staging_gateway(self.registry.context.settings) as url:
                 report = run_staging_checks(url, run.model_name, run.version, run.ctx.X,
                                             expected)
         return StepResult("staging_tests", "passed" if report.passed else "failed",
@@ -536,7 +547,7 @@ class ModelPipeline:
         from mlops.deployment.rollouts import RolloutManager
 
         assert run.version is not None
-        configured = configured_policy(self.registry.settings.policy_file)
+        configured = configured_policy(self.registry.context.settings.policy_file)
         need = max(run.policy.approvals,
                    configured.for_model(run.model_name).approvals)
         have = approvals(self.registry, run.model_name, run.version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,13 +44,13 @@ class RunStore:
               ) -> int:
         self.registry.require(Role.DEVELOPER, f"run the quality gates of {model}")
         policy_digest = hashlib.sha256(canonical_json(policy).encode()).hexdigest()
-        with self.registry.store.write() as s:
+        with self.registry.context.store.write() as s:
             row = CIRunRow(model_name=model, artifact_digest=artifact_digest,
                            data_digest=data_digest, policy_digest=policy_digest,
-                           status="running", report={}, created_by=self.registry.actor)
+                           status="running", report={}, created_by=self.registry.context.actor)
             s.add(row)
             s.flush()
-            append_event(s, actor=self.registry.actor, action="ci.run.start",
+            append_event(s, actor=self.registry.context.actor, action="ci.run.start",
                          subject=_subject(model, None),
                          payload={"run": row.id, "sha256": artifact_digest,
                                   "data_sha256": data_digest, "policy": policy})
@@ -58,28 +59,29 @@ class RunStore:
     def record(self, run_id: int, model: str, version: str | None, step: str, status: str,
                result: dict[str, Any], *, key: str = "", attempts: int = 1,
                duration_s: float = 0.0) -> None:
-        with self.registry.store.write() as s:
+        with self.registry.context.store.write() as s:
             s.add(CIStepRow(run_id=run_id, step=step, status=status, cache_key=key,
                             result=result, attempts=attempts, duration_s=duration_s))
-            append_event(s, actor=self.registry.actor, action="ci.step",
+            append_event(s, actor=self.registry.context.actor, action="ci.step",
                          subject=_subject(model, version),
                          payload={"run": run_id, "step": step, "status": status,
                                   "reason": result.get("reason", ""), "attempts": attempts})
 
     def mark_gates_passed(self, run_id: int, version: str, *, official: bool,
-                          champion: str | None) -> None:
+                          champion: str | None, policy: Mapping[str, Any]) -> None:
         """Record on the run that ``version`` passed every gate (read by the gated rule),
-        under which policy and against which production version."""
-        with self.registry.store.write() as s:
+        under which policy (``policy``: ``policy_digest`` and ``approvals_required`` of an
+        official run) and against which production version."""
+        with self.registry.context.store.write() as s:
             row = s.get(CIRunRow, run_id)
             assert row is not None
             row.version = version
             row.report = {**dict(row.report or {}), "gates_passed": True,
-                          "official_policy": official, "champion": champion}
+                          "official_policy": official, "champion": champion, **policy}
 
     def cached(self, key: str) -> dict[str, Any] | None:
         """The newest passed result with this cache key, if any."""
-        with self.registry.store.read() as s:
+        with self.registry.context.store.read() as s:
             row = s.scalar(select(CIStepRow).where(CIStepRow.cache_key == key,
                                                    CIStepRow.status == "passed")
                            .order_by(CIStepRow.id.desc()).limit(1))
@@ -87,27 +89,27 @@ class RunStore:
 
     def finish(self, run_id: int, model: str, version: str | None, status: str,
                report: dict[str, Any]) -> None:
-        with self.registry.store.write() as s:
+        with self.registry.context.store.write() as s:
             row = s.get(CIRunRow, run_id)
             assert row is not None
             row.status = status
             row.version = version
             row.report = report
             row.finished_at = datetime.now(UTC)
-            append_event(s, actor=self.registry.actor, action="ci.run.finish",
+            append_event(s, actor=self.registry.context.actor, action="ci.run.finish",
                          subject=_subject(model, version),
                          payload={"run": run_id, "status": status, "version": version})
 
     def gates_passed(self, model: str, version: str) -> bool:
         """Did a pipeline run register this version with every gate passed?"""
-        with self.registry.store.read() as s:
+        with self.registry.context.store.read() as s:
             reports = s.scalars(select(CIRunRow.report).where(
                 CIRunRow.model_name == model, CIRunRow.version == version)).all()
             return any(bool(r.get("gates_passed")) for r in reports)
 
     def runs(self, model: str, version: str | None = None, limit: int = 20
              ) -> list[dict[str, Any]]:
-        with self.registry.store.read() as s:
+        with self.registry.context.store.read() as s:
             query = select(CIRunRow).where(CIRunRow.model_name == model)
             if version is not None:
                 query = query.where(CIRunRow.version == version)

@@ -3,8 +3,8 @@
 The pipeline starts ``mlops serve --role gateway --env staging`` on a free loopback port over
 the same store (or uses ``gateway_url`` when one is given), then checks that the gateway
 is ready, serves the version just deployed (``x-model-version``), answers the test rows with
-exactly the offline predictions (classes equal; numbers within 1e-6 relative), and refuses a
-malformed request with a 4xx instead of a 500.
+the offline predictions (the one comparison flow of :mod:`mlops.deployment.smoke`), and
+refuses a malformed request with a 4xx instead of a 500.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.config import Settings
+from mlops.deployment.smoke import compare_predictions, gateway_predictions
 from mlops.errors import CIError
 
 __all__ = ["StagingReport", "run_staging_checks", "staging_gateway"]
@@ -75,28 +76,6 @@ def staging_gateway(settings: Settings, environment: str = "staging",
             proc.wait(5)
 
 
-def _jsonable(frame: pd.DataFrame) -> list[list[Any]]:
-    return [[None if isinstance(v, float) and np.isnan(v) else
-             (v.item() if hasattr(v, "item") else v) for v in row]
-            for row in frame.itertuples(index=False, name=None)]
-
-
-def _same(got: list[Any], expected: np.ndarray) -> tuple[bool, int]:
-    exp = expected.tolist()
-    if len(got) != len(exp):
-        return False, -1
-    for i, (a, b) in enumerate(zip(got, exp, strict=True)):
-        if isinstance(b, float) or isinstance(a, float):
-            try:
-                if not np.isclose(float(a), float(b), rtol=1e-6, atol=1e-9):
-                    return False, i
-            except (TypeError, ValueError):
-                return False, i
-        elif str(a) != str(b):
-            return False, i
-    return True, len(exp)
-
-
 def run_staging_checks(url: str, model: str, version: str, X: pd.DataFrame,
                        expected: np.ndarray, *, n_rows: int = 50, timeout: float = 10.0
                        ) -> StagingReport:
@@ -113,19 +92,18 @@ def run_staging_checks(url: str, model: str, version: str, X: pd.DataFrame,
         checks["metadata"] = meta.status_code
         if meta.status_code != 200:
             failures.append(f"/v2/models/{model} answered {meta.status_code}")
-        body = {"dataframe_split": {"columns": list(rows.columns), "data": _jsonable(rows)}}
-        resp = client.post("/invocations", json=body, headers={"x-mlops-model": model})
-        checks["predict_status"] = resp.status_code
-        served = resp.headers.get("x-model-version")
-        checks["served_version"] = served
-        if resp.status_code != 200:
-            failures.append(f"/invocations answered {resp.status_code}: {resp.text[:200]}")
+        answer = gateway_predictions(client, model, rows)
+        checks["predict_status"] = answer.status
+        checks["served_version"] = answer.served_version
+        if answer.predictions is None:
+            failures.append(f"/v2/models/{model}/infer answered {answer.status}: "
+                            f"{answer.error}")
         else:
-            if served != version:
-                failures.append(f"staging served version {served}, expected {version}")
-            got = resp.json().get("predictions", [])
-            flat = [g[0] if isinstance(g, list) and len(g) == 1 else g for g in got]
-            same, where = _same(flat, np.asarray(expected)[: len(rows)])
+            if answer.served_version != version:
+                failures.append(f"staging served version {answer.served_version}, expected "
+                                f"{version}")
+            same, where = compare_predictions(answer.predictions,
+                                              np.asarray(expected)[: len(rows)])
             checks["rows_compared"] = len(rows)
             checks["outputs_match"] = same
             if not same:

@@ -63,7 +63,7 @@ def checkpoint_cmd(as_json: JsonOpt = False) -> None:
     from mlops.store.audit import checkpoint
 
     registry = ModelRegistry()
-    with registry.store.read() as s:
+    with registry.context.store.read() as s:
         cp = checkpoint(s)
     if as_json:
         print_json(asdict(cp))

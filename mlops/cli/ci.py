@@ -29,12 +29,12 @@ def _pipeline(policy: Path | None) -> Any:
     from mlops.registry.service import ModelRegistry
 
     registry = ModelRegistry()
-    path = policy or (Path(registry.settings.policy_file) if registry.settings.policy_file
+    path = policy or (Path(registry.context.settings.policy_file) if registry.context.settings.policy_file
                       else None)
     return ModelPipeline(registry, policy=Policy.load(path) if path else Policy())
 
 
-def _summary(result: Any) -> Table:
+def pipeline_table(result: Any) -> Table:
     version = result.version or "(not registered)"
     table = Table(title=f"pipeline {result.model} {version}: {result.status}")
     for col in ("step", "status", "measured", "threshold", "reason", "s"):
@@ -76,7 +76,7 @@ def _finish(result: Any, report_dir: Path | None, as_json: bool) -> None:
     if as_json:
         print_json({**result.to_dict(), "reports": {k: str(v) for k, v in paths.items()}})
     else:
-        console.print(_summary(result))
+        console.print(pipeline_table(result))
         for step in result.steps:
             for warning in step.gate.warnings if step.gate else ():
                 console.print(f"[yellow]warning[/] {step.name}: {warning}")

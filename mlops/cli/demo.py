@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Annotated
@@ -14,10 +9,11 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from mlops.cli.demo_gateway import post_json, start_gateway
 from mlops.cli.output import console, models_table, versions_table
 from mlops.config import get_settings
 from mlops.deployment.rollouts import RolloutManager
-from mlops.deployment.routes import RouteWriter
+from mlops.deployment.routes import RoutingService
 from mlops.errors import PermissionDenied
 from mlops.registry.service import ModelRegistry
 
@@ -41,7 +37,7 @@ def demo(
     # the demo follows the rule a team runs (team mode's default): production takes only
     # versions that passed staging, their gates and an approval
     registry = ModelRegistry(get_settings(promotion_policy="gated"))
-    work = Path(registry.settings.home) / "demo"
+    work = Path(registry.context.settings.home) / "demo"
     work.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]1. data")
     rng = np.random.default_rng(7)
@@ -59,7 +55,7 @@ def demo(
     console.rule("[bold]2. train two models; each goes through the CI pipeline")
     from mlops.ci.approvals import approve
     from mlops.ci.pipeline import ModelPipeline
-    from mlops.cli.ci import _summary
+    from mlops.cli.ci import pipeline_table
 
     test_path = work / "test.csv"
     test.to_csv(test_path, index=False)
@@ -79,7 +75,7 @@ def demo(
         result = pipeline.run(path, model_name, test_path, metadata={
             "training_data": str(train_path), "algorithm": algo,
             "roc_auc": roc_auc_score(test["label"], proba), "params": est.get_params()})
-        console.print(_summary(result))
+        console.print(pipeline_table(result))
         if result.version is None:
             raise typer.Exit(1)
         versions.append(result.version)
@@ -119,7 +115,7 @@ def demo(
     console.rule("[bold]6. rollouts: the controller decides from live traffic and labels")
     from mlops.cli.demo_rollout import rollout_section
 
-    RouteWriter(registry).clear_route(model_name, "production", reason="demo: end of section 5")
+    RoutingService(registry).clear_route(model_name, "production", reason="demo: end of section 5")
     rollout_section(rui, ana, model_name, train, test, features, v2)
 
     console.rule("[bold]7. monitoring: drift and an accuracy drop in production")
@@ -133,7 +129,7 @@ def demo(
                   f"head {verified.head[:16]}")
     if not verified.ok:
         raise typer.Exit(1)
-    console.print(f"\nState is in {registry.settings.home}. Try: mlops models show {model_name}"
+    console.print(f"\nState is in {registry.context.settings.home}. Try: mlops models show {model_name}"
                   " · mlops audit log · mlops models search \"stage = production\"")
 
 
@@ -145,46 +141,12 @@ def _people(registry: ModelRegistry) -> tuple[ModelRegistry, ModelRegistry]:
     from mlops.store.tokens import parse_duration
 
     service = TokenService(registry)
-    auth = Authenticator(registry.settings, registry.store)
+    auth = Authenticator(registry.context.settings, registry.context.store)
     people = []
     for name, role in (("ana", Role.DEVELOPER), ("rui", Role.APPROVER)):
         _, token = service.create(name, role, parse_duration("1d"))
         people.append(registry.acting_as(auth.authenticate(token)))
     return people[0], people[1]
-
-
-def start_gateway(registry: ModelRegistry, *args: str, env_extra: dict[str, str] | None = None,
-                  ) -> tuple[subprocess.Popen[bytes], str]:
-    """``mlops serve`` on a free loopback port over the demo's store, once it is ready."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLOPS_HOME": str(registry.settings.home), **(env_extra or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--port", str(port), *args],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/v2/health/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, url
-
-
-def _post(url: str, body: object, headers: dict[str, str] | None = None
-          ) -> tuple[int, dict[str, str], object]:
-    import json
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"content-type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
 
 
 def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
@@ -193,9 +155,9 @@ def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
     import signal
     from collections import Counter
 
-    from mlops.serving.predlog import read_feedback, read_predictions
+    from mlops.store.predlog import read_feedback, read_predictions
 
-    route = RouteWriter(registry).set_route(model_name, "production", stable=v1, candidate=v2,
+    route = RoutingService(registry).set_route(model_name, "production", stable=v1, candidate=v2,
                                             weight=20, strategy="canary", state="demo",
                                             reason="demo canary")
     proc, url = start_gateway(registry)
@@ -209,23 +171,23 @@ def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
             unit = f"user-{i % 100}"
             values = [float(row[c]) for c in features]
             if i % 3 == 0:
-                status, headers, body = _post(
+                status, headers, body = post_json(
                     f"{url}/v2/models/{model_name}/infer",
                     {"inputs": [{"name": "x", "shape": [1, len(features)], "datatype": "FP64",
                                  "data": values}]}, {"x-mlops-unit": unit})
             elif i % 3 == 1:
-                status, headers, body = _post(f"{url}/v1/models/{model_name}:predict",
+                status, headers, body = post_json(f"{url}/v1/models/{model_name}:predict",
                                               {"instances": [values]}, {"x-mlops-unit": unit})
             else:
-                status, headers, body = _post(
+                status, headers, body = post_json(
                     f"{url}/invocations",
                     {"dataframe_split": {"columns": features, "data": [values]}},
                     {"x-mlops-unit": unit, "x-mlops-model": model_name})
             assert status == 200, body
             served[headers["x-model-version"]] += 1
             labels.append({"request_id": headers["x-request-id"], "actual": int(row["label"])})
-        _post(f"{url}/v1/models/{model_name}/feedback", labels)
-        bad, _, error = _post(f"{url}/v1/models/{model_name}:predict", {"instances": [[1, 2]]})
+        post_json(f"{url}/v1/models/{model_name}/feedback", labels)
+        bad, _, error = post_json(f"{url}/v1/models/{model_name}:predict", {"instances": [[1, 2]]})
         console.print("400 requests over V2, KServe V1 and MLflow /invocations: "
                       + ", ".join(f"{v}: {n}" for v, n in sorted(served.items()))
                       + f"; {len(labels)} labels sent back")
@@ -239,7 +201,7 @@ def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-    artifacts = str(registry.settings.artifacts_uri)
+    artifacts = str(registry.context.settings.artifacts_uri)
     log = read_predictions(artifacts, model=model_name).to_pandas()
     feedback = read_feedback(artifacts, model=model_name).to_pandas()
     joined = log.merge(feedback, on=["request_id", "row"])

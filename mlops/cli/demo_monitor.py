@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.cli.demo import _post, start_gateway
+from mlops.cli.demo_gateway import post_json, start_gateway
 from mlops.cli.output import console
 from mlops.registry.service import ModelRegistry
 
@@ -25,12 +25,12 @@ def _send(url: str, model: str, frame: pd.DataFrame, labels: np.ndarray, feature
     sent = 0
     for start in range(0, len(frame), batch):
         part = frame.iloc[start:start + batch]
-        status, headers, _ = _post(
+        status, headers, _ = post_json(
             f"{url}/v2/models/{model}/infer",
             {"inputs": [{"name": "x", "shape": [len(part), len(features)], "datatype": "FP64",
                          "data": part[features].to_numpy().ravel().tolist()}]})
         if status == 200:
-            _post(f"{url}/v1/models/{model}/feedback",
+            post_json(f"{url}/v1/models/{model}/feedback",
                   [{"request_id": headers["x-request-id"], "row": i, "actual": int(y)}
                    for i, y in enumerate(labels[start:start + batch])])
             sent += len(part)

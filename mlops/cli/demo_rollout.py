@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from mlops.ci.pipeline import ModelPipeline
-from mlops.cli.ci import _summary
-from mlops.cli.demo import start_gateway
-from mlops.cli.deploy import _show
+from mlops.cli.ci import pipeline_table
+from mlops.cli.demo_gateway import post_json, start_gateway
+from mlops.cli.deploy import show_rollout
 from mlops.cli.output import console
 from mlops.registry.service import ModelRegistry
 
@@ -31,20 +31,19 @@ _DEMO_ANALYSIS = {"min_samples": 150, "accuracy_margin": 0.05, "require_labels":
 def _drive(url: str, model: str, rows: pd.DataFrame, features: list[str], manager: Any,
            rng: np.random.Generator, seconds: float = 90.0) -> Any:
     """Send 10-row requests and their labels until the rollout leaves ``progressing``."""
-    from mlops.cli.demo import _post
 
     deadline = time.monotonic() + seconds
     sent = 0
     while time.monotonic() < deadline:
         batch = rows.sample(10, random_state=int(rng.integers(1 << 30)))
-        status, headers, _ = _post(
+        status, headers, _ = post_json(
             f"{url}/v2/models/{model}/infer",
             {"inputs": [{"name": "x", "shape": [10, len(features)], "datatype": "FP64",
                          "data": batch[features].to_numpy().ravel().tolist()}]},
             {"x-mlops-unit": f"user-{rng.integers(1_000_000)}"})
         if status == 200:
             rid = headers["x-request-id"]
-            _post(f"{url}/v1/models/{model}/feedback",
+            post_json(f"{url}/v1/models/{model}/feedback",
                   [{"request_id": rid, "row": i, "actual": int(y)}
                    for i, y in enumerate(batch["label"])])
         sent += 1
@@ -73,7 +72,7 @@ def rollout_section(registry: ModelRegistry, developer: ModelRegistry, model: st
         console.print(f"canary of {candidate}: 50% then 100%, the controller analyses every "
                       "0.5 s (labels sent back with every request; the forest gets a 25 ms "
                       "p99 latency budget over the logistic champion)")
-        _show(_drive(url, model, test, features, manager, rng), False)
+        show_rollout(_drive(url, model, test, features, manager, rng), False)
 
         noisy = LogisticRegression(max_iter=300).fit(
             train[features], rng.permutation(train["label"].to_numpy()))
@@ -81,9 +80,9 @@ def rollout_section(registry: ModelRegistry, developer: ModelRegistry, model: st
             path = Path(tmp) / "noisy.skops"
             sio.dump(noisy, path)
             result = ModelPipeline(developer).run(
-                path, model, Path(registry.settings.home) / "demo" / "test.csv",
+                path, model, Path(registry.context.settings.home) / "demo" / "test.csv",
                 stage="register", metadata={"algorithm": "trained on shuffled labels"})
-            console.print(_summary(result))
+            console.print(pipeline_table(result))
             failed = result.failed_step
             console.print(f"the pipeline stops at {failed.name if failed else '-'}: nothing "
                           "is registered, nothing reaches staging or production")
@@ -98,7 +97,7 @@ def rollout_section(registry: ModelRegistry, developer: ModelRegistry, model: st
                        config=_DEMO_ANALYSIS, reason="demo: a model that learned nothing",
                        override="demo: bypass the failed gates to show the automatic rollback")
         console.print(f"canary of {bad.version}, trained on shuffled labels:")
-        _show(_drive(url, model, test, features, manager, rng), False)
+        show_rollout(_drive(url, model, test, features, manager, rng), False)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from mlops.cli.output import console, print_json
-from mlops.errors import DeploymentError
+from mlops.cli.output import console, err_console, print_json
+from mlops.config import get_settings
+from mlops.deployment.materialize import (
+    Materialized,
+    materialize,
+    model_paths,
+)
+from mlops.errors import DeploymentError, MaterializeError
 from mlops.registry.service import ModelRegistry
+from mlops.store.context import Context
 
 rollout_app = typer.Typer(no_args_is_help=True, help="Progressive rollouts.")
 
@@ -22,6 +31,41 @@ def _manager() -> Any:
     from mlops.deployment.rollouts import RolloutManager
 
     return RolloutManager(ModelRegistry())
+
+
+def materialise_served(*, to_stderr: bool = False) -> None:
+    """After a command changed what an environment serves: bring the configured model
+    folders (``*_MODEL_PATH``) in line now, so they are right without a server."""
+    settings = get_settings()
+    if not model_paths(settings):
+        return
+    out = err_console if to_stderr else console
+    try:
+        done = materialize(Context.open(settings))
+    except MaterializeError as exc:
+        _print_materialised(exc.results, out)
+        raise
+    _print_materialised(done, out)
+
+
+def _print_materialised(done: list[Materialized], out: Console) -> None:
+    for item in done:
+        if not item.changed:
+            continue
+        if item.version is None:
+            out.print(f"removed {item.model} from {_shown(item.path.parent)} (no longer "
+                      f"served in {item.environment})", soft_wrap=True)
+        else:
+            out.print(f"materialised {item.model} {item.version} at {_shown(item.path)}",
+                      soft_wrap=True)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def deploy(
@@ -57,10 +101,11 @@ def deploy(
                 raise DeploymentError("--config must be a JSON object.", fix="Use {...}.")
     rollout = _manager().deploy(model, version, env, strategy=strategy, config=settings,
                                 reason=reason, override=override)
-    _show(rollout, as_json)
+    show_rollout(rollout, as_json)
+    materialise_served(to_stderr=as_json)
 
 
-def _show(rollout: Any, as_json: bool) -> None:
+def show_rollout(rollout: Any, as_json: bool) -> None:
     if as_json:
         print_json(rollout.to_dict())
         return
@@ -106,13 +151,15 @@ def status(model: str, env: EnvOpt = "production", as_json: JsonOpt = False) -> 
         else:
             console.print(f"{model} has no rollout in {env}.")
         return
-    _show(rollout, as_json)
+    show_rollout(rollout, as_json)
 
 
 def _command(action: str) -> Any:
     def run(model: str, env: EnvOpt = "production", reason: str = "",
             as_json: JsonOpt = False) -> None:
-        _show(getattr(_manager(), action)(model, env, reason=reason), as_json)
+        show_rollout(getattr(_manager(), action)(model, env, reason=reason), as_json)
+        if action in {"promote", "abort"}:
+            materialise_served(to_stderr=as_json)
 
     run.__doc__ = {"promote": "Send all traffic to the candidate now.",
                    "pause": "Hold the rollout at its step until resumed.",
@@ -131,3 +178,4 @@ def rollback(model: str, env: EnvOpt = "production",
     """All traffic back to the previous (or named) version, within a second."""
     version = _manager().rollback(model, env, to=to, reason=reason)
     console.print(f"{model} in {env} now serves {version}")
+    materialise_served()

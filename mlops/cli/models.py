@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mlops._tables import read_frame
+from mlops.cli.deploy import materialise_served
 from mlops.cli.output import console, models_table, print_json, versions_table
 from mlops.errors import MlopsError, SignatureError
 from mlops.registry.service import ModelRegistry
@@ -121,6 +122,7 @@ def promote(name: str, version: str, stage: str,
     mv = ModelRegistry().promote(name, version, stage, archive_existing=not keep_existing,
                                  reason=reason, override=override)
     console.print(f"{mv.model} {mv.version} -> {mv.stage}")
+    materialise_served()
 
 
 @models_app.command("alias")

@@ -35,9 +35,15 @@ def _progress() -> Progress:
 
 @monitor_app.command("status")
 def status(model: str, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
-    """Latest window metrics, health score and alerts of MODEL."""
+    """The live window's metrics (the last MLOPS_MONITOR_WINDOW up to now), the latest
+    evaluator pass's drift figures, health score and alerts of MODEL."""
+    from mlops.monitoring.status import LIVE
+
     monitor = _monitor()
-    result = monitor.status(model, env)
+    try:
+        result = monitor.status(model, env)
+    finally:
+        monitor.close()
     if as_json:
         print_json(result.to_dict())
         return
@@ -47,18 +53,25 @@ def status(model: str, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     if health is not None and health.score is not None:
         colour = {"healthy": "green", "degraded": "yellow"}.get(health.status, "red")
         head += f": health [{colour}]{health.score:.0f}/100 {health.status}[/]"
-    console.print(head)
-    if not result.latest:
-        console.print("No evaluated windows yet: run `mlops serve` (the evaluator runs every "
-                      "MLOPS_MONITOR_INTERVAL seconds) or `mlops monitor evaluate`.")
     else:
-        table = Table(title="latest window")
-        for col in ("metric", "value", "n", "window end"):
-            table.add_column(col)
-        for name, snap in sorted(result.latest.items()):
-            table.add_row(name, fmt(snap.value), str(snap.n),
-                          snap.window_end.strftime("%Y-%m-%d %H:%M:%S"))
-        console.print(table)
+        head += ": health - (nothing to judge in the live window)"
+    console.print(head)
+    span = (f"{result.window_start:%Y-%m-%d %H:%M:%S} to {result.window_end:%H:%M:%S} UTC")
+    if result.empty:
+        console.print(f"[yellow]The live window ({span}) is empty:[/] no predictions of "
+                      f"{model}{where}. Rows marked empty are not measurements.")
+    if not result.latest:
+        console.print("No evaluator pass yet: drift figures appear once `mlops serve` runs "
+                      "(every MLOPS_MONITOR_INTERVAL seconds) or `mlops monitor evaluate`.")
+    table = Table(title=f"live window {span}")
+    for col in ("metric", "value", "n", "from"):
+        table.add_column(col)
+    for name, metric in sorted(result.metrics.items()):
+        value = "[dim]empty[/]" if metric.empty else fmt(metric.value)
+        source = "live window" if metric.source == LIVE else \
+            f"evaluator pass to {metric.window_end:%H:%M:%S}"
+        table.add_row(name, value, str(metric.n), source)
+    console.print(table)
     if health is not None:
         parts = Table(title="health parts")
         for col in ("part", "score", "why"):
@@ -113,7 +126,8 @@ def drift(
         raise MonitoringError("Give exactly one of --current FILE or --window DURATION.",
                               fix="e.g. mlops monitor drift churn --window 1h")
     monitor = _monitor()
-    version = version or monitor.served_version(model, env)
+    version = version or monitor.served_version(model, env) or \
+        monitor.registry.get_version(model).version
     with _progress() as progress:
         task = progress.add_task("loading the reference profile", total=None)
         profile = monitor.registry.reference_profile(model, version, "features")
@@ -124,12 +138,16 @@ def drift(
             assert window is not None
             progress.update(task, description=f"reading the logged inputs of the last {window}")
             now = datetime.now(UTC)
+            # that version's rows only: another version's inputs are not drift
             logged = read_window(monitor.artifacts_uri, model, environment=env,
+                                 version=version,
                                  start=now - timedelta(seconds=parse_duration(window)), end=now)
             frame = logged.inputs
             if frame.empty:
-                raise MonitoringError(f"No logged predictions of {model!r} in the last {window}.",
-                                      fix="Widen --window, or pass --current FILE.", model=model)
+                raise MonitoringError(f"No logged predictions of {model!r} {version} in the "
+                                      f"last {window}.",
+                                      fix="Widen --window, name the --version that served, or "
+                                          "pass --current FILE.", model=model)
         progress.update(task, description=f"testing {len(profile.columns)} features on "
                                           f"{len(frame):,} rows")
         report = detect_drift(profile, frame, fdr=fdr)

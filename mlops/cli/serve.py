@@ -45,7 +45,7 @@ def serve(
     from mlops.api.server import ROLES
     from mlops.api.server import serve as run
     from mlops.errors import ConfigError
-    from mlops.serving.app import GatewayConfig
+    from mlops.serving import GatewayConfig
 
     if role not in ROLES:
         raise ConfigError(f"Unknown role {role!r}.", fix=f"Use one of {', '.join(ROLES)}.")

@@ -1,6 +1,7 @@
-"""The analysis of one rollout step: candidate vs stable from the prediction log.
+"""The analysis of one rollout step: candidate vs stable from the rollout's running evidence.
 
-Each look computes, over the requests since the rollout started:
+Each look judges, over the requests since the rollout started (kept as aggregates by
+:class:`~mlops.deployment.evidence.Evidence`, so a look never re-reads the log):
 
 - **sample ratio**: requests per arm against the configured weight (chi-square; p < 0.001
   means the split itself is broken -> ``Failed``), over requests older than
@@ -10,11 +11,12 @@ Each look computes, over the requests since the rollout started:
 - **model quality**, when labels arrive through feedback, over requests older than
   ``label_delay`` (labels are mature): for classification the same test on the share of
   correct predictions (margin ``accuracy_margin``; F1 reported for 0/1 labels, and ROC-AUC
-  when class probabilities are logged), for
-  regression (fractional labels) an always-valid non-inferiority test of the mean absolute
-  error (margin ``mae_margin``, default 5% of stable's MAE; RMSE reported);
+  when class probabilities are logged), for regression (fractional labels) an always-valid
+  non-inferiority test of the mean absolute error (margin ``mae_margin``, default 5% of
+  stable's MAE at the first look, then fixed; RMSE reported);
 - **p99 latency** guardrail: candidate p99 <= stable p99 x (1 + ``latency_tolerance``) +
-  ``latency_slack_ms``, judged once both arms have ``min_samples`` requests.
+  ``latency_slack_ms``, judged once both arms have ``min_samples`` requests (p99 from a
+  sketch, within 0.5%).
 
 The sequential tests are always valid, so looking at every step does not inflate the false
 rollback rate; their running state is kept in the rollout row between looks. Across the
@@ -27,31 +29,30 @@ non-inferior; otherwise ``Inconclusive``.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from mlops.deployment.config import RolloutConfig, parse_rollout_config
+from mlops.deployment.evidence import ArmQuality, Evidence
+from mlops.deployment.types import Outcome
 from mlops.stats.multiple import benjamini_hochberg
 from mlops.stats.sequential import (
     SequentialMonitor,
     SequentialResult,
     choose_tau,
-    msprt_non_inferiority_means,
     msprt_non_inferiority_proportions,
+    non_inferiority_from_summary,
 )
 from mlops.stats.srm import sample_ratio_mismatch
 
-__all__ = ["DEFAULTS", "StepAnalysis", "analyse", "settings"]
+__all__ = ["DEFAULTS", "Monitors", "StepAnalysis", "analyse", "look", "result_dict",
+           "settings"]
 
 #: the analysis defaults (see :class:`~mlops.deployment.config.RolloutConfig`)
 DEFAULTS: dict[str, Any] = RolloutConfig().analysis()
+#: the sequential tests' running state, per metric (JSON-ready)
+Monitors = dict[str, dict[str, Any]]
 
 
 def settings(config: RolloutConfig | Mapping[str, Any] | None) -> RolloutConfig:
@@ -62,13 +63,17 @@ def settings(config: RolloutConfig | Mapping[str, Any] | None) -> RolloutConfig:
 
 @dataclass(frozen=True)
 class StepAnalysis:
-    outcome: str  # "Successful" | "Failed" | "Inconclusive"
+    """One look: its outcome, why, every number it decided on, and the sequential tests'
+    state after it."""
+
+    outcome: Outcome
     reason: str
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    monitors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    monitors: Monitors = field(default_factory=dict)
 
 
-def _result_dict(r: SequentialResult) -> dict[str, Any]:
+def result_dict(r: SequentialResult) -> dict[str, Any]:
+    """A sequential look as JSON-ready numbers."""
     def num(v: float | None) -> float | None:
         return None if v is None or not math.isfinite(v) else float(v)
 
@@ -78,8 +83,8 @@ def _result_dict(r: SequentialResult) -> dict[str, Any]:
             "margin": r.margin, "alpha": r.alpha, "tau": r.tau}
 
 
-def _look(name: str, monitors: dict[str, dict[str, Any]], result: SequentialResult
-          ) -> SequentialResult:
+def look(name: str, monitors: Monitors, result: SequentialResult) -> SequentialResult:
+    """Fold this look into the metric's running sequential state (kept in ``monitors``)."""
     stored = monitors.get(name)
     monitor = SequentialMonitor.from_dict(stored) if stored else SequentialMonitor.like(result)
     combined = monitor.update(result)
@@ -87,43 +92,21 @@ def _look(name: str, monitors: dict[str, dict[str, Any]], result: SequentialResu
     return combined
 
 
-def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
-            weight: float, config: RolloutConfig | Mapping[str, Any],
-            monitors: dict[str, dict[str, Any]],
-            now: float | None = None, step_since: float | None = None) -> StepAnalysis:
-    """One look at the rollout's traffic (``log``: prediction rows of this rollout only;
-    the sample-ratio check uses the rows since ``step_since``, when this weight applied)."""
+def analyse(evidence: Evidence, *, weight: float, config: RolloutConfig | Mapping[str, Any],
+            monitors: Monitors) -> StepAnalysis:
+    """One look at a split step (``evidence`` already settled at the time of the look)."""
     cfg = settings(config)
-    now = time.time() if now is None else now
     monitors = {k: dict(v) for k, v in monitors.items()}
-    alpha = cfg.alpha
     metrics: dict[str, dict[str, Any]] = {}
     failed: list[str] = []
     passed: list[str] = []
     tested: dict[str, tuple[SequentialResult, str]] = {}  # metric -> (running result, text)
-
-    # one row per request for counts, errors and latency (row 0 of each request); a
-    # "fallback" row is stable's answer to a request assigned to the candidate, whose own
-    # failed row is already counted on the candidate's side
-    if log.num_rows:
-        log = log.filter(pc.not_equal(log["route"], "fallback"))
-    first = log.filter(pc.equal(log["row"], 0)) if log.num_rows else log
-    arms = {}
-    for arm, version in (("stable", stable), ("candidate", candidate)):
-        t = first.filter(pc.equal(first["version"], version)) if first.num_rows else first
-        arms[arm] = t
-    n_s, n_c = arms["stable"].num_rows, arms["candidate"].num_rows
+    stable, candidate = evidence.traffic
+    n_s, n_c = stable.requests, candidate.requests
     min_n = cfg.min_samples
 
     # sample ratio: only meaningful while both arms get traffic
-    step_rows = first if step_since is None or not first.num_rows else first.filter(
-        pc.greater_equal(pc.cast(first["ts"], pa.int64()), int(step_since * 1e6)))
-    settled = now - cfg.srm_settle_seconds
-    if step_rows.num_rows:
-        step_rows = step_rows.filter(
-            pc.less_equal(pc.cast(step_rows["ts"], pa.int64()), int(settled * 1e6)))
-    k_s = _routed(step_rows, stable, 1.0 - weight / 100.0)
-    k_c = _routed(step_rows, candidate, weight / 100.0)
+    k_s, k_c = evidence.split.settled
     if 0.0 < weight < 100.0 and k_s + k_c > 0:
         srm = sample_ratio_mismatch([k_s, k_c], [100.0 - weight, weight],
                                     threshold=cfg.srm_threshold)
@@ -135,188 +118,119 @@ def analyse(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
 
     # error rate (lower is better)
     if n_s and n_c:
-        e_s = int(pc.sum(pc.greater_equal(arms["stable"]["status"], 500)).as_py() or 0)
-        e_c = int(pc.sum(pc.greater_equal(arms["candidate"]["status"], 500)).as_py() or 0)
+        e_s, e_c = stable.errors, candidate.errors
         margin = cfg.error_margin
         result = msprt_non_inferiority_proportions(
             e_s, n_s, e_c, n_c, margin=margin, tau=choose_tau(max(margin, 0.005)),
-            alpha=alpha, higher_is_better=False)
-        combined = _look("error_rate", monitors, result)
-        metrics["error_rate"] = {**_result_dict(combined), "stable": e_s / n_s,
+            alpha=cfg.alpha, higher_is_better=False)
+        combined = look("error_rate", monitors, result)
+        metrics["error_rate"] = {**result_dict(combined), "stable": e_s / n_s,
                                  "candidate": e_c / n_c}
         tested["error_rate"] = (combined, f"error rate {e_c / n_c:.2%} vs {e_s / n_s:.2%}: "
                                           f"worse by more than {margin:.2%}")
 
     # latency guardrail on successful requests
     if n_s >= min_n and n_c >= min_n:
-        def p99(t: pa.Table) -> float:
-            ok = t.filter(pc.less(t["status"], 500))
-            return float(np.percentile(ok["latency_ms"].to_numpy(), 99)) if ok.num_rows else 0.0
-
-        s99, c99 = p99(arms["stable"]), p99(arms["candidate"])
+        s99, c99 = stable.latency.quantile(0.99), candidate.latency.quantile(0.99)
         limit = s99 * (1 + cfg.latency_tolerance) + cfg.latency_slack_ms
         metrics["latency_p99_ms"] = {"stable": s99, "candidate": c99, "limit": limit}
         if c99 > limit:
             failed.append(f"p99 latency {c99:.1f} ms above the limit {limit:.1f} ms "
                           f"(stable {s99:.1f} ms)")
 
-    # model quality on mature labels: accuracy (classification) or absolute error
-    # (regression)
-    joined = _labelled(log, feedback, now - cfg.label_delay)
-    quality = None
-    if joined is not None:
-        quality = _quality(joined, stable, candidate, cfg, metrics, monitors, tested)
-
-    # Benjamini-Hochberg across the metrics' always-valid p-values, for both directions
-    if tested:
-        names = list(tested)
-        worse = benjamini_hochberg([tested[n][0].p_inferior or 1.0 for n in names], alpha)
-        fine = benjamini_hochberg([tested[n][0].p_value for n in names], alpha)
-        for i, name in enumerate(names):
-            metrics[name]["p_inferior_bh"] = worse.p_adjusted[i]
-            metrics[name]["p_non_inferior_bh"] = fine.p_adjusted[i]
-            if worse.reject[i]:
-                failed.append(tested[name][1])
-                metrics[name]["decision"] = "inferior"
-            elif fine.reject[i]:
-                passed.append(name)
-                metrics[name]["decision"] = "non_inferior"
-            else:
-                metrics[name]["decision"] = "continue"
+    quality = _quality(evidence, cfg, metrics, monitors, tested)
+    _decide_metrics(tested, cfg.alpha, metrics, failed, passed)
 
     if failed:
-        return StepAnalysis("Failed", "; ".join(failed), metrics, monitors)
+        return StepAnalysis(Outcome.FAILED, "; ".join(failed), metrics, monitors)
     needed = {"error_rate"} | ({quality or "accuracy"} if cfg.require_labels else set())
     if n_s >= min_n and n_c >= min_n and needed <= set(passed):
-        return StepAnalysis("Successful", "candidate shown non-inferior on "
+        return StepAnalysis(Outcome.SUCCESSFUL, "candidate shown non-inferior on "
                             + ", ".join(sorted(passed)), metrics, monitors)
     if not n_s and n_c >= min_n:  # all traffic on the candidate: absolute guardrails only
-        e_c = int(pc.sum(pc.greater_equal(arms["candidate"]["status"], 500)).as_py() or 0)
-        rate, margin = e_c / n_c, cfg.error_margin
+        rate, margin = candidate.errors / n_c, cfg.error_margin
         metrics["error_rate"] = {"candidate": rate, "n_candidate": n_c, "limit": margin}
         if rate > margin:
-            return StepAnalysis("Failed", f"error rate {rate:.2%} above {margin:.2%} with all "
-                                "traffic on the candidate", metrics, monitors)
-        return StepAnalysis("Successful", f"{n_c} requests on the candidate, error rate "
-                            f"{rate:.2%} within {margin:.2%}", metrics, monitors)
+            return StepAnalysis(Outcome.FAILED, f"error rate {rate:.2%} above {margin:.2%} "
+                                "with all traffic on the candidate", metrics, monitors)
+        return StepAnalysis(Outcome.SUCCESSFUL, f"{n_c} requests on the candidate, error "
+                            f"rate {rate:.2%} within {margin:.2%}", metrics, monitors)
     waiting = sorted(needed - set(passed))
-    return StepAnalysis("Inconclusive", f"waiting for evidence ({n_s} stable / {n_c} candidate "
-                        f"requests; undecided: {', '.join(waiting) or 'none'})", metrics,
-                        monitors)
+    return StepAnalysis(Outcome.INCONCLUSIVE, f"waiting for evidence ({n_s} stable / {n_c} "
+                        f"candidate requests; undecided: {', '.join(waiting) or 'none'})",
+                        metrics, monitors)
 
 
-def _routed(rows: pa.Table, version: str, share: float) -> int:
-    """Requests ``version`` answered under this step's split. Gateway workers apply a new
-    split up to a second after the step starts; requests routed under the previous split
-    carry another propensity and would fake a sample ratio mismatch."""
-    if not rows.num_rows:
-        return 0
-    mine = rows.filter(pc.equal(rows["version"], version))
-    if "propensity" not in mine.column_names or not mine.num_rows:
-        return int(mine.num_rows)
-    p = mine["propensity"]
-    same = pc.or_kleene(pc.is_null(p), pc.less(pc.abs(pc.subtract(p, share)), 1e-6))
-    return int(pc.sum(pc.cast(same, pa.int64())).as_py() or 0)
+def _decide_metrics(tested: dict[str, tuple[SequentialResult, str]], alpha: float,
+                    metrics: dict[str, dict[str, Any]], failed: list[str],
+                    passed: list[str]) -> None:
+    """Benjamini-Hochberg across the metrics' always-valid p-values, both directions."""
+    if not tested:
+        return
+    names = list(tested)
+    worse = benjamini_hochberg([tested[n][0].p_inferior or 1.0 for n in names], alpha)
+    fine = benjamini_hochberg([tested[n][0].p_value for n in names], alpha)
+    for i, name in enumerate(names):
+        metrics[name]["p_inferior_bh"] = worse.p_adjusted[i]
+        metrics[name]["p_non_inferior_bh"] = fine.p_adjusted[i]
+        if worse.reject[i]:
+            failed.append(tested[name][1])
+            metrics[name]["decision"] = "inferior"
+        elif fine.reject[i]:
+            passed.append(name)
+            metrics[name]["decision"] = "non_inferior"
+        else:
+            metrics[name]["decision"] = "continue"
 
 
-def _labelled(log: pa.Table, feedback: pa.Table, mature: float) -> pd.DataFrame | None:
-    """Successful predictions old enough for their labels to count, joined with them."""
-    if not log.num_rows or not feedback.num_rows:
+def _quality(evidence: Evidence, cfg: RolloutConfig, metrics: dict[str, dict[str, Any]],
+             monitors: Monitors, tested: dict[str, tuple[SequentialResult, str]]
+             ) -> str | None:
+    """Accuracy or MAE on mature labels; the metric's name, None without labels in both
+    arms."""
+    q_s, q_c = evidence.quality
+    if not q_s.n or not q_c.n:
         return None
-    columns = ["request_id", "row", "version", "prediction", "prediction_num", "ts", "status"]
-    if "proba" in log.column_names:
-        columns.append("proba")
-    preds = log.select(columns).to_pandas()
-    labels = feedback.select(["request_id", "row", "actual", "actual_num"]).to_pandas() \
-        .drop_duplicates(["request_id", "row"], keep="last")
-    preds = preds[(preds.status < 500) & (preds.ts.astype("int64") / 1e9 <= mature)]
-    joined = preds.merge(labels, on=["request_id", "row"])
-    return None if joined.empty else joined
-
-
-def _correct(joined: pd.DataFrame) -> np.ndarray:
-    numeric = joined.prediction_num.notna() & joined.actual_num.notna()
-    return np.asarray(np.where(numeric, joined.prediction_num == joined.actual_num,
-                               joined.prediction.astype(str) == joined.actual.astype(str)),
-                      dtype=bool)
-
-
-def _is_regression(joined: pd.DataFrame) -> bool:
-    """Numeric labels with fractional values (or predictions) mean a regression task."""
-    if joined.actual_num.isna().any() or joined.prediction_num.isna().any():
-        return False
-    values = np.concatenate([joined.actual_num.to_numpy(), joined.prediction_num.to_numpy()])
-    return bool(np.any(np.mod(values, 1) != 0))
-
-
-def _quality(joined: pd.DataFrame, stable: str, candidate: str, cfg: RolloutConfig,
-             metrics: dict[str, dict[str, Any]], monitors: dict[str, dict[str, Any]],
-             tested: dict[str, tuple[SequentialResult, str]]) -> str | None:
-    s_rows = joined[joined.version == stable]
-    c_rows = joined[joined.version == candidate]
-    if s_rows.empty or c_rows.empty:
-        return None
-    alpha = cfg.alpha
-    if _is_regression(joined):
-        err_s = (s_rows.prediction_num - s_rows.actual_num).abs().to_numpy()
-        err_c = (c_rows.prediction_num - c_rows.actual_num).abs().to_numpy()
-        mae_s, mae_c = float(err_s.mean()), float(err_c.mean())
-        margin = cfg.mae_margin or max(0.05 * mae_s, 1e-12)
-        if err_s.size < 2 or err_c.size < 2:
-            return "mae"
-        result = msprt_non_inferiority_means(err_s, err_c, margin=margin,
-                                             tau=choose_tau(margin), alpha=alpha,
-                                             higher_is_better=False)
-        combined = _look("mae", monitors, result)
-        metrics["mae"] = {**_result_dict(combined), "stable": mae_s, "candidate": mae_c,
-                          "rmse_stable": float(np.sqrt(np.mean(err_s ** 2))),
-                          "rmse_candidate": float(np.sqrt(np.mean(err_c ** 2)))}
-        tested["mae"] = (combined, f"MAE {mae_c:.4g} vs {mae_s:.4g}: worse by more than "
-                                   f"{margin:.4g}")
-        return "mae"
-    ok_s, ok_c = _correct(s_rows), _correct(c_rows)
-    m_s, m_c = len(ok_s), len(ok_c)
+    if evidence.is_regression:
+        return _mae(q_s, q_c, cfg, metrics, monitors, tested)
     margin = cfg.accuracy_margin
-    result = msprt_non_inferiority_proportions(int(ok_s.sum()), m_s, int(ok_c.sum()), m_c,
+    result = msprt_non_inferiority_proportions(q_s.correct, q_s.n, q_c.correct, q_c.n,
                                                margin=margin, tau=choose_tau(margin),
-                                               alpha=alpha, higher_is_better=True)
-    combined = _look("accuracy", monitors, result)
-    acc_s, acc_c = float(ok_s.mean()), float(ok_c.mean())
-    metrics["accuracy"] = {**_result_dict(combined), "stable": acc_s, "candidate": acc_c,
-                           **_f1(s_rows, c_rows), **_auc(s_rows, c_rows)}
+                                               alpha=cfg.alpha, higher_is_better=True)
+    combined = look("accuracy", monitors, result)
+    acc_s, acc_c = q_s.correct / q_s.n, q_c.correct / q_c.n
+    extra: dict[str, float] = {}
+    for arm, q in (("stable", q_s), ("candidate", q_c)):
+        f1, auc = q.f1(), q.auc()
+        if f1 is not None:
+            extra[f"f1_{arm}"] = f1
+        if auc is not None:
+            extra[f"auc_{arm}"] = auc
+    metrics["accuracy"] = {**result_dict(combined), "stable": acc_s, "candidate": acc_c,
+                           **extra}
     tested["accuracy"] = (combined, f"accuracy {acc_c:.3f} vs {acc_s:.3f}: worse by more "
                                     f"than {margin}")
     return "accuracy"
 
 
-def _auc(s_rows: pd.DataFrame, c_rows: pd.DataFrame) -> dict[str, float]:
-    """ROC-AUC per arm for binary 0/1 labels, from the logged class probabilities (the
-    gateway logs them on request or with ``mlops serve --log-proba``); reported, not decided
-    on. Left out for an arm whose rows lack probabilities or hold one class only."""
-    from sklearn.metrics import roc_auc_score
-
-    out: dict[str, float] = {}
-    for arm, rows in (("auc_stable", s_rows), ("auc_candidate", c_rows)):
-        if "proba" not in rows.columns or rows.proba.isna().any() or rows.actual_num.isna().any():
-            continue
-        if set(rows.actual_num.unique()) != {0.0, 1.0}:
-            continue
-        probas = [p for p in rows.proba if len(p) == 2]
-        if len(probas) != len(rows):
-            continue
-        out[arm] = float(roc_auc_score(rows.actual_num.to_numpy(),
-                                       np.asarray([p[1] for p in probas], dtype=float)))
-    return out
-
-
-def _f1(s_rows: pd.DataFrame, c_rows: pd.DataFrame) -> dict[str, float]:
-    """F1 of the positive class for binary 0/1 labels (reported, not decided on)."""
-    from sklearn.metrics import f1_score
-
-    out: dict[str, float] = {}
-    for arm, rows in (("f1_stable", s_rows), ("f1_candidate", c_rows)):
-        labels = set(rows.actual_num.dropna().unique()) | set(rows.prediction_num.dropna().unique())
-        if labels and labels <= {0.0, 1.0} and not rows.actual_num.isna().any():
-            out[arm] = float(f1_score(rows.actual_num, rows.prediction_num.fillna(-1),
-                                      labels=[1.0], average="binary", zero_division=0.0))
-    return out
+def _mae(q_s: ArmQuality, q_c: ArmQuality, cfg: RolloutConfig,
+         metrics: dict[str, dict[str, Any]], monitors: Monitors,
+         tested: dict[str, tuple[SequentialResult, str]]) -> str:
+    err_s, err_c = q_s.abs_error, q_c.abs_error
+    mae_s, mae_c = err_s.mean, err_c.mean
+    # the margin a test started with stays: a moving margin would void its guarantee
+    stored = (monitors.get("mae") or {}).get("margin")
+    margin = float(stored) if stored else cfg.mae_margin or max(0.05 * mae_s, 1e-12)
+    if err_s.n < 2 or err_c.n < 2:
+        return "mae"
+    variance = err_s.variance / err_s.n + err_c.variance / err_c.n
+    result = non_inferiority_from_summary(mae_c - mae_s, variance, err_s.n, err_c.n,
+                                          margin=margin, tau=choose_tau(margin),
+                                          alpha=cfg.alpha, higher_is_better=False)
+    combined = look("mae", monitors, result)
+    metrics["mae"] = {**result_dict(combined), "stable": mae_s, "candidate": mae_c,
+                      "rmse_stable": math.sqrt(err_s.mean_square),
+                      "rmse_candidate": math.sqrt(err_c.mean_square)}
+    tested["mae"] = (combined, f"MAE {mae_c:.4g} vs {mae_s:.4g}: worse by more than "
+                               f"{margin:.4g}")
+    return "mae"

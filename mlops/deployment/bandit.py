@@ -7,20 +7,21 @@ within [floor, 100 - floor] percent so that neither arm starves (default floor 1
 The bandit ends when that probability passes ``decide_at`` (0.95: the candidate wins) or
 falls below ``1 - decide_at`` (it loses), with at least ``min_samples`` labelled requests
 per arm. Requests carry their propensity (the share at the time) in the prediction log,
-so off-policy estimates stay possible.
+so off-policy estimates stay possible. The rewards are the labelled, mature predictions
+the rollout's evidence has counted (:class:`~mlops.deployment.evidence.Evidence`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from mlops.deployment.analysis import StepAnalysis, _correct, _labelled
+from mlops.deployment.analysis import StepAnalysis
 from mlops.deployment.config import BanditConfig, RolloutConfig, parse_rollout_config
+from mlops.deployment.evidence import Evidence
+from mlops.deployment.types import Outcome
 
 __all__ = ["BANDIT_DEFAULTS", "analyse_bandit"]
 
@@ -40,38 +41,29 @@ def _settings(config: RolloutConfig | Mapping[str, Any] | None) -> BanditConfig:
     return parsed
 
 
-def analyse_bandit(log: pa.Table, feedback: pa.Table, *, stable: str, candidate: str,
-                   weight: float, config: RolloutConfig | Mapping[str, Any],
-                   now: float | None = None
-                   ) -> tuple[StepAnalysis, float]:
+def analyse_bandit(evidence: Evidence, *, weight: float,
+                   config: RolloutConfig | Mapping[str, Any]) -> tuple[StepAnalysis, float]:
     """The outcome and the candidate's next traffic share (percent)."""
     cfg = _settings(config)
-    now = time.time() if now is None else now
-    joined = _labelled(log, feedback, now - cfg.label_delay)
-    if joined is None:
-        return StepAnalysis("Inconclusive", "no labelled requests yet", {}, {}), weight
-    correct = _correct(joined)
-    is_s, is_c = (joined.version == stable).to_numpy(), (joined.version == candidate).to_numpy()
-    wins_s, n_s = int(correct[is_s].sum()), int(is_s.sum())
-    wins_c, n_c = int(correct[is_c].sum()), int(is_c.sum())
+    q_s, q_c = evidence.quality
+    if not q_s.n and not q_c.n:
+        return StepAnalysis(Outcome.INCONCLUSIVE, "no labelled requests yet"), weight
+    wins_s, n_s, wins_c, n_c = q_s.correct, q_s.n, q_c.correct, q_c.n
     rng = np.random.default_rng(cfg.seed + n_s + n_c)
-    draws = cfg.draws
-    theta_s = rng.beta(1 + wins_s, 1 + n_s - wins_s, draws)
-    theta_c = rng.beta(1 + wins_c, 1 + n_c - wins_c, draws)
+    theta_s = rng.beta(1 + wins_s, 1 + n_s - wins_s, cfg.draws)
+    theta_c = rng.beta(1 + wins_c, 1 + n_c - wins_c, cfg.draws)
     p_better = float(np.mean(theta_c > theta_s))
-    floor = cfg.floor
-    share = float(np.clip(100.0 * p_better, floor, 100.0 - floor))
+    share = float(np.clip(100.0 * p_better, cfg.floor, 100.0 - cfg.floor))
     metrics = {"reward": {"stable": wins_s / n_s if n_s else None,
                           "candidate": wins_c / n_c if n_c else None,
                           "n_stable": n_s, "n_candidate": n_c,
                           "p_candidate_better": p_better, "next_weight": share}}
-    decide = cfg.decide_at
     enough = min(n_s, n_c) >= cfg.min_samples
-    if enough and p_better >= decide:
-        return StepAnalysis("Successful", f"P(candidate better) = {p_better:.3f} after "
-                            f"{n_s + n_c} labelled requests", metrics, {}), share
-    if enough and p_better <= 1.0 - decide:
-        return StepAnalysis("Failed", f"P(candidate better) = {p_better:.3f}: the stable "
-                            "version wins", metrics, {}), share
-    return StepAnalysis("Inconclusive", f"P(candidate better) = {p_better:.3f}; traffic "
-                        f"share now {share:.1f}%", metrics, {}), share
+    if enough and p_better >= cfg.decide_at:
+        return StepAnalysis(Outcome.SUCCESSFUL, f"P(candidate better) = {p_better:.3f} after "
+                            f"{n_s + n_c} labelled requests", metrics), share
+    if enough and p_better <= 1.0 - cfg.decide_at:
+        return StepAnalysis(Outcome.FAILED, f"P(candidate better) = {p_better:.3f}: the "
+                            "stable version wins", metrics), share
+    return StepAnalysis(Outcome.INCONCLUSIVE, f"P(candidate better) = {p_better:.3f}; "
+                        f"traffic share now {share:.1f}%", metrics), share

@@ -118,6 +118,9 @@ class RolloutConfig(_Strict):
         "(regression; unset: 5% of stable's MAE)"))
     label_delay: float = Field(default=0.0, ge=0.0, description=(
         "0 or more seconds before a prediction's label counts as mature"))
+    label_window: float = Field(default=86_400.0, gt=0.0, description=(
+        "seconds above 0 a prediction waits for its label; a later label is not counted "
+        "(default one day)"))
     latency_tolerance: float = Field(default=0.5, ge=0.0, description=(
         "a fraction, 0 or more, by which candidate p99 may exceed stable p99"))
     latency_slack_ms: float = Field(default=5.0, ge=0.0, description=(

@@ -1,17 +1,20 @@
 """The rollout controller: a loop in ``mlops serve`` (roles ``all`` and ``control``).
 
-Only one process acts at a time: it holds a lease row that it renews on every pass and
-that another process may take over once it has expired (a crashed leader is replaced
-within ``lease_seconds``; a clean shutdown hands it over at once; see
-:class:`mlops.store.leases.Lease`). All rollout state is in the database, so a new leader
-continues where the old one stopped.
+Only one process acts at a time: the leader of the ``rollout-controller`` lease
+(:class:`mlops.store.leases.Lease`: a PostgreSQL advisory lock, or a lease row on SQLite).
+Its heartbeat renews the lease while a pass runs, and every write of a pass checks, in the
+same transaction, that the lease is still held (the fence), so a pass that lost its lease
+writes nothing. All rollout state is in the database, so a new leader continues where the
+old one stopped (its first pass reads each rollout's log once, then only new rows).
 """
 
 from __future__ import annotations
 
 import logging
 
+from mlops.deployment.materialize import materialize, model_paths
 from mlops.deployment.rollouts import Rollout, RolloutManager
+from mlops.errors import MaterializeError, MlopsError
 from mlops.registry.service import ModelRegistry
 from mlops.store.leases import Lease, leader_loop
 
@@ -31,8 +34,9 @@ class Controller:
         self.registry = registry
         self.manager = RolloutManager(registry, gateway_url, gateway_environment)
         self.interval = interval
-        self.lease = Lease(registry.store, LEASE, seconds=lease_seconds, holder=holder)
+        self.lease = Lease(registry.context.store, LEASE, seconds=lease_seconds, holder=holder)
         self.holder = self.lease.holder
+        self._materialize_failure: str | None = None
 
     def acquire(self) -> bool:
         """Take or renew the lease; False when another live process holds it."""
@@ -43,9 +47,36 @@ class Controller:
         self.lease.release()
 
     def run_once(self) -> list[Rollout]:
+        """One pass, if this process is the leader; its writes are fenced by the lease."""
         if not self.acquire():
             return []
-        return self.manager.tick()
+        rollouts = self.manager.tick(fence=self.lease.check)
+        if self.lease.held:
+            self.materialize()
+        return rollouts
+
+    def materialize(self) -> None:
+        """Bring the configured model folders (``*_MODEL_PATH``) in line with what each
+        environment serves; a failure is logged, never stops the loop."""
+        failure = None
+        try:
+            if not model_paths(self.registry.context.settings):
+                return
+            done = materialize(self.registry.context)
+        except MaterializeError as exc:
+            done, failure = exc.results, str(exc)
+        except MlopsError as exc:
+            done, failure = [], str(exc)
+        except Exception:
+            log.exception("materialising served models failed")
+            return
+        if failure is not None and failure != self._materialize_failure:
+            log.warning("materialising served models: %s", failure)  # once, not every pass
+        self._materialize_failure = failure
+        for item in done:
+            if item.changed:
+                log.info("materialised %s %s at %s", item.model,
+                         item.version or "(removed)", item.path)
 
     async def loop(self) -> None:
         def report(rollout: Rollout) -> None:

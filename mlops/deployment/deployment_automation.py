@@ -63,7 +63,7 @@ def get_deployment_automation(environment: str = "production", **overrides: Any
     from mlops.registry.model_registry import get_model_registry
 
     registry = get_model_registry(**overrides)
-    key = (registry.settings.database_url, environment)
+    key = (registry.context.settings.database_url, environment)
     with _lock:
         found = _instances.get(key)
         if found is None or found.registry is not registry:

@@ -1,27 +1,32 @@
-"""Smoke requests: the registered input example sent to a version before it takes traffic.
+"""Smoke requests: rows sent through a gateway, answers compared with offline predictions.
 
-Through the gateway (``/v2/models/{name}/versions/{version}/infer``) when its URL is known
-(``mlops serve`` passes its own; ``MLOPS_GATEWAY_URL`` otherwise), comparing the answers
-with the version's offline predictions on the same rows; without a gateway, the version
-is loaded and predicts locally. A version registered without an input example has nothing
-to send: the check says so and passes.
+One flow for both callers: the rollout controller's smoke test of a candidate before it
+takes traffic (:func:`smoke_test`: the version's registered input example, through
+``/v2/models/{name}/versions/{version}/infer``) and the pipeline's staging tests
+(:mod:`mlops.ci.staging`: test rows through what staging serves). Both send a V2 request
+with :func:`gateway_predictions` and compare with :func:`compare_predictions` (classes
+equal; numbers within 1e-6 relative).
+
+Without a gateway URL (``mlops serve`` passes its own; ``MLOPS_GATEWAY_URL`` otherwise) the
+smoke test loads the version and predicts locally. A version registered without an input
+example has nothing to send: the check says so and passes.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 
 from mlops.errors import MlopsError
 from mlops.registry.service import ModelRegistry
 
-__all__ = ["SmokeResult", "smoke_test"]
+__all__ = ["GatewayAnswer", "SmokeResult", "compare_predictions", "gateway_predictions",
+           "smoke_test"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,17 @@ class SmokeResult:
     via: str = "gateway"
 
 
+@dataclass(frozen=True)
+class GatewayAnswer:
+    """What the gateway answered: status, the version that answered, the ``predict``
+    output (None unless 200), and the body's text when it was not a 200."""
+
+    status: int
+    served_version: str | None
+    predictions: list[Any] | None
+    error: str = ""
+
+
 def _datatype(values: list[Any]) -> str:
     if all(isinstance(v, bool) for v in values):
         return "BOOL"
@@ -40,8 +56,57 @@ def _datatype(values: list[Any]) -> str:
     return "BYTES"
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def gateway_predictions(client: httpx.Client, model: str, frame: pd.DataFrame,
+                        version: str | None = None) -> GatewayAnswer:
+    """POST ``frame`` as a V2 request (one tensor per column) to what the gateway serves
+    for ``model``, or to ``version`` explicitly. Raises ``httpx.HTTPError`` when the
+    gateway does not answer."""
+    body = {"inputs": [{"name": str(c), "shape": [len(frame)],
+                        "datatype": _datatype(list(frame[c])),
+                        "data": [_plain(v) for v in frame[c].tolist()]} for c in frame.columns]}
+    path = f"/v2/models/{model}/infer" if version is None else \
+        f"/v2/models/{model}/versions/{version}/infer"
+    resp = client.post(path, json=body)
+    served = resp.headers.get("x-model-version")
+    if resp.status_code != 200:
+        return GatewayAnswer(resp.status_code, served, None, resp.text[:200])
+    try:
+        outputs = {o.get("name"): o for o in resp.json().get("outputs", [])}
+    except (ValueError, AttributeError) as exc:
+        return GatewayAnswer(resp.status_code, served, None, f"unreadable answer: {exc}")
+    data = outputs.get("predict", {}).get("data")
+    return GatewayAnswer(200, served, list(data) if isinstance(data, list) else None,
+                         "" if isinstance(data, list) else "no 'predict' output")
+
+
+def compare_predictions(got: Sequence[Any], expected: Any) -> tuple[bool, int]:
+    """(same, where): the first differing row, ``-1`` for a different length, else the
+    number of rows compared. Classes must be equal, numbers within 1e-6 relative."""
+    exp = np.asarray(expected).ravel().tolist()
+    if len(got) != len(exp):
+        return False, -1
+    for i, (a, b) in enumerate(zip(got, exp, strict=True)):
+        if isinstance(b, float) or isinstance(a, float):
+            try:
+                if not np.isclose(float(a), float(b), rtol=1e-6, atol=1e-9):
+                    return False, i
+            except (TypeError, ValueError):
+                return False, i
+        elif str(a) != str(b):
+            return False, i
+    return True, len(exp)
+
+
 def smoke_test(registry: ModelRegistry, model: str, version: str,
                gateway_url: str | None = None, timeout: float = 10.0) -> SmokeResult:
+    """Send the version's input example through the gateway (or predict locally without
+    one) and compare with its offline predictions."""
     mv = registry.get_version(model, version)
     rows = mv.input_example or []
     if not rows:
@@ -56,30 +121,19 @@ def smoke_test(registry: ModelRegistry, model: str, version: str,
     if gateway_url is None:
         return SmokeResult(True, f"{len(rows)} example rows predicted locally", len(rows),
                            "local")
-    body = {"inputs": [{"name": c, "shape": [len(rows)], "datatype": _datatype(list(frame[c])),
-                        "data": [None if isinstance(v, float) and np.isnan(v) else v
-                                 for v in frame[c].tolist()]} for c in frame.columns]}
-    url = f"{gateway_url.rstrip('/')}/v2/models/{model}/versions/{version}/infer"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return SmokeResult(False, f"the gateway answered {exc.code}: "
-                           f"{exc.read()[:200].decode(errors='replace')}", len(rows))
-    except (OSError, ValueError) as exc:
+        with httpx.Client(base_url=gateway_url.rstrip("/"), timeout=timeout) as client:
+            answer = gateway_predictions(client, model, frame, version)
+    except httpx.HTTPError as exc:
         return SmokeResult(False, f"the gateway at {gateway_url} did not answer: {exc}",
                            len(rows))
-    outputs = {o.get("name"): o for o in answer.get("outputs", [])}
-    got = outputs.get("predict", {}).get("data")
-    want = np.asarray(expected).ravel().tolist()
-    same = got is not None and len(got) == len(want) and all(
-        (abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b))))
-        if isinstance(a, int | float) and isinstance(b, int | float) else str(a) == str(b)
-        for a, b in zip(got, want, strict=True))
+    if answer.predictions is None:
+        return SmokeResult(False, f"the gateway answered {answer.status}: {answer.error}",
+                           len(rows))
+    same, _ = compare_predictions(answer.predictions, expected)
     if not same:
-        return SmokeResult(False, f"gateway predictions {str(got)[:120]} differ from offline "
-                           f"{str(want)[:120]}", len(rows))
+        want = np.asarray(expected).ravel().tolist()
+        return SmokeResult(False, f"gateway predictions {str(answer.predictions)[:120]} "
+                           f"differ from offline {str(want)[:120]}", len(rows))
     return SmokeResult(True, f"{len(rows)} example rows through the gateway match offline "
                        "predictions", len(rows))

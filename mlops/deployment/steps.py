@@ -1,4 +1,4 @@
-"""Rollout plans: strategies turned into steps of (candidate weight, pause).
+"""Rollout plans: a strategy's settings turned into steps of (candidate weight, pause).
 
 ``canary`` takes steps such as ``[{"weight": 10, "pause": "5m"}, {"weight": 50}, ...]`` or
 the seed's ``{"initial_traffic": 10, "increment": 10, "interval_minutes": 5}``; a pause is
@@ -7,47 +7,20 @@ decides) or ``"manual"`` (until a person promotes). ``blue_green`` sends everyth
 new version for an observation window and switches back on failure; ``ab_test`` holds a
 fixed split until the analysis decides; ``shadow`` mirrors a share of requests to the
 candidate (clients always get stable) and switches when the paired analysis passes;
-``full`` replaces at once. The settings are validated by :mod:`mlops.deployment.config`.
+``full`` replaces at once. Each strategy's plan is in :mod:`mlops.deployment.strategies`;
+its settings are validated by :mod:`mlops.deployment.config`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlops.deployment.config import (
-    STRATEGIES,
-    ABTestConfig,
-    BanditConfig,
-    BlueGreenConfig,
-    CanaryConfig,
-    RolloutConfig,
-    ShadowConfig,
-    parse_pause,
-    parse_rollout_config,
-)
+from mlops.deployment.config import STRATEGIES, RolloutConfig, parse_pause, parse_rollout_config
+from mlops.deployment.strategies import strategy_for
+from mlops.deployment.types import Step
 
 __all__ = ["STRATEGIES", "Step", "parse_pause", "plan_steps"]
-
-
-@dataclass(frozen=True)
-class Step:
-    """Send ``weight`` percent to the candidate; move on after ``pause`` seconds and a
-    successful analysis (``until="time"``), when the analysis decides (``"analysis"``), when
-    a person promotes (``"manual"``), or once smoke requests pass (``"smoke"``)."""
-
-    weight: float
-    pause: float = 0.0
-    until: str = "time"
-    mode: str = "split"  # "shadow": the candidate sees a mirrored share, clients get stable
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _timed(pause: float | str) -> tuple[float, str]:
-    return (0.0, pause) if isinstance(pause, str) else (float(pause), "time")
 
 
 def plan_steps(strategy: str, config: Mapping[str, Any] | RolloutConfig | None
@@ -57,26 +30,7 @@ def plan_steps(strategy: str, config: Mapping[str, Any] | RolloutConfig | None
     settings = config if isinstance(config, RolloutConfig) and config.strategy == strategy \
         else parse_rollout_config(strategy, config if not isinstance(config, RolloutConfig)
                                   else config.model_dump(exclude_unset=True))
-    if isinstance(settings, BlueGreenConfig):
-        # green is loaded beside blue with no traffic and must answer smoke requests first
-        return [Step(0.0, 0.0, "smoke"), Step(100.0, *_timed(settings.observe)), Step(100.0)]
-    if isinstance(settings, BanditConfig):  # the controller moves the share; it starts here
-        return [Step(min(settings.initial_weight, 99.0), 0.0, "analysis"), Step(100.0)]
-    if isinstance(settings, ShadowConfig):
-        return [Step(settings.mirror, *_timed(settings.pause), "shadow"), Step(100.0)]
-    if isinstance(settings, ABTestConfig):
-        return [Step(settings.weight, *_timed(settings.pause)), Step(100.0)]
-    if not isinstance(settings, CanaryConfig):  # full
-        return [Step(100.0)]
-    if settings.steps is not None:
-        steps = [Step(s.weight, *_timed(s.pause)) for s in settings.steps]
-    else:
-        interval = settings.interval_minutes * 60.0
-        steps = []
-        weight = settings.initial_traffic
-        while weight < 100.0:
-            steps.append(Step(weight, interval, "time"))
-            weight += settings.step_increment
+    steps = strategy_for(strategy).plan(settings)
     if not steps or steps[-1].weight < 100.0:
         steps.append(Step(100.0))
     return steps

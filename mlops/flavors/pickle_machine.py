@@ -10,7 +10,8 @@ reads after each ``NumpyArrayWrapper``.
 Bad data raises :class:`~mlops.flavors.pickle_findings.StreamError` (or its subclasses
 ``Truncated`` and ``UnknownOpcode``) or ``JoblibError``; :mod:`mlops.flavors.pickle_scan`
 turns these into offending findings, so its public API never raises for bad data. Byte
-reading and the stack/memo live in :mod:`mlops.flavors.pickle_reader`.
+reading and the stack/memo live in :mod:`mlops.flavors.pickle_reader`; the literal, stack,
+memo and container opcodes in :mod:`mlops.flavors.pickle_data_ops`.
 
 Beyond recording globals, the emulator checks what the restricted unpickler checks again
 at load time: the literal arguments of guarded functions
@@ -27,15 +28,14 @@ raw data BUILT into a ``_reconstruct`` or ``_mareconstruct`` array).
 
 from __future__ import annotations
 
-import codecs
 import copyreg
 import pickle
-import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from mlops.flavors.allowlist import GUARDED, array_class, canonical, no_call
 from mlops.flavors.pickle_compression import Buffer
+from mlops.flavors.pickle_data_ops import F8, I4, U1, U2, U4, U8, DataOpcodes
 from mlops.flavors.pickle_findings import (
     Findings,
     JoblibError,
@@ -45,7 +45,6 @@ from mlops.flavors.pickle_findings import (
 )
 from mlops.flavors.pickle_guards import FROMBUFFER, static_problem
 from mlops.flavors.pickle_policy import effective_global
-from mlops.flavors.pickle_reader import OpcodeReader
 from mlops.flavors.pickle_values import (
     LITERALS,
     MISSING,
@@ -61,7 +60,6 @@ from mlops.flavors.static_state import build_problems
 __all__ = ["OpcodeMachine"]
 
 _NDARRAY = Global("numpy", "ndarray")
-_BUNCH = "sklearn.utils._bunch.Bunch"
 #: What builds an array a BUILD may then give raw data (``ndarray.__setstate__``).
 _ARRAY_ORIGINS = frozenset({("numpy._core.multiarray", "_reconstruct"),
                             ("numpy.ma.core", "_mareconstruct"), FROMBUFFER,
@@ -73,34 +71,17 @@ _BUFFER_LABELS = frozenset({"bytes", "bytearray", "_codecs.encode"})
 _WRAPPER_ATTRS = frozenset(
     ["subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"]
 )
-_DICTS = frozenset({"builtins.dict", "collections.OrderedDict", "collections.defaultdict",
-                    "sklearn.utils._bunch.Bunch"})
-#: Emulated objects each container opcode may fill (by the label of what built them).
-_MUTABLE: dict[str, frozenset[str]] = {
-    "SETITEM": _DICTS,
-    "SETITEMS": _DICTS,
-    "APPEND": frozenset({"builtins.list"}),
-    "APPENDS": frozenset({"builtins.list"}),
-    "ADDITEMS": frozenset({"set", "builtins.set"}),
-}
 
 
 # --------------------------------------------------------------------------------------
 # the opcode emulator
-
-_U1 = struct.Struct("<B")
-_U2 = struct.Struct("<H")
-_I4 = struct.Struct("<i")
-_U4 = struct.Struct("<I")
-_U8 = struct.Struct("<Q")
-_F8 = struct.Struct(">d")
 
 
 def _op(code: bytes) -> int:
     return code[0]
 
 
-class OpcodeMachine(OpcodeReader):
+class OpcodeMachine(DataOpcodes):
     """Emulates one ``Unpickler.load()`` from ``pos`` up to and including STOP.
 
     ``joblib_mode`` adds joblib's ``NumpyUnpickler`` behaviour: after the BUILD of a
@@ -120,10 +101,10 @@ class OpcodeMachine(OpcodeReader):
             _op(pickle.DUP): self.op_dup,
             _op(pickle.FLOAT): self.op_float,
             _op(pickle.INT): self.op_int,
-            _op(pickle.BININT): lambda: self.push(self.unpack(_I4)),
-            _op(pickle.BININT1): lambda: self.push(self.unpack(_U1)),
+            _op(pickle.BININT): lambda: self.push(self.unpack(I4)),
+            _op(pickle.BININT1): lambda: self.push(self.unpack(U1)),
             _op(pickle.LONG): self.op_long,
-            _op(pickle.BININT2): lambda: self.push(self.unpack(_U2)),
+            _op(pickle.BININT2): lambda: self.push(self.unpack(U2)),
             _op(pickle.NONE): lambda: self.push(None),
             _op(pickle.PERSID): self.op_persid,
             _op(pickle.BINPERSID): self.op_binpersid,
@@ -131,10 +112,10 @@ class OpcodeMachine(OpcodeReader):
             _op(pickle.STRING): self.op_string,
             _op(pickle.BINSTRING): self.op_binstring,
             _op(pickle.SHORT_BINSTRING): lambda: self.push(
-                self.raw(self.unpack(_U1)).decode("latin-1")
+                self.raw(self.unpack(U1)).decode("latin-1")
             ),
             _op(pickle.UNICODE): self.op_unicode,
-            _op(pickle.BINUNICODE): lambda: self.push(self.text(self.unpack(_U4))),
+            _op(pickle.BINUNICODE): lambda: self.push(self.text(self.unpack(U4))),
             _op(pickle.APPEND): self.op_append,
             _op(pickle.BUILD): self.op_build,
             _op(pickle.GLOBAL): self.op_global,
@@ -142,37 +123,37 @@ class OpcodeMachine(OpcodeReader):
             _op(pickle.EMPTY_DICT): lambda: self.push(EDict()),
             _op(pickle.APPENDS): self.op_appends,
             _op(pickle.GET): self.op_get,
-            _op(pickle.BINGET): lambda: self.get(self.unpack(_U1)),
+            _op(pickle.BINGET): lambda: self.get(self.unpack(U1)),
             _op(pickle.INST): self.op_inst,
-            _op(pickle.LONG_BINGET): lambda: self.get(self.unpack(_U4)),
+            _op(pickle.LONG_BINGET): lambda: self.get(self.unpack(U4)),
             _op(pickle.LIST): lambda: self.push(self.pop_mark()),
             _op(pickle.EMPTY_LIST): lambda: self.push([]),
             _op(pickle.OBJ): self.op_obj,
             _op(pickle.PUT): self.op_put,
-            _op(pickle.BINPUT): lambda: self.put(self.unpack(_U1)),
-            _op(pickle.LONG_BINPUT): lambda: self.put(self.unpack(_U4)),
+            _op(pickle.BINPUT): lambda: self.put(self.unpack(U1)),
+            _op(pickle.LONG_BINPUT): lambda: self.put(self.unpack(U4)),
             _op(pickle.SETITEM): self.op_setitem,
             _op(pickle.TUPLE): lambda: self.push(tuple(self.pop_mark())),
             _op(pickle.EMPTY_TUPLE): lambda: self.push(()),
             _op(pickle.SETITEMS): self.op_setitems,
-            _op(pickle.BINFLOAT): lambda: self.push(self.unpack(_F8)),
+            _op(pickle.BINFLOAT): lambda: self.push(self.unpack(F8)),
             _op(pickle.PROTO): self.op_proto,
             _op(pickle.NEWOBJ): self.op_newobj,
-            _op(pickle.EXT1): lambda: self.ext(self.unpack(_U1)),
-            _op(pickle.EXT2): lambda: self.ext(self.unpack(_U2)),
-            _op(pickle.EXT4): lambda: self.ext(self.unpack(_I4)),
+            _op(pickle.EXT1): lambda: self.ext(self.unpack(U1)),
+            _op(pickle.EXT2): lambda: self.ext(self.unpack(U2)),
+            _op(pickle.EXT4): lambda: self.ext(self.unpack(I4)),
             _op(pickle.TUPLE1): lambda: self.op_tuple_n(1),
             _op(pickle.TUPLE2): lambda: self.op_tuple_n(2),
             _op(pickle.TUPLE3): lambda: self.op_tuple_n(3),
             _op(pickle.NEWTRUE): lambda: self.push(True),
             _op(pickle.NEWFALSE): lambda: self.push(False),
-            _op(pickle.LONG1): lambda: self.push(self.long_bytes(self.unpack(_U1))),
+            _op(pickle.LONG1): lambda: self.push(self.long_bytes(self.unpack(U1))),
             _op(pickle.LONG4): self.op_long4,
-            _op(pickle.BINBYTES): lambda: self.push(self.bytes_value(self.unpack(_U4))),
-            _op(pickle.SHORT_BINBYTES): lambda: self.push(self.bytes_value(self.unpack(_U1))),
-            _op(pickle.SHORT_BINUNICODE): lambda: self.push(self.text(self.unpack(_U1))),
-            _op(pickle.BINUNICODE8): lambda: self.push(self.text(self.unpack(_U8))),
-            _op(pickle.BINBYTES8): lambda: self.push(self.bytes_value(self.unpack(_U8))),
+            _op(pickle.BINBYTES): lambda: self.push(self.bytes_value(self.unpack(U4))),
+            _op(pickle.SHORT_BINBYTES): lambda: self.push(self.bytes_value(self.unpack(U1))),
+            _op(pickle.SHORT_BINUNICODE): lambda: self.push(self.text(self.unpack(U1))),
+            _op(pickle.BINUNICODE8): lambda: self.push(self.text(self.unpack(U8))),
+            _op(pickle.BINBYTES8): lambda: self.push(self.bytes_value(self.unpack(U8))),
             _op(pickle.EMPTY_SET): lambda: self.push(Obj("set")),
             _op(pickle.ADDITEMS): self.op_additems,
             _op(pickle.FROZENSET): self.op_frozenset,
@@ -184,71 +165,6 @@ class OpcodeMachine(OpcodeReader):
             _op(pickle.NEXT_BUFFER): lambda: self.push(Obj("out-of-band buffer")),
             _op(pickle.READONLY_BUFFER): self.op_readonly_buffer,
         }
-
-    def tainted(self, value: Any) -> bool:
-        """Whether value may be, or contain, a NumpyArrayWrapper (class or instance)."""
-        findings = self.findings
-        if not findings.wrapper_class_seen:
-            return False
-        todo = [value]
-        seen: set[int] = set()
-        while todo:
-            v = todo.pop()
-            if isinstance(v, LITERALS):
-                continue
-            if isinstance(v, Global):
-                if v.is_wrapper_class:
-                    return True
-                continue
-            if isinstance(v, Wrapper):
-                return True
-            if isinstance(v, Obj):
-                if v.tainted:
-                    return True
-                continue
-            if id(v) in seen:
-                continue
-            seen.add(id(v))
-            before = len(todo)
-            if isinstance(v, Dtype):
-                todo.extend((v.args, v.state))
-            elif isinstance(v, (tuple, list)):
-                todo.extend(v)
-            elif isinstance(v, EDict):
-                for pair in v.pairs:
-                    todo.extend(pair)
-            findings.taint_budget -= 1 + len(todo) - before
-            if findings.taint_budget <= 0:
-                return True  # too costly to prove: assume the worst
-        return False
-
-    def mutate(self, target: Any, values: Iterable[Any], kind: str) -> None:
-        """APPEND/SETITEM/ADDITEMS on something that is not an emulated list/dict.
-
-        Only the containers legitimate pickles fill this way may be mutated: anything else
-        (an ndarray, a class, a library object) would have its ``__setitem__``/``append``
-        called with values from the file after it was built and checked.
-        """
-        if isinstance(target, Global):
-            self.findings.problem(
-                f"<{kind} mutates the global object {target.dotted} at byte {self.op_pos}>"
-            )
-        elif isinstance(target, Obj):
-            if target.label not in _MUTABLE[kind]:
-                self.findings.problem(
-                    f"<{kind} on a {target.label} object at byte {self.op_pos}>")
-            if target.label == _BUNCH and kind.startswith("SETITEM"):
-                keys = list(values)[::2]
-                if any(isinstance(k, str) and k.startswith("__") and k.endswith("__")
-                       for k in keys):
-                    self.findings.problem(f"<a Bunch with a dunder key (its attributes "
-                                          f"are its items) at byte {self.op_pos}>")
-            if not target.tainted and any(self.tainted(v) for v in values):
-                target.tainted = True
-        elif isinstance(target, (Wrapper, Dtype, EDict)):
-            raise StreamError(f"{kind} on an unsupported object at byte {self.op_pos}")
-        else:
-            raise StreamError(f"{kind} on a {kind_of(target)} at byte {self.op_pos}")
 
     # ---- main loop -------------------------------------------------------------------
 
@@ -268,178 +184,6 @@ class OpcodeMachine(OpcodeReader):
             if handler is None:
                 raise UnknownOpcode(f"unknown opcode 0x{code:02x} at byte {start}")
             handler()
-
-    # ---- opcode handlers ---------------------------------------------------------------
-
-    def op_mark(self) -> None:
-        self.metastack.append(self.stack)
-        self.stack = []
-
-    def op_pop(self) -> None:
-        if self.stack:
-            self.stack.pop()
-        else:
-            self.pop_mark()
-
-    def op_pop_mark(self) -> None:
-        self.pop_mark()
-
-    def op_dup(self) -> None:
-        self.push(self.top())
-
-    def _number(self, parse: Callable[[bytes], Any], data: bytes) -> Any:
-        try:
-            return parse(data)
-        except (ValueError, OverflowError) as exc:
-            raise StreamError(f"bad number literal at byte {self.op_pos}") from exc
-
-    def op_float(self) -> None:
-        self.push(self._number(float, self.line()))
-
-    def op_int(self) -> None:
-        data = self.line()
-        if data == b"00":
-            self.push(False)
-        elif data == b"01":
-            self.push(True)
-        else:
-            self.push(self._number(lambda d: int(d, 0), data))
-
-    def op_long(self) -> None:
-        data = self.line()
-        if data.endswith(b"L"):
-            data = data[:-1]
-        self.push(self._number(lambda d: int(d, 0), data))
-
-    def op_long4(self) -> None:
-        n = self.unpack(_I4)
-        if n < 0:
-            raise StreamError(f"negative LONG4 length at byte {self.op_pos}")
-        self.push(self.long_bytes(n))
-
-    def op_string(self) -> None:
-        data = self.line()
-        if len(data) >= 2 and data[0] == data[-1] and data[:1] in (b'"', b"'"):
-            data = data[1:-1]
-        else:
-            raise StreamError(f"unquoted STRING at byte {self.op_pos}")
-        try:
-            value = codecs.escape_decode(data)[0]
-        except ValueError as exc:
-            raise StreamError(f"bad STRING escape at byte {self.op_pos}") from exc
-        self.push(value.decode("latin-1"))
-
-    def op_binstring(self) -> None:
-        n = self.unpack(_I4)
-        if n < 0:
-            raise StreamError(f"negative BINSTRING length at byte {self.op_pos}")
-        self.push(self.raw(n).decode("latin-1"))
-
-    def op_unicode(self) -> None:
-        try:
-            self.push(str(self.line(), "raw-unicode-escape"))
-        except UnicodeDecodeError as exc:
-            raise StreamError(f"bad UNICODE literal at byte {self.op_pos}") from exc
-
-    def op_bytearray8(self) -> None:
-        self.bytes_value(self.unpack(_U8))
-        self.push(Obj("bytearray"))
-
-    def op_readonly_buffer(self) -> None:
-        self.top()
-        self.stack[-1] = Obj("buffer")
-
-    def op_persid(self) -> None:
-        self.line()
-        self.findings.problem(f"<persistent id (PERSID) at byte {self.op_pos}>")
-        self.push(Obj("persistent object", tainted=True))
-
-    def op_binpersid(self) -> None:
-        self.pop()
-        self.findings.problem(f"<persistent id (BINPERSID) at byte {self.op_pos}>")
-        self.push(Obj("persistent object", tainted=True))
-
-    def op_proto(self) -> None:
-        proto = self.unpack(_U1)
-        if proto > pickle.HIGHEST_PROTOCOL:
-            raise StreamError(f"unsupported pickle protocol {proto} at byte {self.op_pos}")
-        self.proto = proto
-
-    def op_frame(self) -> None:
-        n = self.unpack(_U8)
-        if self.frame_end is not None and self.pos < self.frame_end:
-            raise StreamError(f"new frame before the end of the current one at byte {self.op_pos}")
-        if self.pos + n > self.size:
-            raise Truncated(f"frame at byte {self.op_pos} runs past the end of the data")
-        self.frame_end = self.pos + n
-
-    def op_memoize(self) -> None:
-        self.memo[len(self.memo)] = self.top()
-
-    def op_get(self) -> None:
-        self.get(self._number(int, self.line()))
-
-    def op_put(self) -> None:
-        self.put(self._number(int, self.line()))
-
-    def op_tuple_n(self, n: int) -> None:
-        if len(self.stack) < n:
-            raise StreamError(f"stack underflow at byte {self.op_pos}")
-        items = tuple(self.stack[-n:])
-        del self.stack[-n:]
-        self.push(items)
-
-    def op_dict(self) -> None:
-        items = self.pop_mark()
-        if len(items) % 2:
-            raise StreamError(f"odd number of items for DICT at byte {self.op_pos}")
-        self.push(EDict(list(zip(items[::2], items[1::2], strict=True))))
-
-    def op_setitem(self) -> None:
-        value = self.pop()
-        key = self.pop()
-        target = self.top()
-        if isinstance(target, EDict):
-            target.pairs.append((key, value))
-        else:
-            self.mutate(target, (key, value), "SETITEM")
-
-    def op_setitems(self) -> None:
-        items = self.pop_mark()
-        if len(items) % 2:
-            raise StreamError(f"odd number of items for SETITEMS at byte {self.op_pos}")
-        target = self.top()
-        if isinstance(target, EDict):
-            target.pairs.extend(zip(items[::2], items[1::2], strict=True))
-        else:
-            self.mutate(target, items, "SETITEMS")
-
-    def op_append(self) -> None:
-        value = self.pop()
-        target = self.top()
-        if isinstance(target, list):
-            target.append(value)
-        else:
-            self.mutate(target, (value,), "APPEND")
-
-    def op_appends(self) -> None:
-        items = self.pop_mark()
-        target = self.top()
-        if isinstance(target, list):
-            target.extend(items)
-        else:
-            self.mutate(target, items, "APPENDS")
-
-    def op_additems(self) -> None:
-        items = self.pop_mark()
-        target = self.top()
-        if isinstance(target, (list, EDict)):
-            raise StreamError(f"ADDITEMS on a list or dict at byte {self.op_pos}")
-        self.mutate(target, items, "ADDITEMS")
-
-    def op_frozenset(self) -> None:
-        items = self.pop_mark()
-        self.push(Obj("frozenset", tainted=self.tainted(items)))
 
     # ---- globals -----------------------------------------------------------------------
 

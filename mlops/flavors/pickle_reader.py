@@ -2,7 +2,8 @@
 
 :class:`OpcodeReader` holds the buffer, position, frame, stack, metastack and memo of one
 emulated ``Unpickler.load()`` and reads opcode arguments from the buffer, frame-aware.
-:class:`~mlops.flavors.pickle_machine.OpcodeMachine` adds the opcode semantics.
+:class:`~mlops.flavors.pickle_data_ops.DataOpcodes` and
+:class:`~mlops.flavors.pickle_machine.OpcodeMachine` add the opcode semantics.
 """
 
 from __future__ import annotations

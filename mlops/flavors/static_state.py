@@ -34,7 +34,7 @@ from mlops.flavors.allowlist import (
     value_function_pairs,
     value_type_pairs,
 )
-from mlops.flavors.graph_policy import (
+from mlops.flavors.graph_rules import (
     KWARGS_ATTRS,
     NAMED_SLOTS,
     estimator_pair,

@@ -37,6 +37,7 @@ from mlops.monitoring.channels import (
 from mlops.monitoring.rules import DEFAULT_RULES, AlertRule
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import append_event
+from mlops.store.catalog import model_row
 from mlops.store.egress import EgressPolicy
 from mlops.store.schema import AlertRow, AlertRuleRow, ModelRow
 
@@ -128,7 +129,7 @@ class AlertManager:
                  egress: EgressPolicy | None = None) -> None:
         self.registry = registry
         self.egress = egress if egress is not None else \
-            EgressPolicy.from_settings(registry.settings)
+            EgressPolicy.from_settings(registry.context.settings)
         self._default = default_channels if default_channels is not None else [LogChannel()]
         self._dispatchers: dict[str, Dispatcher] = {}
         self._lock = threading.Lock()
@@ -145,19 +146,19 @@ class AlertManager:
         self.registry.require(Role.DEVELOPER, f"store the alert rule {rule.name!r}")
         for spec in rule.channels:
             channel_from_config(spec, egress=self.egress)  # refuse it now, not when it fires
-        with self.registry.store.write() as s:
+        with self.registry.context.store.write() as s:
             model_id = None
             if rule.model is not None:
-                model_id = self.registry._model_row(s, rule.model).id
+                model_id = model_row(s, rule.model).id
             row = s.scalar(select(AlertRuleRow).where(AlertRuleRow.name == rule.name))
             if row is None:
-                row = AlertRuleRow(name=rule.name, created_by=self.registry.actor)
+                row = AlertRuleRow(name=rule.name, created_by=self.registry.context.actor)
                 s.add(row)
             row.model_id = model_id
             row.environment = rule.environment or ""
             row.spec = rule.to_dict()
             row.enabled = True
-            append_event(s, actor=self.registry.actor, action="alert.rule.put",
+            append_event(s, actor=self.registry.context.actor, action="alert.rule.put",
                          subject=f"alert-rule/{rule.name}", payload=rule.to_dict())
         return rule
 
@@ -165,7 +166,7 @@ class AlertManager:
         """Remove a stored rule; its firing incidents are resolved (and audited) first, and
         its history stays. Built-in rules cannot be removed, only overridden."""
         self.registry.require(Role.DEVELOPER, f"delete the alert rule {name!r}")
-        with self.registry.store.write() as s:
+        with self.registry.context.store.write() as s:
             row = s.scalar(select(AlertRuleRow).where(AlertRuleRow.name == name,
                                                       AlertRuleRow.enabled))
             if row is None:
@@ -181,19 +182,19 @@ class AlertManager:
                                                              AlertRow.state == "firing")):
                 incident.state = "resolved"
                 incident.resolved_at = now
-                append_event(s, actor=self.registry.actor, action="alert.resolve",
+                append_event(s, actor=self.registry.context.actor, action="alert.resolve",
                              subject=f"alert-rule/{name}",
                              payload={"alert": incident.id, "rule": name,
                                       "reason": "rule deleted"})
             row.enabled = False  # kept: it anchors the incidents' history
-            append_event(s, actor=self.registry.actor, action="alert.rule.delete",
+            append_event(s, actor=self.registry.context.actor, action="alert.rule.delete",
                          subject=f"alert-rule/{name}")
 
     def rules(self, model: str | None = None, environment: str | None = None
               ) -> list[AlertRule]:
         """Stored rules that apply (global or for ``model``), then the defaults whose name
         no stored rule takes."""
-        with self.registry.store.read() as s:
+        with self.registry.context.store.read() as s:
             query = select(AlertRuleRow, ModelRow.name).outerjoin(
                 ModelRow, ModelRow.id == AlertRuleRow.model_id).where(AlertRuleRow.enabled)
             if model is not None:
@@ -208,26 +209,30 @@ class AlertManager:
     def evaluate(self, model: str, version: str, environment: str,
                  observe: Callable[[AlertRule], Observation | None],
                  baselines: Mapping[str, float] | None = None, *,
-                 now: datetime | None = None) -> list[AlertTransition]:
+                 now: datetime | None = None,
+                 guard: Callable[[Session], None] | None = None) -> list[AlertTransition]:
         """Evaluate every applicable rule on the values ``observe(rule)`` returns.
 
         ``observe`` returns ``None`` when the metric is not available for the rule's window
         (the incident state is then left as it is), as does a value with fewer than the
-        rule's ``min_samples`` observations.
+        rule's ``min_samples`` observations. ``guard`` runs inside the write transaction and
+        may raise to abort it (nothing is written or notified then).
         """
         now = now or datetime.now(UTC)
         baselines = baselines or {}
         transitions: list[AlertTransition] = []
         notify: list[tuple[AlertRule, Notification]] = []
         rules = self.rules(model, environment)
-        with self.registry.store.write() as s:
-            model_row = self.registry._model_row(s, model)
+        with self.registry.context.store.write() as s:
+            if guard is not None:
+                guard(s)
+            mrow = model_row(s, model)
             for rule in rules:
                 obs = observe(rule)
                 if obs is None or obs.value is None or obs.n < rule.min_samples:
                     continue
                 hit, limit = rule.breached(obs.value, baselines.get(rule.metric))
-                change = self._apply(s, model_row, version, environment, rule, obs, hit,
+                change = self._apply(s, mrow, version, environment, rule, obs, hit,
                                      limit, now)
                 if change is not None:
                     transitions.append(change)
@@ -262,7 +267,7 @@ class AlertManager:
                 return None
             firing.state = "resolved"
             firing.resolved_at = now
-            append_event(s, actor=self.registry.actor, action="alert.resolve", subject=subject,
+            append_event(s, actor=self.registry.context.actor, action="alert.resolve", subject=subject,
                          payload={"alert": firing.id, "rule": rule.name,
                                   "environment": environment, "value": obs.value,
                                   "limit": limit})
@@ -291,7 +296,7 @@ class AlertManager:
                        fired_at=now, last_seen_at=now)
         s.add(row)
         s.flush()
-        append_event(s, actor=self.registry.actor, action="alert.fire", subject=subject,
+        append_event(s, actor=self.registry.context.actor, action="alert.fire", subject=subject,
                      payload={"alert": row.id, "rule": rule.name, "severity": rule.severity,
                               "environment": environment, "metric": rule.metric,
                               "value": obs.value, "limit": limit, "n": obs.n})
@@ -342,7 +347,7 @@ class AlertManager:
     def alerts(self, model: str | None = None, *, state: str | None = None,
                environment: str | None = None, limit: int = 100) -> list[Alert]:
         """Incidents, newest first."""
-        with self.registry.store.read() as s:
+        with self.registry.context.store.read() as s:
             query = (select(AlertRow, AlertRuleRow.name, ModelRow.name)
                      .join(AlertRuleRow, AlertRuleRow.id == AlertRow.rule_id)
                      .join(ModelRow, ModelRow.id == AlertRow.model_id))
@@ -358,7 +363,7 @@ class AlertManager:
     def ack(self, alert_id: int, *, note: str = "") -> Alert:
         """Acknowledge an incident: a person has seen it (it stays firing until resolved)."""
         self.registry.require(Role.DEVELOPER, f"acknowledge alert {alert_id}")
-        with self.registry.store.write() as s:
+        with self.registry.context.store.write() as s:
             row = s.get(AlertRow, alert_id)
             if row is None:
                 raise AlertNotFound(f"No alert with id {alert_id}.",
@@ -366,9 +371,9 @@ class AlertManager:
             rule = s.get(AlertRuleRow, row.rule_id)
             model = s.get(ModelRow, row.model_id)
             assert rule is not None and model is not None
-            row.acked_by = self.registry.actor
+            row.acked_by = self.registry.context.actor
             row.acked_at = datetime.now(UTC)
-            append_event(s, actor=self.registry.actor, action="alert.ack",
+            append_event(s, actor=self.registry.context.actor, action="alert.ack",
                          subject=f"model/{model.name}/env/{row.environment}"
                          if row.environment else f"model/{model.name}",
                          payload={"alert": row.id, "rule": rule.name, "note": note})

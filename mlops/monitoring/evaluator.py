@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from mlops.errors import LeaseLost
 from mlops.monitoring.monitor import Evaluation, ModelMonitor
 from mlops.store.leases import Lease, leader_loop
 
@@ -25,19 +26,26 @@ class Evaluator:
                  lease_seconds: float | None = None, holder: str | None = None) -> None:
         self.monitor = monitor
         self.interval = interval if interval is not None else \
-            monitor.registry.settings.monitor_interval
+            monitor.registry.context.settings.monitor_interval
         seconds = lease_seconds if lease_seconds is not None else max(15.0, 3 * self.interval)
-        self.lease = Lease(monitor.registry.store, LEASE, seconds=seconds, holder=holder)
+        self.lease = Lease(monitor.registry.context.store, LEASE, seconds=seconds, holder=holder)
 
     def run_once(self) -> list[Evaluation]:
+        """One pass while leader. Every write checks the lease in its own transaction, so a
+        process that lost it (a long pause, a partition) writes no snapshot or alert."""
         if not self.lease.acquire():
             return []
         results = []
-        for model, env, version in self.monitor.deployments():
-            try:
-                results.append(self.monitor.evaluate(model, env, version=version))
-            except Exception:  # one broken deployment must not stop the others
-                log.exception("monitoring %s in %s failed", model, env)
+        with self.lease.heartbeat():
+            for model, env, version in self.monitor.deployments():
+                try:
+                    results.append(self.monitor.evaluate(model, env, version=version,
+                                                         guard=self.lease.check))
+                except LeaseLost:
+                    log.warning("the monitoring pass stopped: %s", "lease lost")
+                    break
+                except Exception:  # one broken deployment must not stop the others
+                    log.exception("monitoring %s in %s failed", model, env)
         return results
 
     async def loop(self) -> None:

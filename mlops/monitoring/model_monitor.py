@@ -25,7 +25,7 @@ def get_model_monitor(**overrides: Any) -> ModelMonitor:
     from mlops.registry.model_registry import get_model_registry
 
     registry = get_model_registry(**overrides)
-    key = registry.settings.database_url
+    key = registry.context.settings.database_url
     with _lock:
         found = _instances.get(key)
         if found is None or found.registry is not registry:

@@ -3,10 +3,11 @@
 :class:`ModelMonitor` works offline (record predictions from a batch job, check a frame for
 drift) and is what the evaluator in ``mlops serve`` runs on every pass
 (:meth:`ModelMonitor.evaluate`): for each deployment it computes the window's performance
-from the prediction log joined with feedback, data and prediction drift of the window's
-logged inputs against the stored reference profiles, concept drift on the stream of
-per-request errors, the health score; stores them as snapshots and evaluates the alert
-rules.
+from the prediction log joined with feedback, data and prediction drift of each served
+version's logged inputs and outputs against that version's own reference profiles (a
+canary's candidate against its own, see :mod:`~mlops.monitoring.drift_window`), concept
+drift on the stream of per-request errors, the health score; stores them as snapshots and
+evaluates the alert rules.
 
 >>> monitor = ModelMonitor(ModelRegistry())                       # doctest: +SKIP
 >>> monitor.detect_data_drift("churn", current_frame).drifted_features  # doctest: +SKIP
@@ -21,7 +22,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,26 +31,29 @@ import numpy as np
 import orjson
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mlops.errors import ModelNotFound, MonitoringError, VersionNotFound
 from mlops.identity import Principal, Role
-from mlops.monitoring.alerts import Alert, AlertManager, AlertTransition, Observation
+from mlops.monitoring.alerts import AlertManager, AlertTransition, Observation
+from mlops.monitoring.drift_window import WindowDrift, outputs_frame, window_drift
 from mlops.monitoring.health import HealthScore, health_score
 from mlops.monitoring.performance import PerformanceWindow, labelled_rows, performance_window
-from mlops.monitoring.snapshots import Snapshot, latest_snapshots, record_snapshots
-from mlops.monitoring.window import LoggedWindow, read_window
+from mlops.monitoring.snapshots import latest_snapshots, record_snapshots
+from mlops.monitoring.status import MonitorStatus, build_status, window_observations
+from mlops.monitoring.window import read_window
 from mlops.registry.service import ModelRegistry
-from mlops.serving.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 from mlops.stats.concept import ConceptDriftMonitor
 from mlops.stats.drift import DriftReport, detect_drift
+from mlops.store.catalog import model_row
+from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
+from mlops.store.routes import served_routes
 from mlops.store.schema import BaselineRow, DeploymentRow, ModelRow, MonitorStateRow, utcnow
 
 __all__ = ["SEED_METRIC_NAMES", "Evaluation", "ModelMonitor", "MonitorStatus", "PerformanceCheck"]
 
 log = logging.getLogger("mlops.monitoring")
 
-#: Smallest window sample a drift test runs on (fewer rows: no drift verdict).
-MIN_DRIFT_ROWS = 100
 #: Labels eligible for the concept-drift detector this recently wait for the next pass.
 CONCEPT_SETTLE = timedelta(seconds=5)
 #: Relative loss against the baseline that :meth:`check_model_performance` calls degraded.
@@ -112,11 +116,12 @@ class Evaluation:
     window_start: datetime
     window_end: datetime
     values: dict[str, Observation]
-    drift: DriftReport | None
+    drift: DriftReport | None             # of ``version`` (else the most drifted version)
     prediction_drift: DriftReport | None
     concept_drift: dict[str, Any]
     health: HealthScore
     transitions: list[AlertTransition] = field(default_factory=list)
+    by_version: WindowDrift | None = None  # every version against its own profiles
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "environment": self.environment, "version": self.version,
@@ -126,38 +131,15 @@ class Evaluation:
                 "drift": self.drift.to_dict() if self.drift else None,
                 "prediction_drift": self.prediction_drift.to_dict()
                 if self.prediction_drift else None,
+                "drift_by_version": self.by_version.to_dict()["versions"]
+                if self.by_version else {},
                 "concept_drift": self.concept_drift, "health": self.health.to_dict(),
                 "transitions": [{"change": t.change, "rule": t.rule, "value": t.value,
                                  "limit": t.limit} for t in self.transitions]}
 
 
-@dataclass(frozen=True)
-class MonitorStatus:
-    """What ``mlops monitor status`` shows: latest values, health, alerts."""
-
-    model: str
-    environment: str | None
-    version: str | None
-    latest: dict[str, Snapshot]
-    health: HealthScore | None
-    firing: list[Alert]
-    recent: list[Alert]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "environment": self.environment, "version": self.version,
-                "latest": {k: {"value": s.value, "n": s.n, "window_end": s.window_end.isoformat()}
-                           for k, s in self.latest.items()},
-                "health": self.health.to_dict() if self.health else None,
-                "firing": [a.to_dict() for a in self.firing],
-                "recent": [a.to_dict() for a in self.recent]}
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 class ModelMonitor:
@@ -168,16 +150,16 @@ class ModelMonitor:
         self.registry = registry
         self.alerts = alerts or AlertManager(registry)
         self.window = timedelta(seconds=window if window is not None
-                                else registry.settings.monitor_window)
+                                else registry.context.settings.monitor_window)
         self.label_delay = timedelta(seconds=label_delay if label_delay is not None
-                                     else registry.settings.label_delay)
+                                     else registry.context.settings.label_delay)
         self._log: PredictionLog | None = None
         self._lock = threading.Lock()
         self._served: dict[tuple[str, str], tuple[float, str | None]] = {}
 
     @property
     def artifacts_uri(self) -> str:
-        return self.registry.settings.artifacts_uri
+        return self.registry.context.settings.artifacts_uri
 
     def acting_as(self, principal: Principal) -> ModelMonitor:
         """This monitor (same caches, log writer and alert dispatchers) acting for
@@ -189,46 +171,69 @@ class ModelMonitor:
 
     # ------------------------------------------------------------------ versions
     def served_version(self, model: str, environment: str | None = None) -> str | None:
-        """The stable version deployed in ``environment`` (default production), else the
-        Production-stage version, else the newest; ``None`` for an unknown model."""
-        env = environment or "production"
-        with self.registry.store.read() as s:
-            found = s.scalar(select(DeploymentRow.stable_version).join(
-                ModelRow, ModelRow.id == DeploymentRow.model_id).where(
-                ModelRow.name == model, DeploymentRow.environment == env))
-        if found:
-            return str(found)
-        for stage in ("production", None):
-            try:
-                return self.registry.get_version(model, stage=stage).version
-            except (ModelNotFound, VersionNotFound):
-                continue
-        return None
+        """The stable version ``environment`` (default production) serves, by the one rule
+        the gateway follows (:func:`mlops.store.routes.served_routes`); ``None`` when it
+        serves none (or the model is unknown)."""
+        with self.registry.context.store.read() as s:
+            spec = served_routes(s, environment or "production", model).get(model)
+        return spec.stable if spec is not None else None
+
+    def _version_or_newest(self, model: str, environment: str | None) -> str | None:
+        """The version ``environment`` serves, else the newest registered one (offline use:
+        a model that is registered but not served anywhere yet)."""
+        version = self.served_version(model, environment)
+        if version is None:
+            with contextlib.suppress(ModelNotFound, VersionNotFound):
+                version = self.registry.get_version(model).version
+        return version
 
     # ------------------------------------------------------------------ recording
     def _predlog(self) -> PredictionLog:
         with self._lock:
             if self._log is None:
-                self._log = PredictionLog(self.artifacts_uri, interval=1.0)
+                self._log = PredictionLog(self.artifacts_uri, flush_seconds=1.0,
+                                          spool=self.registry.context.settings.home / "spool")
                 self._log.start()
             return self._log
 
-    def record_prediction(self, model_name: str, prediction: Any, actual: Any = None,
-                          latency_ms: float | None = None, *, features: Mapping[str, Any] | None = None,
+    def record_prediction(self, model_name: str, prediction: Any, *args: Any,
+                          actual: Any = None, latency_ms: float | None = None,
+                          features: Mapping[str, Any] | None = None,
                           version: str | None = None, environment: str = "production",
                           request_id: str | None = None) -> str:
         """Log one prediction (and its label, when known) to the prediction log.
 
-        Rows are buffered and written in the background; every read of this monitor
-        flushes first. Returns the request id (send the label later with
+        Called ``record_prediction(model, prediction, actual, latency_ms)``, the last two
+        positional or by name. ``version`` defaults to the one ``environment`` serves, else
+        the newest registered one. The ``record_prediction(model, latency, accuracy)`` call
+        of the MLOps Basics guide (a float latency in seconds, then an accuracy strictly
+        between 0 and 1, nothing else) is refused with a :class:`MonitoringError` showing
+        the calls that do what it means: here it would store the latency as the prediction
+        and the accuracy as its label. A real prediction with such a label passes the label
+        by name (``actual=0.95``).
+
+        Rows are buffered (and spooled) and written in the background; every read of this
+        monitor flushes first. Returns the request id (send the label later with
         :meth:`record_feedback`).
         """
         self.registry.require(Role.DEVELOPER, f"record predictions of {model_name}")
+        if len(args) > 2:
+            raise TypeError(f"record_prediction() takes at most 4 positional arguments "
+                            f"({len(args) + 2} given)")
+        if (args and actual is not None) or (len(args) == 2 and latency_ms is not None):
+            raise TypeError("record_prediction() got an argument both positionally and by "
+                            "name")
+        if args:
+            actual = args[0]
+            if len(args) == 2:
+                latency_ms = args[1]
+            elif latency_ms is None and features is None:
+                _refuse_seed_latency_form(model_name, prediction, actual)
         if version is None:
             key = (model_name, environment)
             cached = self._served.get(key)
             if cached is None or time.monotonic() - cached[0] > 5.0:  # re-read every 5 s
-                cached = (time.monotonic(), self.served_version(model_name, environment))
+                cached = (time.monotonic(), self._version_or_newest(model_name, environment))
                 self._served[key] = cached
             version = cached[1] or "unregistered"
         rid = request_id or uuid.uuid4().hex
@@ -288,15 +293,15 @@ class ModelMonitor:
             clean[SEED_METRIC_NAMES.get(str(key), str(key))] = number
         from mlops.store.audit import append_event
 
-        with self.registry.store.write() as s:
-            mrow = self.registry._model_row(s, model_name)
+        with self.registry.context.store.write() as s:
+            mrow = model_row(s, model_name)
             row = s.get(BaselineRow, (mrow.id, version or ""))
             if row is None:
                 row = BaselineRow(model_id=mrow.id, version=version or "")
                 s.add(row)
             row.metrics = {**dict(row.metrics or {}), **clean}
             row.updated_at = utcnow()
-            append_event(s, actor=self.registry.actor, action="monitor.baseline",
+            append_event(s, actor=self.registry.context.actor, action="monitor.baseline",
                          subject=f"model/{model_name}" + (f"/{version}" if version else ""),
                          payload={"metrics": clean})
             return dict(row.metrics)
@@ -308,7 +313,7 @@ class ModelMonitor:
         if version is not None:
             with contextlib.suppress(ModelNotFound, VersionNotFound):
                 out.update(self.registry.get_version(model_name, version).metrics)
-        with self.registry.store.read() as s:
+        with self.registry.context.store.read() as s:
             mrow = s.scalar(select(ModelRow).where(ModelRow.name == model_name))
             if mrow is None:
                 return out
@@ -355,7 +360,7 @@ class ModelMonitor:
                           min_effect: float | dict[str, float] | None = None) -> DriftReport:
         """Drift of ``current_features`` (a frame of model inputs) against the version's
         stored reference profile (default: the served version)."""
-        version = version or self.served_version(model_name)
+        version = version or self._version_or_newest(model_name, None)
         profile = self.registry.reference_profile(model_name, version, "features")
         frame = current_features if isinstance(current_features, pd.DataFrame) else \
             pd.DataFrame(current_features)
@@ -367,35 +372,31 @@ class ModelMonitor:
                                 fdr: float = 0.05) -> DriftReport:
         """Drift of the model's outputs against the outputs profiled at registration:
         ``predictions`` given, or the logged predictions of the last ``window`` seconds."""
-        version = version or self.served_version(model_name, environment)
+        version = version or self._version_or_newest(model_name, environment)
         profile = self.registry.reference_profile(model_name, version, "outputs")
         if predictions is None:
             self.flush()
             now = now or _utcnow()
             span = timedelta(seconds=window) if window is not None else self.window
+            # the logged outputs of that version only: another version's are not drift
             logged = read_window(self.artifacts_uri, model_name, start=now - span, end=now,
-                                 environment=environment)
+                                 environment=environment, version=version)
             predictions = logged.predictions
-        values = np.asarray(predictions, dtype=object).ravel()
-        column = profile.columns["prediction"]
-        if column.kind == "numeric":
-            frame = pd.DataFrame({"prediction": pd.to_numeric(pd.Series(values),
-                                                              errors="coerce")})
-        else:
-            frame = pd.DataFrame({"prediction": pd.Series(values).astype(str)})
+        frame = outputs_frame(np.asarray(predictions, dtype=object).ravel(),
+                              profile.columns["prediction"].kind)
         return detect_drift(profile, frame, fdr=fdr)
 
     # ------------------------------------------------------------------ evaluation
     def deployments(self) -> list[tuple[str, str, str]]:
         """(model, environment, stable version) of every deployment with a stable version."""
-        with self.registry.store.read() as s:
+        with self.registry.context.store.read() as s:
             rows = s.execute(select(ModelRow.name, DeploymentRow.environment,
                                     DeploymentRow.stable_version).join(
                 ModelRow, ModelRow.id == DeploymentRow.model_id)).all()
         return [(m, e, v) for m, e, v in rows if v]
 
-    def _concept(self, model: str, environment: str, task: str | None, now: datetime
-                 ) -> dict[str, Any]:
+    def _concept(self, model: str, environment: str, task: str | None, now: datetime,
+                 guard: Callable[[Session], None] | None = None) -> dict[str, Any]:
         """Feed the labels that arrived since the last pass to the persisted ADWIN detector.
 
         A labelled row becomes eligible when both its label has arrived and its prediction
@@ -404,7 +405,7 @@ class ModelMonitor:
         for the next pass (other gateways may still be flushing labels stamped earlier).
         """
         key = f"concept/{model}/{environment}"
-        with self.registry.store.read() as s:
+        with self.registry.context.store.read() as s:
             row = s.get(MonitorStateRow, key)
             state = dict(row.state) if row is not None else {}
         cursor = datetime.fromisoformat(state["cursor"]) if "cursor" in state else None
@@ -434,7 +435,9 @@ class ModelMonitor:
                      "detector": detector.state(), "detections": detections}
         if new_state["cursor"] is None:
             del new_state["cursor"]
-        with self.registry.store.write() as s:
+        with self.registry.context.store.write() as s:
+            if guard is not None:
+                guard(s)
             row = s.get(MonitorStateRow, key)
             if row is None:
                 s.add(MonitorStateRow(key=key, state=new_state))
@@ -445,8 +448,11 @@ class ModelMonitor:
                 "last_detection": detections[-1] if detections else None}
 
     def evaluate(self, model: str, environment: str, *, version: str | None = None,
-                 now: datetime | None = None) -> Evaluation:
-        """One evaluator pass over a deployment (see the module docstring)."""
+                 now: datetime | None = None,
+                 guard: Callable[[Session], None] | None = None) -> Evaluation:
+        """One evaluator pass over a deployment (see the module docstring). ``guard`` is
+        called inside every write transaction and may raise to abort it (the evaluator's
+        lease check: a process that lost its lease writes nothing)."""
         self.registry.require(Role.DEVELOPER, f"evaluate {model} in {environment}")
         self.flush()
         now = now or _utcnow()
@@ -460,86 +466,88 @@ class ModelMonitor:
                 start=now - timedelta(seconds=span), end=now, label_delay=self.label_delay,
                 now=now)
         main = windows[self.window.total_seconds()]
-        values = _observations(main)
+        values = window_observations(main)
+        by_version: WindowDrift | None = None
         drift = pred_drift = None
-        try:
-            logged = read_window(self.artifacts_uri, model, start=now - self.window, end=now,
-                                 environment=environment)
-        except MonitoringError as exc:  # e.g. a remote log: performance and alerts go on
+        try:  # each version's rows against that version's own profiles
+            by_version = window_drift(self.registry, model, start=now - self.window, end=now,
+                                      environment=environment)
+        except MonitoringError as exc:  # e.g. an unreadable log: performance and alerts go on
             log.warning("no drift check for %s in %s: %s", model, environment, exc.message)
-            logged = LoggedWindow(pd.DataFrame(), pd.Series(dtype=object), 0)
-        if logged.n_total >= MIN_DRIFT_ROWS and version:
-            try:
-                profile = self.registry.reference_profile(model, version, "features")
-            except MonitoringError:
-                profile = None
-            if profile is not None and len(logged.inputs.columns):
-                drift = detect_drift(profile, logged.inputs)
-                n = len(logged.inputs)
-                values["drift_share"] = Observation(drift.share_drifted, n)
-                values["drift_max_effect"] = Observation(
-                    max((f.effect_size for f in drift.features
-                         if f.effect_size is not None and math.isfinite(f.effect_size)),
-                        default=0.0), n)
-                excess = [f.missing_rate_current - f.missing_rate_reference
-                          for f in drift.features]
-                values["missing_rate_excess"] = Observation(max(excess, default=0.0), n)
-                values["missing_rate_max"] = Observation(
-                    max((f.missing_rate_current for f in drift.features), default=0.0), n)
-            try:
-                pred_drift = self.detect_prediction_drift(model, logged.predictions,
-                                                          version=version)
-                values["prediction_drift"] = Observation(float(pred_drift.n_drifted > 0),
-                                                         len(logged.predictions))
-            except MonitoringError:
-                pred_drift = None
-        concept = self._concept(model, environment, main.task, now)
+        if by_version is not None:
+            values.update(by_version.observations())
+            shown = by_version.worst(version or None)
+            if shown is not None:
+                drift, pred_drift = shown.data, shown.outputs
+        concept = self._concept(model, environment, main.task, now, guard)
         values["concept_drift"] = Observation(float(concept["detected"]), main.n_labeled)
         base = self.baseline(model, version or None)
-        health = health_score({k: v.value for k, v in values.items()}, base)
-        values["health"] = Observation(health.score, main.n_predictions)
+        health = health_score({k: v.value for k, v in values.items() if v.n}, base)
+        values["health"] = Observation(health.score if main.n_predictions else None,
+                                       main.n_predictions)
         # the windows cover every version the environment served (a canary included), so
         # the history is environment-level: version ""
-        record_snapshots(self.registry, model, "", environment, main.start, main.end, values)
+        record_snapshots(self.registry, model, "", environment, main.start, main.end, values,
+                         guard=guard)
 
         def observe(rule: Any) -> Observation | None:
             if rule.metric in ("drift_share", "drift_max_effect", "prediction_drift",
                                "concept_drift", "missing_rate_max", "health"):
                 return values.get(rule.metric)
-            return _observations(windows[rule.window]).get(rule.metric)
+            return window_observations(windows[rule.window]).get(rule.metric)
 
-        transitions = self.alerts.evaluate(model, version, environment, observe, base, now=now)
+        transitions = self.alerts.evaluate(model, version, environment, observe, base, now=now,
+                                           guard=guard)
         return Evaluation(model, environment, version, main.start, main.end, values, drift,
-                          pred_drift, concept, health, transitions)
+                          pred_drift, concept, health, transitions, by_version)
 
     def evaluate_all(self, now: datetime | None = None) -> list[Evaluation]:
         """Evaluate every deployment once (the evaluator's pass)."""
         return [self.evaluate(m, e, version=v, now=now) for m, e, v in self.deployments()]
 
     # ------------------------------------------------------------------ status
-    def status(self, model_name: str, environment: str | None = None) -> MonitorStatus:
+    def status(self, model_name: str, environment: str | None = None, *,
+               now: datetime | None = None) -> MonitorStatus:
+        """The live window (the last monitoring window up to ``now``, read from the log
+        now), the evaluator's latest pass, health and alerts (see
+        :mod:`~mlops.monitoring.status`)."""
         self.registry.get_model(model_name)  # a clear error for an unknown model
+        self.flush()
+        now = now or _utcnow()
+        live = performance_window(self.artifacts_uri, model_name, environment=environment,
+                                  start=now - self.window, end=now,
+                                  label_delay=self.label_delay, now=now)
         latest = latest_snapshots(self.registry, model_name, environment=environment)
-        values = {k: s.value for k, s in latest.items()}
         version = self.served_version(model_name, environment)
-        health = health_score(values, self.baseline(model_name, version)) if latest else None
         firing = self.alerts.alerts(model_name, state="firing", environment=environment)
         recent = self.alerts.alerts(model_name, environment=environment, limit=20)
-        return MonitorStatus(model_name, environment, version, latest, health, firing, recent)
+        return build_status(model_name, environment, version, live, latest,
+                            self.baseline(model_name, version), firing, recent)
 
 
-def _observations(pw: PerformanceWindow) -> dict[str, Observation]:
-    out: dict[str, Observation] = {}
-    for metric, quality in pw.metrics.items():
-        out[metric] = Observation(_finite(quality), pw.n_labeled)
-    system: dict[str, float | None] = {"error_rate": pw.error_rate, "client_error_rate": pw.client_error_rate,
-              "latency_p50_ms": pw.latency_p50_ms, "latency_p95_ms": pw.latency_p95_ms,
-              "latency_p99_ms": pw.latency_p99_ms, "throughput_rps": pw.throughput_rps}
-    for metric, value in system.items():
-        out[metric] = Observation(_finite(value), pw.n_requests)
-    out["label_coverage"] = Observation(pw.label_coverage, pw.n_mature)
-    out["n_predictions"] = Observation(float(pw.n_predictions), pw.n_predictions)
-    return out
+def _refuse_seed_latency_form(model: str, prediction: Any, actual: Any) -> None:
+    """Refuse ``record_prediction(model, latency_seconds, accuracy)`` (the MLOps Basics
+    guide's call), which would store a latency as the prediction and an accuracy as its
+    label."""
+    def is_float(x: Any) -> bool:
+        return isinstance(x, float | np.floating) and math.isfinite(x)
+
+    if not (is_float(prediction) and is_float(actual) and 0.0 <= prediction < 3600.0
+            and 0.0 < actual < 1.0):
+        return
+    raise MonitoringError(
+        f"record_prediction({model!r}, {prediction!r}, {actual!r}) reads as (model, "
+        "prediction, label): it would store the latency as a prediction and the accuracy "
+        "as its label. This API logs one prediction at a time and computes accuracy from "
+        "the labels.",
+        fix=f"Log the prediction with its latency: record_prediction({model!r}, prediction, "
+            "latency_ms=latency * 1000), then its label with record_feedback(model, "
+            "request_id, actual) or actual=...; read accuracy with "
+            f"check_model_performance({model!r})['accuracy'] and set the expected value with "
+            f"set_baseline({model!r}, {{'accuracy': {actual!r}}}). If {prediction!r} really "
+            f"is a prediction and {actual!r} its label, pass the label by name: "
+            f"actual={actual!r}.",
+        model=model)
 
 
 def _errors(frame: pd.DataFrame, task: str | None) -> np.ndarray:

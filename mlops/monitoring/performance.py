@@ -1,17 +1,11 @@
 """Model performance over time, computed with DuckDB straight from the prediction log.
 
-The prediction log (:mod:`mlops.serving.predlog`) is hive-partitioned Parquet::
-
-    {root}/predictions/model={model}/version={version}/date={YYYY-MM-DD}/part-*.parquet
-    {root}/feedback/model={model}/date={YYYY-MM-DD}/part-*.parquet
-
-Only the ``part-*.parquet`` files of the model's folder, of the wanted version folders and of
-the day folders that overlap the window are read (hidden ``.part-*.tmp`` files being written
-are skipped); a local folder is read directly, another fsspec URL through its fsspec
-filesystem registered with DuckDB. Aggregates are computed in SQL, one query for all time
-buckets and/or versions; ROC-AUC and log loss pull only the labelled ``(proba, actual)`` rows
-into numpy for scikit-learn. Rows are counted as logged: a prediction row that a remote
-store received twice (the log delivers at least once) counts twice.
+The log's files and its DuckDB reader belong to :mod:`mlops.store.predlog`: only the files
+of the model, of the wanted versions and of the days that overlap the window are listed,
+and every value reaches DuckDB as a bound parameter. This module owns the definitions
+below. Aggregates are computed in SQL, one query for all time buckets and/or versions;
+ROC-AUC and log loss pull only the labelled ``(proba, actual)`` rows into numpy for
+scikit-learn.
 
 Definitions (one window = predictions with ``start <= ts < end``; without ``end``, every
 prediction up to ``now``):
@@ -45,7 +39,6 @@ prediction up to ``now``):
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -53,16 +46,27 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import duckdb
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from fsspec.implementations.local import LocalFileSystem
 
-from mlops.errors import MonitoringError
+from mlops.errors import ArtifactError, MonitoringError
+from mlops.monitoring.window import window_time
+from mlops.store.predlog import (
+    FEEDBACK,
+    PREDICTIONS,
+    LogFile,
+    LogReader,
+    LogStore,
+    Scan,
+    bind,
+    feedback_scan,
+    list_files,
+    open_store,
+    prediction_scan,
+)
 
 __all__ = [
     "LABELLED_SCHEMA",
@@ -78,7 +82,6 @@ TASKS = ("classification", "regression")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _MAX_BUCKETS = 100_000
-_HIVE = "hive_partitioning=true, hive_types={'model': VARCHAR, 'version': VARCHAR, 'date': VARCHAR}"
 
 #: Columns of :func:`labelled_rows`.
 LABELLED_SCHEMA = pa.schema([
@@ -131,23 +134,8 @@ class PerformanceWindow:
 # ---------------------------------------------------------------------------- inputs
 
 
-def _utc(dt: datetime, name: str) -> datetime:
-    if not isinstance(dt, datetime):
-        raise MonitoringError(f"{name} must be a datetime, got {type(dt).__name__}.",
-                              fix=f"Pass {name} as a timezone-aware datetime in UTC.")
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def _us(dt: datetime) -> int:
     return (dt - _EPOCH) // _US
-
-
-def _ts_sql(dt: datetime) -> str:
-    return f"TIMESTAMPTZ '{dt.strftime('%Y-%m-%d %H:%M:%S.%f')}+00'"
-
-
-def _str_sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -173,13 +161,13 @@ def _query(model: str, version: str | None, environment: str | None, start: date
         raise MonitoringError(f"label_delay must be a non-negative timedelta, got "
                               f"{label_delay!r}.", fix="Pass e.g. label_delay=timedelta(hours=1).",
                               model=model)
-    start = None if start is None else _utc(start, "start")
-    end = None if end is None else _utc(end, "end")
+    start = None if start is None else window_time(start, "start")
+    end = None if end is None else window_time(end, "end")
     if start is not None and end is not None and start >= end:
         raise MonitoringError(f"The window is empty: start {start.isoformat()} is not before "
                               f"end {end.isoformat()}.", fix="Pass a start before the end.",
                               model=model)
-    now = datetime.now(UTC) if now is None else _utc(now, "now")
+    now = datetime.now(UTC) if now is None else window_time(now, "now")
     return _Query(model, version, environment, start, end, now, now - label_delay, task)
 
 
@@ -188,113 +176,60 @@ def _query(model: str, version: str | None, environment: str | None, start: date
 
 @dataclass(frozen=True)
 class _Files:
-    fs: fsspec.AbstractFileSystem
-    local: bool
-    predictions: list[str]
-    feedback: list[str]
-
-
-def _names(fs: fsspec.AbstractFileSystem, local: bool, path: str) -> list[str]:
-    """Child names of a folder (none when it does not exist)."""
-    try:
-        if local:
-            with os.scandir(path) as it:
-                return sorted(e.name for e in it)
-        return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _days(fs: fsspec.AbstractFileSystem, local: bool, folder: str, first: str | None,
-          last: str | None) -> list[str]:
-    """``part-*.parquet`` files of the ``date=`` folders within [first, last] (ISO days)."""
-    files = []
-    for name in _names(fs, local, folder):
-        day = name[5:]
-        if name.startswith("date=") and (first is None or day >= first) and \
-                (last is None or day <= last):
-            files += [f"{folder}/{name}/{f}" for f in _names(fs, local, f"{folder}/{name}")
-                      if f.startswith("part-") and f.endswith(".parquet")]
-    return files
+    store: LogStore
+    predictions: list[LogFile]
+    feedback: list[LogFile]
 
 
 def _files(artifacts_uri: str, q: _Query) -> _Files:
+    """The files a window needs: its versions' day folders, and feedback from a day before
+    the window (feedback is logged after its prediction; a day of slack covers clock skew)."""
     try:
-        fs, root = fsspec.core.url_to_fs(artifacts_uri)
-    except (ImportError, ValueError) as exc:
-        raise MonitoringError(f"Cannot open the artifact store {artifacts_uri!r}: {exc}",
-                              fix="Use a local folder or an fsspec URL whose driver is "
-                                  "installed.", model=q.model) from exc
-    local = isinstance(fs, LocalFileSystem)
-    root = str(root).rstrip("/")
+        store = open_store(artifacts_uri)
+    except ArtifactError as exc:
+        raise MonitoringError(exc.message, fix=exc.fix, model=q.model) from exc
     first = None if q.start is None else q.start.date().isoformat()
     last = ((q.end - _US).date() if q.end is not None else q.now.date()).isoformat()
-    base = f"{root}/predictions/model={quote(q.model, safe='')}"
-    wanted = None if q.version is None else f"version={quote(q.version, safe='')}"
-    preds: list[str] = []
-    for name in _names(fs, local, base):
-        if name.startswith("version=") and (wanted is None or name == wanted):
-            preds += _days(fs, local, f"{base}/{name}", first, last)
-    # feedback is logged after its prediction; a day of slack covers clock skew
+    preds = list_files(store, PREDICTIONS, q.model,
+                       versions=None if q.version is None else [q.version], first_day=first,
+                       last_day=last)
     fb_first = None if q.start is None else (q.start - timedelta(days=1)).date().isoformat()
-    feedback = _days(fs, local, f"{root}/feedback/model={quote(q.model, safe='')}", fb_first,
-                     q.now.date().isoformat())
-    if not local:
-        preds = [fs.unstrip_protocol(p) for p in preds]
-        feedback = [fs.unstrip_protocol(p) for p in feedback]
-    return _Files(fs, local, preds, feedback)
+    feedback = list_files(store, FEEDBACK, q.model, first_day=fb_first,
+                          last_day=q.now.date().isoformat())
+    return _Files(store, preds, feedback)
 
 
 @contextmanager
-def _connection(con: duckdb.DuckDBPyConnection | None, files: _Files, model: str
-                ) -> Iterator[duckdb.DuckDBPyConnection]:
-    own = con is None
-    db = duckdb.connect() if con is None else con
+def _reader(con: duckdb.DuckDBPyConnection | None, files: _Files, model: str
+            ) -> Iterator[LogReader]:
+    """The log's DuckDB reader; its errors become :class:`MonitoringError`."""
     try:
-        if not files.local:
-            protocols = files.fs.protocol
-            name = protocols if isinstance(protocols, str) else protocols[0]
-            if name not in db.list_filesystems():
-                db.register_filesystem(files.fs)
-        yield db
-    except duckdb.Error as exc:
-        raise MonitoringError(f"Cannot read the prediction log of {model!r}: {exc}",
-                              fix="Check the artifact store; remove corrupt part files.",
-                              model=model) from exc
-    finally:
-        if own:
-            db.close()
-
-
-def _arrow(rel: duckdb.DuckDBPyRelation) -> pa.Table:
-    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table  # duckdb 2 / 1
-    table: pa.Table = fetch()
-    return table
+        with LogReader(files.store, con) as reader:
+            yield reader
+    except ArtifactError as exc:
+        raise MonitoringError(f"Cannot read the prediction log of {model!r}: {exc.message}",
+                              fix=exc.fix, model=model) from exc
 
 
 # ---------------------------------------------------------------------------- SQL
 
 
-def _list_sql(paths: list[str]) -> str:
-    return "[" + ", ".join(_str_sql(p) for p in paths) + "]"
-
-
-def _predictions_sql(files: _Files, q: _Query, bucket_us: int | None, by_version: bool) -> str:
-    where = []
-    if q.start is not None:
-        where.append(f"ts >= {_ts_sql(q.start)}")
-    where.append(f"ts < {_ts_sql(q.end)}" if q.end is not None else f"ts <= {_ts_sql(q.now)}")
-    if q.environment is not None:
-        where.append(f"environment = {_str_sql(q.environment)}")
-    if q.version is not None:
-        where.append(f"version = {_str_sql(q.version)}")
-    g_bucket = "0" if bucket_us is None or q.start is None else \
-        f"(epoch_us(ts) - {_us(q.start)}) // {bucket_us}"
+def _predictions_sql(files: _Files, q: _Query, bucket_us: int | None, by_version: bool
+                     ) -> Scan:
+    """The window's prediction rows with their group keys (bucket index, version or NULL)."""
+    end, inclusive = (q.end, False) if q.end is not None else (q.now, True)
+    scan = prediction_scan(files.predictions, start=q.start, end=end, end_inclusive=inclusive,
+                           environment=q.environment,
+                           versions=None if q.version is None else [q.version])
+    params = dict(scan.params)
+    g_bucket = "0"
+    if bucket_us is not None and q.start is not None:
+        g_bucket = "(epoch_us(ts) - $bucket_origin) // $bucket_us"
+        params.update(bucket_origin=_us(q.start), bucket_us=bucket_us)
     g_version = "version" if by_version else "NULL::VARCHAR"
-    return (f"SELECT {g_bucket} AS g_bucket, {g_version} AS g_version, request_id, row, ts, "
-            "version, environment, prediction, prediction_num, proba, latency_ms, status "
-            f"FROM read_parquet({_list_sql(files.predictions)}, {_HIVE}) "
-            f"WHERE {' AND '.join(where)}")
+    return Scan(f"SELECT {g_bucket} AS g_bucket, {g_version} AS g_version, request_id, row, "
+                "ts, version, environment, prediction, prediction_num, proba, latency_ms, "
+                f"status FROM ({scan.sql})", params)
 
 
 _LAB_COLUMNS = ("g_bucket, g_version, prediction_num, proba, actual_num, "
@@ -302,17 +237,17 @@ _LAB_COLUMNS = ("g_bucket, g_version, prediction_num, proba, actual_num, "
                 "CASE WHEN actual_num IS NULL THEN actual END AS actual")
 
 
-def _labelled_sql(files: _Files, q: _Query, preds_sql: str, columns: str) -> str:
+def _labelled_sql(files: _Files, q: _Query, preds: Scan, columns: str) -> Scan:
     """Mature successful predictions joined with their latest feedback (latest ts wins)."""
-    return (f"WITH p AS ({preds_sql}), "
-            "f AS (SELECT request_id, row, "
-            "arg_max(struct_pack(actual := actual, actual_num := actual_num, ts := ts), ts) "
-            "AS a "
-            f"FROM read_parquet({_list_sql(files.feedback)}, hive_partitioning=false) "
-            f"WHERE ts <= {_ts_sql(q.now)} GROUP BY request_id, row) "
-            f"SELECT {columns} FROM (SELECT p.*, f.a.actual AS actual, f.a.actual_num AS "
-            "actual_num, f.a.ts AS labelled_at FROM p JOIN f ON p.request_id = f.request_id AND p.row = f.row "
-            f"WHERE p.status < 400 AND p.ts <= {_ts_sql(q.cut)})")
+    fb = feedback_scan(files.feedback, until=q.now)
+    return Scan(f"WITH p AS ({preds.sql}), "
+                "f AS (SELECT request_id, row, "
+                "arg_max(struct_pack(actual := actual, actual_num := actual_num, ts := ts), "
+                f"ts) AS a FROM ({fb.sql}) GROUP BY request_id, row) "
+                f"SELECT {columns} FROM (SELECT p.*, f.a.actual AS actual, f.a.actual_num AS "
+                "actual_num, f.a.ts AS labelled_at FROM p JOIN f ON p.request_id = f.request_id "
+                "AND p.row = f.row WHERE p.status < 400 AND p.ts <= $cut)",
+                bind(preds, fb, cut=q.cut))
 
 
 _SYSTEM_SQL = """
@@ -320,7 +255,7 @@ WITH r AS (
     SELECT g_bucket, g_version, request_id, count(*) AS n,
            bool_or(status >= 500) AS error, bool_or(status >= 400 AND status < 500) AS client,
            max(latency_ms) FILTER (WHERE status < 400) AS latency,
-           count(*) FILTER (WHERE status < 400 AND ts <= {cut}) AS n_mature,
+           count(*) FILTER (WHERE status < 400 AND ts <= $cut) AS n_mature,
            epoch_us(min(ts)) AS first_us
     FROM ({preds}) GROUP BY g_bucket, g_version, request_id)
 SELECT g_bucket, g_version, sum(n)::BIGINT, count(*), count(*) FILTER (WHERE error),
@@ -412,10 +347,10 @@ def _probability_metrics(y: np.ndarray, proba: np.ndarray, positive: int | None
     return out
 
 
-def _proba_metrics(db: duckdb.DuckDBPyConnection, lab: str, classes: list[_Label],
+def _proba_metrics(db: LogReader, lab: str, classes: list[_Label],
                    positive: _Label | None, complete: set[_Key]) -> dict[_Key, dict[str, float]]:
     """ROC-AUC / log loss per group whose every labelled row has a matching proba vector."""
-    table = _arrow(db.sql(_PROBA_SQL.format(lab=lab)))
+    table = db.arrow(_PROBA_SQL.format(lab=lab))
     if [c[1] for c in classes] in ([0.0], [1.0]) and classes[0][0] == 0:
         classes = [(0, 0.0, ""), (0, 1.0, "")]  # a 0/1 problem that saw one class so far
     width = pc.list_value_length(table["proba"]).to_numpy(zero_copy_only=False)
@@ -451,11 +386,11 @@ def _proba_metrics(db: duckdb.DuckDBPyConnection, lab: str, classes: list[_Label
     return out
 
 
-def _quality(db: duckdb.DuckDBPyConnection, lab: str, task: str | None
+def _quality(db: LogReader, lab: str, task: str | None
              ) -> tuple[str | None, dict[_Key, int], dict[_Key, dict[str, float]]]:
     """(task, labelled rows per group, metrics per group) from the labelled temp table."""
-    n_other, fractional = db.sql(_TASK_SQL.format(lab=lab)).fetchall()[0]
-    confusion = db.sql(_CONFUSION_SQL.format(lab=lab)).fetchall()
+    n_other, fractional = db.fetchall(_TASK_SQL.format(lab=lab))[0]
+    confusion = db.fetchall(_CONFUSION_SQL.format(lab=lab))
     n_labeled: dict[_Key, int] = {}
     for b, v, *_, n, _np in confusion:
         n_labeled[(b, v)] = n_labeled.get((b, v), 0) + n
@@ -465,7 +400,7 @@ def _quality(db: duckdb.DuckDBPyConnection, lab: str, task: str | None
         task = "regression" if not n_other and fractional else "classification"
     metrics: dict[_Key, dict[str, float]] = {}
     if task == "regression":
-        for b, v, n, mae, mse, var in db.sql(_REGRESSION_SQL.format(lab=lab)).fetchall():
+        for b, v, n, mae, mse, var in db.fetchall(_REGRESSION_SQL.format(lab=lab)):
             m = {"mae": float(mae), "rmse": float(np.sqrt(mse))}
             if n > 1 and var > 0:
                 m["r2"] = float(1.0 - mse / var)
@@ -502,8 +437,8 @@ def _compute(artifacts_uri: str, q: _Query, con: duckdb.DuckDBPyConnection | Non
     if not files.predictions:
         return None, {}, q.task
     preds = _predictions_sql(files, q, bucket_us, by_version)
-    with _connection(con, files, q.model) as db:
-        system = db.sql(_SYSTEM_SQL.format(preds=preds, cut=_ts_sql(q.cut))).fetchall()
+    with _reader(con, files, q.model) as db:
+        system = db.fetchall(_SYSTEM_SQL.format(preds=preds.sql), bind(preds, cut=q.cut))
         groups: dict[_Key, dict[str, Any]] = {}
         first: int | None = None
         for b, v, n_pred, n_req, n_err, n_client, lat, n_mature, first_us in system:
@@ -513,7 +448,8 @@ def _compute(artifacts_uri: str, q: _Query, con: duckdb.DuckDBPyConnection | Non
         task = q.task
         if files.feedback and groups:
             lab = f"_mlops_perf_{uuid.uuid4().hex}"
-            db.execute(f"CREATE TEMP TABLE {lab} AS {_labelled_sql(files, q, preds, _LAB_COLUMNS)}")
+            labelled = _labelled_sql(files, q, preds, _LAB_COLUMNS)
+            db.execute(f"CREATE TEMP TABLE {lab} AS {labelled.sql}", labelled.params)
             try:
                 task, n_labeled, metrics = _quality(db, lab, q.task)
             finally:
@@ -628,6 +564,6 @@ def labelled_rows(artifacts_uri: str, model: str, *, version: str | None = None,
         return LABELLED_SCHEMA.empty_table()
     sql = _labelled_sql(files, q, _predictions_sql(files, q, None, False),
                         ", ".join(LABELLED_SCHEMA.names))
-    with _connection(None, files, model) as db:
-        table = _arrow(db.sql(f"{sql} ORDER BY ts, request_id, row"))
+    with _reader(None, files, model) as db:
+        table = db.arrow(f"{sql.sql} ORDER BY ts, request_id, row", sql.params)
     return table.cast(LABELLED_SCHEMA)

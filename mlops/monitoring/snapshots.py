@@ -7,14 +7,16 @@ the history back. ``""`` in ``version`` / ``environment`` means "all".
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from mlops.monitoring.alerts import Observation
 from mlops.registry.service import ModelRegistry
+from mlops.store.catalog import model_row
 from mlops.store.schema import MetricSnapshotRow, ModelRow
 
 __all__ = ["Snapshot", "latest_snapshots", "record_snapshots", "snapshot_series"]
@@ -38,10 +40,14 @@ def _utc(dt: datetime) -> datetime:
 
 def record_snapshots(registry: ModelRegistry, model: str, version: str, environment: str,
                      window_start: datetime, window_end: datetime,
-                     values: Mapping[str, Observation]) -> int:
-    """Store one snapshot per metric; non-finite values are stored as NULL."""
-    with registry.store.write() as s:
-        model_id = registry._model_row(s, model).id
+                     values: Mapping[str, Observation], *,
+                     guard: Callable[[Session], None] | None = None) -> int:
+    """Store one snapshot per metric; non-finite values are stored as NULL. ``guard`` runs
+    inside the write transaction and may raise to abort it."""
+    with registry.context.store.write() as s:
+        if guard is not None:
+            guard(s)
+        model_id = model_row(s, model).id
         rows = [MetricSnapshotRow(
             model_id=model_id, version=version, environment=environment, metric=name,
             value=None if obs.value is None or not math.isfinite(obs.value) else obs.value,
@@ -61,7 +67,7 @@ def snapshot_series(registry: ModelRegistry, model: str, metric: str, *,
                     environment: str | None = None, version: str | None = None,
                     since: datetime | None = None, limit: int = 500) -> list[Snapshot]:
     """The history of one metric, oldest first (at most ``limit`` newest points)."""
-    with registry.store.read() as s:
+    with registry.context.store.read() as s:
         query = (select(MetricSnapshotRow).join(ModelRow, ModelRow.id == MetricSnapshotRow.model_id)
                  .where(ModelRow.name == model, MetricSnapshotRow.metric == metric))
         if environment is not None:
@@ -78,7 +84,7 @@ def snapshot_series(registry: ModelRegistry, model: str, metric: str, *,
 def latest_snapshots(registry: ModelRegistry, model: str, *, environment: str | None = None
                      ) -> dict[str, Snapshot]:
     """The newest snapshot of every metric of a model (optionally one environment)."""
-    with registry.store.read() as s:
+    with registry.context.store.read() as s:
         base = (select(MetricSnapshotRow.metric, func.max(MetricSnapshotRow.id).label("id"))
                 .join(ModelRow, ModelRow.id == MetricSnapshotRow.model_id)
                 .where(ModelRow.name == model))

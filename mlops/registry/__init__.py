@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from mlops.flavors.signature import ColumnSpec, Signature, infer_signature
 from mlops.registry.lineage import Lineage
 from mlops.registry.model_registry import get_model_registry
 from mlops.registry.search import Clause, parse_query
 from mlops.registry.service import ModelRegistry
-from mlops.registry.signature import ColumnSpec, Signature, infer_signature
 from mlops.registry.types import ABTest, ModelVersion, RegisteredModel
-from mlops.registry.versions import STAGES, next_version, normalize_stage, parse_version
+from mlops.store.versions import STAGES, next_version, normalize_stage, parse_version
 
 __all__ = [
     "STAGES",

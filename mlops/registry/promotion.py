@@ -5,6 +5,8 @@ Every path that changes what an environment serves calls :func:`check_serving_ch
 inside its write transaction: ``mlops deploy`` and the rollout actions, stage changes to or
 from a serving stage, route writes, rollbacks, and (read side) the gateway's explicit-version
 URLs through :func:`servable_versions`. Aliases never decide what an environment serves.
+What an environment serves now is the one rule of :func:`mlops.store.routes.served_routes`
+(deployment row, else stage, else newest version); :func:`serves_now` asks it.
 
 Roles: changing the last environment of ``MLOPS_ENVIRONMENTS`` (production by default)
 needs the approver role, the others the developer role.
@@ -26,7 +28,6 @@ can be overridden with a reason by an approver or admin; the override is an audi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,14 @@ from mlops.config import Settings
 from mlops.errors import DeploymentError
 from mlops.identity import Principal, Role, require
 from mlops.store.audit import append_event, list_events
-from mlops.store.schema import CIRunRow, DeploymentRow, ModelRow, RolloutRow, VersionRow
+from mlops.store.routes import (
+    environment_for_stage,
+    route_row,
+    servable_versions,
+    served_routes,
+    stage_for_environment,
+)
+from mlops.store.schema import CIRunRow, ModelRow, RolloutRow, VersionRow
 
 __all__ = [
     "PromotionRefused",
@@ -49,24 +57,13 @@ __all__ = [
     "has_served",
     "is_protected",
     "servable_versions",
+    "serves_now",
     "stage_for_environment",
 ]
-
-_STAGES = {"production": "Production", "staging": "Staging"}
 
 
 class PromotionRefused(DeploymentError):
     """The promotion policy refuses a version for an environment (``problems`` say why)."""
-
-
-def stage_for_environment(environment: str) -> str | None:
-    """The registry stage an environment serves when it has no deployment row."""
-    return _STAGES.get(environment)
-
-
-def environment_for_stage(stage: str) -> str | None:
-    """The environment a registry stage stands for (Production -> production)."""
-    return {v: k for k, v in _STAGES.items()}.get(stage)
 
 
 def is_protected(settings: Settings, environment: str) -> bool:
@@ -102,8 +99,7 @@ class Verdict:
 
 def has_served(s: Session, model: ModelRow, environment: str, version: str) -> bool:
     """Has ``environment`` served ``version`` as stable, now or before?"""
-    dep = s.scalar(select(DeploymentRow).where(DeploymentRow.model_id == model.id,
-                                               DeploymentRow.environment == environment))
+    dep = route_row(s, model.id, environment)
     if dep is not None and version in (dep.stable_version, dep.candidate_version):
         return True
     if s.scalar(select(RolloutRow.id).where(
@@ -132,44 +128,11 @@ def has_served(s: Session, model: ModelRow, environment: str, version: str) -> b
     return False
 
 
-def _serves_now(s: Session, model: ModelRow, environment: str, version: str) -> bool:
-    """Does ``environment`` serve ``version`` as stable now (routing row or stage)?"""
-    dep = s.scalar(select(DeploymentRow).where(DeploymentRow.model_id == model.id,
-                                               DeploymentRow.environment == environment))
-    if dep is not None:
-        return dep.stable_version == version
-    stage = stage_for_environment(environment)
-    return stage is not None and s.scalar(select(VersionRow.id).where(
-        VersionRow.model_id == model.id, VersionRow.version == version,
-        VersionRow.stage == stage)) is not None
-
-
-def servable_versions(s: Session, environment: str, model: str | None = None
-                      ) -> dict[str, set[str]]:
-    """Per model, the versions an explicit-version URL may reach in ``environment``: the
-    routing row's stable, candidate and kept-warm versions, and the versions at the
-    environment's stage. Everything else is not served there, whatever its aliases say."""
-    out: dict[str, set[str]] = {}
-    query = select(ModelRow.name, DeploymentRow).join(
-        ModelRow, ModelRow.id == DeploymentRow.model_id).where(
-        DeploymentRow.environment == environment)
-    if model is not None:
-        query = query.where(ModelRow.name == model)
-    for name, dep in s.execute(query):
-        found = out.setdefault(name, set())
-        found.update(v for v in (dep.stable_version, dep.candidate_version) if v)
-        config = dep.config or {}
-        if float(config.get("keep_until", 0) or 0) > time.time():  # a warm spare, for now
-            found.update(str(v) for v in config.get("keep_loaded", []))
-    stage = stage_for_environment(environment)
-    if stage is not None:
-        staged = select(ModelRow.name, VersionRow.version).join(
-            ModelRow, ModelRow.id == VersionRow.model_id).where(VersionRow.stage == stage)
-        if model is not None:
-            staged = staged.where(ModelRow.name == model)
-        for name, version in s.execute(staged):
-            out.setdefault(name, set()).add(version)
-    return out
+def serves_now(s: Session, model: ModelRow, environment: str, version: str) -> bool:
+    """Does ``environment`` serve ``version`` as stable now (the one rule of
+    :func:`~mlops.store.routes.served_routes`)?"""
+    spec = served_routes(s, environment, model.name).get(model.name)
+    return spec is not None and spec.stable == version
 
 
 def _staged_problems(s: Session, settings: Settings, model: ModelRow, version: str,
@@ -179,7 +142,7 @@ def _staged_problems(s: Session, settings: Settings, model: ModelRow, version: s
     succeeded = s.scalar(select(RolloutRow.id).where(
         RolloutRow.model_id == model.id, RolloutRow.environment == before,
         RolloutRow.candidate_version == version, RolloutRow.state == "succeeded").limit(1))
-    if succeeded is None and not _serves_now(s, model, before, version):
+    if succeeded is None and not serves_now(s, model, before, version):
         return [(f"has not been rolled out to {before} yet",
                  f"mlops deploy {model.name} {version} --env {before}")]
     return []
@@ -187,9 +150,9 @@ def _staged_problems(s: Session, settings: Settings, model: ModelRow, version: s
 
 def _gate_problems(s: Session, settings: Settings, model: ModelRow, version: str
                    ) -> list[tuple[str, str]]:
-    """Gates passed in a pipeline run, and the approvals the model's policy asks for."""
-    from mlops.ci.policy import configured_policy  # ci builds on the registry, not the reverse
-
+    """Gates passed in a pipeline run under today's configured policy, and the approvals
+    that policy asks for (the run recorded both: the policy file's digest and its
+    ``approvals_required``; a changed policy file asks for the gates again)."""
     problems = []
     reports = s.scalars(select(CIRunRow.report).where(
         CIRunRow.model_name == model.name, CIRunRow.version == version)
@@ -198,8 +161,14 @@ def _gate_problems(s: Session, settings: Settings, model: ModelRow, version: str
     production = s.scalar(select(VersionRow.version).where(
         VersionRow.model_id == model.id, VersionRow.stage == "Production"))
     current = None if production == version else production
-    passes = [r for r in reports if r.get("gates_passed") and r.get("official_policy")]
-    if not passes:
+    official = [r for r in reports if r.get("gates_passed") and r.get("official_policy")]
+    digest = settings.policy_digest
+    passes = [r for r in official if r.get("policy_digest") == digest
+              and isinstance(r.get("approvals_required"), int)]
+    if official and not passes:
+        problems.append(("passed its quality gates under a policy file that has changed "
+                         "since", f"mlops ci gates {model.name} {version} --test-data FILE"))
+    elif not passes:
         problems.append(("has not passed its quality gates under the configured policy",
                          f"mlops ci gates {model.name} {version} --test-data FILE"))
     elif not any(r.get("champion") == current for r in passes):
@@ -212,7 +181,9 @@ def _gate_problems(s: Session, settings: Settings, model: ModelRow, version: str
                           for st in staged[-1].get("steps", [])):
         problems.append(("failed its staging tests in its latest pipeline run",
                          f"fix it and run mlops ci run again for {model.name}"))
-    need = configured_policy(settings.policy_file).for_model(model.name).approvals
+    if not passes:
+        return problems  # the approvals a policy asks for are known once its gates pass
+    need = max(int(r["approvals_required"]) for r in passes)
     subject = f"model/{model.name}/{version}"
     approvers = {e.actor for e in list_events(s, subject=subject, action="version.approve",
                                               limit=1000) if e.subject == subject}

@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 
 from mlops.errors import InvalidQuery
-from mlops.registry.versions import normalize_stage
 from mlops.store.schema import (
     AliasRow,
     MetricRow,
@@ -28,6 +27,7 @@ from mlops.store.schema import (
     VersionRow,
     VersionTagRow,
 )
+from mlops.store.versions import normalize_stage
 
 __all__ = ["MAX_CLAUSES", "Clause", "compile_clauses", "parse_query"]
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mlops.flavors.signature import Signature
 from mlops.registry.lineage import Lineage
-from mlops.registry.signature import Signature
 
 __all__ = ["ABTest", "ModelVersion", "RegisteredModel"]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from mlops.serving.app import Gateway, GatewayConfig, create_app
+from mlops.serving.app import create_app
 from mlops.serving.batching import Batcher, Prediction
 from mlops.serving.codecs import Columns, Schema
+from mlops.serving.gateway import Gateway, GatewayConfig
 from mlops.serving.routing import CircuitBreaker, RouteTable, ServedModel, ServingRoute, bucket
 
 __all__ = [

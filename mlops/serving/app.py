@@ -1,433 +1,28 @@
 """The inference gateway: Open Inference Protocol (V2), KServe V1 and MLflow scoring.
 
-One Starlette app per worker. The hot path: read the body (bounded), pick the route,
-decode and validate against the signature, predict through the adaptive batcher, answer,
-then hand the prediction log its records (never blocking) and update the metrics.
+One Starlette app per worker over one :class:`~mlops.serving.gateway.Gateway`: inference
+URLs take a router-free fast path, every other URL goes through Starlette.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import hashlib
-import logging
-import os
-import time
-import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import orjson
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops.config import Settings, get_settings
-from mlops.errors import (
-    BadRequest,
-    FlavorError,
-    MlopsError,
-    Overloaded,
-    PayloadTooLarge,
-    ServingError,
-    SignatureError,
-)
-from mlops.registry.service import ModelRegistry
-from mlops.serving import metrics as m
-from mlops.serving.batching import Batcher, Prediction
-from mlops.serving.codecs import Columns, v2_datatype
-from mlops.serving.predlog import FeedbackRecord, PredictionLog, PredictionRecord
-from mlops.serving.routing import RouteTable, ServedModel, ServingRoute
+from mlops.serving.gateway import Gateway, GatewayConfig
+from mlops.serving.handlers import hot_target, routes
+from mlops.serving.responses import json_response, request_id_for
 
-__all__ = ["Gateway", "GatewayConfig", "create_app", "outputs_v2"]
-
-log = logging.getLogger("mlops.serving")
-UNIT_HEADER = "x-mlops-unit"
-
-
-@dataclass
-class GatewayConfig:
-    environment: str = "production"
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_inflight: int = 512
-    max_batch: int = 64
-    max_wait_us: int = 500
-    log_predictions: bool = True
-    default_model: str | None = None
-    poll_seconds: float = 0.25
-    breaker_threshold: int = 5
-    breaker_cooldown: float = 30.0
-    controller_interval: float = 5.0  # seconds between rollout analyses (roles all/control)
-    log_proba: bool = False  # compute and log probabilities of classifiers on every request
-
-
-def _settle_heap() -> None:
-    """Move what is loaded now (libraries, models) out of the garbage collector's view.
-
-    A full collection over the imported libraries and models takes about 80 ms here, and
-    it lands on whichever request triggers it: the p99 latency. Frozen objects are never
-    scanned again; requests only create short-lived objects, collected in the young
-    generation. The young-generation threshold is raised so that it runs less often.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json", headers=headers)
-
-
-def _error(exc: ServingError | SignatureError, request_id: str | None = None) -> Response:
-    status = exc.status if isinstance(exc, ServingError) else 400
-    body: dict[str, Any] = {"error": exc.message}
-    if exc.fix:
-        body["fix"] = exc.fix
-    headers = {"x-request-id": request_id} if request_id else {}
-    if status == 503:
-        headers["retry-after"] = "1"
-    return _json(body, status, headers)
-
-
-class Gateway:
-    """State shared by the handlers of one worker."""
-
-    def __init__(self, settings: Settings, config: GatewayConfig) -> None:
-        self.config = config
-        self.registry = ModelRegistry(settings)
-        self.table = RouteTable(self.registry, config.environment,
-                                breaker_threshold=config.breaker_threshold,
-                                breaker_cooldown=config.breaker_cooldown)
-        self.batcher = Batcher(config.max_batch, config.max_wait_us, on_batch=self._on_batch)
-        self.predlog = PredictionLog(settings.artifacts_uri,
-                                     on_drop=lambda n: m.LOG_DROPPED.inc(n)) \
-            if config.log_predictions else None
-        self.inflight = 0
-        self.recent_ids: OrderedDict[str, None] = OrderedDict()
-        self._poller: asyncio.Task[None] | None = None
-        self._published: set[tuple[str, str]] = set()
-        self.ready = False
-
-    # -------------------------------------------------------------- lifecycle
-    async def start(self) -> None:
-        await asyncio.to_thread(self.table.refresh, True)
-        self._publish_loaded()
-        _settle_heap()
-        self.ready = True
-        if self.predlog is not None:
-            self.predlog.start()
-        self._poller = asyncio.create_task(self._poll())
-
-    async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-        self.batcher.close()
-        if self.predlog is not None:
-            try:
-                await asyncio.to_thread(self.predlog.close)
-            except MlopsError:
-                log.exception("the prediction log could not write everything at shutdown; "
-                              "%d rows are lost", self.predlog.pending)
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.poll_seconds)
-            try:
-                if await asyncio.to_thread(self.table.refresh):
-                    self._publish_loaded()
-                    _settle_heap()
-            except Exception:  # keep serving the last good routes
-                log.exception("routing refresh failed")
-
-    def _publish_loaded(self) -> None:
-        now = {(s.name, s.version) for s in self.table.loaded()}
-        for name, version in self._published - now:
-            m.MODEL_LOADED.labels(name, version, self.config.environment).set(0)
-        for name, version in now:
-            m.MODEL_LOADED.labels(name, version, self.config.environment).set(1)
-        self._published = now
-
-    def _on_batch(self, served: ServedModel, rows: int) -> None:
-        m.BATCH_SIZE.labels(served.name, served.version).observe(rows)
-
-    # -------------------------------------------------------------- the hot path
-    async def infer(self, request: Request, name: str, version: str | None,
-                    decode: Callable[[bytes, ServedModel], tuple[Columns, Any]],
-                    encode: Callable[[ServedModel, Prediction, str, Any], Any],
-                    want_proba: Callable[[Any], bool] = lambda extra: False) -> Response:
-        started = time.perf_counter()
-        request_id = _request_id(request.headers.get("x-request-id"))
-        label = name if name in self.table.routes else "_unknown"  # bounded label values
-        if self.inflight >= self.config.max_inflight:
-            self._observe(label, "", "none", 503, 0.0)
-            return _error(Overloaded("The gateway is at its in-flight limit.",
-                                     fix="Retry after the Retry-After delay."), request_id)
-        self.inflight += 1
-        m.INFLIGHT.inc()
-        route_name, served, route = "direct", None, None
-        columns: Columns | None = None
-        try:
-            unit = request.headers.get(UNIT_HEADER)
-            if version is not None:
-                served = await self._direct(name, version)
-                label = name
-            else:
-                route = self.table.route(name)
-                route_name, served = route.choose(unit)
-            self.batcher.decoding(served, 1)  # requests still arriving may join its batch
-            try:
-                body = await self._body(request)
-                columns, extra = _decode(decode, body, served)
-            finally:
-                self.batcher.decoding(served, -1)
-            if route is not None and route.spec.unit_field and unit is None:
-                value = columns.value(route.spec.unit_field)
-                if value is not None:
-                    unit = str(value)
-                    route_name, chosen = route.choose(unit)
-                    if chosen is not served:
-                        served = chosen
-                        columns, extra = _decode(decode, body, served)
-            proba = want_proba(extra) or (self.config.log_proba and served.model.has_proba)
-            try:
-                prediction = await self.batcher.predict(served, columns, proba)
-                if route_name == "candidate" and route is not None:
-                    route.breaker.success()
-            except (SignatureError, BadRequest):
-                raise
-            except Exception as exc:
-                if route_name != "candidate" or route is None:
-                    raise
-                m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
-                                           route_name).inc()
-                route.breaker.failure()
-                log.warning("candidate %s %s failed, answered by stable: %s", name,
-                            served.version, exc)
-                self._observe(name, served.version, "candidate", 500,
-                              time.perf_counter() - started)
-                self._log_failure(request_id, served, "candidate", unit, columns,
-                                  time.perf_counter() - started, 500)
-                # answered by stable, logged apart so that arms keep their assignment counts
-                route_name, served = "fallback", route.stable
-                columns, extra = _decode(decode, body, served)
-                prediction = await self.batcher.predict(served, columns, proba)
-            payload = encode(served, prediction, request_id, extra)
-            response = _json(payload, headers={"x-request-id": request_id,
-                                               "x-model-version": served.version})
-            latency = time.perf_counter() - started
-            self._observe(name, served.version, route_name, 200, latency)
-            self._log(request_id, served, route_name, unit, columns, prediction, latency, 200,
-                      _propensity(route, route_name))
-            shadow = route.shadow_for(unit) if route is not None else None
-            if shadow is not None and route is not None:
-                response.background = BackgroundTask(self._shadow, shadow, route, body, decode,
-                                                     request_id, unit, proba)
-            return response
-        except (ServingError, SignatureError) as exc:
-            status = exc.status if isinstance(exc, ServingError) else 400
-            self._observe(label, served.version if served else "", route_name, status,
-                          time.perf_counter() - started)
-            response = _error(exc, request_id)
-            if served is not None:
-                response.headers["x-model-version"] = served.version
-            return response
-        except Exception as exc:
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("error id %s: model %s %s failed on request %s", error_id, name,
-                          served.version if served else "?", request_id)
-            if served is not None:
-                m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
-                                           route_name).inc()
-                if columns is not None:
-                    self._log_failure(request_id, served, route_name,
-                                      request.headers.get(UNIT_HEADER), columns,
-                                      time.perf_counter() - started, 500)
-            self._observe(label, served.version if served else "", route_name, 500,
-                          time.perf_counter() - started)
-            kind = "The model failed to predict" if isinstance(exc, FlavorError) else \
-                "Internal error"
-            headers = {"x-request-id": request_id}
-            if served is not None:
-                headers["x-model-version"] = served.version
-            return _json({"error": f"{kind} (error id {error_id}); the server log has the "
-                                   "details.", "error_id": error_id}, 500, headers)
-        finally:
-            self.inflight -= 1
-            m.INFLIGHT.dec()
-
-    async def _direct(self, name: str, version: str) -> ServedModel:
-        """A version named in the URL; loading one happens off the event loop."""
-        cached = self.table.cached(name, version)
-        if cached is not None:
-            return cached
-        return await asyncio.to_thread(self.table.direct, name, version)
-
-    async def _shadow(self, shadow: ServedModel, route: ServingRoute, body: bytes,
-                      decode: Callable[[bytes, ServedModel], tuple[Columns, Any]],
-                      request_id: str, unit: str | None, proba: bool) -> None:
-        started = time.perf_counter()
-        try:
-            columns, _ = _decode(decode, body, shadow)
-        except (ServingError, SignatureError) as exc:  # the request, not the model
-            self._observe(shadow.name, shadow.version, "shadow", 400,
-                          time.perf_counter() - started)
-            log.info("shadow %s %s refused the request: %s", shadow.name, shadow.version, exc)
-            return
-        self.inflight += 1
-        m.INFLIGHT.inc()
-        try:
-            prediction = await self.batcher.predict(shadow, columns, proba)
-            route.breaker.success()
-        except Exception as exc:
-            route.breaker.failure()
-            m.PREDICTION_ERRORS.labels(shadow.name, shadow.version, self.config.environment,
-                                       "shadow").inc()
-            self._observe(shadow.name, shadow.version, "shadow", 500,
-                          time.perf_counter() - started)
-            self._log_failure(request_id, shadow, "shadow", unit, columns,
-                              time.perf_counter() - started, 500)
-            log.warning("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
-            return
-        finally:
-            self.inflight -= 1
-            m.INFLIGHT.dec()
-        latency = time.perf_counter() - started
-        self._observe(shadow.name, shadow.version, "shadow", 200, latency)
-        self._log(request_id, shadow, "shadow", unit, columns, prediction, latency, 200)
-
-    async def _body(self, request: Request) -> bytes:
-        limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}.",
-                                  fix="Send fewer rows per request.")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"The body is over the {limit}-byte limit.",
-                                      fix="Send fewer rows per request.")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _observe(self, name: str, version: str, route: str, code: int, seconds: float) -> None:
-        env = self.config.environment
-        m.REQUESTS.labels(name, version, env, route, str(code)).inc()
-        if code == 200:
-            m.REQUEST_DURATION.labels(name, version, env, route).observe(seconds)
-
-    def _log(self, request_id: str, served: ServedModel, route: str, unit: str | None,
-             columns: Columns, prediction: Prediction, latency: float, status: int,
-             propensity: float | None = None) -> None:
-        if self.predlog is None:
-            return
-        self._remember(request_id)
-        now = time.time()
-        unit_hash = None if unit is None else hashlib.sha256(unit.encode()).hexdigest()[:16]
-        values = prediction.values.tolist()
-        probas = prediction.proba.tolist() if prediction.proba is not None else None
-        rows = columns.row_dicts()
-        records = []
-        for i in range(columns.n):
-            value = values[i]
-            records.append(PredictionRecord(
-                request_id=request_id, ts=now, model=served.name, version=served.version,
-                environment=self.config.environment, route=route, unit_hash=unit_hash, row=i,
-                inputs=orjson.dumps(rows[i], option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-                prediction=orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-                prediction_num=float(value) if isinstance(value, int | float) else None,
-                proba=probas[i] if probas is not None else None,
-                latency_ms=latency * 1000.0, status=status, propensity=propensity))
-        self.predlog.log(records)
-
-    def _log_failure(self, request_id: str, served: ServedModel, route: str,
-                     unit: str | None, columns: Columns, latency: float, status: int) -> None:
-        """Rows that a model failed on: logged with the status and no prediction, so that
-        error rates per version can be read from the log."""
-        empty = Prediction(np.full(columns.n, None, dtype=object), None)
-        self._log(request_id, served, route, unit, columns, empty, latency, status)
-
-    def _remember(self, request_id: str) -> None:
-        self.recent_ids[request_id] = None
-        if len(self.recent_ids) > 200_000:
-            self.recent_ids.popitem(last=False)
-
-    # -------------------------------------------------------------- feedback
-    async def feedback(self, request: Request, name: str) -> Response:
-        try:
-            self.table.route(name)  # labels only for models served here (bounded partitions)
-            body = await self._body(request)
-            doc = _loads(body)
-            items = doc if isinstance(doc, list) else [doc]
-            records = []
-            for i, item in enumerate(items):
-                if not isinstance(item, dict) or "request_id" not in item or "actual" not in item:
-                    raise BadRequest(f"Feedback item {i} needs 'request_id' and 'actual'.",
-                                     fix='Send {"request_id": "...", "actual": label}.')
-                actual = item["actual"]
-                row = item.get("row", 0)
-                if not isinstance(row, int) or row < 0:
-                    raise BadRequest(f"Feedback item {i}: 'row' must be a non-negative integer.",
-                                     fix="Leave 'row' out for single-row requests.")
-                records.append(FeedbackRecord(
-                    request_id=str(item["request_id"]), row=row, model=name,
-                    actual=orjson.dumps(actual).decode(),
-                    actual_num=float(actual) if isinstance(actual, int | float) else None,
-                    ts=time.time()))
-        except ServingError as exc:
-            return _error(exc)
-        unmatched = sum(1 for r in records if r.request_id not in self.recent_ids)
-        if self.predlog is not None:
-            self.predlog.log_feedback(records)
-        m.FEEDBACK.labels(name, "true").inc(len(records) - unmatched)
-        m.FEEDBACK.labels(name, "false").inc(unmatched)
-        return _json({"accepted": len(records), "unmatched": unmatched})
-
-
-def _propensity(route: ServingRoute | None, name: str) -> float | None:
-    """The probability that the routing sends a request to the arm that answered it."""
-    if route is None or route.candidate is None or route.spec.mode != "split":
-        return 1.0 if route is not None and name == "stable" else None
-    share = route.spec.weight / 100.0
-    return {"candidate": share, "stable": 1.0 - share, "fallback": share}.get(name)
-
-
-def _request_id(given: str | None) -> str:
-    """The client's id when it is short and printable; a fresh one otherwise."""
-    if given and len(given) <= 128 and given.isprintable() and given.isascii():
-        return given
-    return os.urandom(16).hex()
-
-
-def _decode(decode: Callable[[bytes, ServedModel], tuple[Columns, Any]], body: bytes,
-            served: ServedModel) -> tuple[Columns, Any]:
-    """Decode and validate; anything the decoders did not foresee is still a 400."""
-    try:
-        return decode(body, served)
-    except (ServingError, SignatureError):
-        raise
-    except (ValueError, TypeError, OverflowError, IndexError, KeyError, RecursionError) as exc:
-        raise BadRequest(f"The request could not be read: {type(exc).__name__}: {exc}.",
-                         fix="Check the body against the protocol's examples.") from exc
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}.",
-                         fix="Send a JSON document (NaN and Infinity are not JSON).") from exc
+__all__ = ["create_app"]
 
 
 def create_app(settings: Settings | None = None, config: GatewayConfig | None = None,
@@ -436,8 +31,6 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
                ) -> ASGIApp:
     """The gateway app (ASGI); ``mounts`` adds other apps (the control API) beside it.
     ``mlops serve`` runs it under uvicorn."""
-    from mlops.serving.handlers import hot_target, routes
-
     gateway = Gateway(settings or get_settings(), config or GatewayConfig())
 
     @contextlib.asynccontextmanager
@@ -453,11 +46,12 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
         await gateway.stop()
 
     table, hot = routes(gateway)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
         fix = {404: "See GET /v2/models/NAME, /v1/models/NAME:predict, /invocations, /api.",
                405: "Check the HTTP method (inference is POST)."}.get(status, "")
-        return _json({"error": str(getattr(exc, "detail", "")) or "Error", "fix": fix}, status)
+        return json_response({"error": str(getattr(exc, "detail", "")) or "Error", "fix": fix}, status)
 
     app = Starlette(routes=[*(Route(path, endpoint, methods=methods)
                               for path, endpoint, methods in table), *(mounts or [])],
@@ -478,7 +72,7 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
             await app(scope, receive, send)
             return
         given = next((v for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
-        request_id = _request_id(given.decode("latin-1") if given else None).encode()
+        request_id = request_id_for(given.decode("latin-1") if given else None).encode()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -491,29 +85,3 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
         await app(scope, receive, send_with_id)
 
     return fast_path
-
-
-def outputs_v2(served: ServedModel, prediction: Prediction, requested: list[str] | None
-               ) -> list[dict[str, Any]]:
-    """V2 output tensors: ``predict`` [N] and, when asked for, ``predict_proba`` [N, C]."""
-    names = requested or ["predict"]
-    out = []
-    for name in names:
-        if name == "predict":
-            values = prediction.values
-            out.append({"name": "predict", "shape": list(values.shape),
-                        "datatype": v2_datatype(values),
-                        "data": values.ravel().tolist() if values.dtype.kind != "O"
-                        else [str(v) for v in values.ravel()]})
-        elif name == "predict_proba":
-            if prediction.proba is None:
-                raise BadRequest(f"Model {served.name} {served.version} has no predict_proba.",
-                                 fix="Request the 'predict' output.")
-            proba = np.asarray(prediction.proba, dtype=np.float64)
-            out.append({"name": "predict_proba", "shape": list(proba.shape), "datatype": "FP64",
-                        "data": proba.ravel().tolist()})
-        else:
-            raise BadRequest(f"Unknown output {name!r}.",
-                             fix="Request 'predict' and/or 'predict_proba'.")
-    return out
-

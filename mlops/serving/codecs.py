@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mlops.errors import BadRequest, UnsupportedMediaType
-from mlops.registry.signature import ColumnSpec
+from mlops.flavors.signature import ColumnSpec
 
 __all__ = [
     "Columns",
@@ -24,7 +24,11 @@ __all__ = [
     "decode_mlflow",
     "decode_v1",
     "decode_v2",
+    "encode_plain",
+    "encode_v2",
     "v2_datatype",
+    "v2_output_type",
+    "v2_type_name",
 ]
 
 _V2_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -470,3 +474,48 @@ def _csv_number(col: str, value: str) -> Any:
             if value.lower() in {"true", "false"}:
                 return value.lower() == "true"
             return value
+
+
+# ---------------------------------------------------------------------- encoding
+def v2_type_name(dtype: str) -> str:
+    """The V2 datatype of a signature column's dtype (text and anything else: BYTES)."""
+    return {"float64": "FP64", "float32": "FP32", "int64": "INT64", "bool": "BOOL"}.get(
+        dtype, "BYTES")
+
+
+def v2_output_type(classes: Sequence[Any] | None) -> str:
+    """The V2 datatype of ``predict`` for a model with these classes (None: a regressor)."""
+    if classes is not None and any(isinstance(c, str) for c in classes):
+        return "BYTES"
+    if classes is not None and all(isinstance(c, int) for c in classes):
+        return "INT64"
+    return "FP64"
+
+
+def encode_plain(values: np.ndarray) -> list[Any]:
+    """Predictions as a JSON list (KServe V1 and MLflow bodies); objects as text."""
+    return values.tolist() if values.dtype.kind != "O" else [str(v) for v in values]
+
+
+def encode_v2(values: np.ndarray, proba: Any, requested: list[str] | None, model: str
+              ) -> list[dict[str, Any]]:
+    """V2 output tensors: ``predict`` [N] and, when asked for, ``predict_proba`` [N, C].
+    ``model`` names the model in errors."""
+    out = []
+    for name in requested or ["predict"]:
+        if name == "predict":
+            out.append({"name": "predict", "shape": list(values.shape),
+                        "datatype": v2_datatype(values),
+                        "data": values.ravel().tolist() if values.dtype.kind != "O"
+                        else [str(v) for v in values.ravel()]})
+        elif name == "predict_proba":
+            if proba is None:
+                raise BadRequest(f"Model {model} has no predict_proba.",
+                                 fix="Request the 'predict' output.")
+            matrix = np.asarray(proba, dtype=np.float64)
+            out.append({"name": "predict_proba", "shape": list(matrix.shape),
+                        "datatype": "FP64", "data": matrix.ravel().tolist()})
+        else:
+            raise BadRequest(f"Unknown output {name!r}.",
+                             fix="Request 'predict' and/or 'predict_proba'.")
+    return out

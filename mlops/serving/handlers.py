@@ -11,9 +11,19 @@ from starlette.responses import Response
 import mlops
 from mlops.errors import BadRequest, ModelUnavailable, ServingError
 from mlops.serving import metrics as m
-from mlops.serving.app import Gateway, _error, _json, _loads, outputs_v2
 from mlops.serving.batching import Prediction
-from mlops.serving.codecs import Columns, decode_mlflow, decode_v1, decode_v2
+from mlops.serving.codecs import (
+    Columns,
+    decode_mlflow,
+    decode_v1,
+    decode_v2,
+    encode_plain,
+    encode_v2,
+    v2_output_type,
+    v2_type_name,
+)
+from mlops.serving.gateway import Gateway
+from mlops.serving.responses import error_response, json_response, loads_json
 from mlops.serving.routing import ServedModel
 
 __all__ = ["hot_target", "routes"]
@@ -30,7 +40,7 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
 
     # ------------------------------------------------------------------ V2
     def dec_v2(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
-        doc = _loads(body)
+        doc = loads_json(body)
         columns, requested = decode_v2(doc, served.schema)
         body_id = doc.get("id") if isinstance(doc, dict) else None
         return columns, (requested, body_id if isinstance(body_id, str) else None)
@@ -38,7 +48,8 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
     def enc_v2(served: ServedModel, pred: Prediction, request_id: str, extra: Any) -> Any:
         requested, body_id = extra
         return {"model_name": served.name, "model_version": served.version,
-                "id": body_id or request_id, "outputs": outputs_v2(served, pred, requested)}
+                "id": body_id or request_id, "outputs": encode_v2(pred.values, pred.proba, requested,
+                                               f"{served.name} {served.version}")}
 
     def proba_v2(extra: Any) -> bool:
         requested = extra[0]
@@ -52,13 +63,13 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         return await v2_hot(request, params["name"], params.get("version"))
 
     async def v2_live(request: Request) -> Response:
-        return _json({"live": True})
+        return json_response({"live": True})
 
     async def v2_ready(request: Request) -> Response:
-        return _json({"ready": gw.ready}, 200 if gw.ready else 503)
+        return json_response({"ready": gw.ready}, 200 if gw.ready else 503)
 
     async def v2_server(request: Request) -> Response:
-        return _json({"name": "mlops", "version": mlops.__version__, "extensions": []})
+        return json_response({"name": "mlops", "version": mlops.__version__, "extensions": []})
 
     def _served(request: Request) -> ServedModel:
         name, version = request.path_params["name"], request.path_params.get("version")
@@ -70,7 +81,7 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         try:
             served = _served(request)
         except ServingError as exc:
-            return _error(exc)
+            return error_response(exc)
         name = served.name
         route = gw.table.routes.get(name)
         versions = [served.version]
@@ -78,14 +89,14 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
                 and route.candidate is not None:
             versions.append(route.candidate.version)
         cols = served.schema.columns
-        inputs = [{"name": c.name, "datatype": _v2_type(c.dtype), "shape": [-1]}
+        inputs = [{"name": c.name, "datatype": v2_type_name(c.dtype), "shape": [-1]}
                   for c in cols] if cols else \
             [{"name": "input-0", "datatype": "FP64", "shape": [-1, -1]}]
-        outputs = [{"name": "predict", "datatype": "BYTES" if _text_output(served) else
-                    _v2_type(_output_dtype(served)), "shape": [-1]}]
+        outputs = [{"name": "predict", "datatype": v2_output_type(served.model.classes),
+                    "shape": [-1]}]
         if served.model.has_proba:
             outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, -1]})
-        return _json({"name": name, "versions": versions, "platform": served.model.flavor,
+        return json_response({"name": name, "versions": versions, "platform": served.model.flavor,
                       "inputs": inputs, "outputs": outputs},
                      headers={"x-model-version": served.version})
 
@@ -93,16 +104,16 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         try:
             served = _served(request)
         except ServingError as exc:
-            return _error(exc)
-        return _json({"name": served.name, "ready": True},
+            return error_response(exc)
+        return json_response({"name": served.name, "ready": True},
                      headers={"x-model-version": served.version})
 
     # ------------------------------------------------------------------ V1
     def dec_v1(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
-        return decode_v1(_loads(body), served.schema), None
+        return decode_v1(loads_json(body), served.schema), None
 
     def enc_v1(served: ServedModel, pred: Prediction, request_id: str, extra: Any) -> Any:
-        return {"predictions": _plain(pred)}
+        return {"predictions": encode_plain(pred.values)}
 
     async def v1_hot(request: Request, name: str, version: str | None) -> Response:
         return await gw.infer(request, name, version, dec_v1, enc_v1)
@@ -111,14 +122,14 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         target: str = request.path_params["target"]
         if request.method == "POST":
             if not target.endswith(":predict"):
-                return _error(ModelUnavailable(f"Unknown V1 verb in {target!r}.",
+                return error_response(ModelUnavailable(f"Unknown V1 verb in {target!r}.",
                                                fix="POST /v1/models/NAME:predict"))
             return await v1_hot(request, target[: -len(":predict")], None)
         try:
             route = gw.table.route(target)
         except ServingError as exc:
-            return _error(exc)
-        return _json({"name": target, "ready": True},
+            return error_response(exc)
+        return json_response({"name": target, "ready": True},
                      headers={"x-model-version": route.stable.version})
 
     async def feedback(request: Request) -> Response:
@@ -127,7 +138,7 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
     # ------------------------------------------------------------------ MLflow
     def dec_mlflow_for(content_type: str) -> Callable[[bytes, ServedModel], tuple[Columns, Any]]:
         def dec(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
-            return decode_mlflow(body, content_type, served.schema, _loads), None
+            return decode_mlflow(body, content_type, served.schema, loads_json), None
         return dec
 
     async def invocations_hot(request: Request, name: str, version: str | None) -> Response:
@@ -138,7 +149,7 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         if name is None:
             served_names = sorted(gw.table.routes)
             if len(served_names) != 1:
-                return _error(BadRequest(
+                return error_response(BadRequest(
                     f"/invocations needs to know which model to use; {len(served_names)} are "
                     "deployed here.",
                     fix="Send the header x-mlops-model: NAME, or start the server with "
@@ -192,23 +203,3 @@ def hot_target(path: str) -> tuple[str, str, str | None] | None:
     if path == "/invocations":
         return "mlflow", "", None
     return None
-
-
-def _plain(pred: Prediction) -> list[Any]:
-    values = pred.values
-    return values.tolist() if values.dtype.kind != "O" else [str(v) for v in values]
-
-
-def _v2_type(dtype: str) -> str:
-    return {"float64": "FP64", "float32": "FP32", "int64": "INT64", "bool": "BOOL"}.get(
-        dtype, "BYTES")
-
-
-def _output_dtype(served: ServedModel) -> str:
-    return "int64" if served.model.classes is not None and all(
-        isinstance(c, int) for c in served.model.classes) else "float64"
-
-
-def _text_output(served: ServedModel) -> bool:
-    classes = served.model.classes
-    return classes is not None and any(isinstance(c, str) for c in classes)

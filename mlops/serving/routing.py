@@ -1,9 +1,12 @@
 """What each worker serves: route snapshots refreshed from the routing table.
 
-A :class:`RouteTable` polls the ``routing`` change counter (one indexed read every
-``poll_seconds``); when it moved, it reads the routing rows for its environment (falling
-back to registry stages), loads any model not loaded yet, and swaps in a new snapshot.
-Requests read the current snapshot without locks.
+A :class:`RouteTable` learns that routes changed from the ``routing`` change feed
+(:class:`mlops.store.changes.ChangeFeed`: PostgreSQL ``LISTEN/NOTIFY``, which costs no
+database query while nothing changes; the counter's value on SQLite); then it reads what
+its environment serves (:func:`mlops.store.routes.served_routes`: deployment row, else
+stage, else newest version), loads any model not loaded yet, and swaps in a new snapshot.
+Requests read the current snapshot without locks. :meth:`RouteTable.wait_for_change`
+blocks until a change arrives, for a refresh loop that should not sleep.
 """
 
 from __future__ import annotations
@@ -16,18 +19,21 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
-from mlops.deployment.routes import RouteSpec, stage_for_environment
 from mlops.errors import MlopsError, ModelUnavailable
 from mlops.flavors.base import LoadedModel
-from mlops.registry.promotion import servable_versions
-from mlops.registry.service import ModelRegistry
-from mlops.registry.signature import Signature
-from mlops.registry.versions import parse_version
+from mlops.flavors.signature import ColumnSpec, Signature
 from mlops.serving.codecs import Schema
-from mlops.store.counters import ROUTING, read_counter
-from mlops.store.schema import DeploymentRow, ModelRow, VersionRow
+from mlops.store.catalog import load_version, resolve_version
+from mlops.store.changes import ChangeFeed
+from mlops.store.context import Context
+from mlops.store.counters import ROUTING
+from mlops.store.routes import (
+    RouteMode,
+    RouteSpec,
+    servable_versions,
+    served_routes,
+    stage_for_environment,
+)
 
 __all__ = ["CircuitBreaker", "RouteTable", "ServedModel", "ServingRoute", "bucket"]
 
@@ -103,7 +109,8 @@ class ServingRoute:
 
     def choose(self, unit: str | None) -> tuple[str, ServedModel]:
         """``("stable"|"candidate", model)`` for a split; shadow always answers stable."""
-        if self.candidate is None or self.spec.weight <= 0 or self.spec.mode == "shadow":
+        if self.candidate is None or self.spec.weight <= 0 or \
+                self.spec.mode == RouteMode.SHADOW:
             return "stable", self.stable
         if not self.breaker.allow():
             return "stable", self.stable
@@ -114,7 +121,8 @@ class ServingRoute:
 
     def shadow_for(self, unit: str | None) -> ServedModel | None:
         """The candidate when this request should be mirrored to it."""
-        if self.candidate is None or self.spec.mode != "shadow" or self.spec.weight <= 0:
+        if self.candidate is None or self.spec.mode != RouteMode.SHADOW \
+                or self.spec.weight <= 0:
             return None
         if not self.breaker.allow():
             return None
@@ -125,13 +133,15 @@ class ServingRoute:
 class RouteTable:
     """The current routes of one environment, kept fresh from the metadata store."""
 
-    def __init__(self, registry: ModelRegistry, environment: str, *,
+    def __init__(self, context: Context, environment: str, *,
                  breaker_threshold: int = 5, breaker_cooldown: float = 30.0,
-                 direct_cache: int = 8) -> None:
-        self.registry = registry
+                 direct_cache: int = 8, changes: ChangeFeed | None = None) -> None:
+        self.context = context
         self.environment = environment
         self.routes: dict[str, ServingRoute] = {}
-        self.revision = -1
+        #: tells the table that routes may have changed (LISTEN/NOTIFY or counter poll)
+        self.changes = changes or ChangeFeed(context.store, ROUTING)
+        self._stale = True  # nothing loaded yet, a change is waiting, or a load failed
         self.breaker_threshold = breaker_threshold
         self.breaker_cooldown = breaker_cooldown
         self._models: dict[tuple[str, str], ServedModel] = {}
@@ -148,49 +158,38 @@ class RouteTable:
         served = self._models.get(key) or self._direct.get(key)
         if served is not None:
             return served
-        mv = self.registry.get_version(name, version)
-        if mv.version != version:  # a routing row names exact versions, never an alias
+        loaded = load_version(self.context, name, version)
+        if loaded.version != version:  # a routing row names exact versions, never an alias
             raise ModelUnavailable(
                 f"The route of {name!r} names {version!r}, which is not a version number.",
                 fix=f"Write the route again with an exact version (it resolves to "
-                    f"{mv.version} today).", model=name, version=version)
-        model = self.registry.load_model(name, mv.version)
-        schema = _schema(mv.signature, model)
-        return ServedModel(name, version, model, schema)
+                    f"{loaded.version} today).", model=name, version=version)
+        return ServedModel(name, version, loaded.model, _schema(loaded.signature, loaded.model))
 
     def specs(self) -> list[RouteSpec]:
-        """Routing rows of this environment plus stage fallbacks for the other models."""
-        store = self.registry.store
-        with store.read() as s:
-            rows = s.execute(select(DeploymentRow, ModelRow.name).join(ModelRow).where(
-                DeploymentRow.environment == self.environment)).all()
-            out = [RouteSpec(model=name, environment=r.environment, stable=r.stable_version,
-                             candidate=r.candidate_version, weight=r.candidate_weight,
-                             mode=r.mode, salt=r.salt, unit_field=r.unit_field,
-                             strategy=r.strategy, state=r.state, revision=r.revision,
-                             config=dict(r.config or {})) for r, name in rows]
-            routed = {spec.model for spec in out}
-            stage = stage_for_environment(self.environment)
-            query = select(ModelRow.name, VersionRow.version).join(VersionRow)
-            if stage is not None:
-                query = query.where(VersionRow.stage == stage)
-            best: dict[str, str] = {}
-            for name, version in s.execute(query):
-                if name in routed:
-                    continue
-                if name not in best or parse_version(version) > parse_version(best[name]):
-                    best[name] = version
-        out += [RouteSpec(model=name, environment=self.environment, stable=version,
-                          strategy="stage", state="stable") for name, version in best.items()]
-        return out
+        """What this environment serves, one route per model (see
+        :func:`~mlops.store.routes.served_routes`)."""
+        with self.context.store.read() as s:
+            return list(served_routes(s, self.environment).values())
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until routes may have changed (then call
+        :meth:`refresh`); returns at once when a change is already waiting."""
+        if not self._stale and self.changes.wait(timeout):
+            self._stale = True
+        return self._stale
+
+    def close(self) -> None:
+        """Stop listening for changes (the gateway's shutdown)."""
+        self.changes.close()
 
     def refresh(self, force: bool = False) -> bool:
-        """Reload when the routing counter moved; returns True when routes changed."""
+        """Reload when the routes may have changed; returns True when it reloaded."""
         with self._lock:
-            with self.registry.store.read() as s:
-                revision = read_counter(s, ROUTING)
-                if revision == self.revision and not force:
-                    return False
+            changed = self.changes.changed()  # always drained, so a forced load counts too
+            if not (changed or force or self._stale):
+                return False
+            with self.context.store.read() as s:
                 servable = {name: frozenset(found) for name, found in
                             servable_versions(s, self.environment).items()}
             models: dict[tuple[str, str], ServedModel] = {}
@@ -231,10 +230,8 @@ class RouteTable:
                     old.breaker if keep and old is not None else
                     CircuitBreaker(self.breaker_threshold, self.breaker_cooldown))
             for spec in specs:  # versions the deployment keeps warm for instant rollback
-                keep_until = float(spec.config.get("keep_until", 0) or 0)
-                for version in spec.config.get("keep_loaded", []) if keep_until > time.time() \
-                        else []:
-                    key = (spec.model, str(version))
+                for version in spec.warm():
+                    key = (spec.model, version)
                     if key not in models:
                         try:
                             models[key] = self._models.get(key) or self._load(*key)
@@ -247,7 +244,7 @@ class RouteTable:
             self.routes = routes
             self.servable = servable
             # after a failed load, try again at the next poll instead of waiting for a change
-            self.revision = -1 if failed else revision
+            self._stale = failed
             return True
 
     def route(self, name: str) -> ServingRoute:
@@ -272,7 +269,8 @@ class RouteTable:
         version = ref
         if ref not in allowed:
             try:
-                version = self.registry.get_version(name, ref).version
+                with self.context.store.read() as s:
+                    version = resolve_version(s, name, ref).version
             except MlopsError as exc:
                 raise ModelUnavailable(str(exc.message), fix=exc.fix, model=name,
                                        version=ref) from exc
@@ -313,7 +311,5 @@ def _schema(signature: Signature | None, model: LoadedModel) -> Schema:
     if signature is not None and signature.inputs:
         return Schema(list(signature.inputs))
     if model.input_columns:
-        from mlops.registry.signature import ColumnSpec
-
         return Schema([ColumnSpec(c, "float64") for c in model.input_columns])
     return Schema(None)

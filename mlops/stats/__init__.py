@@ -8,7 +8,8 @@
 - :mod:`~mlops.stats.power` - sample size and power
 - :mod:`~mlops.stats.ab` - fixed-horizon A/B decision (``recommend``, ``ABTestAnalyzer``)
 - :mod:`~mlops.stats.profile` - reference profiles (sorted samples, bins, category counts)
-- :mod:`~mlops.stats.drift` - KS, PSI, Wasserstein, JS, energy, chi-square; BH + effect floor
+- :mod:`~mlops.stats.drift_univariate` - KS, PSI, Wasserstein, JS, energy, chi-square; column scores
+- :mod:`~mlops.stats.drift` - ``detect_drift``: BH over the columns + effect floor, the report
 - :mod:`~mlops.stats.drift_multivariate` - MMD permutation test, domain-classifier AUC
 - :mod:`~mlops.stats.concept` - ADWIN, Page-Hinkley, DDM on error streams (river)
 - :mod:`~mlops.stats.control` - CUSUM and EWMA control charts
@@ -43,23 +44,25 @@ if TYPE_CHECKING:
     from mlops.stats.control import ControlChartResult, cusum, ewma
     from mlops.stats.drift import (
         DEFAULT_MIN_EFFECT,
-        ChiSquareResult,
         DriftReport,
         FeatureDrift,
-        chi_square_categorical,
         detect_drift,
         detect_drift_frames,
-        energy_distance,
-        jensen_shannon,
-        ks_2samp_sorted,
-        psi,
-        wasserstein_normalized,
     )
     from mlops.stats.drift_multivariate import (
         ClassifierDriftResult,
         MMDResult,
         domain_classifier_auc,
         mmd_test,
+    )
+    from mlops.stats.drift_univariate import (
+        ChiSquareResult,
+        chi_square_categorical,
+        energy_distance,
+        jensen_shannon,
+        ks_2samp_sorted,
+        psi,
+        wasserstein_normalized,
     )
     from mlops.stats.multiple import (
         MultipleTestResult,
@@ -123,7 +126,7 @@ _LAZY: dict[str, str] = {
     "BootstrapResult": "mlops.stats.paired",
     "CONCEPT_METHODS": "mlops.stats.concept",
     "CategoricalProfile": "mlops.stats.profile",
-    "ChiSquareResult": "mlops.stats.drift",
+    "ChiSquareResult": "mlops.stats.drift_univariate",
     "ClassifierDriftResult": "mlops.stats.drift_multivariate",
     "Comparison": "mlops.stats.ab",
     "ConceptDriftMonitor": "mlops.stats.concept",
@@ -153,7 +156,7 @@ _LAZY: dict[str, str] = {
     "benjamini_hochberg": "mlops.stats.multiple",
     "bonferroni": "mlops.stats.multiple",
     "build_profile": "mlops.stats.profile",
-    "chi_square_categorical": "mlops.stats.drift",
+    "chi_square_categorical": "mlops.stats.drift_univariate",
     "choose_tau": "mlops.stats.sequential",
     "cohens_d": "mlops.stats.twosample",
     "cusum": "mlops.stats.control",
@@ -162,12 +165,12 @@ _LAZY: dict[str, str] = {
     "detect_drift": "mlops.stats.drift",
     "detect_drift_frames": "mlops.stats.drift",
     "domain_classifier_auc": "mlops.stats.drift_multivariate",
-    "energy_distance": "mlops.stats.drift",
+    "energy_distance": "mlops.stats.drift_univariate",
     "ewma": "mlops.stats.control",
     "hodges_lehmann": "mlops.stats.twosample",
     "holm": "mlops.stats.multiple",
-    "jensen_shannon": "mlops.stats.drift",
-    "ks_2samp_sorted": "mlops.stats.drift",
+    "jensen_shannon": "mlops.stats.drift_univariate",
+    "ks_2samp_sorted": "mlops.stats.drift_univariate",
     "mann_whitney_u": "mlops.stats.twosample",
     "mcnemar": "mlops.stats.paired",
     "mcnemar_from_predictions": "mlops.stats.paired",
@@ -185,14 +188,14 @@ _LAZY: dict[str, str] = {
     "paired_bootstrap_ci": "mlops.stats.paired",
     "power_means": "mlops.stats.power",
     "power_proportions": "mlops.stats.power",
-    "psi": "mlops.stats.drift",
+    "psi": "mlops.stats.drift_univariate",
     "recommend": "mlops.stats.ab",
     "relative_change_ci": "mlops.stats.twosample",
     "sample_ratio_mismatch": "mlops.stats.srm",
     "sample_size_means": "mlops.stats.power",
     "sample_size_proportions": "mlops.stats.power",
     "two_proportion_z_test": "mlops.stats.twosample",
-    "wasserstein_normalized": "mlops.stats.drift",
+    "wasserstein_normalized": "mlops.stats.drift_univariate",
     "welch_t_test": "mlops.stats.twosample",
 }
 

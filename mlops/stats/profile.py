@@ -47,6 +47,7 @@ __all__ = [
     "ColumnProfile",
     "NumericProfile",
     "ReferenceProfile",
+    "as_columns",
     "build_profile",
     "categorical_counts",
     "category_label",
@@ -299,7 +300,7 @@ def _kind(series: pd.Series, name: str, categorical: set[str]) -> str:
          column=name)
 
 
-def _columns(data: Any, what: str) -> dict[str, pd.Series]:
+def as_columns(data: Any, what: str) -> dict[str, pd.Series]:
     if isinstance(data, pd.DataFrame):
         names = [str(c) for c in data.columns]
         items = [(n, data.iloc[:, i]) for i, n in enumerate(names)]
@@ -362,7 +363,7 @@ def _categorical_profile(name: str, series: pd.Series) -> CategoricalProfile:
 
 def _profile_columns(data: Any, what: str, *, sample_cap: int, n_bins: int, seed: int,
                      categorical: set[str]) -> tuple[dict[str, ColumnProfile], int]:
-    columns = _columns(data, what)
+    columns = as_columns(data, what)
     unknown = sorted(categorical - set(columns))
     if unknown and what == "data":
         fail(f"categorical= names {unknown}, which are not columns of the data.",

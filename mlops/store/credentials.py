@@ -105,7 +105,7 @@ class JwtVerifier:
                                   fix="Get a fresh token from the identity provider.") from exc
         raw = claims.get(self.role_claim)
         values = raw if isinstance(raw, list) else [raw]
-        roles = [Role(v) for v in values if isinstance(v, str) and v in Role._value2member_map_]
+        roles = [Role(v) for v in values if isinstance(v, str) and v in {r.value for r in Role}]
         name = claims.get(self.name_claim)
         if not roles or not isinstance(name, str) or not name:
             raise Unauthenticated(

@@ -223,8 +223,9 @@ class RolloutRow(Base):
     """A progressive delivery of ``candidate_version`` into (model, environment).
 
     The state machine lives here, not in a process: a controller that is killed and started
-    again reads the same step, weight and timers. ``monitor`` holds the sequential tests'
-    running state between looks.
+    again reads the same step, weight and timers. ``monitor`` is the controller's memory
+    between passes (:class:`mlops.deployment.memory.RolloutMemory`: the sequential tests'
+    state under ``analysis``, the bandit's weights under ``bandit``).
     """
 
     __tablename__ = "rollouts"

@@ -12,7 +12,7 @@ import pytest
 from mlops.ci.gates import data_quality
 from mlops.ci.gates.base import GateContext, GateResult
 from mlops.flavors.estimator import wrap_estimator
-from mlops.registry.signature import Signature, infer_signature
+from mlops.flavors.signature import Signature, infer_signature
 from mlops.stats.profile import ReferenceProfile, build_profile
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from mlops.deployment.routes import RouteWriter
+from mlops.deployment.routes import RoutingService
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
 from tests.cli.test_cli import run
@@ -58,7 +58,7 @@ def test_reference_then_drift_with_html_report(tmp_path: Path) -> None:
 
 def test_status_alerts_list_ack_and_rules(tmp_path: Path) -> None:
     registry, _, _ = _setup(tmp_path)
-    RouteWriter(registry).set_route("churn", "production", stable="1.0.0")
+    RoutingService(registry).set_route("churn", "production", stable="1.0.0")
     monitor = ModelMonitor(registry)
     for i in range(120):
         monitor.record_prediction("churn", 1, 0 if i % 3 else 1, latency_ms=3.0,

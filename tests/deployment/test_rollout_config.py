@@ -23,7 +23,7 @@ from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.steps import plan_steps
 from mlops.errors import DeploymentError
 from mlops.registry.service import ModelRegistry
-from mlops.serving.predlog import PredictionLog, PredictionRecord
+from mlops.store.predlog import PredictionLog, PredictionRecord
 from mlops.store.schema import AnalysisRow, AuditEventRow, RolloutRow
 
 OVERRIDE = "tests go straight to production"
@@ -350,14 +350,16 @@ def test_an_analysis_that_raises_pauses_its_rollout_not_the_controller(
                    override=OVERRIDE)
     manager.deploy("n", "1.1.0", "production", strategy="canary", config={"min_samples": 100},
                    override=OVERRIDE)
-    real = manager._traffic
+    from mlops.deployment.traffic import RolloutTraffic
 
-    def corrupt_log(model: str, env: str, since: float) -> Any:
-        if model == "m":
+    real = RolloutTraffic.read_new
+
+    def corrupt_log(self: RolloutTraffic, files_per_read: int = 16) -> Any:
+        if self.model == "m":
             raise OSError("Parquet magic bytes not found in footer")
-        return real(model, env, since)
+        return real(self, files_per_read)
 
-    monkeypatch.setattr(manager, "_traffic", corrupt_log)
+    monkeypatch.setattr(RolloutTraffic, "read_new", corrupt_log)
     first = {r.model: r for r in manager.tick()}
     assert first["m"].state == "paused" and "OSError: Parquet magic" in first["m"].reason
     assert first["n"].state == "progressing" and first["n"].analyses  # analysed as usual

@@ -12,7 +12,7 @@ from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.steps import plan_steps
 from mlops.errors import DeploymentError
 from mlops.registry.service import ModelRegistry
-from mlops.serving.predlog import FeedbackRecord, PredictionLog, PredictionRecord
+from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 
 STEPS = {"steps": [{"weight": 10, "pause": 0}, {"weight": 50, "pause": 0}, {"weight": 100}],
          "min_samples": 200}
@@ -95,7 +95,12 @@ def test_good_canary_advances_and_is_promoted(two_versions: ModelRegistry) -> No
     assert route is not None and (route.stable, route.candidate) == ("1.1.0", None)
     assert two_versions.get_version("m", stage="production").version == "1.1.0"
     actions = [e.action for e in reversed(two_versions.audit_log(limit=20))]
-    assert actions[-4:] == ["rollout.step", "version.stage", "version.stage", "rollout.succeed"]
+    # every route change is a route.set event, beside the rollout's own events
+    assert actions[-6:] == ["route.set", "rollout.step", "route.set", "version.stage",
+                            "version.stage", "rollout.succeed"]
+    moved = two_versions.audit_log(action="route.set", limit=3)
+    assert [e.payload["after"]["weight"] for e in moved] == [0.0, 50.0, 10.0]
+    assert all(e.payload["rollout"] == rollout.id for e in moved)
     assert two_versions.verify_audit().ok
 
 
@@ -338,20 +343,23 @@ def test_ab_test_holds_the_split_until_a_decision(two_versions: ModelRegistry) -
 
 
 def test_only_one_controller_holds_the_lease(two_versions: ModelRegistry) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from mlops.deployment.controller import LEASE, Controller
-    from mlops.store.schema import LeaseRow
+    from mlops.deployment.controller import Controller
+    from mlops.store.leases import LeaseKind
+    from tests.store.test_leases import kill_leader
 
     first = Controller(two_versions, holder="a", lease_seconds=30)
     second = Controller(two_versions, holder="b", lease_seconds=30)
-    assert first.acquire() and first.acquire()  # renewal
-    assert not second.acquire() and second.run_once() == []
-    with two_versions.store.write() as s:
-        lease = s.get(LeaseRow, LEASE)
-        assert lease is not None
-        lease.expires_at = datetime.now(UTC) - timedelta(seconds=1)  # the leader died
-    assert second.acquire() and not first.acquire()
+    expected = LeaseKind.ADVISORY if two_versions.store.dialect == "postgresql" \
+        else LeaseKind.ROW
+    assert first.lease.kind is expected
+    try:
+        assert first.acquire() and first.acquire()  # renewal
+        assert not second.acquire() and second.run_once() == []
+        kill_leader(first.lease)  # the leader died
+        assert second.acquire() and not first.acquire()
+    finally:
+        first.release()
+        second.release()
 
 
 def regression_traffic(registry: ModelRegistry, version: str, n: int, noise: float,
@@ -392,7 +400,7 @@ def test_previous_version_stays_loaded_after_a_switch(two_versions: ModelRegistr
     manager = RolloutManager(two_versions)
     manager.deploy("m", "1.1.0", "production", strategy="full",
                    override="tests go straight to production")
-    table = RouteTable(two_versions, "production")
+    table = RouteTable(two_versions.context, "production")
     table.refresh(force=True)
     assert table.route("m").stable.version == "1.1.0"
     loaded = {s.version for s in table.loaded()}
@@ -447,3 +455,99 @@ def test_a_half_written_flush_does_not_fake_a_mismatch(two_versions: ModelRegist
     [now] = manager.tick()
     assert now.state == "progressing"
     assert "sample_ratio" not in now.analyses[-1]["metrics"]
+
+
+def test_a_pass_that_lost_its_lease_writes_nothing(two_versions: ModelRegistry,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass outlives its lease (a long analysis, a stalled process) and a new leader
+    takes over before it writes: its verdict is dropped, the new leader's stands."""
+    from mlops.deployment.controller import Controller
+    from mlops.deployment.tick import RolloutTicker
+    from mlops.errors import LeaseLost
+    from mlops.store.schema import AnalysisRow
+    from tests.store.test_leases import kill_leader
+
+    RolloutManager(two_versions).deploy("m", "1.1.0", "production", strategy="canary",
+                                        override="tests go straight to production",
+                                        config=STEPS)
+    traffic(two_versions, "1.0.0", 3600, seed=1)
+    traffic(two_versions, "1.1.0", 400, seed=2)
+    leader = Controller(two_versions, holder="a", lease_seconds=30)
+    rival = Controller(two_versions, holder="b", lease_seconds=30)
+    real_look = RolloutTicker.look
+
+    def outlived(self: RolloutTicker, snap: object, evidence: object) -> object:
+        found = real_look(self, snap, evidence)  # type: ignore[arg-type]
+        kill_leader(leader.lease)
+        assert rival.acquire()
+        return found
+
+    try:
+        monkeypatch.setattr(RolloutTicker, "look", outlived)
+        events = len(two_versions.audit_log(limit=1000))
+        with pytest.raises(LeaseLost):
+            leader.run_once()
+        with two_versions.store.read() as s:
+            assert s.query(AnalysisRow).count() == 0
+        assert len(two_versions.audit_log(limit=1000)) == events
+        status = RolloutManager(two_versions).status("m", "production")
+        assert status is not None and status.step_index == 0 and status.weight == 10
+        monkeypatch.undo()
+        [moved] = rival.run_once()  # the new leader acts on the same evidence
+        assert moved.step_index == 1 and moved.analyses[-1]["outcome"] == "Successful"
+    finally:
+        leader.release()
+        rival.release()
+
+
+def test_ticks_read_only_new_rows_and_match_a_full_recount(two_versions: ModelRegistry
+                                                           ) -> None:
+    """The running aggregates after several ticks equal a full re-read of the log, and a
+    tick with no new files reads none."""
+    manager = RolloutManager(two_versions)
+    rollout = manager.deploy("m", "1.1.0", "production", strategy="ab_test",
+                             config={"traffic_split": 0.5, "min_samples": 100_000,
+                                     "require_labels": True},
+                             override="tests go straight to production")
+    for seed in range(3):
+        traffic(two_versions, "1.0.0", 300, accuracy=0.9, seed=10 + seed)
+        traffic(two_versions, "1.1.0", 300, accuracy=0.9, seed=20 + seed)
+        manager.tick()
+    tracked = manager.ticker.tracked[rollout.id]
+    files = tracked.traffic.files_read
+    assert files == 12  # 3 ticks x (2 prediction files + 2 feedback files)
+    manager.tick()
+    assert tracked.traffic.files_read == files  # nothing new: nothing read
+    now = time.time()
+    full = manager.recount("m", "production", now=now)
+    running = tracked.evidence
+    running.settle(now, 5.0)
+    for arm in (0, 1):
+        assert running.traffic[arm].requests == full.traffic[arm].requests == 900
+        assert running.traffic[arm].errors == full.traffic[arm].errors
+        assert running.quality[arm].n == full.quality[arm].n > 0
+        assert running.quality[arm].correct == full.quality[arm].correct
+
+
+def test_a_label_that_arrives_after_its_prediction_was_counted_is_joined(
+        two_versions: ModelRegistry) -> None:
+    """Predictions are counted at one tick, their labels arrive for a later one: the
+    labels join the waiting predictions without re-reading them."""
+    manager = RolloutManager(two_versions)
+    rollout = manager.deploy("m", "1.1.0", "production", strategy="ab_test",
+                             config={"traffic_split": 0.5, "min_samples": 100_000,
+                                     "require_labels": True},
+                             override="tests go straight to production")
+    now = time.time()
+    records = [PredictionRecord(f"late-{v}-{i}", now, "m", v, "production", "stable", None, 0,
+                                "{}", "1", 1.0, None, 2.0, 200)
+               for v in ("1.0.0", "1.1.0") for i in range(200)]
+    write_log(two_versions, records)
+    manager.tick()
+    evidence = manager.ticker.tracked[rollout.id].evidence
+    assert evidence.traffic[0].requests == 200 and evidence.quality[0].n == 0
+    write_log(two_versions, [], [FeedbackRecord(f"late-{v}-{i}", 0, "m", "1", 1.0, time.time())
+                                 for v in ("1.0.0", "1.1.0") for i in range(150)])
+    [after] = manager.tick()
+    assert evidence.quality[0].n == evidence.quality[1].n == 150
+    assert after.analyses[-1]["metrics"]["accuracy"]["stable"] == 1.0

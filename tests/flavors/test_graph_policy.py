@@ -23,12 +23,12 @@ import pytest
 
 from mlops.errors import UnsafeModel
 from mlops.flavors.files import detect_format, load_bytes, safety_check
-from mlops.flavors.graph_policy import (
+from mlops.flavors.graph_policy import check_model_root
+from mlops.flavors.graph_rules import (
     ESTIMATOR_SLOTS,
     METHOD_NAME_ATTRS,
     SCOPED_ESTIMATOR_SLOTS,
     VECTORIZER_ATTRS,
-    check_model_root,
     value_rules_of,
 )
 from mlops.flavors.pickle_scan import scan_pickle_bytes

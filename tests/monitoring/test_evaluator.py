@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from mlops.config import Settings
-from mlops.deployment.routes import RouteWriter
+from mlops.deployment.routes import RoutingService
 from mlops.monitoring.evaluator import Evaluator
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
@@ -48,7 +48,7 @@ def test_server_evaluator_alerts_on_drift_and_accuracy_drop(tmp_path: Path) -> N
     train = _frame(2000, 0)
     clf = LogisticRegression().fit(train[FEATURES], train["label"])
     registry.register("churn", model=clf, reference=train[FEATURES], metrics={"accuracy": 0.97})
-    RouteWriter(registry).set_route("churn", "production", stable="1.0.0")
+    RoutingService(registry).set_route("churn", "production", stable="1.0.0")
     server = start_server(home, env_extra={"MLOPS_MONITOR_INTERVAL": "0.5"})
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -112,7 +112,7 @@ def test_a_label_that_arrives_before_its_prediction_matures_is_still_fed(
         deployed: tuple[ModelRegistry, LogisticRegression]) -> None:
     import time as clock
 
-    from mlops.serving.predlog import FeedbackRecord, PredictionLog, PredictionRecord
+    from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 
     registry, _ = deployed
     monitor = ModelMonitor(registry, label_delay=60)
@@ -254,7 +254,7 @@ def test_logged_window_reads_an_fsspec_store() -> None:
     import uuid
 
     from mlops.monitoring.window import read_window
-    from mlops.serving.predlog import PredictionLog, PredictionRecord
+    from mlops.store.predlog import PredictionLog, PredictionRecord
 
     uri = f"memory://window-{uuid.uuid4().hex}"
     now = clock.time()

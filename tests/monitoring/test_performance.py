@@ -38,7 +38,7 @@ from mlops.monitoring.performance import (
     performance_series,
     performance_window,
 )
-from mlops.serving.predlog import (
+from mlops.store.predlog import (
     FeedbackRecord,
     PredictionLog,
     PredictionRecord,
@@ -440,7 +440,7 @@ def test_only_needed_files_are_read(tmp_path: Path) -> None:
     assert performance_window(str(root), "m", version="1", now=NOW).n_predictions == 1
     with pytest.raises(MonitoringError, match="Cannot read the prediction log") as err:
         performance_window(str(root), "m", now=NOW)
-    assert isinstance(err.value.__cause__, duckdb.Error) and err.value.fix
+    assert isinstance(err.value.__cause__.__cause__, duckdb.Error) and err.value.fix
     os.remove(day2 / "part-broken.parquet")
     both = per_version_windows(str(root), "m", now=NOW)
     assert list(both) == ["1", "x y/z"] and both["x y/z"].n_predictions == 1

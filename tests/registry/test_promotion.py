@@ -10,7 +10,7 @@ import pytest
 
 from mlops.config import Settings
 from mlops.deployment.rollouts import RolloutManager
-from mlops.deployment.routes import RouteWriter
+from mlops.deployment.routes import RoutingService
 from mlops.errors import PermissionDenied, Unauthenticated
 from mlops.identity import Principal, Role
 from mlops.registry.promotion import PromotionRefused
@@ -47,8 +47,8 @@ def test_every_production_path_refuses_an_ungated_version(team: ModelRegistry,
         "deploy": lambda: RolloutManager(approver).deploy("m", "1.0.1", "production",
                                                           strategy="full"),
         "stage": lambda: approver.promote("m", "1.0.1", "production"),
-        "route": lambda: RouteWriter(approver).set_route("m", "production", stable="1.0.1"),
-        "route_candidate": lambda: RouteWriter(approver).set_route(
+        "route": lambda: RoutingService(approver).set_route("m", "production", stable="1.0.1"),
+        "route_candidate": lambda: RoutingService(approver).set_route(
             "m", "production", stable="1.0.0", candidate="1.0.1", weight=50),
         "rollback_to": lambda: RolloutManager(approver).rollback("m", "production",
                                                                  to="1.0.1"),
@@ -57,7 +57,7 @@ def test_every_production_path_refuses_an_ungated_version(team: ModelRegistry,
         attempts[path]()
     assert "--override" in (refused.value.fix or "")
     assert team.get_version("m", stage="production").version == "1.0.0"
-    assert RouteWriter(team).get_route("m", "production") is None
+    assert RoutingService(team).get_route("m", "production") is None
 
 
 def test_developers_cannot_change_production_even_with_an_override(team: ModelRegistry
@@ -128,18 +128,18 @@ def test_single_user_mode_allows_the_path_and_records_what_the_gate_said(
 def test_unknown_environments_are_refused(registry: ModelRegistry, skops_file: Path) -> None:
     registry.register("m", skops_file)
     with pytest.raises(Exception, match="Unknown environment"):
-        RouteWriter(registry).set_route("m", "prod", stable="1.0.0")
+        RoutingService(registry).set_route("m", "prod", stable="1.0.0")
 
 
 def test_routes_and_rollouts_store_exact_versions_never_aliases(team: ModelRegistry) -> None:
     dev, approver = team.acting_as(DEV), team.acting_as(APPROVER)
     dev.set_alias("m", "champ", "1.0.0")
-    spec = RouteWriter(approver).set_route("m", "production", stable="champ")
+    spec = RoutingService(approver).set_route("m", "production", stable="champ")
     assert spec.stable == "1.0.0"  # resolved once; moving the alias later changes nothing
     dev.set_alias("m", "champ", "1.0.1")
-    assert RouteWriter(team).get_route("m", "production").stable == "1.0.0"
+    assert RoutingService(team).get_route("m", "production").stable == "1.0.0"
     with pytest.raises(PromotionRefused):  # the alias now names an ungated version
-        RouteWriter(approver).set_route("m", "production", stable="champ")
+        RoutingService(approver).set_route("m", "production", stable="champ")
     rollout = RolloutManager(dev).deploy("m", "latest", "staging", strategy="full")
     assert rollout.candidate == "1.0.1"
 
@@ -153,7 +153,7 @@ def test_deploying_productions_version_to_staging_leaves_production_alone(
 def test_route_writes_cannot_keep_versions_warm_for_explicit_urls(team: ModelRegistry
                                                                   ) -> None:
     with pytest.raises(Exception, match="set by rollouts"):
-        RouteWriter(team.acting_as(APPROVER)).set_route(
+        RoutingService(team.acting_as(APPROVER)).set_route(
             "m", "production", stable="1.0.0",
             config={"keep_loaded": ["1.0.1"], "keep_until": 1e12})
 

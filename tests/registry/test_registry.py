@@ -266,12 +266,12 @@ def test_crash_inside_the_write_leaves_no_partial_version(registry: ModelRegistr
                                                          skops_file: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     registry.register("m", skops_file)
-    import mlops.registry.service as service
+    import mlops.registry.registration as registration
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("process died mid-write")
 
-    monkeypatch.setattr(service, "append_event", boom)
+    monkeypatch.setattr(registration, "append_event", boom)
     with pytest.raises(RuntimeError):
         registry.register("m", skops_file, metadata={"accuracy": 0.5, "team": "x"})
     with pytest.raises(RuntimeError):
@@ -342,3 +342,12 @@ def test_search_matches_model_tags_and_stage_globs(registry: ModelRegistry,
     assert [v.model for v in registry.search("stage ~ prod*")] == ["churn"]
     with pytest.raises(InvalidQuery):
         registry.search("name = >=")
+
+
+@pytest.mark.parametrize("name", ["", " m", "a/b", "a\\b", ".", "..", ".hidden", "tab\there",
+                                  "x" * 256])
+def test_a_model_name_that_could_name_another_folder_is_refused(
+        registry: ModelRegistry, skops_file: Path, name: str) -> None:
+    with pytest.raises(RegistryError, match="not a valid model name"):
+        registry.register(name, skops_file)
+    assert registry.list_models() == []

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mlops.errors import InvalidAlias, InvalidStage, InvalidVersion
-from mlops.registry.versions import next_version, normalize_stage, parse_version, validate_alias
+from mlops.store.versions import next_version, normalize_stage, parse_version, validate_alias
 
 
 def test_first_version_is_1_0_0() -> None:

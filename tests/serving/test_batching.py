@@ -113,14 +113,14 @@ def test_batching_opt_out_predicts_each_request_alone(served_store: tuple[Path, 
 
 
 def test_deployment_config_turns_batching_off(served_store: tuple[Path, ModelRegistry]) -> None:
-    from mlops.deployment.routes import RouteWriter
+    from mlops.deployment.routes import RoutingService
     from mlops.serving.routing import RouteTable
 
     _, registry = served_store
-    writer = RouteWriter(registry)
+    writer = RoutingService(registry)
     writer.set_route("clf", "staging", stable="1.0.0", config={"batching_opt_out": True})
     try:
-        table = RouteTable(registry, "staging")
+        table = RouteTable(registry.context, "staging")
         table.refresh(force=True)
         assert table.route("clf").stable.batching is False
     finally:

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from mlops.config import Settings
 from mlops.registry.service import ModelRegistry
-from mlops.registry.versions import parse_version
 from mlops.store.schema import ModelRow, VersionRow
+from mlops.store.versions import parse_version
 from tests.flavors.bypass_corpus import BYPASSES
 from tests.serving.conftest import start_server
 

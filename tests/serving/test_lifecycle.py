@@ -14,7 +14,7 @@ import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops.registry.service import ModelRegistry
-from mlops.serving.predlog import read_feedback, read_predictions
+from mlops.store.predlog import read_feedback, read_predictions
 from tests.serving.conftest import Server, start_server
 from tests.serving.fixtures import Slow
 

@@ -1,5 +1,6 @@
 """Routing by deployment: sticky splits, shadow pairs, fallback, circuit breaker, live
-changes picked up by every worker within a second."""
+changes picked up by every worker within a second (LISTEN/NOTIFY on PostgreSQL, the counter
+poll on SQLite), and one answer to "what does environment E serve"."""
 
 from __future__ import annotations
 
@@ -13,14 +14,21 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io as sio
 from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import chisquare
+from sklearn.linear_model import LogisticRegression
 
-from mlops.deployment.routes import RouteSpec, RouteWriter
+from mlops.config import Settings
+from mlops.deployment.routes import RoutingService
+from mlops.errors import DeploymentError
 from mlops.registry.service import ModelRegistry
 from mlops.serving.codecs import Schema
-from mlops.serving.predlog import read_predictions
-from mlops.serving.routing import CircuitBreaker, ServedModel, ServingRoute, bucket
+from mlops.serving.routing import CircuitBreaker, RouteTable, ServedModel, ServingRoute, bucket
+from mlops.store.dedicated import dedicated_connection
+from mlops.store.predlog import read_predictions
+from mlops.store.routes import RouteSource, RouteSpec
+from tests.conftest import PG_URL, _pg_database
 from tests.serving.conftest import Server, start_server
 from tests.serving.fixtures import Exploding
 
@@ -74,17 +82,17 @@ def test_open_breaker_sends_everything_to_stable() -> None:
 
 @pytest.fixture(scope="module")
 def routed(served_store: tuple[Path, ModelRegistry], tmp_path_factory: pytest.TempPathFactory
-           ) -> tuple[Path, ModelRegistry, RouteWriter]:
+           ) -> tuple[Path, ModelRegistry, RoutingService]:
     home, registry = served_store
     broken = tmp_path_factory.mktemp("broken") / "broken.pkl"
     broken.write_bytes(pickle.dumps(Exploding()))
     if "9.0.0" not in [v.version for v in registry.list_versions("clf")]:
         registry.register("clf", broken, version="9.0.0", trust=True)
-    return home, registry, RouteWriter(registry)
+    return home, registry, RoutingService(registry)
 
 
 @pytest.fixture
-def two_workers(routed: tuple[Path, ModelRegistry, RouteWriter]) -> Iterator[Server]:
+def two_workers(routed: tuple[Path, ModelRegistry, RoutingService]) -> Iterator[Server]:
     home, _, writer = routed
     writer.set_route("clf", "production", stable="1.0.0")
     srv = start_server(home, "--workers", "2")
@@ -99,7 +107,7 @@ def _row(data: Data, i: int = 0) -> dict[str, object]:
 
 
 def test_canary_split_is_sticky_per_unit_over_http(two_workers: Server, data: Data,
-                                                   routed: tuple[Path, ModelRegistry, RouteWriter]
+                                                   routed: tuple[Path, ModelRegistry, RoutingService]
                                                    ) -> None:
     _, _, writer = routed
     spec = writer.set_route("clf", "production", stable="1.0.0", candidate="1.1.0", weight=30)
@@ -119,7 +127,7 @@ def test_canary_split_is_sticky_per_unit_over_http(two_workers: Server, data: Da
 
 
 def test_route_change_is_seen_by_both_workers_within_a_second(
-        two_workers: Server, data: Data, routed: tuple[Path, ModelRegistry, RouteWriter]
+        two_workers: Server, data: Data, routed: tuple[Path, ModelRegistry, RoutingService]
         ) -> None:
     _, _, writer = routed
     with two_workers.client() as c:
@@ -142,7 +150,7 @@ def test_route_change_is_seen_by_both_workers_within_a_second(
 
 
 def test_broken_candidate_falls_back_and_opens_the_breaker(
-        routed: tuple[Path, ModelRegistry, RouteWriter], data: Data) -> None:
+        routed: tuple[Path, ModelRegistry, RoutingService], data: Data) -> None:
     home, _, writer = routed
     writer.set_route("clf", "production", stable="1.0.0", candidate="9.0.0", weight=100)
     srv = start_server(home)
@@ -163,7 +171,7 @@ def test_broken_candidate_falls_back_and_opens_the_breaker(
 
 
 def test_shadow_pairs_are_logged_under_one_request_id(
-        routed: tuple[Path, ModelRegistry, RouteWriter], data: Data) -> None:
+        routed: tuple[Path, ModelRegistry, RoutingService], data: Data) -> None:
     home, _, writer = routed
     writer.set_route("clf", "production", stable="1.0.0", candidate="1.1.0", weight=100,
                      mode="shadow")
@@ -187,12 +195,151 @@ def test_shadow_pairs_are_logged_under_one_request_id(
 
 
 def test_logged_propensity_is_the_share_of_the_answering_arm() -> None:
-    from mlops.serving.app import _propensity
+    from mlops.serving.gateway import propensity
 
     split = ServingRoute(RouteSpec("m", "production", "1.0.0", "1.1.0", weight=30.0, salt="s"),
                          _served("1.0.0"), _served("1.1.0"))
-    assert _propensity(split, "candidate") == 0.3
-    assert abs(_propensity(split, "stable") - 0.7) < 1e-12  # type: ignore[operator]
+    assert propensity(split, "candidate") == 0.3
+    assert abs(propensity(split, "stable") - 0.7) < 1e-12  # type: ignore[operator]
     alone = ServingRoute(RouteSpec("m", "production", "1.0.0"), _served("1.0.0"))
-    assert _propensity(alone, "stable") == 1.0
-    assert _propensity(None, "direct") is None
+    assert propensity(alone, "stable") == 1.0
+    assert propensity(None, "direct") is None
+
+
+# ---------------------------------------------------------------------- one answer, one writer
+
+
+@pytest.fixture
+def three(registry: ModelRegistry, skops_file: Path) -> ModelRegistry:
+    for _ in range(3):
+        registry.register("m", skops_file)  # 1.0.0, 1.0.1, 1.0.2
+    registry.promote("m", "1.0.0", "production")
+    registry.promote("m", "1.0.1", "staging")
+    return registry
+
+
+def test_every_reader_gets_one_answer_to_what_an_environment_serves(three: ModelRegistry
+                                                                    ) -> None:
+    from mlops.registry.promotion import servable_versions, serves_now
+    from mlops.store.schema import ModelRow
+
+    routes = RoutingService(three)
+    expected = {"production": ("1.0.0", RouteSource.STAGE),
+                "staging": ("1.0.1", RouteSource.STAGE),
+                "dev": ("1.0.2", RouteSource.LATEST)}  # no stage: the newest version
+
+    def check() -> None:
+        for env, (version, source) in expected.items():
+            spec = routes.served("m", env)
+            assert spec is not None and (spec.stable, spec.source) == (version, source), env
+            table = RouteTable(three.context, env)
+            assert [(s.model, s.stable) for s in table.specs()] == [("m", version)]
+            table.close()
+            with three.store.read() as s:
+                mrow = s.query(ModelRow).filter_by(name="m").one()
+                assert serves_now(s, mrow, env, version)
+                assert version in servable_versions(s, env, "m")["m"]
+
+    check()
+    assert routes.get_route("m", "production") is None  # no row: served by stage
+    routes.set_route("m", "production", stable="1.0.2", reason="the row decides now")
+    expected["production"] = ("1.0.2", RouteSource.ROUTE)
+    check()
+    routes.clear_route("m", "production")
+    expected["production"] = ("1.0.0", RouteSource.STAGE)
+    check()
+
+
+def test_a_person_and_a_rollout_write_routes_through_the_same_rules(three: ModelRegistry
+                                                                    ) -> None:
+    from mlops.deployment.rollouts import RolloutManager
+    from mlops.deployment.routes import RolloutAuthority, RouteChange
+    from mlops.store.routes import RouteMode, RouteState
+
+    routes = RoutingService(three)
+    with pytest.raises(DeploymentError, match="0-100"):
+        routes.set_route("m", "production", stable="1.0.0", candidate="1.0.1", weight=150)
+    rollout = RolloutManager(three).deploy("m", "1.0.1", "production", strategy="canary",
+                                           override="tests go straight to production")
+    with pytest.raises(DeploymentError, match="0-100"), three.store.write() as s:
+        mrow = routes.model_row(s, "m")
+        routes.apply(s, mrow, "production", RouteChange(
+            "1.0.0", "1.0.1", 150, RouteMode.SPLIT, "canary", RouteState.PROGRESSING),
+            authority=RolloutAuthority(rollout.id))
+    with pytest.raises(DeploymentError, match="set by rollouts"):
+        routes.set_route("m", "staging", stable="1.0.1", config={"keep_loaded": ["1.0.0"]})
+    [by_rollout] = three.audit_log(action="route.set", limit=1)
+    assert by_rollout.payload["rollout"] == rollout.id
+    assert by_rollout.payload["after"] == {"stable": "1.0.0", "candidate": "1.0.1",
+                                           "weight": 10.0, "mode": "split"}
+    routes.set_route("m", "staging", stable="1.0.1", reason="by hand")
+    [by_hand] = three.audit_log(action="route.set", limit=1)
+    assert by_hand.payload["reason"] == "by hand" and "policy" in by_hand.payload
+    assert three.verify_audit().ok
+
+
+def test_an_idle_route_table_on_postgresql_does_not_query_the_database(
+        three: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    if three.store.dialect != "postgresql":
+        pytest.skip("SQLite polls the routing counter")
+    table = RouteTable(three.context, "production")
+    try:
+        assert table.refresh()  # the first load reads
+        store = three.store
+
+        def no_query(*_: object, **__: object) -> object:
+            raise AssertionError("an idle refresh queried the database")
+
+        monkeypatch.setattr(store, "read", no_query)
+        assert not any(table.refresh() for _ in range(50))
+        monkeypatch.undo()
+        RoutingService(ModelRegistry(three.settings)).set_route("m", "production",
+                                                                stable="1.0.1")
+        assert table.wait_for_change(5.0) and table.refresh()
+        assert table.route("m").stable.version == "1.0.1"
+    finally:
+        table.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (skipped without MLOPS_TEST_POSTGRES_URL)."""
+    if PG_URL is None:
+        pytest.skip("MLOPS_TEST_POSTGRES_URL not set (.ci/run sets it)")
+    yield from _pg_database()
+
+
+def test_a_gateway_on_postgresql_switches_within_a_second_by_notification(
+        tmp_path: Path, data: Data, pg_url: str) -> None:
+    home = tmp_path / ".mlops"
+    registry = ModelRegistry(Settings(home=home, database_url=pg_url, actor="tester"))
+    x, y = data
+    for i, c in enumerate((1.0, 0.01)):
+        path = tmp_path / f"clf{i}.skops"
+        sio.dump(LogisticRegression(C=c).fit(x, y), path)
+        registry.register("clf", path, version=f"1.{i}.0")
+    registry.promote("clf", "1.0.0", "production")
+    srv = start_server(home, env_extra={"MLOPS_DATABASE_URL": pg_url})
+    try:
+        with srv.client() as c:
+            def version() -> str:
+                return c.post("/v1/models/clf:predict", json=_row(data)
+                              ).headers["x-model-version"]
+
+            assert version() == "1.0.0"
+            admin = dedicated_connection(registry.store, "test")
+            try:
+                listening = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = %s "
+                    "AND application_name = 'mlops routing listener'",
+                    ["LISTEN mlops_routing"]).fetchone()[0]
+            finally:
+                admin.close()
+            assert listening >= 1  # the gateway listens instead of polling the counter
+            RoutingService(registry).set_route("clf", "production", stable="1.1.0")
+            switched = time.monotonic()
+            while version() != "1.1.0":
+                assert time.monotonic() - switched < 1.0, "not switched within 1 s"
+                time.sleep(0.02)
+    finally:
+        srv.stop()

@@ -13,10 +13,9 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from mlops.errors import StatsError
-from mlops.stats.drift import (
+from mlops.stats.drift import detect_drift, detect_drift_frames
+from mlops.stats.drift_univariate import (
     chi_square_categorical,
-    detect_drift,
-    detect_drift_frames,
     energy_distance,
     jensen_shannon,
     ks_2samp_sorted,

@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import Field
 
 from mlops.ci.gates.base import GateConfig, GateContext, GateResult, timed
-from mlops.registry.signature import Signature
+from mlops.flavors.signature import Signature
 from mlops.stats.profile import (
     CategoricalProfile,
     NumericProfile,

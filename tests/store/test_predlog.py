@@ -1,4 +1,4 @@
-"""Tests of the non-blocking Parquet prediction log."""
+"""Tests of the non-blocking Parquet prediction log: layout, buffering, failures, readers."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlops.errors import ArtifactError
-from mlops.serving import predlog
-from mlops.serving.predlog import (
+from mlops.store.predlog import (
     FEEDBACK_SCHEMA,
     PREDICTION_SCHEMA,
     FeedbackRecord,
@@ -30,6 +29,7 @@ from mlops.serving.predlog import (
     read_feedback,
     read_predictions,
 )
+from mlops.store.predlog import writer as predlog
 
 TS = datetime(2024, 5, 17, 12, 30, tzinfo=UTC).timestamp()
 DAY = 86_400.0
@@ -214,10 +214,10 @@ def test_failing_target_keeps_rows_and_recovers(tmp_path: Path,
     root = blocker / "logs"
     drops: list[int] = []
     log = PredictionLog(str(root), max_buffer=15, flush_seconds=0.05, on_drop=drops.append)
-    caplog.set_level(logging.ERROR, logger="mlops.serving.predlog")
+    caplog.set_level(logging.ERROR, logger="mlops.store.predlog")
     log.start()
     assert log.log([rec(i) for i in range(10)]) == 10
-    wait_for(lambda: any(r.name == "mlops.serving.predlog" for r in caplog.records))
+    wait_for(lambda: any(r.name == "mlops.store.predlog" for r in caplog.records))
     time.sleep(0.2)  # several failed attempts
     assert log.written == 0 and log.pending == 10 and log.dropped == 0
     # rows in flight still count against max_buffer
@@ -315,7 +315,7 @@ def test_files_appear_atomically_and_temp_files_are_ignored(
         real_replace(src, dst)
 
     monkeypatch.setattr(predlog.os, "replace", spy)
-    log = PredictionLog(str(tmp_path))
+    log = PredictionLog(str(tmp_path), spool=False)  # spool segments are renamed into place too
     log.log([rec(i) for i in range(5)])
     log.log_feedback([FeedbackRecord("req-0", 0, "churn", "1", 1.0, TS)])
     log.close()

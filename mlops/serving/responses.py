@@ -1,0 +1,50 @@
+"""The gateway's JSON responses: bodies, errors in the ``{"error", "fix"}`` shape, and
+reading a JSON body (every handler and the hot path use these)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from mlops.errors import BadRequest, ServingError, SignatureError
+
+__all__ = ["error_response", "json_response", "loads_json", "request_id_for"]
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    """``payload`` as JSON (numpy values included)."""
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def error_response(exc: ServingError | SignatureError, request_id: str | None = None
+                   ) -> Response:
+    """The error's status (400 for a signature mismatch) with ``{"error", "fix"}``."""
+    status = exc.status if isinstance(exc, ServingError) else 400
+    body: dict[str, Any] = {"error": exc.message}
+    if exc.fix:
+        body["fix"] = exc.fix
+    headers = {"x-request-id": request_id} if request_id else {}
+    if status == 503:
+        headers["retry-after"] = "1"
+    return json_response(body, status, headers)
+
+
+def loads_json(body: bytes) -> Any:
+    """The body as JSON; a :class:`BadRequest` naming the problem otherwise."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.",
+                         fix="Send a JSON document (NaN and Infinity are not JSON).") from exc
+
+
+def request_id_for(given: str | None) -> str:
+    """The client's id when it is short and printable; a fresh one otherwise."""
+    if given and len(given) <= 128 and given.isprintable() and given.isascii():
+        return given
+    return os.urandom(16).hex()

@@ -1,0 +1,196 @@
+"""Finding registered models and versions in the metadata store, and loading one.
+
+The lookup rules every package shares: a model by name, a version by number (a leading
+``v`` accepted), a reference that may be a number, an alias, a stage or ``latest``
+(:func:`resolve_version`), and :func:`load_version`, which reads a version's artifact,
+verifies its digest, checks it against the allow list and loads it (the registry's
+``load_model`` and the gateway both call it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlops.errors import FlavorError, ModelNotFound, VersionNotFound
+from mlops.flavors.base import LoadedModel
+from mlops.flavors.files import (
+    SafetyReport,
+    detect_format,
+    load_bytes,
+    load_skops_if_default_trusted,
+    safety_check,
+    unparseable,
+)
+from mlops.flavors.signature import Signature
+from mlops.identity import Role
+from mlops.store.audit import append_event
+from mlops.store.context import Context
+from mlops.store.schema import AliasRow, ModelRow, VersionRow
+from mlops.store.versions import normalize_stage, parse_version
+
+__all__ = [
+    "LoadedVersion",
+    "audit_subject",
+    "audit_trust_override",
+    "has_version",
+    "load_version",
+    "model_row",
+    "resolve_version",
+    "version_row",
+]
+
+
+def audit_subject(model: str, version: str | None = None) -> str:
+    """The audit subject of a model or of one of its versions."""
+    return f"model/{model}" if version is None else f"model/{model}/{version}"
+
+
+def model_row(session: Session, name: str) -> ModelRow:
+    """The model named ``name``; raises :class:`ModelNotFound`."""
+    row = session.scalar(select(ModelRow).where(ModelRow.name == name))
+    if row is None:
+        raise ModelNotFound(f"No registered model named {name!r}.",
+                            fix="Check the name with `mlops models list`.", model=name)
+    return row
+
+
+def version_row(session: Session, model: ModelRow, version: str) -> VersionRow:
+    """Version number ``version`` of ``model`` (``v1.2.0`` finds ``1.2.0``); raises
+    :class:`VersionNotFound`."""
+    text = version.strip()
+    row = session.scalar(select(VersionRow).where(VersionRow.model_id == model.id,
+                                                  VersionRow.version == text))
+    if row is None and text[:1] in {"v", "V"}:
+        row = session.scalar(select(VersionRow).where(VersionRow.model_id == model.id,
+                                                      VersionRow.version == text[1:]))
+    if row is None:
+        raise VersionNotFound(
+            f"Model {model.name!r} has no version {version!r}.",
+            fix=f"See its versions with `mlops models show {model.name}`.",
+            model=model.name, version=version,
+        )
+    return row
+
+
+def has_version(session: Session, model_id: int, version: str) -> bool:
+    """Does the model have this exact version number?"""
+    return session.scalar(select(VersionRow.id).where(
+        VersionRow.model_id == model_id, VersionRow.version == version)) is not None
+
+
+def resolve_version(session: Session, name: str, version: str | None = None,
+                    stage: str | None = None, alias: str | None = None) -> VersionRow:
+    """The version a reference names. ``version`` may be a number, an alias, a stage name
+    or ``latest``; ``stage`` and ``alias`` name one directly; nothing at all means the
+    highest version."""
+    if version is not None and stage is None and alias is None:
+        # fast path: an exact version number, one indexed query
+        exact = session.scalar(select(VersionRow).join(ModelRow).where(
+            ModelRow.name == name, VersionRow.version == version.strip()))
+        if exact is not None:
+            return exact
+    model = model_row(session, name)
+    if version is not None and stage is None and alias is None:
+        ref = version.strip()
+        if ref.lower() == "latest":
+            version = None
+        elif ref.lower() in {"staging", "production", "archived"}:
+            stage, version = ref, None
+        else:
+            alias_row = session.get(AliasRow, (model.id, ref))
+            if alias_row is not None:
+                found = session.get(VersionRow, alias_row.version_id)
+                assert found is not None
+                return found
+            return version_row(session, model, ref)
+    if alias is not None:
+        alias_row = session.get(AliasRow, (model.id, alias))
+        if alias_row is None:
+            raise VersionNotFound(f"Model {name!r} has no alias {alias!r}.",
+                                  fix=f"Set it with `mlops models alias {name} {alias} VERSION`.",
+                                  model=name)
+        found = session.get(VersionRow, alias_row.version_id)
+        assert found is not None
+        return found
+    query = select(VersionRow).where(VersionRow.model_id == model.id)
+    if stage is not None:
+        canonical = normalize_stage(stage, model=name)
+        query = query.where(VersionRow.stage == canonical)
+    rows = session.scalars(query).all()
+    if not rows:
+        where = f" in stage {normalize_stage(stage)}" if stage else ""
+        raise VersionNotFound(f"Model {name!r} has no version{where}.",
+                              fix=f"Promote one with `mlops models promote {name} VERSION "
+                                  f"{normalize_stage(stage) if stage else 'Staging'}`.",
+                              model=name)
+    return max(rows, key=lambda r: parse_version(r.version))
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A loaded version, with the number it resolved to and its signature."""
+
+    model: LoadedModel
+    version: str
+    signature: Signature | None
+
+
+def audit_trust_override(ctx: Context, name: str, version: str | None, when: str,
+                         report: SafetyReport, data: bytes) -> None:
+    """Commit a trust override (an admin's ``trust=True`` for a file that is not on the
+    allow list) to the audit log before the file is deserialised."""
+    ctx.require(Role.ADMIN, f"load a {report.format} file of {name} that is not on the "
+                            "allow list (trust=True)")
+    with ctx.store.write() as s:
+        append_event(s, actor=ctx.actor, action="security.trust_override",
+                     subject=audit_subject(name, version),
+                     payload={"when": when, "sha256": hashlib.sha256(data).hexdigest(),
+                              "format": report.format, "offending": list(report.offending)})
+
+
+def load_version(ctx: Context, name: str, version: str | None = None, *,
+                 stage: str | None = None, alias: str | None = None,
+                 trust: bool = False) -> LoadedVersion:
+    """Load a version as a uniform predictor, verifying its digest and checking the file
+    against the allow list again.
+
+    A file that is not on the allow list loads only when the version was registered with
+    ``trust=True``, or when an admin passes ``trust=True`` here (recorded in the audit log
+    first).
+    """
+    cols = (VersionRow.version, VersionRow.artifact_digest, VersionRow.artifact_name,
+            VersionRow.extra, VersionRow.trusted, VersionRow.signature)
+    with ctx.store.read() as s:
+        found: Any = None
+        if version is not None and stage is None and alias is None:
+            found = s.execute(select(*cols).join(ModelRow).where(
+                ModelRow.name == name, VersionRow.version == version.strip())).first()
+        if found is None:
+            row = resolve_version(s, name, version, stage, alias)
+            found = (row.version, row.artifact_digest, row.artifact_name, row.extra,
+                     row.trusted, row.signature)
+    number, digest, filename, extra, trusted, sig = found
+    fmt = str(extra.get("format", "")) or None
+    signature = Signature.from_dict(sig)
+    data = ctx.artifacts.get_bytes(digest)
+    try:
+        loaded = load_skops_if_default_trusted(data) if fmt == "skops" else None
+        if loaded is None:
+            report = safety_check(fmt or detect_format(filename, data), data)
+            if not report.safe and trust and not trusted and unparseable(report) is None:
+                audit_trust_override(ctx, name, number, "load", report, data)
+            loaded, report = load_bytes(data, filename, trust=trust or trusted, fmt=fmt,
+                                        report=report)
+    except FlavorError as exc:
+        exc.context.setdefault("model", name)
+        exc.context.setdefault("version", number)
+        raise
+    loaded.name, loaded.version = name, number
+    if signature and loaded.input_columns is None and not signature.positional:
+        loaded.input_columns = signature.columns
+    return LoadedVersion(loaded, number, signature)

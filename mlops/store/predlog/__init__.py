@@ -1,0 +1,86 @@
+"""The prediction log: the one owner of its layout, writer, spool and readers.
+
+- :mod:`~mlops.store.predlog.layout` - where files live and what they are called; listing
+  with partition pruning (local folders and any fsspec URL)
+- :mod:`~mlops.store.predlog.records` - the records and their Arrow / spool encodings
+- :mod:`~mlops.store.predlog.spool` - the local spool that survives a killed process
+- :mod:`~mlops.store.predlog.writer` - :class:`PredictionLog`, the non-blocking writer
+- :mod:`~mlops.store.predlog.reader` - the one DuckDB reader (bound parameters only)
+- :mod:`~mlops.store.predlog.queries` - typed queries (whole tables, logged rows of a window)
+- :mod:`~mlops.store.predlog.increments` - files completed since a cursor, for O(new rows)
+  passes
+
+>>> log = PredictionLog(settings.artifacts_uri, spool=settings.home / "spool")  # doctest: +SKIP
+>>> log.start(); log.log([PredictionRecord(...)])                               # doctest: +SKIP
+>>> read_predictions(settings.artifacts_uri, "churn", since=time.time() - 3600)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from mlops.store.predlog.increments import (
+    LATE,
+    SETTLE,
+    LogCursor,
+    LogIncrement,
+    new_log_files,
+    read_log_files,
+)
+from mlops.store.predlog.layout import (
+    FEEDBACK,
+    FEEDBACK_FILE_SCHEMA,
+    FEEDBACK_SCHEMA,
+    PREDICTION_FILE_SCHEMA,
+    PREDICTION_SCHEMA,
+    PREDICTIONS,
+    Kind,
+    LogFile,
+    LogStore,
+    list_files,
+    open_store,
+)
+from mlops.store.predlog.queries import (
+    LoggedRows,
+    logged_rows,
+    read_feedback,
+    read_feedback_files,
+    read_prediction_files,
+    read_predictions,
+)
+from mlops.store.predlog.reader import LogReader, Scan, bind, feedback_scan, prediction_scan
+from mlops.store.predlog.records import FeedbackRecord, PredictionRecord
+from mlops.store.predlog.writer import PredictionLog, default_spool_dir
+
+__all__ = [
+    "FEEDBACK",
+    "FEEDBACK_FILE_SCHEMA",
+    "FEEDBACK_SCHEMA",
+    "LATE",
+    "PREDICTIONS",
+    "PREDICTION_FILE_SCHEMA",
+    "PREDICTION_SCHEMA",
+    "SETTLE",
+    "FeedbackRecord",
+    "Kind",
+    "LogCursor",
+    "LogFile",
+    "LogIncrement",
+    "LogReader",
+    "LogStore",
+    "LoggedRows",
+    "PredictionLog",
+    "PredictionRecord",
+    "Scan",
+    "bind",
+    "default_spool_dir",
+    "feedback_scan",
+    "list_files",
+    "logged_rows",
+    "new_log_files",
+    "open_store",
+    "prediction_scan",
+    "read_feedback",
+    "read_feedback_files",
+    "read_log_files",
+    "read_prediction_files",
+    "read_predictions",
+]
