@@ -227,6 +227,28 @@ def test_gates_on_a_registered_version_count_for_the_gated_rule(
         "succeeded"  # the low tier asks for no approval
 
 
+def test_a_changed_policy_file_asks_for_the_gates_again_and_its_approvals(
+        registry: ModelRegistry, files: dict[str, Path], tmp_path: Path) -> None:
+    """The gated rule never parses the policy: it counts runs recorded under the policy
+    file's current digest, with the approvals that run's policy required."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("default_tier: low\n")
+    registry = ModelRegistry(registry.settings.model_copy(
+        update={"promotion_policy": "gated", "policy_file": str(policy)}))
+    mv = registry.register("churn", files["good"])
+    assert _pipeline(registry, LOW).run_registered("churn", mv.version, files["test"]).passed
+    manager = RolloutManager(registry)
+    manager.deploy("churn", mv.version, "staging", strategy="full")
+    policy.write_text("default_tier: low\ntiers:\n  low:\n    approvals: 2\n")
+    with pytest.raises(DeploymentError, match="policy file that has changed since"):
+        manager.deploy("churn", mv.version, "production", strategy="full")
+    rerun = ModelPipeline(registry, policy=Policy.load(policy)).run_registered(
+        "churn", mv.version, files["test"])
+    assert rerun.passed
+    with pytest.raises(DeploymentError, match="0 of the 2 approval"):
+        manager.deploy("churn", mv.version, "production", strategy="full")
+
+
 def test_mlflow_registration_against_a_real_sqlite_store(
         registry: ModelRegistry, files: dict[str, Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
