@@ -9,14 +9,19 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
 from typing import Any
 
 import numpy as np
 
 from mlops.errors import BadRequest, UnsupportedMediaType
 from mlops.flavors.signature import ColumnSpec
+from mlops.serving.binary import RawTensors, tensor_bytes
+from mlops.serving.datatypes import v2_datatype
+from mlops.serving.tensors import Tensor, read_input
 
 __all__ = [
     "Columns",
@@ -26,15 +31,9 @@ __all__ = [
     "decode_v2",
     "encode_plain",
     "encode_v2",
-    "v2_datatype",
-    "v2_output_type",
-    "v2_type_name",
 ]
 
-_V2_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-               "FP16", "FP32", "FP64"}
-_V2_TYPES = _V2_NUMERIC | {"BYTES"}
-_MAX_VALUES = 50_000_000
+_FLOAT_DTYPES = {"float64", "float32"}
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,15 @@ class Schema:
 
     columns: list[ColumnSpec] | None  # None: unknown, accept any width
 
-    @property
+    @cached_property
     def names(self) -> list[str] | None:
         return None if self.columns is None else [c.name for c in self.columns]
+
+    @cached_property
+    def all_float(self) -> bool:
+        """Every input is a float column (the dense-matrix fast paths)."""
+        return self.columns is not None and all(c.dtype in _FLOAT_DTYPES
+                                                for c in self.columns)
 
 
 @dataclass
@@ -81,17 +86,6 @@ class Columns:
         arr = self.data.get(column)
         return None if arr is None or row >= len(arr) else arr[row].item() \
             if hasattr(arr[row], "item") else arr[row]
-
-
-def v2_datatype(arr: np.ndarray) -> str:
-    kind = arr.dtype.kind
-    if kind == "b":
-        return "BOOL"
-    if kind in "iu":
-        return "INT64"
-    if kind == "f":
-        return "FP32" if arr.dtype == np.float32 else "FP64"
-    return "BYTES"
 
 
 # ---------------------------------------------------------------------- column coercion
@@ -270,102 +264,130 @@ def _from_column_lists(columns: dict[str, Any], schema: Schema, what: str) -> Co
 
 
 # ---------------------------------------------------------------------- protocols
-def decode_v2(body: Any, schema: Schema) -> tuple[Columns, list[str] | None]:
-    """Open Inference Protocol request -> columns and the requested output names."""
+def decode_v2(body: Any, schema: Schema, raw: RawTensors | None = None
+              ) -> tuple[Columns, list[str] | None]:
+    """Open Inference Protocol request -> columns and the requested output names.
+
+    ``raw`` is the bytes after the JSON header when the body uses the binary tensor
+    extension; inputs with ``binary_data_size`` read from it, in order, and every byte must
+    belong to one."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) \
             or not body["inputs"]:
         raise BadRequest("The request needs a non-empty 'inputs' list.",
                          fix='Send {"inputs": [{"name", "shape", "datatype", "data"}]}.')
-    tensors = body["inputs"]
-    parsed: dict[str, np.ndarray] = {}
-    shapes: dict[str, list[int]] = {}
-    for i, t in enumerate(tensors):
-        if not isinstance(t, dict):
-            raise BadRequest(f"inputs[{i}] must be an object.", fix="See the V2 protocol.")
-        for key in ("name", "shape", "datatype", "data"):
-            if key not in t:
-                raise BadRequest(f"inputs[{i}] is missing '{key}'.",
-                                 fix="Each input needs name, shape, datatype and data.")
-        name, shape, datatype = t["name"], t["shape"], str(t["datatype"]).upper()
-        if not isinstance(name, str) or not name:
-            raise BadRequest(f"inputs[{i}].name must be a non-empty string.",
-                             fix="Name each input tensor.")
-        if datatype not in _V2_TYPES:
-            raise BadRequest(f"inputs[{i}] ({name}) has unknown datatype {datatype!r}.",
-                             fix=f"Use one of {', '.join(sorted(_V2_TYPES))}.")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) \
-                or not 1 <= len(shape) <= 2:
-            raise BadRequest(f"inputs[{i}] ({name}) has shape {shape!r}; expected [N] or [N, F].",
-                             fix="Give the shape as a list of non-negative integers.")
-        expected = math.prod(shape)
-        if expected > _MAX_VALUES:
-            raise BadRequest(f"inputs[{i}] ({name}) has shape {shape}: too many values.",
-                             fix="Send fewer rows per request.")
-        flat = _flatten(t["data"])
-        if len(flat) != expected:
-            raise BadRequest(f"inputs[{i}] ({name}) has shape {shape} ({expected} values) but "
-                             f"{len(flat)} values in data.", fix="Make shape and data agree.")
-        if datatype in _V2_NUMERIC and any(isinstance(v, str) for v in flat[:1000]):
-            raise BadRequest(f"inputs[{i}] ({name}) is {datatype} but holds text.",
-                             fix="Use datatype BYTES for text, or send numbers.")
-        parsed[name] = np.asarray(flat, dtype=object if datatype == "BYTES" or
-                                  any(v is None for v in flat) else None).reshape(shape)
-        shapes[name] = shape
     outputs = body.get("outputs")
     requested = None
     if isinstance(outputs, list):
         requested = [str(o.get("name")) for o in outputs if isinstance(o, dict)]
-    if len(parsed) == 1:
-        (name, arr), = parsed.items()
+    if raw is None and len(body["inputs"]) > 1:
+        quick = _json_columns(body["inputs"], schema)
+        if quick is not None:
+            return quick, requested
+    tensors = [read_input(i, t, raw) for i, t in enumerate(body["inputs"])]
+    if raw is not None:
+        raw.finish()
+    if len(tensors) == 1:
+        tensor = tensors[0]
+        arr = tensor.array()
         fast = _dense_fast_path(arr, schema)
         if fast is not None:
             return fast, requested
-        if arr.ndim == 2 and (schema.names is None or name not in schema.names
+        if arr.ndim == 2 and (schema.names is None or tensor.name not in schema.names
                               or len(schema.names) != 1):
-            return _from_matrix(arr, schema, f"Input {name!r}"), requested
+            return _from_matrix(arr, schema, f"Input {tensor.name!r}"), requested
+    by_name = {t.name: t for t in tensors}
+    if len(by_name) != len(tensors):
+        twice = sorted({t.name for t in tensors if sum(u.name == t.name for u in tensors) > 1})
+        raise BadRequest(f"The request names input(s) {twice} more than once.",
+                         fix="Send each column once.")
+    fast = _columns_fast_path(tensors, by_name, schema)
+    if fast is not None:
+        return fast, requested
     columns: dict[str, Any] = {}
-    for name, arr in parsed.items():
+    for tensor in tensors:
+        arr = tensor.array()
         if arr.ndim == 2:
             if arr.shape[1] != 1:
                 raise BadRequest(
-                    f"Input {name!r} has shape {shapes[name]}; with several inputs each must be "
-                    "one column ([N] or [N, 1]).",
+                    f"Input {tensor.name!r} has shape {tensor.shape}; with several inputs each "
+                    "must be one column ([N] or [N, 1]).",
                     fix="Send one [N, F] tensor, or one [N] tensor per column.")
             arr = arr[:, 0]
-        columns[name] = arr
+        columns[tensor.name] = arr
     return _from_column_lists(columns, schema, "The request"), requested
 
 
-_FLOAT_DTYPES = {"float64", "float32"}
+_QUICK_TYPES = frozenset({"FP64", "FP32"})
+_NUMBERS = frozenset({int, float})
+
+
+def _json_columns(inputs: list[Any], schema: Schema) -> Columns | None:
+    """The common per-column request, checked in bulk: one flat FP64/FP32 JSON tensor per
+    float column, all [N] (or [N, 1]), numbers only. The matrix is built in one conversion;
+    anything else (None) goes through the per-input checks, which name the problem."""
+    names = schema.names
+    if names is None or not schema.all_float or len(inputs) != len(names):
+        return None
+    try:
+        if any(type(t) is not dict or "parameters" in t for t in inputs):
+            return None
+        shapes = [t["shape"] for t in inputs]
+        first = shapes[0]
+        if type(first) is not list or not 1 <= len(first) <= 2 or first[0] < 1 \
+                or (len(first) == 2 and first[1] != 1) \
+                or not all(type(shape) is list and shape == first for shape in shapes) \
+                or set(map(type, chain.from_iterable(shapes))) != {int}:
+            return None
+        datatypes = {t["datatype"] for t in inputs}
+        if not datatypes <= _QUICK_TYPES:
+            return None
+        rows = first[0]
+        by_name = {t["name"]: t["data"] for t in inputs}
+        if len(by_name) != len(names):
+            return None
+        data = [by_name[c] for c in names]
+    except (KeyError, TypeError):
+        return None
+    if not all(type(d) is list and len(d) == rows for d in data) \
+            or not set(map(type, chain.from_iterable(data))) <= _NUMBERS:
+        return None
+    try:
+        dense = np.array(data, dtype=np.float64)
+    except OverflowError:
+        return None
+    if "FP32" in datatypes and not np.abs(dense).max() <= np.finfo(np.float32).max:
+        return None  # the per-input check names the value out of FP32's range
+    return Columns.from_dense(list(names), np.ascontiguousarray(dense.T))
 
 
 def _dense_fast_path(arr: np.ndarray, schema: Schema) -> Columns | None:
     """A numeric [N, F] tensor for a model whose inputs are all float columns: one
     conversion, no per-column work. Anything unusual takes the checked slow path."""
     if arr.ndim != 2 or arr.dtype.kind not in "fiu" or arr.shape[0] == 0 \
-            or schema.columns is None or len(schema.columns) != arr.shape[1] \
-            or any(c.dtype not in _FLOAT_DTYPES for c in schema.columns):
+            or not schema.all_float or len(schema.columns or ()) != arr.shape[1]:
         return None
     dense = arr.astype(np.float64, copy=False)
     if not np.isfinite(dense).all():
         return None  # the checked path names the column and rows
-    return Columns.from_dense([c.name for c in schema.columns], dense)
+    return Columns.from_dense(list(schema.names or ()), dense)
 
 
-def _flatten(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    if data and isinstance(data[0], list):
-        out: list[Any] = []
-        stack = [data]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, list):
-                stack.extend(reversed(item))
-            else:
-                out.append(item)
-        return out
-    return data
+def _columns_fast_path(tensors: list[Tensor], by_name: dict[str, Tensor],
+                       schema: Schema) -> Columns | None:
+    """One numeric tensor per column, every column a float one: the [N, C] matrix in one
+    conversion of all the columns together. Anything unusual takes the checked path."""
+    names = schema.names
+    if names is None or not schema.all_float or len(names) != len(tensors) \
+            or by_name.keys() != set(names):
+        return None
+    rows = tensors[0].shape[0]
+    if rows == 0 or not all(t.plain_column and t.shape[0] == rows for t in tensors):
+        return None
+    dense = np.ascontiguousarray(
+        np.array([by_name[c].values for c in names], dtype=np.float64).reshape(len(names), rows).T)
+    if not np.isfinite(dense).all():
+        return None  # the checked path names the column and rows
+    return Columns.from_dense(list(names), dense)
 
 
 def decode_v1(body: Any, schema: Schema) -> Columns:
@@ -477,45 +499,36 @@ def _csv_number(col: str, value: str) -> Any:
 
 
 # ---------------------------------------------------------------------- encoding
-def v2_type_name(dtype: str) -> str:
-    """The V2 datatype of a signature column's dtype (text and anything else: BYTES)."""
-    return {"float64": "FP64", "float32": "FP32", "int64": "INT64", "bool": "BOOL"}.get(
-        dtype, "BYTES")
-
-
-def v2_output_type(classes: Sequence[Any] | None) -> str:
-    """The V2 datatype of ``predict`` for a model with these classes (None: a regressor)."""
-    if classes is not None and any(isinstance(c, str) for c in classes):
-        return "BYTES"
-    if classes is not None and all(isinstance(c, int) for c in classes):
-        return "INT64"
-    return "FP64"
-
-
 def encode_plain(values: np.ndarray) -> list[Any]:
     """Predictions as a JSON list (KServe V1 and MLflow bodies); objects as text."""
     return values.tolist() if values.dtype.kind != "O" else [str(v) for v in values]
 
 
-def encode_v2(values: np.ndarray, proba: Any, requested: list[str] | None, model: str
-              ) -> list[dict[str, Any]]:
-    """V2 output tensors: ``predict`` [N] and, when asked for, ``predict_proba`` [N, C].
-    ``model`` names the model in errors."""
-    out = []
+def encode_v2(values: np.ndarray, proba: Any, requested: list[str] | None, model: str,
+              binary: Set[str] = frozenset()) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """V2 output tensors: ``predict`` [N] and, when asked for, ``predict_proba`` [N, C];
+    the outputs named in ``binary`` carry ``binary_data_size`` instead of ``data``, and
+    their bytes come second, in order. ``model`` names the model in errors."""
+    out: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
     for name in requested or ["predict"]:
         if name == "predict":
-            out.append({"name": "predict", "shape": list(values.shape),
-                        "datatype": v2_datatype(values),
-                        "data": values.ravel().tolist() if values.dtype.kind != "O"
-                        else [str(v) for v in values.ravel()]})
+            arr, datatype = values, v2_datatype(values)
         elif name == "predict_proba":
             if proba is None:
                 raise BadRequest(f"Model {model} has no predict_proba.",
                                  fix="Request the 'predict' output.")
-            matrix = np.asarray(proba, dtype=np.float64)
-            out.append({"name": "predict_proba", "shape": list(matrix.shape),
-                        "datatype": "FP64", "data": matrix.ravel().tolist()})
+            arr, datatype = np.asarray(proba, dtype=np.float64), "FP64"
         else:
             raise BadRequest(f"Unknown output {name!r}.",
                              fix="Request 'predict' and/or 'predict_proba'.")
-    return out
+        tensor: dict[str, Any] = {"name": name, "shape": list(arr.shape), "datatype": datatype}
+        if name in binary:
+            blob = tensor_bytes(arr, datatype)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = arr.ravel().tolist() if arr.dtype.kind != "O" \
+                else [str(v) for v in arr.ravel()]
+        out.append(tensor)
+    return out, blobs

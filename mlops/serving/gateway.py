@@ -209,8 +209,12 @@ class Gateway:
                 columns, extra = _decode(decode, body, served)
                 prediction = await self.batcher.predict(served, columns, proba)
             payload = encode(served, prediction, request_id, extra)
-            response = json_response(payload, headers={"x-request-id": request_id,
-                                               "x-model-version": served.version})
+            headers = {"x-request-id": request_id, "x-model-version": served.version}
+            if isinstance(payload, Response):  # framed already (binary tensor extension)
+                payload.headers.update(headers)
+                response = payload
+            else:
+                response = json_response(payload, headers=headers)
             latency = time.perf_counter() - started
             self._observe(name, served.version, route_name, 200, latency)
             self._log(request_id, served, route_name, unit, columns, prediction, latency, 200,

@@ -12,6 +12,7 @@ import mlops
 from mlops.errors import BadRequest, ModelUnavailable, ServingError
 from mlops.serving import metrics as m
 from mlops.serving.batching import Prediction
+from mlops.serving.binary import HEADER, RawTensors, binary_outputs, split_body
 from mlops.serving.codecs import (
     Columns,
     decode_mlflow,
@@ -19,11 +20,10 @@ from mlops.serving.codecs import (
     decode_v2,
     encode_plain,
     encode_v2,
-    v2_output_type,
-    v2_type_name,
 )
+from mlops.serving.datatypes import v2_output_type, v2_type_name
 from mlops.serving.gateway import Gateway
-from mlops.serving.responses import error_response, json_response, loads_json
+from mlops.serving.responses import error_response, framed_response, json_response, loads_json
 from mlops.serving.routing import ServedModel
 
 __all__ = ["hot_target", "routes"]
@@ -32,6 +32,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 Hot = Callable[[Request, str, str | None], Awaitable[Response]]
+_DEFAULT_OUTPUTS = ["predict"]  # what a V2 request that names no outputs gets
 
 
 def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str, Hot]]:
@@ -39,24 +40,38 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
     handlers by kind (``v2``, ``v1``, ``mlflow``) for the router-free fast path."""
 
     # ------------------------------------------------------------------ V2
+    def read_v2(doc: Any, served: ServedModel, raw: RawTensors | None) -> tuple[Columns, Any]:
+        columns, requested = decode_v2(doc, served.schema, raw)
+        body_id = doc.get("id")
+        return columns, (requested, body_id if isinstance(body_id, str) else None,
+                         binary_outputs(doc, _DEFAULT_OUTPUTS))
+
     def dec_v2(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
-        doc = loads_json(body)
-        columns, requested = decode_v2(doc, served.schema)
-        body_id = doc.get("id") if isinstance(doc, dict) else None
-        return columns, (requested, body_id if isinstance(body_id, str) else None)
+        return read_v2(loads_json(body), served, None)
+
+    def dec_v2_framed(header_length: str) -> Callable[[bytes, ServedModel], tuple[Columns, Any]]:
+        """A body in the binary tensor extension: a JSON header, then raw tensor bytes."""
+        def dec(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
+            header, raw = split_body(body, header_length)
+            return read_v2(loads_json(header), served, raw)
+        return dec
 
     def enc_v2(served: ServedModel, pred: Prediction, request_id: str, extra: Any) -> Any:
-        requested, body_id = extra
-        return {"model_name": served.name, "model_version": served.version,
-                "id": body_id or request_id, "outputs": encode_v2(pred.values, pred.proba, requested,
-                                               f"{served.name} {served.version}")}
+        requested, body_id, binary = extra
+        outputs, blobs = encode_v2(pred.values, pred.proba, requested,
+                                   f"{served.name} {served.version}", binary)
+        payload = {"model_name": served.name, "model_version": served.version,
+                   "id": body_id or request_id, "outputs": outputs}
+        return framed_response(payload, blobs) if blobs else payload
 
     def proba_v2(extra: Any) -> bool:
         requested = extra[0]
         return bool(requested) and "predict_proba" in requested
 
     async def v2_hot(request: Request, name: str, version: str | None) -> Response:
-        return await gw.infer(request, name, version, dec_v2, enc_v2, proba_v2)
+        header_length = request.headers.get(HEADER)
+        decode = dec_v2 if header_length is None else dec_v2_framed(header_length)
+        return await gw.infer(request, name, version, decode, enc_v2, proba_v2)
 
     async def v2_infer(request: Request) -> Response:
         params = request.path_params
@@ -69,7 +84,8 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         return json_response({"ready": gw.ready}, 200 if gw.ready else 503)
 
     async def v2_server(request: Request) -> Response:
-        return json_response({"name": "mlops", "version": mlops.__version__, "extensions": []})
+        return json_response({"name": "mlops", "version": mlops.__version__,
+                              "extensions": ["binary_tensor_data"]})
 
     def _served(request: Request) -> ServedModel:
         name, version = request.path_params["name"], request.path_params.get("version")

@@ -1,5 +1,6 @@
-"""The gateway's JSON responses: bodies, errors in the ``{"error", "fix"}`` shape, and
-reading a JSON body (every handler and the hot path use these)."""
+"""The gateway's JSON responses: bodies, errors in the ``{"error", "fix"}`` shape, framed
+bodies of the binary tensor extension, and reading a JSON body (every handler and the hot
+path use these)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import orjson
 from starlette.responses import Response
 
 from mlops.errors import BadRequest, ServingError, SignatureError
+from mlops.serving.binary import HEADER
 
-__all__ = ["error_response", "json_response", "loads_json", "request_id_for"]
+__all__ = ["error_response", "framed_response", "json_response", "loads_json", "request_id_for"]
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None
@@ -19,6 +21,15 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
     """``payload`` as JSON (numpy values included)."""
     return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
                     media_type="application/json", headers=headers)
+
+
+def framed_response(payload: Any, blobs: list[bytes], headers: dict[str, str] | None = None
+                    ) -> Response:
+    """``payload`` as a JSON header followed by ``blobs`` (binary tensor extension), the
+    header's length in ``Inference-Header-Content-Length``."""
+    header = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(b"".join([header, *blobs]), media_type="application/octet-stream",
+                    headers={**(headers or {}), HEADER: str(len(header))})
 
 
 def error_response(exc: ServingError | SignatureError, request_id: str | None = None
@@ -34,7 +45,7 @@ def error_response(exc: ServingError | SignatureError, request_id: str | None = 
     return json_response(body, status, headers)
 
 
-def loads_json(body: bytes) -> Any:
+def loads_json(body: bytes | memoryview) -> Any:
     """The body as JSON; a :class:`BadRequest` naming the problem otherwise."""
     try:
         return orjson.loads(body)

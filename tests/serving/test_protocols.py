@@ -23,7 +23,7 @@ def test_v2_health_server_and_model_metadata(server: Server) -> None:
         assert c.get("/v2/health/live").json() == {"live": True}
         assert c.get("/v2/health/ready").json() == {"ready": True}
         meta = c.get("/v2").json()
-        assert meta["name"] == "mlops" and meta["extensions"] == []
+        assert meta["name"] == "mlops" and meta["extensions"] == ["binary_tensor_data"]
         model = c.get("/v2/models/clf").json()
         assert model["name"] == "clf" and model["versions"] == ["1.0.0"]
         assert [i["name"] for i in model["inputs"]] == FEATURES
