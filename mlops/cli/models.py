@@ -1,4 +1,4 @@
-"""``mlops models ...``: register, list, show, promote, alias, tag, search."""
+"""``mlops models ...``: register, import-mlflow, list, show, promote, alias, tag, search."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ import typer
 
 from mlops._tables import read_frame
 from mlops.cli.deploy import materialise_served
-from mlops.cli.output import console, models_table, print_json, versions_table
+from mlops.cli.output import (
+    console,
+    import_fixes,
+    import_table,
+    models_table,
+    print_json,
+    versions_table,
+)
 from mlops.errors import MlopsError, SignatureError
+from mlops.registry.mlflow_import import import_mlflow
 from mlops.registry.service import ModelRegistry
 
 models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
@@ -48,7 +56,9 @@ def _read_example(path: Path) -> Any:
 
 @models_app.command("register")
 def register(
-    path: Annotated[Path, typer.Argument(help="Model file: .skops .onnx .json .txt .pkl .joblib")],
+    path: Annotated[str, typer.Argument(
+        help="Model file (.skops .onnx .json .txt .pkl .joblib), MLflow model directory, "
+             "or models:/NAME/VERSION (models:/NAME@ALIAS) on --tracking-uri.")],
     name: Annotated[str, typer.Option("--name", "-n", help="Registered model name.")],
     version: Annotated[str | None, typer.Option(help="Explicit semantic version.")] = None,
     bump: Annotated[str, typer.Option(help="patch, minor or major when no --version.")] = "patch",
@@ -57,18 +67,48 @@ def register(
     input_example: Annotated[Path | None, typer.Option(help="CSV/Parquet/JSON rows.")] = None,
     description: str = "",
     trust: Annotated[bool, typer.Option(help="Load an unsafe pickle anyway (audited).")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking server for models:/ URIs (default: MLFLOW_TRACKING_URI).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a model file as a new version."""
+    """Register a model file or an MLflow model as a new version."""
     meta = _parse_pairs(metadata or [], "--metadata")
     example = _read_example(input_example) if input_example else None
     mv = ModelRegistry().register(name, path, version=version, bump=bump, metadata=meta,
-                                  input_example=example, description=description, trust=trust)
+                                  input_example=example, description=description, trust=trust,
+                                  tracking_uri=tracking_uri)
     if as_json:
         print_json(mv.to_dict())
     else:
         console.print(f"registered [bold]{mv.model}[/] version [bold]{mv.version}[/] "
                       f"({mv.flavor}/{mv.format}, sha256 {mv.artifact_digest[:12]})")
+
+
+@models_app.command("import-mlflow")
+def import_mlflow_cmd(
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="The MLflow tracking server (default: MLFLOW_TRACKING_URI).")] = None,
+    names: Annotated[list[str] | None, typer.Option(
+        "--name", "-n", help="Registered model to import (repeatable; default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import every version of MLflow registered models, with stages, aliases, tags, run
+    metrics, descriptions and run ids. Re-running imports only new versions.
+
+    Exit code 1 when a version (or its stage) was refused."""
+    report = import_mlflow(ModelRegistry(), tracking_uri, names)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        console.print(import_table(report))
+        for line in import_fixes(report):
+            console.print(line, soft_wrap=True)
+        console.print(f"{len(report.imported)} imported, {len(report.skipped)} skipped, "
+                      f"{len(report.refused)} refused")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @models_app.command("list")

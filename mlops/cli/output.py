@@ -9,9 +9,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mlops.registry.mlflow_import import ImportReport
 from mlops.registry.types import ModelVersion, RegisteredModel
 
-__all__ = ["console", "err_console", "fmt", "models_table", "print_json", "versions_table"]
+__all__ = ["console", "err_console", "fmt", "import_fixes", "import_table", "models_table",
+           "print_json", "versions_table"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,3 +58,26 @@ def versions_table(versions: list[ModelVersion], title: str) -> Table:
                       f"{v.flavor}/{v.format}", metrics or "-", tags or "-",
                       v.artifact_digest[:12])
     return table
+
+
+def import_table(report: ImportReport) -> Table:
+    table = Table(title=f"MLflow import from {report.tracking_uri}")
+    for col in ("model", "mlflow", "status", "version", "stage", "aliases", "reason"):
+        table.add_column(col, overflow="fold")
+    colour = {"imported": "green", "skipped": "dim", "refused": "red"}
+    for r in report.results:
+        status = f"[{colour[r.status]}]{r.status}[/]"
+        if r.stage_refused:
+            status += " [red](stage refused)[/]"
+        table.add_row(r.model, r.mlflow_version, status, r.version or "-", r.stage,
+                      ", ".join(r.aliases) or "-", r.reason or "-")
+    return table
+
+
+def import_fixes(report: ImportReport) -> list[str]:
+    """One line per distinct fix of the refused versions, naming the versions it is for."""
+    fixes: dict[str, list[str]] = {}
+    for r in report.results:
+        if r.fix:
+            fixes.setdefault(r.fix, []).append(f"{r.model} {r.mlflow_version}")
+    return [f"[bold]fix[/] ({', '.join(who)}): {fix}" for fix, who in fixes.items()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlops.flavors.signature import ColumnSpec, Signature, infer_signature
 from mlops.registry.lineage import Lineage
+from mlops.registry.mlflow_import import ImportReport, import_mlflow
 from mlops.registry.model_registry import get_model_registry
 from mlops.registry.search import Clause, parse_query
 from mlops.registry.service import ModelRegistry
@@ -15,12 +16,14 @@ __all__ = [
     "ABTest",
     "Clause",
     "ColumnSpec",
+    "ImportReport",
     "Lineage",
     "ModelRegistry",
     "ModelVersion",
     "RegisteredModel",
     "Signature",
     "get_model_registry",
+    "import_mlflow",
     "infer_signature",
     "next_version",
     "normalize_stage",

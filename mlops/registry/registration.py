@@ -1,6 +1,10 @@
 """Registering a version: the checks, the file's safety scan and load, the version number,
 and the one transaction that writes the rows and the audit event.
 
+``path`` may also be an MLflow model directory or a ``models:/`` URI
+(:mod:`mlops.registry.mlflow_source`): its model file then takes the same way as any other,
+and its ``MLmodel`` supplies the signature and the input example.
+
 Slow work (hashing, copying the artifact, loading the model to check it) happens before
 that transaction, so a crash never leaves a half-made version: at worst an unreferenced
 blob in the content-addressed artifact store. Version numbers are never handed out twice,
@@ -23,9 +27,11 @@ from sqlalchemy.orm import Session
 from mlops.errors import DuplicateVersion, RegistryError, VersionNotFound
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.files import detect_format, load_bytes, safety_check, unparseable
+from mlops.flavors.mlflow_model import check_declared_format, merge_signature
 from mlops.flavors.signature import infer_signature
 from mlops.identity import Role
 from mlops.registry.lineage import Lineage
+from mlops.registry.mlflow_source import resolve_model_path
 from mlops.registry.reference import attach_profiles, compute_profiles, put_profiles
 from mlops.registry.types import ModelVersion
 from mlops.registry.views import to_version
@@ -68,8 +74,12 @@ def register_version(
     parent_version: str | None = None,
     mlflow_run_id: str | None = None,
     trust: bool = False,
+    tracking_uri: str | None = None,
 ) -> ModelVersion:
     """Register a model file (``path``) or an in-memory ``model`` as a new version.
+
+    ``path`` may be an MLflow model directory or a ``models:/NAME/VERSION`` URI, resolved
+    against ``tracking_uri`` (else ``MLFLOW_TRACKING_URI``).
 
     The version is ``version`` when given (validated, must be new), otherwise the
     highest existing version bumped by ``bump`` (``patch``/``minor``/``major``).
@@ -101,13 +111,22 @@ def register_version(
     description = description or str(meta.get("description", ""))
 
     with tempfile.TemporaryDirectory(prefix="mlops-reg-") as tmp:
-        file = Path(path) if path is not None else _serialise(model, Path(tmp))
+        mlf = None if path is None else resolve_model_path(path, tracking_uri, Path(tmp),
+                                                           model=name)
+        if mlf is not None:
+            input_example = mlf.input_example if input_example is None else input_example
+            lineage.mlflow_run_id = lineage.mlflow_run_id or mlf.run_id
+            meta.setdefault("mlflow", mlf.info)
+        file = mlf.file if mlf is not None else Path(path) if path is not None \
+            else _serialise(model, Path(tmp))
         if not file.is_file():
             raise RegistryError(f"No model file at {file}.",
                                 fix="Check the path; register a single model file.",
                                 model=name, path=str(file))
         data = file.read_bytes()
         fmt = detect_format(file.name, data)
+        if mlf is not None:
+            check_declared_format(mlf, fmt)
         if lineage.parent_version is not None:
             lineage.parent_version = str(parse_version(lineage.parent_version, model=name))
         _precheck(ctx, name, version, lineage.parent_version)
@@ -118,6 +137,8 @@ def register_version(
         loaded, report = load_bytes(data, file.name, trust=trust, fmt=fmt, report=report)
         example = input_example if input_example is not None else training_frame
         signature = infer_signature(example, loaded) if example is not None else None
+        if mlf is not None:
+            signature = merge_signature(mlf.signature, signature)
         sample = _example_rows(example, loaded) if example is not None else None
         ref_data = reference if reference is not None else training_frame
         profiles = put_profiles(ctx.artifacts, compute_profiles(

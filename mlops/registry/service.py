@@ -140,8 +140,13 @@ class ModelRegistry:
         parent_version: str | None = None,
         mlflow_run_id: str | None = None,
         trust: bool = False,
+        tracking_uri: str | None = None,
     ) -> ModelVersion:
         """Register a model file (``path``) or an in-memory ``model`` as a new version.
+
+        ``path`` may be an MLflow model directory (a folder with ``MLmodel``) or a
+        ``models:/NAME/VERSION`` / ``models:/NAME@alias`` URI on the MLflow server at
+        ``tracking_uri`` (else ``MLFLOW_TRACKING_URI``); see :mod:`mlops.flavors.mlflow_model`.
 
         The version is ``version`` when given (validated, must be new), otherwise the
         highest existing version bumped by ``bump`` (``patch``/``minor``/``major``).
@@ -155,7 +160,7 @@ class ModelRegistry:
             metadata=metadata, metrics=metrics, tags=tags, description=description,
             input_example=input_example, training_frame=training_frame, reference=reference,
             training_data=training_data, params=params, parent_version=parent_version,
-            mlflow_run_id=mlflow_run_id, trust=trust)
+            mlflow_run_id=mlflow_run_id, trust=trust, tracking_uri=tracking_uri)
 
     def register_model(self, model_name: str, model_path: str | os.PathLike[str] | None = None,
                        metadata: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
