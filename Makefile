@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test pytest lint bench-registry clean
+.PHONY: install demo test pytest lint bench-registry clean grpc-proto
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint pytest
+
+# The Open Inference Protocol's gRPC code, generated from the committed KServe proto (the
+# generated files are committed; tests/serving/test_grpc.py checks that they match it).
+GRPC_PROTO := mlops/serving/grpc/proto/grpc_predict_v2.proto
+grpc-proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
+		$(GRPC_PROTO)
 
 bench-registry: $(STAMP)
 	$(BIN)/python bench/registry.py
