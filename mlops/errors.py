@@ -22,7 +22,9 @@ Every error a user can cause names the thing it is about and how to fix it::
     ├── FlavorError                 model file cannot be loaded or predicted
     │   ├── UnknownFlavor           no loader recognises the file
     │   ├── MissingDependency       the flavor's library is not installed
-    │   └── UnsafeModel             pickle/skops file imports something dangerous
+    │   ├── UnsafeModel             pickle/skops file imports something dangerous
+    │   └── CompileRefused          a compiled runtime is not equal to the original (or
+    │                               cannot be made); nothing was stored
     ├── SignatureError              input does not fit the model signature
     ├── DeploymentError             invalid routing or deployment change
     │   └── MaterializeError        served files could not be written (STAGING_MODEL_PATH, ...)
@@ -57,6 +59,7 @@ __all__ = [
     "AuthError",
     "BadRequest",
     "CIError",
+    "CompileRefused",
     "ConcurrencyError",
     "ConfigError",
     "DeploymentError",
@@ -208,6 +211,12 @@ class UnsafeModel(FlavorError):
                  **context: Any) -> None:
         self.offending = offending
         super().__init__(message, fix=fix, **context)
+
+
+class CompileRefused(FlavorError):
+    """A version was not compiled to another runtime: the converter cannot handle it, the
+    rows to check it on are too few, or its outputs differ from the original's beyond the
+    tolerance (the message names the largest difference and its row). Nothing is stored."""
 
 
 class SignatureError(MlopsError):

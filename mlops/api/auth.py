@@ -127,9 +127,26 @@ class ApiAuth:
 
     async def authenticate(self, scope: Scope, credential: str | None) -> Principal:
         """The caller behind ``credential`` (team mode) or the local user."""
+        return await self.authenticate_client(_client(scope), credential)
+
+    async def inference_caller(self, authorization: str | None, client: str, *,
+                               labels: bool = False) -> Principal:
+        """The caller of an inference request (``labels``: of a feedback request) from its
+        ``Authorization`` value, sent by ``client``: any role may infer, sending labels
+        (they steer rollout decisions) takes a developer. HTTP and gRPC both ask here."""
+        scheme, _, credential = (authorization or "").partition(" ")
+        principal = await self.authenticate_client(
+            client, credential.strip() if scheme.lower() == "bearer" else None)
+        if labels:
+            require(principal, Role.DEVELOPER, "send labels")
+        else:
+            require(principal, Role.VIEWER, "call the inference API")
+        return principal
+
+    async def authenticate_client(self, client: str, credential: str | None) -> Principal:
+        """:meth:`authenticate` for a request from the address ``client``."""
         if not self.team:
             return self.local
-        client = _client(scope)
         assert self.authenticator is not None
         try:
             self.limiter.check(client)
@@ -226,14 +243,10 @@ class SecurityGuard:
             await send(body)
             return
         if self.settings.auth and self._needs_token(scope["path"]):
-            scheme, _, credential = authorization.decode("latin-1").partition(" ")
             try:
-                principal = await self.auth.authenticate(
-                    scope, credential.strip() if scheme.lower() == "bearer" else None)
-                if scope["path"].endswith("/feedback"):  # labels steer rollout decisions
-                    require(principal, Role.DEVELOPER, "send labels")
-                else:
-                    require(principal, Role.VIEWER, "call the inference API")
+                principal = await self.auth.inference_caller(
+                    authorization.decode("latin-1"), _client(scope),
+                    labels=scope["path"].endswith("/feedback"))
             except AuthError as exc:
                 status, payload, extra = auth_error_response(exc)
                 start, body = _json_error(status, payload, [(k.encode(), v.encode())

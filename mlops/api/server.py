@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -37,7 +38,8 @@ from mlops.registry.service import ModelRegistry
 from mlops.serving import GatewayConfig, create_app, metrics
 from mlops.store.credentials import Authenticator
 
-__all__ = ["INSTANCE_HEADER", "ROLES", "app_factory", "build_app", "check_bind", "serve"]
+__all__ = ["INSTANCE_HEADER", "ROLES", "app_factory", "build_app", "check_bind",
+           "check_grpc_port", "serve"]
 
 log = logging.getLogger("mlops.serve")
 
@@ -94,8 +96,10 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
                              any_host=os.environ.get(_ANY_HOST_ENV) == "1",
                              instance=os.environ.get(_INSTANCE_ENV))
 
+    # gRPC callers pass the same check as HTTP inference (SecurityGuard) in team mode
+    authorize = auth.inference_caller if settings.auth and settings.auth_inference else None
     if role == "gateway":
-        return guarded(create_app(settings, config))
+        return guarded(create_app(settings, config, authorize=authorize))
     registry = ModelRegistry(settings, principal=Principal.system("api"))
     api = Mount("/api", app=create_api(registry, auth))
     interval = config.controller_interval if config is not None else 5.0
@@ -108,7 +112,8 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     if role == "all":
         return guarded(create_app(settings, config, mounts=[api],
                                   background=[_after_bind(controller.loop),
-                                              _after_bind(evaluator.loop)]))
+                                              _after_bind(evaluator.loop)],
+                                  authorize=authorize))
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -154,12 +159,38 @@ def check_bind(host: str, *, auth: bool, insecure: bool) -> bool:
     return True
 
 
+def check_grpc_port(port: int, *, host: str, http_port: int, role: str) -> None:
+    """May the gRPC service listen on ``port``? In range, not the HTTP port, for a role
+    that serves inference, and free now: each worker binds it with ``SO_REUSEPORT`` when
+    there are several, which would otherwise share a port another server holds. (The host
+    is the HTTP one, so :func:`check_bind` has already judged it.)"""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"gRPC port {port} is out of range.",
+                          fix="Use a --grpc-port from 1 to 65535.")
+    if port == http_port:
+        raise ConfigError(f"--grpc-port {port} is also the HTTP --port.",
+                          fix="Give gRPC a port of its own (Triton uses 8001, KServe 8081).")
+    if role == "control":
+        raise ConfigError("--grpc-port serves inference, which role control does not.",
+                          fix="Use --role all or --role gateway, or leave --grpc-port out.")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        probe = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError(f"Cannot listen for gRPC on {host or 'all interfaces'} port {port}: "
+                          f"{os.strerror(exc.errno) if exc.errno else exc}.",
+                          fix="Choose a free --grpc-port (or stop what listens on it).") from exc
+    probe.close()
+
+
 def serve(config: GatewayConfig, *, role: str = "all", host: str = "127.0.0.1",
           port: int = 8000, workers: int = 1, access_log: bool = False,
           auth: bool | None = None, insecure: bool = False,
           **uvicorn_options: Any) -> None:
     """Serve until SIGINT/SIGTERM; shutdown finishes in-flight requests and flushes the
-    prediction log. ``auth`` turns team mode on (default: the ``auth`` setting)."""
+    prediction log. ``auth`` turns team mode on (default: the ``auth`` setting).
+    ``config.grpc_port`` adds the V2 gRPC service on ``host`` (every worker binds it,
+    sharing the port with ``SO_REUSEPORT``)."""
     import uvicorn
 
     if role not in ROLES:
@@ -175,6 +206,9 @@ def serve(config: GatewayConfig, *, role: str = "all", host: str = "127.0.0.1",
         wildcard = host in {"0.0.0.0", "::", ""}
         os.environ[_ANY_HOST_ENV] = "1" if wildcard else ""
         os.environ[_HOSTS_ENV] = "" if wildcard else host
+    if config.grpc_port is not None:
+        check_grpc_port(config.grpc_port, host=host, http_port=port, role=role)
+        config = dataclasses.replace(config, grpc_host=host, grpc_reuse_port=workers > 1)
     if settings.auth:
         Authenticator(settings)  # a broken JWT key file stops the start, not each request
     os.environ[_CONFIG_ENV] = json.dumps(dataclasses.asdict(config))

@@ -533,6 +533,10 @@ class ModelPipeline:
     def _staging_tests(self, run: _Run) -> StepResult:
         assert run.ctx is not None and run.version is not None
         expected = run.ctx.y_pred
+        mv = self.registry.get_version(run.model_name, run.version)
+        if mv.runtimes:  # the gateway executes the compiled runtime: compare with it
+            served = self.registry.load_model(run.model_name, run.version, runtime="auto")
+            expected = served.predict(run.ctx.X)
         if run.gateway_url:
             report = run_staging_checks(run.gateway_url, run.model_name, run.version,
                                         run.ctx.X, expected)

@@ -1,9 +1,10 @@
-"""``mlops models ...``: register, import-mlflow, list, show, promote, alias, tag, search."""
+"""``mlops models ...``: register, compile, import-mlflow, list, show, promote, alias, tag,
+search."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -11,13 +12,15 @@ from mlops._tables import read_frame
 from mlops.cli.deploy import materialise_served
 from mlops.cli.output import (
     console,
+    err_console,
     import_fixes,
     import_table,
     models_table,
     print_json,
     versions_table,
 )
-from mlops.errors import MlopsError, SignatureError
+from mlops.errors import CompileRefused, MlopsError, SignatureError
+from mlops.registry.compile import runtime_summary
 from mlops.registry.mlflow_import import import_mlflow
 from mlops.registry.service import ModelRegistry
 
@@ -70,19 +73,72 @@ def register(
     tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking server for models:/ URIs (default: MLFLOW_TRACKING_URI).")
     ] = None,
+    compile_to: Annotated[str | None, typer.Option(
+        "--compile", help="Also compile it (onnx), checked on the --input-example rows "
+                          "(at least 20); refused, and nothing registered, if inexact.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a model file or an MLflow model as a new version."""
     meta = _parse_pairs(metadata or [], "--metadata")
     example = _read_example(input_example) if input_example else None
-    mv = ModelRegistry().register(name, path, version=version, bump=bump, metadata=meta,
-                                  input_example=example, description=description, trust=trust,
-                                  tracking_uri=tracking_uri)
+    try:
+        mv = ModelRegistry().register(name, path, version=version, bump=bump, metadata=meta,
+                                      input_example=example, description=description,
+                                      trust=trust, tracking_uri=tracking_uri,
+                                      compile=compile_to)
+    except CompileRefused as exc:
+        _refused(exc)
     if as_json:
         print_json(mv.to_dict())
     else:
         console.print(f"registered [bold]{mv.model}[/] version [bold]{mv.version}[/] "
                       f"({mv.flavor}/{mv.format}, sha256 {mv.artifact_digest[:12]})")
+        for runtime, record in mv.runtimes.items():
+            console.print(f"compiled to {runtime}: {runtime_summary(record)}")
+
+
+def _refused(exc: CompileRefused) -> NoReturn:
+    """A compile that failed its check is a failed check: exit code 1."""
+    err_console.print(f"[bold red]refused:[/] {exc.message}", soft_wrap=True)
+    if exc.fix:
+        err_console.print(f"[bold]fix:[/] {exc.fix}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@models_app.command("compile")
+def compile_cmd(
+    name: str, version: str,
+    to: Annotated[str, typer.Option("--to", help="The runtime to compile to.")] = "onnx",
+    data: Annotated[Path | None, typer.Option(
+        help="Held-out rows (CSV/Parquet/JSON) with the model's input columns; checked "
+             "together with the stored input example (at least 20 rows in all).")] = None,
+    rtol: Annotated[float | None, typer.Option(
+        help="Relative tolerance (default 1e-5 for float32 tree graphs, 1e-7 for float64).")
+    ] = None,
+    atol: Annotated[float | None, typer.Option(
+        help="Absolute tolerance (default 1e-5 for float32 tree graphs, 1e-9 for float64).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compile a version (scikit-learn, XGBoost, LightGBM) to ONNX and store it as an
+    alternate runtime of the same version; the gateway then serves it.
+
+    It is stored only when its labels are identical and its probabilities or values are
+    within the tolerance on every checked row; otherwise exit code 1 and nothing stored.
+    Approver for a version production serves or has served."""
+    rows = read_frame(data, "--data", SignatureError) if data is not None else None
+    try:
+        mv = ModelRegistry().compile(name, version, to=to, data=rows, rtol=rtol, atol=atol)
+    except CompileRefused as exc:
+        _refused(exc)
+    record = mv.runtimes[to]
+    if as_json:
+        print_json({"model": mv.model, "version": mv.version, "runtime": to, **record})
+        return
+    checked = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in record["checked"].items())
+    console.print(f"compiled [bold]{mv.model}[/] {mv.version} to {to}: "
+                  f"{runtime_summary(record)}; checked: {checked}", soft_wrap=True)
 
 
 @models_app.command("import-mlflow")
@@ -146,6 +202,8 @@ def show(name: str, version: Annotated[str | None, typer.Argument()] = None,
     lineage = mv.lineage.to_dict()
     if lineage:
         console.print("lineage: " + ", ".join(f"{k}={v}" for k, v in lineage.items()))
+    for runtime, record in sorted(mv.runtimes.items()):
+        console.print(f"runtime {runtime}: {runtime_summary(record)}", soft_wrap=True)
 
 
 @models_app.command("promote")

@@ -55,7 +55,8 @@ def versions_table(versions: list[ModelVersion], title: str) -> Table:
         metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items()))
         tags = ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items()))
         table.add_row(v.model, v.version, v.stage, ", ".join(v.aliases) or "-",
-                      f"{v.flavor}/{v.format}", metrics or "-", tags or "-",
+                      f"{v.flavor}/{v.format}" + "".join(f" +{r}" for r in sorted(v.runtimes)),
+                      metrics or "-", tags or "-",
                       v.artifact_digest[:12])
     return table
 

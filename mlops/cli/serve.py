@@ -14,6 +14,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback "
                                            "needs --auth (or --insecure).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    grpc_port: Annotated[int | None, typer.Option(
+        min=1, max=65535,
+        help="Also serve the V2 protocol over gRPC (inference.GRPCInferenceService) on this "
+             "port of --host; with --workers N every worker shares it (SO_REUSEPORT).")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     env: Annotated[str, typer.Option(help="Environment whose routes to serve.")] = "production",
     model: Annotated[str | None, typer.Option(help="Model that /invocations serves.")] = None,
@@ -57,12 +62,14 @@ def serve(
                            max_batch=max_batch, max_wait_us=max_wait_us,
                            max_inflight=max_inflight,
                            max_body_bytes=int(max_body_mb * 1024 * 1024),
-                           controller_interval=controller_interval, log_proba=log_proba)
+                           controller_interval=controller_interval, log_proba=log_proba,
+                           grpc_port=grpc_port)
     what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",
             "gateway": f"gateway for [bold]{env}[/]", "control": "control API (/api)"}[role]
     mode = "team mode (tokens required)" if auth or (auth is None and _auth_setting()) \
         else "single-user mode"
-    console.print(f"mlops {what} on http://{host}:{port} "
+    grpc = f" and gRPC on {host}:{grpc_port}" if grpc_port is not None else ""
+    console.print(f"mlops {what} on http://{host}:{port}{grpc} "
                   f"({workers} worker{'s' if workers > 1 else ''}, {mode}); Ctrl-C stops it")
     run(config, role=role, host=host, port=port, workers=workers, auth=auth,
         insecure=insecure)

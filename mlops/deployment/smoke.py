@@ -114,7 +114,8 @@ def smoke_test(registry: ModelRegistry, model: str, version: str,
                            "example", 0, "none")
     frame = pd.DataFrame.from_records(rows)
     try:
-        expected = registry.load_model(model, version).predict(frame)
+        # the runtime the gateway executes (a compiled one when the version has it)
+        expected = registry.load_model(model, version, runtime="auto").predict(frame)
     except MlopsError as exc:
         return SmokeResult(False, f"the version does not predict offline: {exc.message}",
                            len(rows), "local")

@@ -30,6 +30,7 @@ from mlops.flavors.files import detect_format, load_bytes, safety_check, unparse
 from mlops.flavors.mlflow_model import check_declared_format, merge_signature
 from mlops.flavors.signature import infer_signature
 from mlops.identity import Role
+from mlops.registry.compile import prepare_runtime, record_runtime
 from mlops.registry.lineage import Lineage
 from mlops.registry.mlflow_source import resolve_model_path
 from mlops.registry.reference import attach_profiles, compute_profiles, put_profiles
@@ -75,11 +76,16 @@ def register_version(
     mlflow_run_id: str | None = None,
     trust: bool = False,
     tracking_uri: str | None = None,
+    compile: str | None = None,
 ) -> ModelVersion:
     """Register a model file (``path``) or an in-memory ``model`` as a new version.
 
     ``path`` may be an MLflow model directory or a ``models:/NAME/VERSION`` URI, resolved
     against ``tracking_uri`` (else ``MLFLOW_TRACKING_URI``).
+
+    ``compile="onnx"`` also compiles it (:mod:`mlops.registry.compile`), checked on the
+    input example, ``reference`` and ``training_frame`` rows; a model that does not compile
+    exactly is refused and nothing is registered.
 
     The version is ``version`` when given (validated, must be new), otherwise the
     highest existing version bumped by ``bump`` (``patch``/``minor``/``major``).
@@ -143,7 +149,16 @@ def register_version(
         ref_data = reference if reference is not None else training_frame
         profiles = put_profiles(ctx.artifacts, compute_profiles(
             ref_data, loaded, model_name=name)) if ref_data is not None else []
+        prepared = None if compile is None else prepare_runtime(
+            loaded, signature, {"input_example": input_example, "reference": reference,
+                                "training_frame": training_frame},
+            to=compile, what=f"the new version of {name}",
+            fix="Give at least 20 rows as the input example (--input-example FILE; "
+                "input_example=, reference= or training_frame= in Python), or register "
+                "without --compile and run `mlops models compile` with --data.")
         ref = ctx.artifacts.put_bytes(data)
+        runtime_ref = None if prepared is None else \
+            ctx.artifacts.put_bytes(prepared.compiled.data)
     lineage.fill()
     overridden = trust and not report.safe
 
@@ -204,6 +219,8 @@ def register_version(
                               "metrics": all_metrics, "tags": all_tags,
                               "lineage": lineage.to_dict(),
                               "profiles": {p.kind: p.digest for p in profiles}})
+        if prepared is not None and runtime_ref is not None:
+            record_runtime(s, ctx, mrow, row, prepared, runtime_ref, when="register")
         s.flush()
         return to_version(s, row, name)
 

@@ -29,6 +29,7 @@ from mlops.config import Settings
 from mlops.errors import InvalidVersion, RegistryError, VersionNotFound
 from mlops.flavors.base import LoadedModel
 from mlops.identity import Principal, Role
+from mlops.registry.compile import compile_version
 from mlops.registry.promotion import Verdict, check_serving_change, environment_for_stage
 from mlops.registry.reference import (
     ProfileInfo,
@@ -141,6 +142,7 @@ class ModelRegistry:
         mlflow_run_id: str | None = None,
         trust: bool = False,
         tracking_uri: str | None = None,
+        compile: str | None = None,
     ) -> ModelVersion:
         """Register a model file (``path``) or an in-memory ``model`` as a new version.
 
@@ -153,14 +155,17 @@ class ModelRegistry:
         Numeric ``metadata`` values become metrics; ``training_data``, ``params``,
         ``parent_version``, ``git_commit`` and ``mlflow_run_id`` become lineage; other
         text values become tags. ``reference`` (or else ``training_frame``) is profiled once
-        for drift monitoring (see :mod:`mlops.registry.reference`).
+        for drift monitoring (see :mod:`mlops.registry.reference`). ``compile="onnx"``
+        also stores a compiled runtime (see :meth:`compile`), checked on the example,
+        reference and training rows; an inexact one refuses the registration.
         """
         return register_version(
             self.context, name, path, model=model, version=version, bump=bump,
             metadata=metadata, metrics=metrics, tags=tags, description=description,
             input_example=input_example, training_frame=training_frame, reference=reference,
             training_data=training_data, params=params, parent_version=parent_version,
-            mlflow_run_id=mlflow_run_id, trust=trust, tracking_uri=tracking_uri)
+            mlflow_run_id=mlflow_run_id, trust=trust, tracking_uri=tracking_uri,
+            compile=compile)
 
     def register_model(self, model_name: str, model_path: str | os.PathLike[str] | None = None,
                        metadata: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
@@ -418,16 +423,27 @@ class ModelRegistry:
             append_event(s, actor=self.actor, action="model.delete", subject=audit_subject(name),
                          payload={"versions": len(ids)})
 
-    # ------------------------------------------------------------------ load
+    # ------------------------------------------------------------------ load, compile
     def load_model(self, name: str, version: str | None = None, *, stage: str | None = None,
-                   alias: str | None = None, trust: bool = False) -> LoadedModel:
+                   alias: str | None = None, trust: bool = False,
+                   runtime: str = "original") -> LoadedModel:
         """Load a version as a uniform predictor, verifying its digest and scanning it again.
 
         An unsafe pickle loads only when the version was registered with ``trust=True`` or
-        ``trust=True`` is passed here (recorded in the audit log).
+        ``trust=True`` is passed here (recorded in the audit log). ``runtime`` picks a
+        compiled runtime (``onnx``), or ``auto`` for what the gateway serves.
         """
         return load_version(self.context, name, version, stage=stage, alias=alias,
-                            trust=trust).model
+                            trust=trust, runtime=runtime).model
+
+    def compile(self, name: str, version: str, *, to: str = "onnx", data: Any = None,
+                rtol: float | None = None, atol: float | None = None) -> ModelVersion:
+        """Compile a version to ONNX and store it as an alternate runtime of the same
+        version, after checking it equal to the original on the stored input example and
+        ``data`` (held-out rows); see :mod:`mlops.registry.compile`. Approver for a
+        version production serves or has served."""
+        return compile_version(self.context, name, version, to=to, data=data, rtol=rtol,
+                               atol=atol)
 
     # ------------------------------------------------------------------ A/B
     def setup_ab_test(self, model_name: str, version_a: str, version_b: str,

@@ -34,6 +34,9 @@ class ModelVersion:
     lineage: Lineage = field(default_factory=Lineage)
     metadata: dict[str, Any] = field(default_factory=dict)
     input_example: list[dict[str, Any]] | None = None  # a few rows, for smoke requests
+    #: compiled runtimes of the same version ("onnx" -> digest, size, converter versions,
+    #: tolerance, max_abs_diff, rows_checked, created_by, created_at)
+    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,7 +48,7 @@ class ModelVersion:
             "tags": self.tags, "metrics": self.metrics,
             "signature": self.signature.to_dict() if self.signature else None,
             "lineage": self.lineage.to_dict(), "metadata": self.metadata,
-            "input_example": self.input_example,
+            "input_example": self.input_example, "runtimes": self.runtimes,
             "created_by": self.created_by, "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

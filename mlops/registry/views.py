@@ -37,6 +37,7 @@ def to_version(session: Session, row: VersionRow, model_name: str) -> ModelVersi
         signature=Signature.from_dict(row.signature), lineage=Lineage.from_dict(row.lineage),
         metadata=dict(row.extra.get("metadata", {})),
         input_example=row.extra.get("input_example"),
+        runtimes=dict(row.extra.get("runtimes") or {}),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,20 +22,37 @@ from mlops.serving.gateway import Gateway, GatewayConfig
 from mlops.serving.handlers import hot_target, routes
 from mlops.serving.responses import json_response, request_id_for
 
+if TYPE_CHECKING:
+    from mlops.serving.grpc import Authorize
+
 __all__ = ["create_app"]
 
 
 def create_app(settings: Settings | None = None, config: GatewayConfig | None = None,
                mounts: list[BaseRoute] | None = None,
-               background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None
-               ) -> ASGIApp:
+               background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
+               authorize: Authorize | None = None) -> ASGIApp:
     """The gateway app (ASGI); ``mounts`` adds other apps (the control API) beside it.
-    ``mlops serve`` runs it under uvicorn."""
+    ``mlops serve`` runs it under uvicorn. With ``config.grpc_port`` the app also serves
+    the V2 gRPC service, on the same event loop and gateway, for as long as it runs;
+    ``authorize`` checks its callers (team mode with ``auth_inference``)."""
     gateway = Gateway(settings or get_settings(), config or GatewayConfig())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        grpc_server = None
+        port = gateway.config.grpc_port
+        if port is not None:
+            from mlops.serving.grpc import start_server  # registers the protobuf messages
+
+            try:
+                grpc_server = await start_server(gateway, gateway.config.grpc_host, port,
+                                                 authorize=authorize,
+                                                 reuse_port=gateway.config.grpc_reuse_port)
+            except BaseException:
+                await gateway.stop()
+                raise
         tasks = [asyncio.create_task(job()) for job in background or []]
         yield
         for task in tasks:
@@ -43,6 +60,8 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if grpc_server is not None:
+            await grpc_server.stop()
         await gateway.stop()
 
     table, hot = routes(gateway)

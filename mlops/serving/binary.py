@@ -33,20 +33,21 @@ _FIX = "Send the JSON header, then each binary input's bytes, as tritonclient do
 class RawTensors:
     """The bytes after the JSON header, handed to the binary inputs in their order."""
 
-    def __init__(self, tail: memoryview) -> None:
+    def __init__(self, tail: memoryview, fix: str = _FIX) -> None:
         self.tail = tail
         self.offset = 0
+        self.fix = fix  # how to frame the bytes, for errors (gRPC says it its own way)
 
     def take(self, where: str, size: Any) -> memoryview:
         """The next ``size`` bytes, for the input described by ``where``."""
         if type(size) is not int or size < 0:
             raise BadRequest(f"{where} has binary_data_size {size!r}; it must be a "
-                             "non-negative integer (bytes).", fix=_FIX)
+                             "non-negative integer (bytes).", fix=self.fix)
         end = self.offset + size
         if end > len(self.tail):
             raise BadRequest(f"{where} has binary_data_size {size}, but only "
                              f"{len(self.tail) - self.offset} bytes of the body are left.",
-                             fix=_FIX)
+                             fix=self.fix)
         chunk = self.tail[self.offset:end]
         self.offset = end
         return chunk
@@ -76,11 +77,12 @@ def split_body(body: bytes, header_length: str) -> tuple[memoryview, RawTensors]
     return view[:size], RawTensors(view[size:])
 
 
-def read_tensor(where: str, datatype: str, count: int, chunk: memoryview) -> np.ndarray:
+def read_tensor(where: str, datatype: str, count: int, chunk: memoryview,
+                fix: str = _FIX) -> np.ndarray:
     """``count`` elements of ``datatype`` from exactly the bytes of ``chunk``: numbers as
-    their numpy type, BYTES as text (UTF-8)."""
+    their numpy type, BYTES as text (UTF-8); ``fix`` says how to frame bytes, in errors."""
     if datatype == "BYTES":
-        return _read_text(where, count, chunk)
+        return _read_text(where, count, chunk, fix)
     dtype = numpy_dtype(datatype)
     if len(chunk) != count * dtype.itemsize:
         raise BadRequest(f"{where} is {datatype} with {count} values ({count * dtype.itemsize} "
@@ -92,12 +94,12 @@ def read_tensor(where: str, datatype: str, count: int, chunk: memoryview) -> np.
     return np.frombuffer(chunk, dtype).copy()  # owned, writable, not a view of the body
 
 
-def _read_text(where: str, count: int, chunk: memoryview) -> np.ndarray:
+def _read_text(where: str, count: int, chunk: memoryview, fix: str) -> np.ndarray:
     data = bytes(chunk)
     end = len(data)
     if count * _LENGTH.size > end:
         raise BadRequest(f"{where} is BYTES with {count} values, but its {end} bytes cannot "
-                         "hold their 4-byte length prefixes.", fix=_FIX)
+                         "hold their 4-byte length prefixes.", fix=fix)
     out = np.empty(count, dtype=object)
     pos = 0
     for i in range(count):
@@ -108,7 +110,7 @@ def _read_text(where: str, count: int, chunk: memoryview) -> np.ndarray:
         pos += _LENGTH.size
         if pos + size > end:
             raise BadRequest(f"{where}: BYTES value {i} says {size} bytes, but only "
-                             f"{end - pos} are left.", fix=_FIX)
+                             f"{end - pos} are left.", fix=fix)
         try:
             out[i] = data[pos:pos + size].decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -1,23 +1,25 @@
 """The state of one gateway worker and its request path.
 
 :class:`Gateway` holds the route table, the adaptive batcher and the prediction log. Its
-request path: read the body (bounded), pick the route, decode and validate against the
-signature, predict through the batcher, answer, then hand the prediction log its records
-(never blocking) and update the metrics. The URL handlers (:mod:`~mlops.serving.handlers`)
-and the app (:mod:`~mlops.serving.app`) are built on it.
+request path (:meth:`Gateway.answer`, the same for HTTP and gRPC): pick the route, read the
+body (bounded), decode and validate against the signature, predict through the batcher,
+answer, then hand the prediction log its records (never blocking) and update the metrics.
+The URL handlers (:mod:`~mlops.serving.handlers`), the app (:mod:`~mlops.serving.app`) and
+the gRPC service (:mod:`mlops.serving.grpc`) are built on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hashlib
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,15 +42,48 @@ from mlops.errors import (
 from mlops.serving import metrics as m
 from mlops.serving.batching import Batcher, Prediction
 from mlops.serving.codecs import Columns
+from mlops.serving.datatypes import v2_output_type, v2_type_name
 from mlops.serving.responses import error_response, json_response, loads_json, request_id_for
 from mlops.serving.routing import RouteTable, ServedModel, ServingRoute
 from mlops.store.context import Context
 from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 
-__all__ = ["UNIT_HEADER", "Gateway", "GatewayConfig", "propensity"]
+__all__ = ["UNIT_HEADER", "Answer", "Call", "Decode", "Gateway", "GatewayConfig", "propensity"]
 
 log = logging.getLogger("mlops.serving")
 UNIT_HEADER = "x-mlops-unit"
+#: body, model -> validated columns and what the encoder needs to know about the request
+Decode = Callable[[Any, ServedModel], tuple[Columns, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One inference request, whichever transport carried it."""
+
+    name: str
+    version: str | None  # named by the caller: bypasses the routing
+    request_id: str
+    unit: str | None  # the sticky routing key (x-mlops-unit)
+    protocol: str  # "http" or "grpc": a label of the request metrics
+    read: Callable[[], Awaitable[Any]]  # the body, bounded; read once a route is chosen
+
+
+@dataclass(slots=True)
+class Answer:
+    """What :meth:`Gateway.answer` made of a :class:`Call`: on 200 the encoder's payload
+    (and ``after``, the shadow request to run once the answer is sent); otherwise the
+    refusal (``error``) or, for a failure of the model or the server (500), a message
+    naming ``error_id`` in the server log."""
+
+    status: int
+    request_id: str
+    version: str | None = None  # the version that answered (or had been chosen)
+    payload: Any = None
+    error: ServingError | SignatureError | None = None
+    message: str = ""
+    error_id: str | None = None
+    after: Callable[[], Coroutine[Any, Any, None]] | None = None
+    runtime: str | None = None  # what executed the version: onnx, sklearn, xgboost, ...
 
 
 @dataclass
@@ -65,6 +100,9 @@ class GatewayConfig:
     breaker_cooldown: float = 30.0
     controller_interval: float = 5.0  # seconds between rollout analyses (roles all/control)
     log_proba: bool = False  # compute and log probabilities of classifiers on every request
+    grpc_port: int | None = None  # also serve the Open Inference Protocol over gRPC here
+    grpc_host: str = "127.0.0.1"
+    grpc_reuse_port: bool = False  # SO_REUSEPORT: several workers share the gRPC port
 
 
 def _settle_heap() -> None:
@@ -149,31 +187,71 @@ class Gateway:
 
     # -------------------------------------------------------------- the hot path
     async def infer(self, request: Request, name: str, version: str | None,
-                    decode: Callable[[bytes, ServedModel], tuple[Columns, Any]],
-                    encode: Callable[[ServedModel, Prediction, str, Any], Any],
+                    decode: Decode, encode: Callable[[ServedModel, Prediction, str, Any], Any],
                     want_proba: Callable[[Any], bool] = lambda extra: False) -> Response:
+        """One HTTP inference request: :meth:`answer` it and frame the answer."""
+        headers = request.headers
+        call = Call(name, version, request_id_for(headers.get("x-request-id")),
+                    headers.get(UNIT_HEADER), "http", lambda: self._body(request))
+        answer = await self.answer(call, decode, encode, want_proba)
+        request_id = answer.request_id
+        if answer.status == 200:
+            payload = answer.payload
+            headers_out = {"x-request-id": request_id, "x-model-version": answer.version or "",
+                           "x-model-runtime": answer.runtime or ""}
+            if isinstance(payload, Response):  # framed already (binary tensor extension)
+                payload.headers.update(headers_out)
+                response = payload
+            else:
+                response = json_response(payload, headers=headers_out)
+            if answer.after is not None:
+                response.background = BackgroundTask(answer.after)
+            return response
+        if answer.error is not None:
+            response = error_response(answer.error, request_id)
+            if answer.version is not None:
+                response.headers["x-model-version"] = answer.version
+            if answer.runtime is not None:
+                response.headers["x-model-runtime"] = answer.runtime
+            return response
+        extra_headers = {"x-request-id": request_id}
+        if answer.version is not None:
+            extra_headers["x-model-version"] = answer.version
+        if answer.runtime is not None:
+            extra_headers["x-model-runtime"] = answer.runtime
+        return json_response({"error": answer.message, "error_id": answer.error_id},
+                             answer.status, extra_headers)
+
+    async def answer(self, call: Call, decode: Decode,
+                     encode: Callable[[ServedModel, Prediction, str, Any], Any],
+                     want_proba: Callable[[Any], bool] = lambda extra: False) -> Answer:
+        """The request path of every protocol and transport: pick the route, read and
+        decode the body (``decode`` validates it against the signature), predict through
+        the batcher, ``encode`` the answer; count it and hand the prediction log its rows.
+        Never raises: a refusal or a failure is an :class:`Answer` with its status."""
         started = time.perf_counter()
-        request_id = request_id_for(request.headers.get("x-request-id"))
+        name, request_id, protocol = call.name, call.request_id, call.protocol
         label = name if name in self.table.routes else "_unknown"  # bounded label values
         if self.inflight >= self.config.max_inflight:
-            self._observe(label, "", "none", 503, 0.0)
-            return error_response(Overloaded("The gateway is at its in-flight limit.",
-                                     fix="Retry after the Retry-After delay."), request_id)
+            self._observe(label, "", "none", 503, 0.0, protocol)
+            return Answer(503, request_id, error=Overloaded(
+                "The gateway is at its in-flight limit.",
+                fix="Retry after the Retry-After delay."))
         self.inflight += 1
         m.INFLIGHT.inc()
         route_name, served, route = "direct", None, None
         columns: Columns | None = None
+        unit = call.unit
         try:
-            unit = request.headers.get(UNIT_HEADER)
-            if version is not None:
-                served = await self._direct(name, version)
+            if call.version is not None:
+                served = await self._direct(name, call.version)
                 label = name
             else:
                 route = self.table.route(name)
                 route_name, served = route.choose(unit)
             self.batcher.decoding(served, 1)  # requests still arriving may join its batch
             try:
-                body = await self._body(request)
+                body = await call.read()
                 columns, extra = _decode(decode, body, served)
             finally:
                 self.batcher.decoding(served, -1)
@@ -201,7 +279,7 @@ class Gateway:
                 log.warning("candidate %s %s failed, answered by stable: %s", name,
                             served.version, exc)
                 self._observe(name, served.version, "candidate", 500,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, protocol)
                 self._log_failure(request_id, served, "candidate", unit, columns,
                                   time.perf_counter() - started, 500)
                 # answered by stable, logged apart so that arms keep their assignment counts
@@ -209,29 +287,23 @@ class Gateway:
                 columns, extra = _decode(decode, body, served)
                 prediction = await self.batcher.predict(served, columns, proba)
             payload = encode(served, prediction, request_id, extra)
-            headers = {"x-request-id": request_id, "x-model-version": served.version}
-            if isinstance(payload, Response):  # framed already (binary tensor extension)
-                payload.headers.update(headers)
-                response = payload
-            else:
-                response = json_response(payload, headers=headers)
             latency = time.perf_counter() - started
-            self._observe(name, served.version, route_name, 200, latency)
+            self._observe(name, served.version, route_name, 200, latency, protocol)
             self._log(request_id, served, route_name, unit, columns, prediction, latency, 200,
                       propensity(route, route_name))
             shadow = route.shadow_for(unit) if route is not None else None
+            after = None
             if shadow is not None and route is not None:
-                response.background = BackgroundTask(self._shadow, shadow, route, body, decode,
-                                                     request_id, unit, proba)
-            return response
+                after = functools.partial(self._shadow, shadow, route, body, decode,
+                                          request_id, unit, proba, protocol)
+            return Answer(200, request_id, served.version, payload, after=after,
+                          runtime=served.runtime or served.model.flavor)
         except (ServingError, SignatureError) as exc:
             status = exc.status if isinstance(exc, ServingError) else 400
             self._observe(label, served.version if served else "", route_name, status,
-                          time.perf_counter() - started)
-            response = error_response(exc, request_id)
-            if served is not None:
-                response.headers["x-model-version"] = served.version
-            return response
+                          time.perf_counter() - started, protocol)
+            return Answer(status, request_id, served.version if served else None, error=exc,
+                          runtime=served.runtime or served.model.flavor if served else None)
         except Exception as exc:
             error_id = uuid.uuid4().hex[:12]
             log.exception("error id %s: model %s %s failed on request %s", error_id, name,
@@ -240,21 +312,44 @@ class Gateway:
                 m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
                                            route_name).inc()
                 if columns is not None:
-                    self._log_failure(request_id, served, route_name,
-                                      request.headers.get(UNIT_HEADER), columns,
+                    self._log_failure(request_id, served, route_name, call.unit, columns,
                                       time.perf_counter() - started, 500)
             self._observe(label, served.version if served else "", route_name, 500,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, protocol)
             kind = "The model failed to predict" if isinstance(exc, FlavorError) else \
                 "Internal error"
-            headers = {"x-request-id": request_id}
-            if served is not None:
-                headers["x-model-version"] = served.version
-            return json_response({"error": f"{kind} (error id {error_id}); the server log has the "
-                                   "details.", "error_id": error_id}, 500, headers)
+            return Answer(500, request_id, served.version if served else None,
+                          runtime=served.runtime or served.model.flavor if served else None,
+                          message=f"{kind} (error id {error_id}); the server log has the "
+                                  "details.", error_id=error_id)
         finally:
             self.inflight -= 1
             m.INFLIGHT.dec()
+
+    async def served(self, name: str, version: str | None) -> ServedModel:
+        """The version that answers ``name`` (the stable arm of its route), or the version
+        named (loaded off the event loop when it is not loaded yet)."""
+        if version is not None:
+            return await self._direct(name, version)
+        return self.table.route(name).stable
+
+    def metadata(self, served: ServedModel, explicit: bool) -> dict[str, Any]:
+        """V2 model metadata: the versions served (with the candidate's, unless a version
+        was named), the flavor, and the inputs and outputs with their datatypes."""
+        route = self.table.routes.get(served.name)
+        versions = [served.version]
+        if not explicit and route is not None and route.candidate is not None:
+            versions.append(route.candidate.version)
+        cols = served.schema.columns
+        inputs = [{"name": c.name, "datatype": v2_type_name(c.dtype), "shape": [-1]}
+                  for c in cols] if cols else \
+            [{"name": "input-0", "datatype": "FP64", "shape": [-1, -1]}]
+        outputs = [{"name": "predict", "datatype": v2_output_type(served.model.classes),
+                    "shape": [-1]}]
+        if served.model.has_proba:
+            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, -1]})
+        return {"name": served.name, "versions": versions, "platform": served.model.flavor,
+                "inputs": inputs, "outputs": outputs}
 
     async def _direct(self, name: str, version: str) -> ServedModel:
         """A version named in the URL; loading one happens off the event loop."""
@@ -263,15 +358,15 @@ class Gateway:
             return cached
         return await asyncio.to_thread(self.table.direct, name, version)
 
-    async def _shadow(self, shadow: ServedModel, route: ServingRoute, body: bytes,
-                      decode: Callable[[bytes, ServedModel], tuple[Columns, Any]],
-                      request_id: str, unit: str | None, proba: bool) -> None:
+    async def _shadow(self, shadow: ServedModel, route: ServingRoute, body: Any,
+                      decode: Decode, request_id: str, unit: str | None, proba: bool,
+                      protocol: str) -> None:
         started = time.perf_counter()
         try:
             columns, _ = _decode(decode, body, shadow)
         except (ServingError, SignatureError) as exc:  # the request, not the model
             self._observe(shadow.name, shadow.version, "shadow", 400,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, protocol)
             log.info("shadow %s %s refused the request: %s", shadow.name, shadow.version, exc)
             return
         self.inflight += 1
@@ -284,7 +379,7 @@ class Gateway:
             m.PREDICTION_ERRORS.labels(shadow.name, shadow.version, self.config.environment,
                                        "shadow").inc()
             self._observe(shadow.name, shadow.version, "shadow", 500,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, protocol)
             self._log_failure(request_id, shadow, "shadow", unit, columns,
                               time.perf_counter() - started, 500)
             log.warning("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
@@ -293,7 +388,7 @@ class Gateway:
             self.inflight -= 1
             m.INFLIGHT.dec()
         latency = time.perf_counter() - started
-        self._observe(shadow.name, shadow.version, "shadow", 200, latency)
+        self._observe(shadow.name, shadow.version, "shadow", 200, latency, protocol)
         self._log(request_id, shadow, "shadow", unit, columns, prediction, latency, 200)
 
     async def _body(self, request: Request) -> bytes:
@@ -312,11 +407,12 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _observe(self, name: str, version: str, route: str, code: int, seconds: float) -> None:
+    def _observe(self, name: str, version: str, route: str, code: int, seconds: float,
+                 protocol: str) -> None:
         env = self.config.environment
-        m.REQUESTS.labels(name, version, env, route, str(code)).inc()
+        m.REQUESTS.labels(name, version, env, route, protocol, str(code)).inc()
         if code == 200:
-            m.REQUEST_DURATION.labels(name, version, env, route).observe(seconds)
+            m.REQUEST_DURATION.labels(name, version, env, route, protocol).observe(seconds)
 
     def _log(self, request_id: str, served: ServedModel, route: str, unit: str | None,
              columns: Columns, prediction: Prediction, latency: float, status: int,
@@ -394,8 +490,7 @@ def propensity(route: ServingRoute | None, name: str) -> float | None:
     return {"candidate": share, "stable": 1.0 - share, "fallback": share}.get(name)
 
 
-def _decode(decode: Callable[[bytes, ServedModel], tuple[Columns, Any]], body: bytes,
-            served: ServedModel) -> tuple[Columns, Any]:
+def _decode(decode: Decode, body: Any, served: ServedModel) -> tuple[Columns, Any]:
     """Decode and validate; anything the decoders did not foresee is still a 400."""
     try:
         return decode(body, served)

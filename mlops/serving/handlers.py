@@ -21,7 +21,6 @@ from mlops.serving.codecs import (
     encode_plain,
     encode_v2,
 )
-from mlops.serving.datatypes import v2_output_type, v2_type_name
 from mlops.serving.gateway import Gateway
 from mlops.serving.responses import error_response, framed_response, json_response, loads_json
 from mlops.serving.routing import ServedModel
@@ -98,23 +97,8 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
             served = _served(request)
         except ServingError as exc:
             return error_response(exc)
-        name = served.name
-        route = gw.table.routes.get(name)
-        versions = [served.version]
-        if "version" not in request.path_params and route is not None \
-                and route.candidate is not None:
-            versions.append(route.candidate.version)
-        cols = served.schema.columns
-        inputs = [{"name": c.name, "datatype": v2_type_name(c.dtype), "shape": [-1]}
-                  for c in cols] if cols else \
-            [{"name": "input-0", "datatype": "FP64", "shape": [-1, -1]}]
-        outputs = [{"name": "predict", "datatype": v2_output_type(served.model.classes),
-                    "shape": [-1]}]
-        if served.model.has_proba:
-            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, -1]})
-        return json_response({"name": name, "versions": versions, "platform": served.model.flavor,
-                      "inputs": inputs, "outputs": outputs},
-                     headers={"x-model-version": served.version})
+        return json_response(gw.metadata(served, "version" in request.path_params),
+                             headers={"x-model-version": served.version})
 
     async def v2_model_ready(request: Request) -> Response:
         try:

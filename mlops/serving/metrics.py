@@ -33,11 +33,12 @@ __all__ = [
 
 _ROUTE_LABELS = ("model_name", "model_version", "environment", "route")
 
+# protocol: "http" (V2, KServe V1 and MLflow bodies) or "grpc" (the V2 gRPC service)
 REQUESTS = Counter("mlops_requests_total", "Inference requests answered.",
-                   (*_ROUTE_LABELS, "code"))
+                   (*_ROUTE_LABELS, "protocol", "code"))
 REQUEST_DURATION = Histogram("mlops_request_duration_seconds",
                              "Inference request latency, from receipt to response.",
-                             _ROUTE_LABELS)
+                             (*_ROUTE_LABELS, "protocol"))
 PREDICTION_ERRORS = Counter("mlops_prediction_errors_total",
                             "Predictions that raised inside the model.", _ROUTE_LABELS)
 BATCH_SIZE = Histogram("mlops_batch_size", "Rows per predict call.",

@@ -4,9 +4,11 @@ A :class:`RouteTable` learns that routes changed from the ``routing`` change fee
 (:class:`mlops.store.changes.ChangeFeed`: PostgreSQL ``LISTEN/NOTIFY``, which costs no
 database query while nothing changes; the counter's value on SQLite); then it reads what
 its environment serves (:func:`mlops.store.routes.served_routes`: deployment row, else
-stage, else newest version), loads any model not loaded yet, and swaps in a new snapshot.
-Requests read the current snapshot without locks. :meth:`RouteTable.wait_for_change`
-blocks until a change arrives, for a refresh loop that should not sleep.
+stage, else newest version), loads any model not loaded yet (its compiled runtime when it
+has one; a version compiled since it was loaded is loaded again), and swaps in a new
+snapshot. Requests read the current snapshot without locks.
+:meth:`RouteTable.wait_for_change` blocks until a change arrives, for a refresh loop that
+should not sleep.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mlops.errors import MlopsError, ModelUnavailable
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.signature import ColumnSpec, Signature
 from mlops.serving.codecs import Schema
-from mlops.store.catalog import load_version, resolve_version
+from mlops.store.catalog import load_version, resolve_version, runtime_digests
 from mlops.store.changes import ChangeFeed
 from mlops.store.context import Context
 from mlops.store.counters import ROUTING
@@ -91,13 +93,17 @@ class CircuitBreaker:
 
 @dataclass
 class ServedModel:
-    """A loaded version with the schema its requests are validated against."""
+    """A loaded version with the schema its requests are validated against; ``runtime``
+    says what executes it (``onnx`` when compiled, else the original's flavor) and
+    ``digest`` which file that is."""
 
     name: str
     version: str
     model: LoadedModel
     schema: Schema
     batching: bool = True
+    runtime: str = ""
+    digest: str = ""
 
 
 @dataclass
@@ -158,13 +164,22 @@ class RouteTable:
         served = self._models.get(key) or self._direct.get(key)
         if served is not None:
             return served
-        loaded = load_version(self.context, name, version)
+        loaded = load_version(self.context, name, version, runtime="auto")
         if loaded.version != version:  # a routing row names exact versions, never an alias
             raise ModelUnavailable(
                 f"The route of {name!r} names {version!r}, which is not a version number.",
                 fix=f"Write the route again with an exact version (it resolves to "
                     f"{loaded.version} today).", model=name, version=version)
-        return ServedModel(name, version, loaded.model, _schema(loaded.signature, loaded.model))
+        return ServedModel(name, version, loaded.model, _schema(loaded.signature, loaded.model),
+                           runtime=loaded.runtime, digest=loaded.digest)
+
+    def _drop_outdated(self, current: dict[tuple[str, str], str]) -> None:
+        """Forget loaded versions whose runtime changed (compiled since they were loaded),
+        so that this refresh loads them again."""
+        for cache in (self._models, self._direct):
+            for key in [k for k, served in cache.items()
+                        if served.digest and current.get(k, served.digest) != served.digest]:
+                del cache[key]
 
     def specs(self) -> list[RouteSpec]:
         """What this environment serves, one route per model (see
@@ -192,6 +207,8 @@ class RouteTable:
             with self.context.store.read() as s:
                 servable = {name: frozenset(found) for name, found in
                             servable_versions(s, self.environment).items()}
+                current = runtime_digests(s, [*self._models, *self._direct])
+            self._drop_outdated(current)
             models: dict[tuple[str, str], ServedModel] = {}
             routes: dict[str, ServingRoute] = {}
             failed = False

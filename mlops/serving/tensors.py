@@ -81,7 +81,7 @@ def read_input(i: int, t: Any, raw: RawTensors | None) -> Tensor:
                              fix="Send the JSON header's length in Inference-Header-"
                                  "Content-Length, or the values as JSON 'data'.")
         values = read_tensor(where, datatype, expected,
-                             raw.take(where, params["binary_data_size"]))
+                             raw.take(where, params["binary_data_size"]), raw.fix)
         return Tensor(name, shape, datatype, values, False)
     if "data" not in t:
         raise BadRequest(f"inputs[{i}] is missing 'data'.",

@@ -5,19 +5,25 @@ The lookup rules every package shares: a model by name, a version by number (a l
 (:func:`resolve_version`), and :func:`load_version`, which reads a version's artifact,
 verifies its digest, checks it against the allow list and loads it (the registry's
 ``load_model`` and the gateway both call it).
+
+A version may also hold compiled runtimes (``extra["runtimes"]``, written by
+:mod:`mlops.registry.compile`): ``load_version(..., runtime="onnx")`` loads one, and
+``runtime="auto"`` (the gateway) loads the compiled one when it exists, else the original.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlops.errors import FlavorError, ModelNotFound, VersionNotFound
+from mlops.errors import FlavorError, ModelNotFound, RegistryError, VersionNotFound
 from mlops.flavors.base import LoadedModel
+from mlops.flavors.compile import RUNTIMES, load_compiled
 from mlops.flavors.files import (
     SafetyReport,
     detect_format,
@@ -41,6 +47,7 @@ __all__ = [
     "load_version",
     "model_row",
     "resolve_version",
+    "runtime_digests",
     "version_row",
 ]
 
@@ -133,11 +140,14 @@ def resolve_version(session: Session, name: str, version: str | None = None,
 
 @dataclass(frozen=True)
 class LoadedVersion:
-    """A loaded version, with the number it resolved to and its signature."""
+    """A loaded version, with the number it resolved to, its signature, the runtime that
+    was loaded (``onnx`` for a compiled one, else the original's flavor) and its digest."""
 
     model: LoadedModel
     version: str
     signature: Signature | None
+    runtime: str = ""
+    digest: str = ""
 
 
 def audit_trust_override(ctx: Context, name: str, version: str | None, when: str,
@@ -155,14 +165,21 @@ def audit_trust_override(ctx: Context, name: str, version: str | None, when: str
 
 def load_version(ctx: Context, name: str, version: str | None = None, *,
                  stage: str | None = None, alias: str | None = None,
-                 trust: bool = False) -> LoadedVersion:
+                 trust: bool = False, runtime: str = "original") -> LoadedVersion:
     """Load a version as a uniform predictor, verifying its digest and checking the file
     against the allow list again.
 
     A file that is not on the allow list loads only when the version was registered with
     ``trust=True``, or when an admin passes ``trust=True`` here (recorded in the audit log
     first).
+
+    ``runtime``: ``original`` (the registered file), a compiled runtime by name (``onnx``),
+    or ``auto``: the compiled runtime when the version has one, else the original.
     """
+    if runtime not in ("original", "auto", *RUNTIMES):
+        raise RegistryError(f"Unknown runtime {runtime!r}.",
+                            fix=f"Use one of original, auto, {', '.join(RUNTIMES)}.",
+                            model=name)
     cols = (VersionRow.version, VersionRow.artifact_digest, VersionRow.artifact_name,
             VersionRow.extra, VersionRow.trusted, VersionRow.signature)
     with ctx.store.read() as s:
@@ -177,6 +194,9 @@ def load_version(ctx: Context, name: str, version: str | None = None, *,
     number, digest, filename, extra, trusted, sig = found
     fmt = str(extra.get("format", "")) or None
     signature = Signature.from_dict(sig)
+    compiled = _runtime_record(extra, runtime, name, number)
+    if compiled is not None:
+        return _load_compiled(ctx, name, number, signature, *compiled)
     data = ctx.artifacts.get_bytes(digest)
     try:
         loaded = load_skops_if_default_trusted(data) if fmt == "skops" else None
@@ -193,4 +213,65 @@ def load_version(ctx: Context, name: str, version: str | None = None, *,
     loaded.name, loaded.version = name, number
     if signature and loaded.input_columns is None and not signature.positional:
         loaded.input_columns = signature.columns
-    return LoadedVersion(loaded, number, signature)
+    loaded.info.setdefault("runtime", loaded.flavor)
+    return LoadedVersion(loaded, number, signature, loaded.flavor, digest)
+
+
+def _runtime_record(extra: dict[str, Any], runtime: str, name: str, number: str
+                    ) -> tuple[str, dict[str, Any]] | None:
+    """(runtime, record) of the compiled runtime to load, or None for the original."""
+    runtimes = extra.get("runtimes") or {}
+    if runtime == "original":
+        return None
+    if runtime == "auto":
+        chosen = next((r for r in RUNTIMES if r in runtimes), None)
+        return None if chosen is None else (chosen, runtimes[chosen])
+    if runtime not in runtimes:
+        raise RegistryError(
+            f"Version {number} of {name!r} has no {runtime} runtime.",
+            fix=f"Compile it: mlops models compile {name} {number} --to {runtime} "
+                "--data FILE", model=name, version=number)
+    return runtime, runtimes[runtime]
+
+
+def _load_compiled(ctx: Context, name: str, number: str, signature: Signature | None,
+                   runtime: str, record: dict[str, Any]) -> LoadedVersion:
+    """A compiled runtime: its bytes are verified against the digest recorded when it
+    passed the equality check; an ONNX graph imports no code."""
+    digest = str(record["digest"])
+    data = ctx.artifacts.get_bytes(digest)
+    columns = record.get("input_columns") or (
+        signature.columns if signature and not signature.positional else None)
+    try:
+        loaded = load_compiled(data, classes=record.get("classes"),
+                               has_proba=bool(record.get("has_proba")), input_columns=columns)
+    except FlavorError as exc:
+        exc.context.setdefault("model", name)
+        exc.context.setdefault("version", number)
+        raise
+    loaded.name, loaded.version = name, number
+    loaded.info["format"] = runtime
+    return LoadedVersion(loaded, number, signature, runtime, digest)
+
+
+def runtime_digests(session: Session, keys: Iterable[tuple[str, str]]) -> dict[
+        tuple[str, str], str]:
+    """For (model, version) pairs, the digest of what ``load_version(runtime="auto")``
+    loads: the compiled runtime's when there is one, else the original file's. A loaded
+    copy whose digest differs is out of date (the version was compiled since)."""
+    wanted = set(keys)
+    names = {name for name, _ in wanted}
+    numbers = {number for _, number in wanted}
+    out: dict[tuple[str, str], str] = {}
+    if not names:
+        return out
+    for name, number, digest, extra in session.execute(
+            select(ModelRow.name, VersionRow.version, VersionRow.artifact_digest,
+                   VersionRow.extra).join(ModelRow).where(ModelRow.name.in_(names),
+                                                          VersionRow.version.in_(numbers))):
+        if (name, number) not in wanted:
+            continue
+        runtimes = (extra or {}).get("runtimes") or {}
+        chosen = next((r for r in RUNTIMES if r in runtimes), None)
+        out[(name, number)] = str(runtimes[chosen]["digest"]) if chosen else digest
+    return out

@@ -62,7 +62,9 @@ def test_metrics_are_valid_prometheus_text(server: Server, data: Data) -> None:
              if s.name == "mlops_requests_total"}
     assert {"200", "400"} <= codes
     sample = next(s for s in families["mlops_requests"].samples if s.labels["code"] == "200")
-    assert set(sample.labels) == {"model_name", "model_version", "environment", "route", "code"}
+    assert set(sample.labels) == {"model_name", "model_version", "environment", "route",
+                                  "protocol", "code"}
+    assert sample.labels["protocol"] == "http"
 
 
 def test_overload_answers_503_with_retry_after(tmp_path: Path, data: Data) -> None:
