@@ -109,6 +109,14 @@ def demo(
     console.print(versions_table(registry.search(f"name = {model_name} and accuracy > 0.5"),
                                  f"search: name = {model_name} and accuracy > 0.5"))
 
+    console.rule("[bold]4b. compile the challenger forest to ONNX")
+    compiled = ana.compile(model_name, v2, to="onnx", data=test[features])
+    onnx = compiled.runtimes["onnx"]
+    console.print(f"{model_name} {v2}: ONNX runtime sha256 {onnx['digest'][:12]}, labels "
+                  f"identical and probabilities within {onnx['max_abs_diff']:.1e} of the "
+                  f"original on {onnx['rows_checked']} rows; the gateway now executes it "
+                  "(x-model-runtime: onnx)")
+
     console.rule("[bold]5. serve: a canary of the challenger through the gateway")
     _serve_traffic(registry, model_name, v1, v2, test, features)
 
@@ -158,7 +166,7 @@ def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
     from mlops.store.predlog import read_feedback, read_predictions
 
     route = RoutingService(registry).set_route(model_name, "production", stable=v1, candidate=v2,
-                                            weight=20, strategy="canary", state="demo",
+                                            weight=20, strategy="canary",
                                             reason="demo canary")
     proc, url = start_gateway(registry)
     try:
@@ -184,7 +192,7 @@ def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
                     {"dataframe_split": {"columns": features, "data": [values]}},
                     {"x-mlops-unit": unit, "x-mlops-model": model_name})
             assert status == 200, body
-            served[headers["x-model-version"]] += 1
+            served[f"{headers['x-model-version']} ({headers.get('x-model-runtime', '?')})"] += 1
             labels.append({"request_id": headers["x-request-id"], "actual": int(row["label"])})
         post_json(f"{url}/v1/models/{model_name}/feedback", labels)
         bad, _, error = post_json(f"{url}/v1/models/{model_name}:predict", {"instances": [[1, 2]]})

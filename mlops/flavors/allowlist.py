@@ -368,10 +368,13 @@ def _scorer_metrics() -> frozenset[Pair]:
 
 @functools.cache
 def _numpy_scalar_types() -> frozenset[Pair]:
-    """numpy's scalar types (numpy.float64, numpy.str_, ...): constructed from a value."""
+    """numpy's own scalar types (numpy.float64, numpy.str_, ...): constructed from a value.
+    Other libraries register theirs in ``np.sctypeDict`` when imported (``ml_dtypes``, which
+    onnx imports, adds int4, bfloat16, ...): only numpy's count, whatever was imported."""
     import numpy as np
 
-    return frozenset((t.__module__, t.__qualname__) for t in set(np.sctypeDict.values()))
+    return frozenset((t.__module__, t.__qualname__) for t in set(np.sctypeDict.values())
+                     if t.__module__ == "numpy")
 
 
 @functools.cache

@@ -201,3 +201,19 @@ def test_skops_default_trusted_types_are_not_trusted_beyond_the_list() -> None:
     # only as the bit generator of a numpy.random.Generator node (see skops_policy).
     assert beyond == {"builtins.map", "numpy.random.MT19937", "numpy.random.PCG64",
                       "numpy.random.PCG64DXSM", "numpy.random.Philox", "numpy.random.SFC64"}
+
+
+def test_the_allow_list_does_not_depend_on_what_else_was_imported() -> None:
+    """onnx imports ml_dtypes, which registers int4, bfloat16, ... in np.sctypeDict."""
+    pytest.importorskip("ml_dtypes")
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "if sys.argv[1] == 'with': import ml_dtypes  # noqa: F401\n"
+            "from mlops.flavors.allowlist import derived_classes\n"
+            "print(json.dumps(sorted(map(list, derived_classes()))))\n")
+    found = [subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True,
+                            check=True).stdout for arg in ("without", "with")]
+    assert found[0] == found[1]
+    assert "ml_dtypes" not in found[1]

@@ -3,6 +3,7 @@ against a real MLflow SQLite tracking store created here."""
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -221,19 +222,20 @@ def test_import_brings_every_version_with_its_metadata(store: MlflowStore,
 def test_a_new_mlflow_version_is_the_only_one_imported(store: MlflowStore,
                                                        registry: ModelRegistry) -> None:
     x, y = store.x, store.y
+    name = f"later-{uuid.uuid4().hex[:8]}"  # the MLflow store is shared by the module's tests
     with tracking(store.uri):
-        log_sklearn(mlflow, LogisticRegression(C=0.5).fit(x, y), "later", x, "skops")
-    first = import_mlflow(registry, store.uri, ["later"])
+        log_sklearn(mlflow, LogisticRegression(C=0.5).fit(x, y), name, x, "skops")
+    first = import_mlflow(registry, store.uri, [name])
     assert [(r.mlflow_version, r.status, r.version) for r in first.results] == \
         [("1", "imported", "1.0.0")]
-    assert import_mlflow(registry, store.uri, ["later"]).imported == []
+    assert import_mlflow(registry, store.uri, [name]).imported == []
     newer = LogisticRegression(C=0.02).fit(x, y)
     with tracking(store.uri):
-        log_sklearn(mlflow, newer, "later", x, "cloudpickle")
-    second = import_mlflow(registry, store.uri, ["later"])
+        log_sklearn(mlflow, newer, name, x, "cloudpickle")
+    second = import_mlflow(registry, store.uri, [name])
     assert [(r.mlflow_version, r.status, r.version) for r in second.results] == \
         [("1", "skipped", "1.0.0"), ("2", "imported", "2.0.0")]
-    np.testing.assert_array_equal(registry.load_model("later", "2.0.0").predict(x),
+    np.testing.assert_array_equal(registry.load_model(name, "2.0.0").predict(x),
                                   newer.predict(x))
 
 
