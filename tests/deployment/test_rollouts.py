@@ -407,6 +407,7 @@ def test_previous_version_stays_loaded_after_a_switch(two_versions: ModelRegistr
     assert loaded == {"1.0.0", "1.1.0"}  # the previous version is kept warm
     warm = table.cached("m", "1.0.0")
     manager.rollback("m", "production", reason="instant")
+    assert table.wait_for_change(5.0)  # NOTIFY arrives asynchronously on PostgreSQL
     table.refresh()
     assert table.route("m").stable is warm  # the rollback swapped, nothing was loaded
 
