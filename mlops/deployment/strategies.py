@@ -66,7 +66,7 @@ class Strategy:
 
 
 class Full(Strategy):
-    pass
+    """All traffic to the candidate at once, after its smoke test: the base behaviour."""
 
 
 class Canary(Strategy):

@@ -293,6 +293,16 @@ def test_unknown_model_is_not_found(server: Both) -> None:
         assert "Fix:" in refused.message()
 
 
+def test_clients_cannot_load_or_unload_models(server: Both) -> None:
+    """The repository RPCs are refused on purpose: routes decide what is loaded."""
+    client = server.client()
+    for call in (lambda: client.load_model("wide"), lambda: client.unload_model("wide")):
+        refused = _refusal(call)
+        assert refused.status() == "StatusCode.UNIMPLEMENTED", refused
+        assert "mlops deploy" in refused.message()
+    assert client.is_model_ready("wide")  # nothing was unloaded
+
+
 def test_datatypes_are_enforced(server: Both) -> None:
     client = server.client()
     boolean = _refusal(lambda: client.infer("wide", [_matrix(np.ones((1, 20), bool), "BOOL")]))

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 from urllib.parse import unquote
 
+import grpc
+
 import mlops
 from mlops.errors import AuthError, MlopsError, RateLimited, ServingError
 from mlops.serving.gateway import UNIT_HEADER, Call, Gateway
@@ -123,6 +125,24 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         if answer.error is not None:
             await _abort(context, answer.status, answer.error)
         await context.abort(codec.status_code(answer.status), answer.message)
+
+    # ------------------------------------------------------------------ model repository
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        await self._refuse_repository(context, "load")
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        await self._refuse_repository(context, "unload")
+
+    async def _refuse_repository(self, context: Any, verb: str) -> NoReturn:
+        """The gateway loads what the registry's routes say; a client cannot {verb} a
+        model, on purpose (it would bypass the production gate)."""
+        await self._check(context)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            f"This gateway does not {verb} models on request: it serves what "
+                            "the registry's routes say. Fix: deploy or roll back with `mlops "
+                            "deploy` / `mlops rollback` (or the /api), which go through the "
+                            "production gate.")
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
     async def close(self) -> None:
         """Wait for the shadow requests still running (they log their rows)."""
