@@ -116,10 +116,12 @@ SERVERS = {
     "gw-onnx": "mlops gateway, compiled ONNX (log on)",
     "floor": "raw ASGI floor, DataFrame input",
     "floor-np": "raw ASGI floor, numpy input (note)",
+    "floor-grpc": "raw grpc.aio floor, numpy input",
     "mlserver": "MLServer (mlserver-sklearn), 1 process",
     "mlflow": "mlflow models serve, 1 worker",
 }
-RUN_ORDER = ["mlflow", "gw", "gw-nolog", "gw-w2", "floor", "floor-np", "mlserver", "gw-onnx"]
+RUN_ORDER = ["mlflow", "gw", "gw-nolog", "gw-w2", "floor", "floor-np", "floor-grpc", "mlserver",
+             "gw-onnx"]
 QUICK = {"models": "lr,forest", "servers": "gw,gw-onnx,mlserver", "forms": "json,binary,grpc",
          "duration": 3.0, "warmup": 1.0, "rows": 20}
 DEFAULTS = {"models": ",".join(MODELS), "servers": ",".join(SERVERS), "forms": ",".join(FORMS),
@@ -185,6 +187,8 @@ class Bench:
             made += [Target(f"{name}/{key}", SERVERS[key], bm, key, {"json": http["json"]},
                             v2_ready, functools.partial(self.prepare_floor, mode=mode))
                      for key, mode in (("floor", "frame"), ("floor-np", "numpy"))]
+            made.append(Target(f"{name}/floor-grpc", SERVERS["floor-grpc"], bm, "floor-grpc",
+                               {"grpc": None}, "", self.prepare_grpc_floor))
         if name == "forest":
             made.append(Target(f"{name}/gw-onnx", SERVERS["gw-onnx"], bm, "gw-onnx", every,
                                v2_ready, functools.partial(gw, grpc=True, compiled=True),
@@ -294,6 +298,17 @@ class Bench:
                         BENCH_FLOOR_INPUT=mode)
         return argv, env, self.tmp
 
+    def prepare_grpc_floor(self, t: Target) -> tuple[list[str], dict[str, str], Path]:
+        import joblib
+
+        pkl = self.tmp / f"floor-{t.model.key}.joblib"
+        if not pkl.exists():
+            joblib.dump(t.model.model, pkl)
+        t.grpc_port = free_port()
+        argv = [sys.executable, str(ROOT / "bench" / "grpc_floor.py"), "--port",
+                str(t.grpc_port), "--model", str(pkl), "--name", t.model.key]
+        return argv, child_env(self.bin_dir), ROOT
+
     def prepare_mlserver(self, t: Target) -> tuple[list[str], dict[str, str], Path]:
         import skops.io as sio
 
@@ -366,7 +381,8 @@ class Bench:
                                    f"{str(exc)[:400]}") from exc
             t0 = time.perf_counter()
             proc = self.servers.start(argv, env, cwd, logfile)
-            wait_ready(proc, t.port, t.ready_path, self.args.startup_timeout)
+            if t.ready_path:  # gRPC only: the answer check waits for ModelReady
+                wait_ready(proc, t.port, t.ready_path, self.args.startup_timeout)
             startup = time.perf_counter() - t0
             log(f"  ready in {startup:.1f}s on port {t.port}"
                 + (f" (gRPC {t.grpc_port})" if t.grpc_port else ""))

@@ -138,6 +138,12 @@ def goals(model: str, by_key: dict[str, Result]) -> list[dict[str, Any]]:
     if f"{model}/floor/json" in by_key:
         rows.append(_ratio_row("gateway / raw ASGI floor req/s (JSON)", get("gw", "json"),
                                get("floor", "json"), 0.25, why("floor", "json")))
+    if f"{model}/floor-grpc/grpc" in by_key:
+        rows.append(_ratio_row("gRPC: gateway / raw grpc.aio floor req/s", get("gw", "grpc"),
+                               get("floor-grpc", "grpc"), None, why("floor-grpc", "grpc")))
+        rows.append(_ratio_row("gRPC: raw grpc.aio floor / MLServer req/s",
+                               get("floor-grpc", "grpc"), get("mlserver", "grpc"), None,
+                               why("floor-grpc", "grpc") or why("mlserver", "grpc")))
     if any(k.startswith(f"{model}/gw-onnx/") for k in by_key):
         for form in ("json", "cols", "grpc"):
             onnx = get("gw-onnx", form)

@@ -71,6 +71,9 @@ class LoadedModel:
     classes: list[Any] | None = None
     input_columns: list[str] | None = None
     wants_frame: bool = False
+    #: a frame is wanted only for its names: a float array with ``input_columns`` in order
+    #: predicts the same (a scikit-learn model that only checks them)
+    array_ok: bool = False
     input_dtype: Any = None
     name: str | None = None
     version: str | None = None
@@ -82,7 +85,8 @@ class LoadedModel:
 
     def prepare(self, data: Any) -> Any:
         """Shape ``data`` the way the underlying model wants it (frame or 2-D array)."""
-        if self.wants_frame:
+        if self.wants_frame and not (self.array_ok and isinstance(data, np.ndarray)
+                                     and data.ndim == 2 and data.dtype.kind == "f"):
             return to_frame(data, self.input_columns)
         if isinstance(data, np.ndarray) and data.ndim == 2:
             arr = data

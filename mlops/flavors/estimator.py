@@ -7,7 +7,7 @@ from typing import Any
 from mlops.errors import FlavorError
 from mlops.flavors.base import LoadedModel
 
-__all__ = ["flavor_of", "wrap_estimator"]
+__all__ = ["accepts_array", "flavor_of", "wrap_estimator"]
 
 
 def flavor_of(obj: Any) -> str:
@@ -36,7 +36,54 @@ def wrap_estimator(obj: Any, flavor: str | None = None) -> LoadedModel:
         if classes is not None else None,
         input_columns=columns,
         wants_frame=columns is not None,
+        array_ok=columns is not None and accepts_array(obj),
     )
+
+
+#: scikit-learn classes that read a frame's columns by name (or hand user code the frame)
+_NAME_READERS = frozenset({"ColumnTransformer", "FunctionTransformer", "TransformedTargetRegressor"})
+
+
+def accepts_array(obj: Any) -> bool:
+    """True when ``obj`` predicts the same from a float array (its columns in
+    ``feature_names_in_`` order) as from a frame: every estimator in it, nested ones
+    included, is scikit-learn's own, none selects columns by name or hands the frame to
+    user code, and none is set to output frames. scikit-learn then only checks the names
+    (and warns when they are missing); building the frame costs about 1 ms a call."""
+    seen: list[Any] = [obj]
+    todo: list[Any] = [obj]
+    while todo:
+        est = todo.pop()
+        cls = type(est)
+        if not cls.__module__.startswith("sklearn.") or cls.__name__ in _NAME_READERS:
+            return False
+        output = getattr(est, "_sklearn_output_config", None)
+        if isinstance(output, dict) and output.get("transform") not in (None, "default"):
+            return False
+        get_params = getattr(est, "get_params", None)
+        if not callable(get_params):
+            return False
+        try:
+            params = get_params(deep=False)
+        except Exception:  # a broken or foreign get_params: keep the frame
+            return False
+        for value in _nested(list(params.values())):
+            if not any(value is s for s in seen):
+                seen.append(value)
+                todo.append(value)
+    return True
+
+
+def _nested(values: list[Any]) -> list[Any]:
+    """The estimators among parameter values (bare, or in lists of them or of (name,
+    estimator) pairs, as Pipeline steps and voting ensembles hold them)."""
+    found: list[Any] = []
+    for value in values:
+        if isinstance(value, list | tuple):
+            found.extend(_nested(list(value)))
+        elif hasattr(value, "fit") or hasattr(value, "predict") or hasattr(value, "transform"):
+            found.append(value)
+    return found
 
 
 def _proba_works(obj: Any) -> bool:

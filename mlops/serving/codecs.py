@@ -53,18 +53,42 @@ class Schema:
                                                 for c in self.columns)
 
 
-@dataclass
 class Columns:
-    """A validated request: one 1-D array per column, all of length ``n``."""
+    """A validated request: one 1-D array per column, all of length ``n``; ``dense`` is the
+    float64 [n, len(names)] block when every column is numeric (the columns are then views
+    of it, made only when asked for)."""
 
-    names: list[str]
-    data: dict[str, np.ndarray]
-    n: int
-    dense: np.ndarray | None = None  # the float64 [n, len(names)] block, when all numeric
+    __slots__ = ("_data", "dense", "n", "names")
+
+    def __init__(self, names: list[str], data: dict[str, np.ndarray] | None, n: int,
+                 dense: np.ndarray | None = None) -> None:
+        if data is None and dense is None:
+            raise ValueError("Columns needs its columns or its dense block")
+        self.names = names
+        self._data = data
+        self.n = n
+        self.dense = dense
 
     @classmethod
     def from_dense(cls, names: list[str], dense: np.ndarray) -> Columns:
-        return cls(names, {c: dense[:, j] for j, c in enumerate(names)}, dense.shape[0], dense)
+        return cls(names, None, dense.shape[0], dense)
+
+    @property
+    def data(self) -> dict[str, np.ndarray]:
+        if self._data is None:
+            dense = self.dense
+            assert dense is not None
+            self._data = {c: dense[:, j] for j, c in enumerate(self.names)}
+        return self._data
+
+    def kind(self) -> tuple[Any, ...]:
+        """The column names and dtypes: requests of one kind can share a predict call."""
+        if self.dense is not None:
+            return ("float64", *self.names)
+        return tuple((c, self.data[c].dtype.str) for c in self.names)
+
+    def __repr__(self) -> str:
+        return f"Columns(names={self.names!r}, n={self.n}, dense={self.dense is not None})"
 
     def matrix(self) -> np.ndarray:
         """Rows x columns; float64 when every column is numeric, else object."""
@@ -83,6 +107,10 @@ class Columns:
         return [{c: lists[c][i] for c in self.names} for i in range(self.n)]
 
     def value(self, column: str, row: int = 0) -> Any:
+        if self.dense is not None:
+            if column not in self.names or row >= self.n:
+                return None
+            return self.dense[row, self.names.index(column)].item()
         arr = self.data.get(column)
         return None if arr is None or row >= len(arr) else arr[row].item() \
             if hasattr(arr[row], "item") else arr[row]
@@ -184,6 +212,9 @@ def _numeric_object(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
 
 def _from_matrix(rows: Any, schema: Schema, what: str) -> Columns:
     """A [N, F] table (list of lists or array) in schema column order."""
+    quick = _dense_rows(rows, schema)
+    if quick is not None:
+        return quick
     names = schema.names
     try:
         arr = np.asarray(rows, dtype=object)
@@ -210,6 +241,24 @@ def _from_matrix(rows: Any, schema: Schema, what: str) -> Columns:
     specs = schema.columns or [None] * width  # type: ignore[list-item]
     data = {c: _coerce(c, _column_values(arr[:, j]), specs[j]) for j, c in enumerate(names)}
     return Columns(list(names), data, n)
+
+
+def _dense_rows(rows: Any, schema: Schema) -> Columns | None:
+    """Rows of plain numbers for a model whose inputs are all float columns: the [N, F]
+    block in one conversion. Anything unusual (None, booleans, text, ragged rows, a
+    non-finite value) takes the checked path, which names the problem."""
+    names = schema.names
+    if names is None or not schema.all_float or type(rows) is not list or not rows \
+            or not all(type(r) is list and len(r) == len(names) for r in rows) \
+            or not set(map(type, chain.from_iterable(rows))) <= _NUMBERS:
+        return None
+    try:
+        dense = np.array(rows, dtype=np.float64)
+    except OverflowError:
+        return None
+    if not np.isfinite(dense).all():
+        return None
+    return Columns.from_dense(list(names), dense)
 
 
 def _column_values(col: np.ndarray) -> np.ndarray | list[Any]:

@@ -54,6 +54,13 @@ def test_dns_rebinding_host_names_are_refused(server: Server) -> None:
                           headers={"Host": host}).status_code == 403
         for host in ("localhost", f"127.0.0.1:{server.url.rsplit(':', 1)[1]}", "[::1]:8000"):
             assert c.get("/api/v1/models", headers={"Host": host}).status_code == 200
+        # decisions are remembered per Host value: asked again (and after a flood of
+        # distinct values that overflows what is remembered), the answers stay the same
+        for i in range(300):
+            assert c.get("/v2/health/live", headers={"Host": f"h{i}.example"}
+                         ).status_code == 403
+        assert c.get("/api/v1/models", headers={"Host": "evil.example"}).status_code == 403
+        assert c.get("/api/v1/models", headers={"Host": "localhost"}).status_code == 200
 
 
 def _serve(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

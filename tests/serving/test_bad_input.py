@@ -49,6 +49,16 @@ CASES = [
     ("v1 no instances", "/v1/models/clf:predict", {"rows": []}, 400, "'instances'"),
     ("mlflow two formats", "/invocations", {"instances": [ROW], "inputs": [ROW]}, 400,
      "exactly one of"),
+    # rows of plain numbers take a bulk path; anything else gets the checked one's words
+    ("mlflow split null", "/invocations",
+     {"dataframe_split": {"columns": FEATURES, "data": [ROW, [None, *ROW[1:]]]}}, 400,
+     "'x0' has missing values (null/NaN) in rows [1]"),
+    ("v1 lists boolean", "/v1/models/clf:predict", {"instances": [[True, *ROW[1:]]]}, 400,
+     "'x0' expects numbers"),
+    ("v1 lists text", "/v1/models/clf:predict", {"instances": [ROW, [*ROW[:2], "a", *ROW[3:]]]},
+     400, "'x2' expects numbers"),
+    ("v1 lists nested", "/v1/models/clf:predict", {"instances": [[[1.0], *ROW[1:]]]}, 400,
+     "'x0' must hold one scalar per row"),
 ]
 
 

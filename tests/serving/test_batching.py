@@ -9,15 +9,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops.registry.service import ModelRegistry
-from mlops.serving.batching import Batcher, predict_columns
+from mlops.serving.batching import Batcher, predict_columns, quiet_name_check
 from mlops.serving.codecs import Columns, Schema
 from mlops.serving.routing import ServedModel
 from tests.serving.conftest import FEATURES, Server
 
 Data = tuple[pd.DataFrame, np.ndarray]
+
+
+@pytest.fixture(autouse=True)
+def _as_the_gateway() -> None:
+    """The gateway silences scikit-learn's missing-names warning (pytest restores the
+    filters after each test)."""
+    quiet_name_check()
 
 
 def _columns(x: pd.DataFrame) -> Columns:
@@ -125,3 +133,49 @@ def test_deployment_config_turns_batching_off(served_store: tuple[Path, ModelReg
         assert table.route("clf").stable.batching is False
     finally:
         writer.clear_route("clf", "staging")
+
+
+def _recording_model(wants_frame: bool, array_ok: bool, columns: list[str]
+                     ) -> tuple[ServedModel, list[Any]]:
+    from mlops.flavors.base import LoadedModel
+
+    seen: list[Any] = []
+
+    def predict(x: Any) -> np.ndarray:
+        seen.append(x)
+        return np.zeros(len(x))
+
+    model = LoadedModel("sklearn", None, predict, input_columns=columns,
+                        wants_frame=wants_frame, array_ok=array_ok)
+    return ServedModel("m", "1", model, Schema(None)), seen
+
+
+def test_a_model_that_only_checks_names_is_handed_an_array() -> None:
+    block = np.arange(6, dtype=np.float64).reshape(2, 3)
+    served, seen = _recording_model(True, True, ["a", "b", "c"])
+    predict_columns(served, Columns.from_dense(["a", "b", "c"], block), False)
+    predict_columns(served, Columns(["a", "b", "c"], {c: block[:, j] for j, c in
+                                                       enumerate("abc")}, 2), False)
+    assert [type(x) for x in seen] == [np.ndarray, np.ndarray]
+    np.testing.assert_array_equal(seen[0], block)
+    np.testing.assert_array_equal(seen[1], block)
+
+
+def test_names_in_another_order_or_a_name_reading_model_get_a_frame() -> None:
+    block = np.arange(6, dtype=np.float64).reshape(2, 3)
+    served, seen = _recording_model(True, True, ["c", "b", "a"])
+    predict_columns(served, Columns.from_dense(["a", "b", "c"], block), False)
+    reader, read = _recording_model(True, False, ["a", "b", "c"])
+    predict_columns(reader, Columns.from_dense(["a", "b", "c"], block), False)
+    for x in (*seen, *read):
+        assert isinstance(x, pd.DataFrame)
+    assert list(seen[0].columns) == ["c", "b", "a"]  # by name, in the model's own order
+    assert list(read[0].columns) == ["a", "b", "c"]
+
+
+def test_dense_columns_make_their_views_on_demand() -> None:
+    block = np.array([[1.0, 2.0], [3.0, 4.0]])
+    cols = Columns.from_dense(["x", "y"], block)
+    assert cols.value("y", 1) == 4.0 and cols.value("z") is None and cols.value("x", 5) is None
+    np.testing.assert_array_equal(cols.data["x"], [1.0, 3.0])
+    assert cols.row_dicts() == [{"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 4.0}]
