@@ -11,6 +11,7 @@ from mlops.cli.audit import audit_app
 from mlops.cli.ci import ci_app
 from mlops.cli.demo import demo
 from mlops.cli.deploy import deploy, rollback, rollout_app
+from mlops.cli.governance import card, lineage
 from mlops.cli.models import models_app
 from mlops.cli.monitor import alerts_app, monitor_app
 from mlops.cli.output import err_console
@@ -33,6 +34,8 @@ app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(ci_app, name="ci")
 app.add_typer(tokens_app, name="tokens")
+app.command("card")(card)
+app.command("lineage")(lineage)
 
 
 @app.command("version")

@@ -74,7 +74,11 @@ def demo(
         sio.dump(est, path)
         result = pipeline.run(path, model_name, test_path, metadata={
             "training_data": str(train_path), "algorithm": algo,
-            "roc_auc": roc_auc_score(test["label"], proba), "params": est.get_params()})
+            "roc_auc": roc_auc_score(test["label"], proba), "params": est.get_params(),
+            # what only people can state goes on the model card as version tags
+            "card.intended_use": "demo: score generated rows for the positive class",
+            "card.limitations": "trained on synthetic Gaussian features; says nothing "
+                                "about real data"})
         console.print(pipeline_table(result))
         if result.version is None:
             raise typer.Exit(1)
@@ -131,7 +135,10 @@ def demo(
 
     monitor_section(registry, model_name, test, features)
 
-    console.rule("[bold]8. audit chain")
+    console.rule("[bold]8. governance: model card and lineage, from the records")
+    _governance_section(registry, model_name, v2, work)
+
+    console.rule("[bold]9. audit chain")
     verified = registry.verify_audit()
     console.print(("ok" if verified.ok else "BROKEN") + f" {verified.events} events, "
                   f"head {verified.head[:16]}")
@@ -139,6 +146,37 @@ def demo(
         raise typer.Exit(1)
     console.print(f"\nState is in {registry.context.settings.home}. Try: mlops models show {model_name}"
                   " · mlops audit log · mlops models search \"stage = production\"")
+
+
+def _governance_section(registry: ModelRegistry, model_name: str, version: str,
+                        work: Path) -> None:
+    from rich.tree import Tree
+
+    from mlops.governance.card import build_card
+    from mlops.governance.lineage import LineageNode, track_lineage
+    from mlops.ui.card import card_html
+
+    card = build_card(registry, model_name, version)
+    path = work / f"card-{model_name}-{version}.html"
+    path.write_text(card_html(card))
+    present = [s.title for s in card.sections if s.key not in {m.key for m in card.missing()}]
+    console.print(f"model card of {model_name} {version}: {path}")
+    console.print(f"  with evidence: {', '.join(present)}")
+    for missing in card.missing():
+        console.print(f"  missing {missing.title}: {missing.missing} ({missing.supply})",
+                      soft_wrap=True)
+
+    def grow(branch: Tree, node: LineageNode) -> None:
+        for child in node.children:
+            if child.kind != "analysis":  # mlops lineage shows them; the demo stays short
+                audit = f" (audit #{child.audit})" if child.audit is not None else ""
+                grow(branch.add(f"{child.kind}: {child.label}{audit}"), child)
+
+    root = track_lineage(registry, model_name, version)
+    tree = Tree(f"{root.kind}: {root.label}")
+    grow(tree, root)
+    console.print(f"mlops lineage {model_name} {version}:")
+    console.print(tree)
 
 
 def _people(registry: ModelRegistry) -> tuple[ModelRegistry, ModelRegistry]:

@@ -207,6 +207,19 @@ class RolloutManager:
             row = self._latest(s, mrow, env)
             return None if row is None else self.to_rollout(s, row, model)
 
+    def history(self, model: str, version: str | None = None, limit: int = 200
+                ) -> list[Rollout]:
+        """The rollouts of ``model`` in every environment (those in which ``version`` was
+        the candidate or the stable one, when given), oldest first, with their analyses."""
+        with self.store.read() as s:
+            mrow = self.routes.model_row(s, model)
+            query = select(RolloutRow).where(RolloutRow.model_id == mrow.id)
+            if version is not None:
+                query = query.where((RolloutRow.candidate_version == version)
+                                    | (RolloutRow.stable_version == version))
+            rows = s.scalars(query.order_by(RolloutRow.id.desc()).limit(limit)).all()
+            return [self.to_rollout(s, row, model) for row in reversed(rows)]
+
     # ------------------------------------------------------------------ the controller
     def tick(self, now: float | None = None, *, fence: Fence | None = None) -> list[Rollout]:
         """Analyse every progressing rollout once and apply the outcome (one controller

@@ -1,7 +1,18 @@
-"""Governance: identities (API tokens) and, as they grow, approvals, cards and reports."""
+"""Governance: identities (API tokens), model cards, and, as they grow, approvals and
+reports."""
 
 from __future__ import annotations
 
+from mlops.governance.card import (
+    CARD_TAGS,
+    REQUIRED_SECTIONS,
+    CardSection,
+    ModelCard,
+    SectionStatus,
+    build_card,
+)
+from mlops.governance.lineage import LineageNode, track_lineage
 from mlops.governance.tokens import TokenService
 
-__all__ = ["TokenService"]
+__all__ = ["CARD_TAGS", "REQUIRED_SECTIONS", "CardSection", "LineageNode", "ModelCard",
+           "SectionStatus", "TokenService", "build_card", "track_lineage"]

@@ -243,12 +243,16 @@ def _from_matrix(rows: Any, schema: Schema, what: str) -> Columns:
     return Columns(list(names), data, n)
 
 
-def _dense_rows(rows: Any, schema: Schema) -> Columns | None:
-    """Rows of plain numbers for a model whose inputs are all float columns: the [N, F]
-    block in one conversion. Anything unusual (None, booleans, text, ragged rows, a
-    non-finite value) takes the checked path, which names the problem."""
+def _dense_rows(rows: Any, schema: Schema, order: list[str] | None = None
+                ) -> Columns | None:
+    """Rows of plain numbers for a model whose inputs are all float columns (in schema
+    order, or in ``order``, a permutation of it): the [N, F] block in one conversion.
+    Anything unusual (None, booleans, text, ragged rows, a non-finite value, unknown or
+    missing columns) takes the checked path, which names the problem."""
     names = schema.names
     if names is None or not schema.all_float or type(rows) is not list or not rows \
+            or (order is not None and (len(order) != len(names)
+                                       or set(order) != set(names))) \
             or not all(type(r) is list and len(r) == len(names) for r in rows) \
             or not set(map(type, chain.from_iterable(rows))) <= _NUMBERS:
         return None
@@ -258,6 +262,8 @@ def _dense_rows(rows: Any, schema: Schema) -> Columns | None:
         return None
     if not np.isfinite(dense).all():
         return None
+    if order is not None and order != names:
+        dense = np.ascontiguousarray(dense[:, [order.index(c) for c in names]])
     return Columns.from_dense(list(names), dense)
 
 
@@ -487,6 +493,9 @@ def decode_mlflow(body: bytes, content_type: str, schema: Schema,
                              fix='Send "columns": ["a", "b", ...].')
         if cols is None:
             return _from_matrix(data, schema, "dataframe_split.data")
+        quick = _dense_rows(data, schema, cols)
+        if quick is not None:
+            return quick
         if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
             raise BadRequest("dataframe_split.data must be a list of rows.",
                              fix="Send data as [[v1, v2, ...], ...].")

@@ -57,6 +57,9 @@ CASES = [
      "'x0' expects numbers"),
     ("v1 lists text", "/v1/models/clf:predict", {"instances": [ROW, [*ROW[:2], "a", *ROW[3:]]]},
      400, "'x2' expects numbers"),
+    ("mlflow split unknown column", "/invocations",
+     {"dataframe_split": {"columns": [*FEATURES[:4], "zz"], "data": [ROW]}}, 400,
+     "missing input(s) ['x4']"),
     ("v1 lists nested", "/v1/models/clf:predict", {"instances": [[[1.0], *ROW[1:]]]}, 400,
      "'x0' must hold one scalar per row"),
 ]

@@ -116,8 +116,11 @@ def test_mlflow_scoring_formats(server: Server, data: Data,
     records = {"dataframe_records": rows.to_dict("records")}
     instances = {"instances": rows.to_dict("records")}
     inputs = {"inputs": {c: rows[c].tolist() for c in FEATURES}}
+    shuffled = FEATURES[::-1]  # columns named in another order are read by name
+    reordered = {"dataframe_split": {"columns": shuffled,
+                                     "data": rows[shuffled].to_numpy().tolist()}}
     with server.client() as c:
-        for body in (split, records, instances, inputs):
+        for body in (split, reordered, records, instances, inputs):
             r = c.post("/invocations", json=body)
             assert r.status_code == 200, (body, r.text)
             assert r.json() == expected
