@@ -40,6 +40,7 @@ Every error a user can cause names the thing it is about and how to fix it::
     │   ├── UnsupportedMediaType    415: content type not accepted
     │   └── Overloaded              503: in-flight queue full (sent with Retry-After)
     ├── AuditError                  audit chain broken (tampered, deleted, reordered)
+    ├── GovernanceError             a governance report cannot be made (unknown framework)
     └── AuthError                   identity and roles (team mode); ``.status`` is the HTTP code
         ├── Unauthenticated         401: no token, a wrong, expired or revoked one
         ├── PermissionDenied        403: the role is too low (names the role needed)
@@ -65,6 +66,7 @@ __all__ = [
     "DeploymentError",
     "DuplicateVersion",
     "FlavorError",
+    "GovernanceError",
     "InvalidAlias",
     "InvalidQuery",
     "InvalidStage",
@@ -286,6 +288,10 @@ class Overloaded(ServingError):
 
 class AuditError(MlopsError):
     """The audit chain does not verify."""
+
+
+class GovernanceError(MlopsError):
+    """A governance report or record cannot be made as asked (an unknown framework)."""
 
 
 class AuthError(MlopsError):

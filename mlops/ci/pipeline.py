@@ -559,7 +559,7 @@ class ModelPipeline:
             return StepResult("deploy_production", "pending",
                               f"the {run.policy.tier}-risk policy needs {need} approval(s), "
                               f"{len(have)} given: mlops ci approve {run.model_name} "
-                              f"{run.version}, then mlops ci promote {run.model_name} "
+                              f"{run.version} --reason \"...\", then mlops ci promote {run.model_name} "
                               f"{run.version}", data={"approvals": have, "required": need})
         rollout = dict(run.policy.rollout)
         strategy = str(rollout.pop("strategy", "canary"))

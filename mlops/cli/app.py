@@ -11,7 +11,7 @@ from mlops.cli.audit import audit_app
 from mlops.cli.ci import ci_app
 from mlops.cli.demo import demo
 from mlops.cli.deploy import deploy, rollback, rollout_app
-from mlops.cli.governance import card, lineage
+from mlops.cli.governance import approvals_app, card, compliance, lineage, maturity
 from mlops.cli.models import models_app
 from mlops.cli.monitor import alerts_app, monitor_app
 from mlops.cli.output import err_console
@@ -36,6 +36,9 @@ app.add_typer(ci_app, name="ci")
 app.add_typer(tokens_app, name="tokens")
 app.command("card")(card)
 app.command("lineage")(lineage)
+app.add_typer(approvals_app, name="approvals")
+app.command("compliance")(compliance)
+app.command("maturity")(maturity)
 
 
 @app.command("version")

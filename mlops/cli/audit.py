@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlops.cli.output import console, print_json
-from mlops.registry.service import ModelRegistry
+from mlops.cli.output import console, open_registry, print_json
 
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 
@@ -24,7 +23,7 @@ def log(
     as_json: JsonOpt = False,
 ) -> None:
     """Show audit events, newest first."""
-    events = ModelRegistry().audit_log(subject=subject, action=action, limit=limit)
+    events = open_registry().audit_log(subject=subject, action=action, limit=limit)
     if as_json:
         print_json([asdict(e) for e in events])
         return
@@ -46,7 +45,7 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Replay the chain: ``ok N events`` (exit 0) or the first broken entry (exit 1)."""
-    result = ModelRegistry().verify_audit(checkpoint)
+    result = open_registry().verify_audit(checkpoint)
     if as_json:
         print_json(asdict(result))
     elif result.ok:
@@ -62,7 +61,7 @@ def checkpoint_cmd(as_json: JsonOpt = False) -> None:
     """Print the head hash and event count to publish outside the database."""
     from mlops.store.audit import checkpoint
 
-    registry = ModelRegistry()
+    registry = open_registry()
     with registry.context.store.read() as s:
         cp = checkpoint(s)
     if as_json:

@@ -131,14 +131,31 @@ def gates(
     _finish(result, report_dir, as_json)
 
 
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (required; recorded with "
+                                                              "the decision).")]
+
+
 @ci_app.command("approve")
-def approve(name: str, version: str, reason: str = "") -> None:
-    """Approve VERSION for production (as MLOPS_ACTOR; recorded in the audit chain)."""
+def approve(name: str, version: str, reason: ReasonOpt) -> None:
+    """Approve VERSION for production, bound to its artifact and the gate run you read (as
+    the token's holder or MLOPS_ACTOR; recorded in the audit chain)."""
     from mlops.ci.approvals import approve as record
     from mlops.registry.service import ModelRegistry
 
     who = record(ModelRegistry(), name, version, reason)
-    console.print(f"{name} {version} approved by {', '.join(who)}")
+    console.print(f"{name} {version} approved; approvals that count: {', '.join(who)}")
+
+
+@ci_app.command("reject")
+def reject(name: str, version: str, reason: ReasonOpt) -> None:
+    """Reject VERSION: production refuses it until its gates are run again with different
+    results, or you approve it."""
+    from mlops.ci.approvals import reject as record
+    from mlops.registry.service import ModelRegistry
+
+    state = record(ModelRegistry(), name, version, reason)
+    console.print(f"{name} {state.version} rejected by "
+                  f"{', '.join(d.actor for d in state.rejections)} (CI run #{state.run})")
 
 
 @ci_app.command("promote")

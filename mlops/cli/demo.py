@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import urllib.request
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
-from mlops.cli.demo_gateway import post_json, start_gateway
 from mlops.cli.output import console, models_table, versions_table
 from mlops.config import get_settings
-from mlops.deployment.rollouts import RolloutManager
-from mlops.deployment.routes import RoutingService
 from mlops.errors import PermissionDenied
-from mlops.registry.service import ModelRegistry
+
+if TYPE_CHECKING:  # the heavy modules load when the demo runs, not with every command
+    import pandas as pd
+
+    from mlops.registry.service import ModelRegistry
 
 __all__ = ["demo"]
 
@@ -28,11 +28,16 @@ def demo(
     """The whole lifecycle on generated data: pipeline, registry, gateway, rollouts,
     monitoring and the audit chain."""
     import numpy as np
+    import pandas as pd
     import skops.io as sio
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
+
+    from mlops.deployment.rollouts import RolloutManager
+    from mlops.deployment.routes import RoutingService
+    from mlops.registry.service import ModelRegistry
 
     # the demo follows the rule a team runs (team mode's default): production takes only
     # versions that passed staging, their gates and an approval
@@ -172,6 +177,24 @@ def _governance_section(registry: ModelRegistry, model_name: str, version: str,
                 audit = f" (audit #{child.audit})" if child.audit is not None else ""
                 grow(branch.add(f"{child.kind}: {child.label}{audit}"), child)
 
+    from mlops.governance.compliance import ItemStatus, compliance_report
+
+    sr = compliance_report(registry, model_name, version, "sr11-7")
+    counts = sr.counts()
+    console.print(f"SR 11-7 for {model_name} {version}: {counts['met']} met, "
+                  f"{counts['missing']} missing, {counts['not applicable']} not applicable")
+    for item in sr.items:
+        mark = {ItemStatus.MET: "[green]met[/]", ItemStatus.MISSING: "[red]missing[/]",
+                ItemStatus.NOT_APPLICABLE: "n/a"}[item.status]
+        console.print(f"  {item.title}: {mark} ({item.detail})", soft_wrap=True)
+
+    from mlops.governance.maturity import assess_maturity
+
+    maturity = assess_maturity(registry)
+    console.print(f"MLOps maturity from what this store shows: level {maturity.maturity_level} "
+                  f"({maturity.level_name}), score {maturity.overall_score:.2f}/5; next: "
+                  + "; ".join(maturity.improvement_recommendations[:2]), soft_wrap=True)
+
     root = track_lineage(registry, model_name, version)
     tree = Tree(f"{root.kind}: {root.label}")
     grow(tree, root)
@@ -201,6 +224,8 @@ def _serve_traffic(registry: ModelRegistry, model_name: str, v1: str, v2: str,
     import signal
     from collections import Counter
 
+    from mlops.cli.demo_gateway import post_json, start_gateway
+    from mlops.deployment.routes import RoutingService
     from mlops.store.predlog import read_feedback, read_predictions
 
     route = RoutingService(registry).set_route(model_name, "production", stable=v1, candidate=v2,

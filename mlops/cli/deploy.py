@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops.cli.output import console, err_console, print_json
+from mlops.cli.output import console, err_console, open_registry, print_json
 from mlops.config import get_settings
-from mlops.deployment.materialize import (
-    Materialized,
-    materialize,
-    model_paths,
-)
 from mlops.errors import DeploymentError, MaterializeError
-from mlops.registry.service import ModelRegistry
-from mlops.store.context import Context
+
+if TYPE_CHECKING:
+    from mlops.deployment.materialize import Materialized
 
 rollout_app = typer.Typer(no_args_is_help=True, help="Progressive rollouts.")
 
@@ -30,12 +26,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def _manager() -> Any:
     from mlops.deployment.rollouts import RolloutManager
 
-    return RolloutManager(ModelRegistry())
+    return RolloutManager(open_registry())
 
 
 def materialise_served(*, to_stderr: bool = False) -> None:
     """After a command changed what an environment serves: bring the configured model
     folders (``*_MODEL_PATH``) in line now, so they are right without a server."""
+    from mlops.deployment.materialize import materialize, model_paths
+    from mlops.store.context import Context
+
     settings = get_settings()
     if not model_paths(settings):
         return

@@ -8,7 +8,6 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from mlops._tables import read_frame
 from mlops.cli.deploy import materialise_served
 from mlops.cli.output import (
     console,
@@ -16,13 +15,11 @@ from mlops.cli.output import (
     import_fixes,
     import_table,
     models_table,
+    open_registry,
     print_json,
     versions_table,
 )
 from mlops.errors import CompileRefused, MlopsError, SignatureError
-from mlops.registry.compile import runtime_summary
-from mlops.registry.mlflow_import import import_mlflow
-from mlops.registry.service import ModelRegistry
 
 models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
 
@@ -54,7 +51,7 @@ def _number_or_text(value: str) -> Any:
 
 
 def _read_example(path: Path) -> Any:
-    return read_frame(path, "input example", SignatureError)
+    return _read_frame(path, "input example", SignatureError)
 
 
 @models_app.command("register")
@@ -83,7 +80,7 @@ def register(
     meta = _parse_pairs(metadata or [], "--metadata")
     example = _read_example(input_example) if input_example else None
     try:
-        mv = ModelRegistry().register(name, path, version=version, bump=bump, metadata=meta,
+        mv = open_registry().register(name, path, version=version, bump=bump, metadata=meta,
                                       input_example=example, description=description,
                                       trust=trust, tracking_uri=tracking_uri,
                                       compile=compile_to)
@@ -95,7 +92,7 @@ def register(
         console.print(f"registered [bold]{mv.model}[/] version [bold]{mv.version}[/] "
                       f"({mv.flavor}/{mv.format}, sha256 {mv.artifact_digest[:12]})")
         for runtime, record in mv.runtimes.items():
-            console.print(f"compiled to {runtime}: {runtime_summary(record)}")
+            console.print(f"compiled to {runtime}: {_runtime_summary(record)}")
 
 
 def _refused(exc: CompileRefused) -> NoReturn:
@@ -127,9 +124,9 @@ def compile_cmd(
     It is stored only when its labels are identical and its probabilities or values are
     within the tolerance on every checked row; otherwise exit code 1 and nothing stored.
     Approver for a version production serves or has served."""
-    rows = read_frame(data, "--data", SignatureError) if data is not None else None
+    rows = _read_frame(data, "--data", SignatureError) if data is not None else None
     try:
-        mv = ModelRegistry().compile(name, version, to=to, data=rows, rtol=rtol, atol=atol)
+        mv = open_registry().compile(name, version, to=to, data=rows, rtol=rtol, atol=atol)
     except CompileRefused as exc:
         _refused(exc)
     record = mv.runtimes[to]
@@ -138,7 +135,7 @@ def compile_cmd(
         return
     checked = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in record["checked"].items())
     console.print(f"compiled [bold]{mv.model}[/] {mv.version} to {to}: "
-                  f"{runtime_summary(record)}; checked: {checked}", soft_wrap=True)
+                  f"{_runtime_summary(record)}; checked: {checked}", soft_wrap=True)
 
 
 @models_app.command("import-mlflow")
@@ -154,7 +151,9 @@ def import_mlflow_cmd(
     metrics, descriptions and run ids. Re-running imports only new versions.
 
     Exit code 1 when a version (or its stage) was refused."""
-    report = import_mlflow(ModelRegistry(), tracking_uri, names)
+    from mlops.registry.mlflow_import import import_mlflow
+
+    report = import_mlflow(open_registry(), tracking_uri, names)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -170,7 +169,7 @@ def import_mlflow_cmd(
 @models_app.command("list")
 def list_models(as_json: JsonOpt = False) -> None:
     """List registered models."""
-    models = ModelRegistry().list_models()
+    models = open_registry().list_models()
     if as_json:
         print_json([m.to_dict() for m in models])
     else:
@@ -181,7 +180,7 @@ def list_models(as_json: JsonOpt = False) -> None:
 def show(name: str, version: Annotated[str | None, typer.Argument()] = None,
          as_json: JsonOpt = False) -> None:
     """Show a model's versions, or one version (number, stage, alias or 'latest')."""
-    registry = ModelRegistry()
+    registry = open_registry()
     if version is None:
         versions = registry.list_versions(name)
         if as_json:
@@ -203,7 +202,7 @@ def show(name: str, version: Annotated[str | None, typer.Argument()] = None,
     if lineage:
         console.print("lineage: " + ", ".join(f"{k}={v}" for k, v in lineage.items()))
     for runtime, record in sorted(mv.runtimes.items()):
-        console.print(f"runtime {runtime}: {runtime_summary(record)}", soft_wrap=True)
+        console.print(f"runtime {runtime}: {_runtime_summary(record)}", soft_wrap=True)
 
 
 @models_app.command("promote")
@@ -217,7 +216,7 @@ def promote(name: str, version: str, stage: str,
     """Move a version to a stage (None, Staging, Production, Archived).
 
     Staging and Production are what environments serve by: the promotion gate applies."""
-    mv = ModelRegistry().promote(name, version, stage, archive_existing=not keep_existing,
+    mv = open_registry().promote(name, version, stage, archive_existing=not keep_existing,
                                  reason=reason, override=override)
     console.print(f"{mv.model} {mv.version} -> {mv.stage}")
     materialise_served()
@@ -229,7 +228,7 @@ def alias(name: str, alias_name: Annotated[str, typer.Argument(metavar="ALIAS")]
           delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False
           ) -> None:
     """Point an alias (champion, challenger, ...) at a version, or --delete it."""
-    registry = ModelRegistry()
+    registry = open_registry()
     if delete:
         registry.delete_alias(name, alias_name)
         console.print(f"{name}: alias {alias_name} removed")
@@ -248,7 +247,7 @@ def tag(name: str, pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE ..
         delete: Annotated[bool, typer.Option("--delete", help="Remove the KEYs.")] = False
         ) -> None:
     """Set (or --delete) tags on a model or one of its versions."""
-    registry = ModelRegistry()
+    registry = open_registry()
     if delete:
         for key in pairs:
             registry.delete_tag(name, key.partition("=")[0], version)
@@ -265,8 +264,20 @@ def search(query: Annotated[str, typer.Argument(
            limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most versions.")] = 100,
            as_json: JsonOpt = False) -> None:
     """Find versions by name, tag, stage, alias and metric filters."""
-    versions = ModelRegistry().search(query, limit=limit)
+    versions = open_registry().search(query, limit=limit)
     if as_json:
         print_json([v.to_dict() for v in versions])
     else:
         console.print(versions_table(versions, f"search: {query or '(all)'}"))
+
+
+def _read_frame(*args: Any) -> Any:
+    from mlops._tables import read_frame
+
+    return read_frame(*args)
+
+
+def _runtime_summary(record: Any) -> str:
+    from mlops.registry.compile import runtime_summary
+
+    return runtime_summary(record)

@@ -10,7 +10,6 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mlops._tables import read_frame
 from mlops.cli.output import console, fmt, print_json
 from mlops.errors import MonitoringError
 
@@ -133,7 +132,7 @@ def drift(
         profile = monitor.registry.reference_profile(model, version, "features")
         if current is not None:
             progress.update(task, description=f"reading {current}")
-            frame = read_frame(current, "current data", MonitoringError)
+            frame = _read_frame(current, "current data", MonitoringError)
         else:
             assert window is not None
             progress.update(task, description=f"reading the logged inputs of the last {window}")
@@ -182,7 +181,7 @@ def reference(model: str, version: str,
     """Profile DATA as the reference of MODEL VERSION (replaces the stored profile)."""
     from mlops.registry.service import ModelRegistry
 
-    frame = read_frame(data, "reference data", MonitoringError)
+    frame = _read_frame(data, "reference data", MonitoringError)
     with _progress() as progress:
         progress.add_task(f"profiling {len(frame):,} rows", total=None)
         infos = ModelRegistry().set_reference(model, version, frame, source=str(data))
@@ -351,3 +350,9 @@ def chart(model: str, metric: str, env: EnvOpt = None,
             console.print("no signal: the series stays in control")
     if result.signals:
         raise typer.Exit(1)
+
+
+def _read_frame(*args: Any) -> Any:
+    from mlops._tables import read_frame
+
+    return read_frame(*args)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from mlops.registry.mlflow_import import ImportReport
-from mlops.registry.types import ModelVersion, RegisteredModel
+if TYPE_CHECKING:
+    from mlops.registry.mlflow_import import ImportReport
+    from mlops.registry.service import ModelRegistry
+    from mlops.registry.types import ModelVersion, RegisteredModel
 
 __all__ = ["console", "err_console", "fmt", "import_fixes", "import_table", "models_table",
-           "print_json", "versions_table"]
+           "open_registry", "print_json", "versions_table"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -82,3 +84,10 @@ def import_fixes(report: ImportReport) -> list[str]:
         if r.fix:
             fixes.setdefault(r.fix, []).append(f"{r.model} {r.mlflow_version}")
     return [f"[bold]fix[/] ({', '.join(who)}): {fix}" for fix, who in fixes.items()]
+
+
+def open_registry() -> ModelRegistry:
+    """The registry of the configured store (imported on first use: the CLI starts fast)."""
+    from mlops.registry.service import ModelRegistry
+
+    return ModelRegistry()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from mlops.cli.output import console, err_console, print_json
+from mlops.cli.output import console, err_console, open_registry, print_json
 from mlops.errors import ConfigError
-from mlops.governance.tokens import TokenService
 from mlops.identity import ROLE_RIGHTS, Role
-from mlops.registry.service import ModelRegistry
-from mlops.store.tokens import parse_duration
 
 tokens_app = typer.Typer(
     no_args_is_help=True,
@@ -35,8 +32,8 @@ def create(
         parsed = Role.parse(role)
     except ValueError as exc:
         raise ConfigError(str(exc), fix="Pass --role viewer|developer|approver|admin.") from exc
-    info, secret = TokenService(ModelRegistry()).create(
-        name, parsed, parse_duration(expires) if expires else None, allow_bootstrap=True)
+    info, secret = _tokens().create(
+        name, parsed, _duration(expires) if expires else None, allow_bootstrap=True)
     until = info.expires_at.isoformat() if info.expires_at else "never"
     err_console.print(f"token {info.token_id} for [bold]{info.name}[/] ({info.role.value}), "
                       f"expires {until}. It is shown once; store it now:")
@@ -46,7 +43,7 @@ def create(
 @tokens_app.command("list")
 def list_tokens(as_json: JsonOpt = False) -> None:
     """Tokens (never their secrets), active and revoked."""
-    tokens = TokenService(ModelRegistry()).list()
+    tokens = _tokens().list()
     if as_json:
         print_json([t.to_dict() for t in tokens])
         return
@@ -64,5 +61,17 @@ def list_tokens(as_json: JsonOpt = False) -> None:
 @tokens_app.command("revoke")
 def revoke(token_id: Annotated[str, typer.Argument(metavar="ID")], reason: str = "") -> None:
     """Revoke a token; its next request fails with 401."""
-    info = TokenService(ModelRegistry()).revoke(token_id, reason)
+    info = _tokens().revoke(token_id, reason)
     console.print(f"revoked token {info.token_id} ({info.name}, {info.role.value})")
+
+
+def _tokens() -> Any:
+    from mlops.governance.tokens import TokenService
+
+    return TokenService(open_registry())
+
+
+def _duration(text: str) -> Any:
+    from mlops.store.tokens import parse_duration
+
+    return parse_duration(text)

@@ -11,8 +11,16 @@ from mlops.governance.card import (
     SectionStatus,
     build_card,
 )
+from mlops.governance.compliance import (
+    FRAMEWORKS,
+    ComplianceItem,
+    ComplianceReport,
+    ItemStatus,
+    compliance_report,
+)
 from mlops.governance.lineage import LineageNode, track_lineage
 from mlops.governance.tokens import TokenService
 
-__all__ = ["CARD_TAGS", "REQUIRED_SECTIONS", "CardSection", "LineageNode", "ModelCard",
-           "SectionStatus", "TokenService", "build_card", "track_lineage"]
+__all__ = ["CARD_TAGS", "FRAMEWORKS", "REQUIRED_SECTIONS", "CardSection", "ComplianceItem",
+           "ComplianceReport", "ItemStatus", "LineageNode", "ModelCard", "SectionStatus",
+           "TokenService", "build_card", "compliance_report", "track_lineage"]

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from mlops.ci.approvals import decisions
 from mlops.ci.policy import configured_policy
 from mlops.ci.runs import RunStore
 from mlops.deployment.routes import RoutingService
@@ -366,24 +367,25 @@ def _monitoring(ev: _Evidence) -> CardSection:
 
 
 def _approvals(ev: _Evidence) -> CardSection:
-    events = ev.version_events("version.approve")
-    people: dict[str, AuditEvent] = {}
-    for e in events:
-        people.setdefault(e.actor, e)
+    state = decisions(ev.registry, ev.name, ev.mv.version)
     required = configured_policy(ev.registry.settings.policy_file).for_model(ev.name).approvals
     for run in ev.runs:  # an official CI run may have asked for more
         report = run.get("report") or {}
         if isinstance(report.get("approvals_required"), int):
             required = max(required, report["approvals_required"])
-    content = {"required": required, "count": len(people),
-               "approvals": [{"by": e.actor, "at": e.ts, "comment": e.payload.get("reason")}
-                             for e in people.values()]}
-    refs = [_ref(e) for e in people.values()]
-    if len(people) < required:
+    content = {"required": required, "count": len(state.approvers), "run": state.run,
+               "approvals": [d.to_dict() for d in state.decisions]}
+    refs = [f"audit #{d.audit} version.{d.kind}" for d in state.standing().values()]
+    if state.rejections:
+        who = ", ".join(f"{d.actor} ({d.comment})" for d in state.rejections)
+        return _missing("approvals", "Approvals", f"Rejected by {who}.",
+                        f"fix it and run its gates again: mlops ci gates {ev.name} "
+                        f"{ev.mv.version} --test-data TEST_FILE", content, refs)
+    if len(state.approvers) < required:
         return _missing("approvals", "Approvals",
-                        f"{len(people)} of {required} required approvals.",
-                        f"mlops ci approve {ev.name} {ev.mv.version} --reason \"...\" (by an "
-                        "approver who did not register it)", content, refs)
+                        f"{len(state.approvers)} of {required} required approvals count.",
+                        f'mlops ci approve {ev.name} {ev.mv.version} --reason "..." (by an '
+                        "approver who neither registered it nor ran its gates)", content, refs)
     return _present("approvals", "Approvals", content, refs)
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from mlops.config import Settings
 from mlops.errors import DeploymentError
 from mlops.identity import Principal, Role, require
+from mlops.registry.approvals import approval_state
 from mlops.store.audit import append_event, list_events
 from mlops.store.routes import (
     environment_for_stage,
@@ -184,12 +185,18 @@ def _gate_problems(s: Session, settings: Settings, model: ModelRow, version: str
     if not passes:
         return problems  # the approvals a policy asks for are known once its gates pass
     need = max(int(r["approvals_required"]) for r in passes)
-    subject = f"model/{model.name}/{version}"
-    approvers = {e.actor for e in list_events(s, subject=subject, action="version.approve",
-                                              limit=1000) if e.subject == subject}
-    if len(approvers) < need:
-        problems.append((f"has {len(approvers)} of the {need} approval(s) its policy "
-                         "requires", f"mlops ci approve {model.name} {version}"))
+    digest = s.scalar(select(VersionRow.artifact_digest).where(
+        VersionRow.model_id == model.id, VersionRow.version == version)) or ""
+    state = approval_state(s, model.name, version, digest)
+    for rejection in state.rejections:
+        problems.append((f"was rejected by {rejection.actor} ({rejection.comment})",
+                         f"fix it and run its gates again (a re-run with new results voids "
+                         f"the rejection), or {rejection.actor} approves it: mlops ci approve "
+                         f"{model.name} {version} --reason \"...\""))
+    if len(state.approvers) < need:
+        problems.append((f"has {len(state.approvers)} of the {need} approval(s) its policy "
+                         "requires", f"mlops ci approve {model.name} {version} --reason "
+                                     '"..."'))
     return problems
 
 

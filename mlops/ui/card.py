@@ -78,7 +78,8 @@ def _md_section(section: CardSection) -> list[str]:
                                                "importance_std"])
     elif section.key == "approvals":
         lines += [f"{c.get('count', 0)} of {c.get('required', 0)} required.", ""]
-        lines += _md_table(c.get("approvals") or [], ["by", "at", "comment"])
+        lines += _md_table(c.get("approvals") or [], ["by", "decision", "at", "comment", "run",
+                                                       "counts", "void"])
     elif section.key == "deployments" and c.get("events"):
         lines += _md_table(c["events"], ["at", "environment", "event", "by", "reason",
                                           "audit"])
@@ -197,7 +198,8 @@ def _html_section(section: CardSection) -> str:
                                                   "importance_std"]))
     elif section.key == "approvals":
         out.append(f"<p>{_e(c.get('count', 0))} of {_e(c.get('required', 0))} required</p>")
-        out.append(_html_table(c.get("approvals") or [], ["by", "at", "comment"]))
+        out.append(_html_table(c.get("approvals") or [], ["by", "decision", "at", "comment",
+                                                          "run", "counts", "void"]))
     elif section.key == "deployments" and c.get("events"):
         out.append(_html_table(c["events"], ["at", "environment", "event", "by", "reason",
                                              "audit"]))

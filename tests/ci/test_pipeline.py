@@ -162,7 +162,7 @@ def test_production_waits_for_approvals_then_promotes(
     with pytest.raises(DeploymentError, match="approval"):
         pipeline.promote("churn", "1.0.0")
     with pytest.raises(CIError, match="cannot approve"):
-        approve(registry, "churn", "1.0.0")  # the registering actor: four eyes
+        approve(registry, "churn", "1.0.0", "mine")  # the registering actor: four eyes
     reviewer = ModelRegistry(registry.settings.model_copy(update={"actor": "reviewer"}))
     assert approve(reviewer, "churn", "1.0.0", "looks good") == ["reviewer"]
     assert approvals(registry, "churn", "1.0.0") == ["reviewer"]

@@ -21,6 +21,7 @@ def test_the_demo_runs_the_whole_lifecycle_on_a_fresh_store(tmp_path: Path) -> N
     assert done.returncode == 0, out[-4000:]
     for shown in ("x-model-runtime: onnx", "is succeeded at step 2/2", "is rolled_back",
                   "firing alerts", "model card of demo_classifier", "mlops lineage",
+                  "SR 11-7 for demo_classifier", "MLOps maturity from what this store shows: level",
                   "9. audit chain"):
         assert shown in out, (shown, out[-4000:])
     assert "\nok " in out and "BROKEN" not in out
