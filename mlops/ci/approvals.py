@@ -11,7 +11,6 @@ one person counts once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from mlops.ci.policy import configured_policy
 from mlops.ci.runs import RunStore
@@ -21,7 +20,8 @@ from mlops.registry.approvals import APPROVE, REJECT, ApprovalState, approval_st
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import append_event
 
-__all__ = ["PendingApproval", "approvals", "approve", "decisions", "pending", "reject"]
+__all__ = ["PendingApproval", "approvals", "approve", "decisions", "pending", "reject",
+           "required_approvals"]
 
 
 def decisions(registry: ModelRegistry, model: str, version: str) -> ApprovalState:
@@ -29,6 +29,17 @@ def decisions(registry: ModelRegistry, model: str, version: str) -> ApprovalStat
     mv = registry.get_version(model, version)
     with registry.context.store.read() as s:
         return approval_state(s, model, mv.version, mv.artifact_digest)
+
+
+def required_approvals(registry: ModelRegistry, model: str, version: str) -> int:
+    """How many approvals ``model`` ``version`` needs: its configured policy's count, or
+    more when an official gate run of it recorded more."""
+    need = configured_policy(registry.context.settings.policy_file).for_model(model).approvals
+    for run in RunStore(registry).runs(model, version, limit=50):
+        asked = (run.get("report") or {}).get("approvals_required")
+        if isinstance(asked, int):
+            need = max(need, asked)
+    return need
 
 
 def approvals(registry: ModelRegistry, model: str, version: str) -> list[str]:
@@ -114,11 +125,9 @@ class PendingApproval:
 def pending(registry: ModelRegistry, model: str | None = None) -> list[PendingApproval]:
     """Versions (not in production or archived) with a passing gate run and fewer counting
     approvals than their policy requires, or a standing rejection."""
-    policy = configured_policy(registry.context.settings.policy_file)
     names = [model] if model is not None else [m.name for m in registry.list_models()]
     out = []
     for name in names:
-        required = policy.for_model(name).approvals
         for mv in registry.list_versions(name):
             if mv.stage in ("Production", "Archived"):
                 continue
@@ -126,11 +135,7 @@ def pending(registry: ModelRegistry, model: str | None = None) -> list[PendingAp
                 state = approval_state(s, name, mv.version, mv.artifact_digest)
             if state.run is None:
                 continue
-            need = required
-            for run in _reports(registry, name, mv.version):
-                asked = run.get("approvals_required")
-                if isinstance(asked, int):
-                    need = max(need, asked)
+            need = required_approvals(registry, name, mv.version)
             rejected = [d.actor for d in state.rejections]
             if len(state.approvers) >= need and not rejected:
                 continue
@@ -139,6 +144,3 @@ def pending(registry: ModelRegistry, model: str | None = None) -> list[PendingAp
                                        state.approvers, rejected, excluded))
     return out
 
-
-def _reports(registry: ModelRegistry, model: str, version: str) -> list[dict[str, Any]]:
-    return [r.get("report") or {} for r in RunStore(registry).runs(model, version, limit=50)]

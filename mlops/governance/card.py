@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from mlops.ci.approvals import decisions
-from mlops.ci.policy import configured_policy
+from mlops.ci.approvals import decisions, required_approvals
 from mlops.ci.runs import RunStore
 from mlops.deployment.routes import RoutingService
 from mlops.monitoring.alerts import AlertManager
@@ -368,11 +367,7 @@ def _monitoring(ev: _Evidence) -> CardSection:
 
 def _approvals(ev: _Evidence) -> CardSection:
     state = decisions(ev.registry, ev.name, ev.mv.version)
-    required = configured_policy(ev.registry.settings.policy_file).for_model(ev.name).approvals
-    for run in ev.runs:  # an official CI run may have asked for more
-        report = run.get("report") or {}
-        if isinstance(report.get("approvals_required"), int):
-            required = max(required, report["approvals_required"])
+    required = required_approvals(ev.registry, ev.name, ev.mv.version)
     content = {"required": required, "count": len(state.approvers), "run": state.run,
                "approvals": [d.to_dict() for d in state.decisions]}
     refs = [f"audit #{d.audit} version.{d.kind}" for d in state.standing().values()]
