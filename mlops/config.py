@@ -119,6 +119,19 @@ class Settings(BaseSettings):
     #: addresses of proxies whose X-Forwarded-For names the client (empty: the header is
     #: ignored, so nobody can pose as another client to the failed-token limiter)
     forwarded_allow_ips: list[str] = []
+    #: retention (days): how long the prediction log, feedback and metric snapshots are
+    #: kept (seed 000's ``data_retention``); a per-kind value overrides it. The audit chain
+    #: is never purged. ``mlops retention apply`` deletes what is older.
+    retention_days: int = Field(default=365, ge=1)
+    retention_predictions_days: int | None = Field(default=None, ge=1)
+    retention_feedback_days: int | None = Field(default=None, ge=1)
+    retention_snapshots_days: int | None = Field(default=None, ge=1)
+    #: prices for the cost per 1,000 predictions (``mlops impact``): per CPU-hour and per
+    #: GB-hour of memory; defaults are AWS Fargate's on-demand Linux/x86 prices (us-east-1)
+    cost_cpu_hour: float = Field(default=0.04048, ge=0)
+    cost_gb_hour: float = Field(default=0.004445, ge=0)
+    #: the currency those prices are in (a label in reports)
+    cost_currency: str = "USD"
 
     @field_validator("promotion_policy")
     @classmethod

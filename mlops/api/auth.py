@@ -154,12 +154,14 @@ class ApiAuth:
             # a token this process verified before still works from a locked-out address
             # (a shared NAT or proxy); a new guess gets no answer until the window passes
             if not (credential and self.authenticator.known(credential)):
+                await asyncio.to_thread(self.authenticator.refused, client)
                 raise
         try:
             return await asyncio.to_thread(self.authenticator.authenticate, credential)
         except Unauthenticated:
             if credential:  # a wrong guess counts; a missing token is no attempt
                 self.limiter.failed(client)
+                await asyncio.to_thread(self.authenticator.refused, client)
             raise
 
     def needs(self, role: Role) -> Any:

@@ -12,9 +12,11 @@ from mlops.cli.ci import ci_app
 from mlops.cli.demo import demo
 from mlops.cli.deploy import deploy, rollback, rollout_app
 from mlops.cli.governance import approvals_app, card, compliance, lineage, maturity
+from mlops.cli.impact import impact, kpi_app
 from mlops.cli.models import models_app
 from mlops.cli.monitor import alerts_app, monitor_app
 from mlops.cli.output import err_console
+from mlops.cli.retention import retention_app
 from mlops.cli.serve import serve
 from mlops.cli.tokens import tokens_app
 from mlops.errors import MlopsError
@@ -39,6 +41,9 @@ app.command("lineage")(lineage)
 app.add_typer(approvals_app, name="approvals")
 app.command("compliance")(compliance)
 app.command("maturity")(maturity)
+app.command("impact")(impact)
+app.add_typer(kpi_app, name="kpi")
+app.add_typer(retention_app, name="retention")
 
 
 @app.command("version")

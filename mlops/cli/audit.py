@@ -1,4 +1,4 @@
-"""``mlops audit log|verify|checkpoint``."""
+"""``mlops audit log|verify|checkpoint|usage``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlops.cli.output import console, open_registry, print_json
+from mlops.cli.output import console, fmt, open_registry, print_json
 
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 
@@ -69,3 +69,65 @@ def checkpoint_cmd(as_json: JsonOpt = False) -> None:
     else:
         console.print(f"{cp.events}:{cp.head}  (taken {cp.at}; keep it outside this database and"
                       " check with `mlops audit verify --checkpoint`)")
+
+
+@audit_app.command("usage")
+def usage(
+    name: str,
+    since: Annotated[str, typer.Option(
+        help="Start: an ISO date or time (UTC when naive), or a duration before now (30d, "
+             "12h).")] = "30d",
+    until: Annotated[str | None, typer.Option(help="End (exclusive); default now.")] = None,
+    environment: Annotated[str | None, typer.Option(help="Only this environment.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who used a model in a period: predictions per version and per caller, failures and
+    latency, security events (refused files and credentials, trust and rule overrides) and
+    each serving version's compliance status."""
+    from mlops.governance.usage import audit_model_usage, parse_when
+
+    report = audit_model_usage(open_registry(), name, parse_when(since),
+                               parse_when(until) if until else None, environment=environment)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(f"[bold]Usage of {report.model}[/] from {report.since:%Y-%m-%d %H:%M} to "
+                  f"{report.until:%Y-%m-%d %H:%M} UTC"
+                  + (f" in {report.environment}" if report.environment else "") + ": "
+                  f"{report.predictions} predictions in {report.requests} requests, "
+                  f"{report.failed} failed ({report.error_rate:.2%})")
+    if report.versions:
+        table = Table(title="Versions")
+        for col in ("version", "rows", "requests", "failed", "shadow", "p50 ms", "p99 ms",
+                    "CPU s", "first", "last"):
+            table.add_column(col)
+        for v in report.versions:
+            table.add_row(v.version, str(v.predictions), str(v.requests), str(v.failed),
+                          str(v.shadow), fmt(v.latency_p50_ms), fmt(v.latency_p99_ms),
+                          fmt(v.cpu_seconds), f"{v.first:%m-%d %H:%M}", f"{v.last:%m-%d %H:%M}")
+        console.print(table)
+        callers = Table(title="Callers")
+        for col in ("caller", "rows", "requests", "failed", "versions"):
+            callers.add_column(col)
+        for c in report.callers:
+            callers.add_row(c.caller, str(c.predictions), str(c.requests), str(c.failed),
+                            ", ".join(c.versions))
+        console.print(callers)
+    else:
+        console.print("No predictions logged in the period (the gateway logs them: "
+                      "mlops serve, with log_predictions on).")
+    if report.security_events:
+        events = Table(title="Security events")
+        for col in ("seq", "time (UTC)", "action", "subject", "what"):
+            events.add_column(col, overflow="fold")
+        for e in report.security_events:
+            events.add_row(str(e.seq), e.ts[:19], e.action, e.subject, e.summary)
+        console.print(events)
+    else:
+        console.print("Security events: none in the period.")
+    for status in report.compliance:
+        missing = f"; missing: {', '.join(status.missing_items)}" \
+            if status.missing_items else ""
+        console.print(f"compliance {status.framework} of {status.version}: {status.met} met, "
+                      f"{status.missing} missing, {status.not_applicable} not applicable"
+                      f"{missing}")

@@ -142,6 +142,7 @@ def demo(
 
     console.rule("[bold]8. governance: model card and lineage, from the records")
     _governance_section(registry, model_name, v2, work)
+    _impact_section(registry, model_name, v2, test, features)
 
     console.rule("[bold]9. audit chain")
     verified = registry.verify_audit()
@@ -195,11 +196,59 @@ def _governance_section(registry: ModelRegistry, model_name: str, version: str,
                   f"({maturity.level_name}), score {maturity.overall_score:.2f}/5; next: "
                   + "; ".join(maturity.improvement_recommendations[:2]), soft_wrap=True)
 
+    from datetime import UTC, datetime, timedelta
+
+    from mlops.governance.usage import audit_model_usage
+
+    usage = audit_model_usage(registry, model_name, datetime.now(UTC) - timedelta(days=1),
+                              with_compliance=False)
+    console.print(f"usage audit of {model_name} (mlops audit usage {model_name} --since 1d): "
+                  f"{usage.predictions} predictions in {usage.requests} requests, "
+                  f"{usage.failed} failed; by version "
+                  + ", ".join(f"{v.version} {v.predictions - v.shadow}" for v in usage.versions)
+                  + "; callers " + ", ".join(f"{c.caller} {c.requests}" for c in usage.callers)
+                  + f"; {len(usage.security_events)} security events", soft_wrap=True)
+
     root = track_lineage(registry, model_name, version)
     tree = Tree(f"{root.kind}: {root.label}")
     grow(tree, root)
     console.print(f"mlops lineage {model_name} {version}:")
     console.print(tree)
+
+
+def _impact_section(registry: ModelRegistry, model_name: str, version: str,
+                    test: pd.DataFrame, features: list[str]) -> None:
+    """A KPI measured here (accuracy against always guessing the majority class), the cost
+    per 1,000 predictions from the logged CPU time, and what retention would delete."""
+    from mlops.governance.impact import define_kpi, impact_report, record_kpi
+    from mlops.governance.retention import apply_retention
+
+    majority = float(test["label"].value_counts(normalize=True).max()) * 100
+    model = registry.load_model(model_name, version)
+    accuracy = float((model.predict(test[features]) == test["label"]).mean()) * 100
+    define_kpi(registry, model_name, "prediction_accuracy", unit="percentage",
+               baseline=round(majority, 2), target=85.0,
+               description="test-set accuracy; baseline: always the majority class")
+    record_kpi(registry, model_name, "prediction_accuracy", round(accuracy, 2),
+               version=version)
+    report = impact_report(registry, model_name, version=version)
+    for k in report.kpis:
+        console.print(f"KPI {k.definition.name} of {model_name} {version}: "
+                      f"{k.definition.baseline:g} -> {k.latest.value if k.latest else '-'} "
+                      f"({k.change:+.1f} {k.change_unit}; target {k.definition.target:g} "
+                      f"{'met' if k.target_met else 'not met'})" if k.change is not None
+                      else f"KPI {k.definition.name}: no value")
+    for v in report.cost.versions:
+        cpu = f"{v.cpu_cost_per_1000:.2e}" if v.cpu_cost_per_1000 is not None else "-"
+        total = f"{v.cost_per_1000:.2e}" if v.cost_per_1000 is not None else \
+            "not measured (" + "; ".join(m.supply for m in v.missing) + ")"
+        console.print(f"cost per 1,000 predictions of {model_name} {v.version} "
+                      f"({v.n_predictions} logged): CPU {cpu} {report.cost.currency}, "
+                      f"total {total}", soft_wrap=True)
+    retention = apply_retention(registry, dry_run=True)
+    console.print(f"mlops retention apply --dry-run: {len(retention.partitions)} partitions "
+                  f"and {retention.snapshots} metric snapshots older than the policy "
+                  f"({registry.settings.retention_days} days) would be deleted")
 
 
 def _people(registry: ModelRegistry) -> tuple[ModelRegistry, ModelRegistry]:

@@ -9,7 +9,9 @@ audit events it rests on, or *missing* with what is missing and the command that
 supply it. The statements only people can make (intended use, out-of-scope use,
 limitations) are version tags (``card.intended_use``, ``card.out_of_scope``,
 ``card.limitations``), set at registration (``-m card.intended_use=...``) or later with
-``mlops models tag``, both audited.
+``mlops models tag``, both audited. The business impact and cost section (not required)
+shows the model's KPIs (:mod:`mlops.governance.impact`) and the version's measured cost per
+1,000 predictions.
 
 Rendering (Markdown, HTML) belongs to the presentation layer (:mod:`mlops.ui.card`).
 """
@@ -24,6 +26,8 @@ from typing import Any
 from mlops.ci.approvals import decisions, required_approvals
 from mlops.ci.runs import RunStore
 from mlops.deployment.routes import RoutingService
+from mlops.errors import MlopsError
+from mlops.governance.impact import cost_report, kpi_report
 from mlops.monitoring.alerts import AlertManager
 from mlops.monitoring.snapshots import latest_snapshots
 from mlops.registry.service import ModelRegistry
@@ -147,7 +151,7 @@ def build_card(registry: ModelRegistry, name: str, version: str) -> ModelCard:
     ev = _Evidence(registry, mv, events, runs)
     sections = [_details(ev), _intended_use(ev), _training_data(ev), _evaluation(ev),
                 _slices_fairness(ev), _explainability(ev), _limitations(ev),
-                _monitoring(ev), _approvals(ev), _deployments(ev)]
+                _monitoring(ev), _approvals(ev), _deployments(ev), _business_impact(ev)]
     return ModelCard(name, mv.version, datetime.now(UTC).isoformat(timespec="seconds"),
                      sections)
 
@@ -413,3 +417,42 @@ def _deployments(ev: _Evidence) -> CardSection:
                         "staged, routed or rolled out.",
                         f"mlops deploy {ev.name} {v} --env staging")
     return _present("deployments", "Deployment history", {"events": history}, refs)
+
+
+def _business_impact(ev: _Evidence) -> CardSection:
+    """The KPI table (values of this version or of the whole model) and the cost per
+    1,000 predictions of this version, over everything recorded; not a required section."""
+    name, v = ev.name, ev.mv.version
+    title = "Business impact and cost"
+    kpis = kpi_report(ev.registry, name, version=v)
+    not_measured = [k.missing.to_dict() for k in kpis if k.missing is not None]
+    if not kpis:
+        not_measured.append({"what": "KPIs", "reason": f"No KPI is defined for {name}.",
+                             "supply": f"mlops kpi define {name} KPI --baseline B --target T "
+                                       "--unit percentage|currency|absolute"})
+    cost: dict[str, Any] | None = None
+    try:
+        report = cost_report(ev.registry, name, version=v)
+    except MlopsError as exc:  # an unreadable log must not take the whole card down
+        not_measured.append({"what": "cost", "reason": exc.message,
+                             "supply": exc.fix or f"mlops impact {name} --version {v}"})
+    else:
+        row = report.version(v)
+        if row is not None:
+            cost = {**row.to_dict(), "currency": report.currency,
+                    "prices": {"cpu_hour": report.cpu_hour_price,
+                               "gb_hour": report.gb_hour_price},
+                    "hours_basis": report.hours_basis}
+            not_measured += [m.to_dict() for m in row.missing]
+    content: dict[str, Any] = {"kpis": [k.to_dict() for k in kpis], "cost": cost,
+                               "not_measured": not_measured}
+    refs = [_ref(e) for e in ev.events if e.action in ("kpi.define", "kpi.record")
+            and (e.action == "kpi.define" or e.payload.get("version") in (None, v))]
+    has_kpi = any(k.latest is not None for k in kpis)
+    has_cost = cost is not None and (cost["cost_per_1000"] is not None
+                                     or cost["cpu_cost_per_1000"] is not None)
+    if not has_kpi and not has_cost:
+        what = "; ".join(m["reason"] for m in not_measured) or "Nothing was measured."
+        supply = "; ".join(dict.fromkeys(m["supply"] for m in not_measured))
+        return _missing("business_impact", title, what, supply, content, refs)
+    return _present("business_impact", title, content, refs)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mlops.monitoring.alerts import Observation
@@ -19,7 +19,8 @@ from mlops.registry.service import ModelRegistry
 from mlops.store.catalog import model_row
 from mlops.store.schema import MetricSnapshotRow, ModelRow
 
-__all__ = ["Snapshot", "latest_snapshots", "record_snapshots", "snapshot_series"]
+__all__ = ["Snapshot", "count_snapshots_before", "delete_snapshots_before", "latest_snapshots",
+           "record_snapshots", "snapshot_series"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,18 @@ def latest_snapshots(registry: ModelRegistry, model: str, *, environment: str | 
         rows = s.scalars(select(MetricSnapshotRow).join(
             newest, newest.c.id == MetricSnapshotRow.id)).all()
         return {r.metric: _snapshot(r, model) for r in rows}
+
+
+def count_snapshots_before(session: Session, before: datetime) -> int:
+    """How many snapshots have a window that ended before ``before`` (retention's dry run)."""
+    return int(session.scalar(select(func.count()).select_from(MetricSnapshotRow)
+                              .where(MetricSnapshotRow.window_end < _utc(before))) or 0)
+
+
+def delete_snapshots_before(session: Session, before: datetime) -> int:
+    """Delete the snapshots whose window ended before ``before``; call it inside the write
+    transaction that records the deletion (retention's audit event). Returns the count."""
+    result = session.execute(delete(MetricSnapshotRow)
+                             .where(MetricSnapshotRow.window_end < _utc(before))
+                             .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -24,7 +24,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlops.errors import DuplicateVersion, RegistryError, VersionNotFound
+from mlops.errors import DuplicateVersion, RegistryError, UnsafeModel, VersionNotFound
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.files import detect_format, load_bytes, safety_check, unparseable
 from mlops.flavors.mlflow_model import check_declared_format, merge_signature
@@ -37,7 +37,12 @@ from mlops.registry.reference import attach_profiles, compute_profiles, put_prof
 from mlops.registry.types import ModelVersion
 from mlops.registry.views import to_version
 from mlops.store.audit import append_event, list_events
-from mlops.store.catalog import audit_subject, audit_trust_override, has_version
+from mlops.store.catalog import (
+    audit_refused_file,
+    audit_subject,
+    audit_trust_override,
+    has_version,
+)
 from mlops.store.context import Context
 from mlops.store.schema import MetricRow, ModelRow, VersionRow, VersionTagRow, utcnow
 from mlops.store.versions import next_version, parse_version
@@ -117,8 +122,12 @@ def register_version(
     description = description or str(meta.get("description", ""))
 
     with tempfile.TemporaryDirectory(prefix="mlops-reg-") as tmp:
-        mlf = None if path is None else resolve_model_path(path, tracking_uri, Path(tmp),
-                                                           model=name)
+        try:
+            mlf = None if path is None else resolve_model_path(path, tracking_uri, Path(tmp),
+                                                               model=name)
+        except UnsafeModel as exc:  # an MLflow model that would run code on load
+            audit_refused_file(ctx, name, version, "register", exc, None)
+            raise
         if mlf is not None:
             input_example = mlf.input_example if input_example is None else input_example
             lineage.mlflow_run_id = lineage.mlflow_run_id or mlf.run_id
@@ -140,7 +149,11 @@ def register_version(
         if not report.safe and trust and unparseable(report) is None:
             # the override is on record before any of the file's code can run
             audit_trust_override(ctx, name, None, "register", report, data)
-        loaded, report = load_bytes(data, file.name, trust=trust, fmt=fmt, report=report)
+        try:
+            loaded, report = load_bytes(data, file.name, trust=trust, fmt=fmt, report=report)
+        except UnsafeModel as exc:
+            audit_refused_file(ctx, name, version, "register", exc, data)
+            raise
         example = input_example if input_example is not None else training_frame
         signature = infer_signature(example, loaded) if example is not None else None
         if mlf is not None:

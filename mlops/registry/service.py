@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, select
@@ -489,9 +490,12 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------ audit
     def audit_log(self, subject: str | None = None, action: str | None = None,
-                  limit: int = 100) -> list[AuditEvent]:
+                  limit: int | None = 100, since: datetime | None = None,
+                  until: datetime | None = None) -> list[AuditEvent]:
+        """Audit events, newest first (see :func:`~mlops.store.audit.list_events`)."""
         with self.store.read() as s:
-            return list_events(s, subject=subject, action=action, limit=limit)
+            return list_events(s, subject=subject, action=action, limit=limit, since=since,
+                               until=until)
 
     def verify_audit(self, checkpoint: str | None = None) -> VerifyResult:
         """Replay the audit chain; ``checkpoint`` is ``COUNT:HEAD`` kept elsewhere."""

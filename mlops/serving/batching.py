@@ -48,6 +48,7 @@ class Prediction:
 
     values: np.ndarray
     proba: np.ndarray | None
+    cpu_seconds: float | None = None  # CPU time of the predicting thread for these rows
 
 
 def predict_columns(served: ServedModel, columns: Columns, want_proba: bool) -> Prediction:
@@ -63,8 +64,10 @@ def predict_columns(served: ServedModel, columns: Columns, want_proba: bool) -> 
         x = pd.DataFrame({c: columns.data[c] for c in columns.names}, copy=False)
     else:
         x = columns.matrix()
+    cpu = time.thread_time()
     values = np.asarray(model.predict(x))
     proba = np.asarray(model.predict_proba(x)) if want_proba and model.has_proba else None
+    cpu = time.thread_time() - cpu
     for what, arr in (("predict", values), ("predict_proba", proba)):
         if arr is not None and (arr.ndim == 0 or arr.shape[0] != columns.n):
             raise FlavorError(
@@ -72,7 +75,7 @@ def predict_columns(served: ServedModel, columns: Columns, want_proba: bool) -> 
                 f"for {columns.n} rows.",
                 fix="The model must return one prediction per input row.",
                 model=served.name, version=served.version)
-    return Prediction(values, proba)
+    return Prediction(values, proba, cpu)
 
 
 @dataclass
@@ -235,12 +238,15 @@ class Batcher:
             if self.on_batch:
                 self.on_batch(served, sum(p.columns.n for p in items))
             start = 0
+            total = max(sum(p.columns.n for p in items), 1)
+            cpu = outcome.cpu_seconds
             for p in items:
                 end = start + p.columns.n
-                if not p.future.done():
+                if not p.future.done():  # each request carries its rows' share of the CPU
                     p.future.set_result(Prediction(
                         outcome.values[start:end],
-                        outcome.proba[start:end] if outcome.proba is not None else None))
+                        outcome.proba[start:end] if outcome.proba is not None else None,
+                        None if cpu is None else cpu * p.columns.n / total))
                 start = end
 
     def _next(self, served: ServedModel, lane: _Lane) -> None:

@@ -39,6 +39,7 @@ from mlops.errors import (
     ServingError,
     SignatureError,
 )
+from mlops.identity import Principal
 from mlops.serving import metrics as m
 from mlops.serving.batching import Batcher, Prediction, quiet_name_check
 from mlops.serving.codecs import Columns
@@ -48,7 +49,8 @@ from mlops.serving.routing import RouteTable, ServedModel, ServingRoute
 from mlops.store.context import Context
 from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 
-__all__ = ["UNIT_HEADER", "Answer", "Call", "Decode", "Gateway", "GatewayConfig", "propensity"]
+__all__ = ["UNIT_HEADER", "Answer", "Call", "Decode", "Gateway", "GatewayConfig", "caller_of",
+           "propensity"]
 
 log = logging.getLogger("mlops.serving")
 UNIT_HEADER = "x-mlops-unit"
@@ -66,6 +68,7 @@ class Call:
     unit: str | None  # the sticky routing key (x-mlops-unit)
     protocol: str  # "http" or "grpc": a label of the request metrics
     read: Callable[[], Awaitable[Any]]  # the body, bounded; read once a route is chosen
+    caller: str | None = None  # who asked (see :func:`caller_of`), for the usage audit
 
 
 @dataclass(slots=True)
@@ -195,7 +198,9 @@ class Gateway:
         """One HTTP inference request: :meth:`answer` it and frame the answer."""
         headers = request.headers
         call = Call(name, version, request_id_for(headers.get("x-request-id")),
-                    headers.get(UNIT_HEADER), "http", lambda: self._body(request))
+                    headers.get(UNIT_HEADER), "http", lambda: self._body(request),
+                    caller_of(request.scope.get("state", {}).get("principal"),
+                              request.scope.get("client")))
         answer = await self.answer(call, decode, encode, want_proba)
         request_id = answer.request_id
         if answer.status == 200:
@@ -233,7 +238,8 @@ class Gateway:
         the batcher, ``encode`` the answer; count it and hand the prediction log its rows.
         Never raises: a refusal or a failure is an :class:`Answer` with its status."""
         started = time.perf_counter()
-        name, request_id, protocol = call.name, call.request_id, call.protocol
+        name, request_id, protocol, caller = call.name, call.request_id, call.protocol, \
+            call.caller
         label = name if name in self.table.routes else "_unknown"  # bounded label values
         if self.inflight >= self.config.max_inflight:
             self._observe(label, "", "none", 503, 0.0, protocol)
@@ -284,7 +290,7 @@ class Gateway:
                 self._observe(name, served.version, "candidate", 500,
                               time.perf_counter() - started, protocol)
                 self._log_failure(request_id, served, "candidate", unit, columns,
-                                  time.perf_counter() - started, 500)
+                                  time.perf_counter() - started, 500, caller)
                 # answered by stable, logged apart so that arms keep their assignment counts
                 route_name, served = "fallback", route.stable
                 columns, extra = _decode(decode, body, served)
@@ -293,12 +299,12 @@ class Gateway:
             latency = time.perf_counter() - started
             self._observe(name, served.version, route_name, 200, latency, protocol)
             self._log(request_id, served, route_name, unit, columns, prediction, latency, 200,
-                      propensity(route, route_name))
+                      propensity(route, route_name), caller)
             shadow = route.shadow_for(unit) if route is not None else None
             after = None
             if shadow is not None and route is not None:
                 after = functools.partial(self._shadow, shadow, route, body, decode,
-                                          request_id, unit, proba, protocol)
+                                          request_id, unit, proba, protocol, caller)
             return Answer(200, request_id, served.version, payload, after=after,
                           runtime=served.runtime or served.model.flavor)
         except (ServingError, SignatureError) as exc:
@@ -316,7 +322,7 @@ class Gateway:
                                            route_name).inc()
                 if columns is not None:
                     self._log_failure(request_id, served, route_name, call.unit, columns,
-                                      time.perf_counter() - started, 500)
+                                      time.perf_counter() - started, 500, caller)
             self._observe(label, served.version if served else "", route_name, 500,
                           time.perf_counter() - started, protocol)
             kind = "The model failed to predict" if isinstance(exc, FlavorError) else \
@@ -363,7 +369,7 @@ class Gateway:
 
     async def _shadow(self, shadow: ServedModel, route: ServingRoute, body: Any,
                       decode: Decode, request_id: str, unit: str | None, proba: bool,
-                      protocol: str) -> None:
+                      protocol: str, caller: str | None = None) -> None:
         started = time.perf_counter()
         try:
             columns, _ = _decode(decode, body, shadow)
@@ -384,7 +390,7 @@ class Gateway:
             self._observe(shadow.name, shadow.version, "shadow", 500,
                           time.perf_counter() - started, protocol)
             self._log_failure(request_id, shadow, "shadow", unit, columns,
-                              time.perf_counter() - started, 500)
+                              time.perf_counter() - started, 500, caller)
             log.warning("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
             return
         finally:
@@ -392,7 +398,8 @@ class Gateway:
             m.INFLIGHT.dec()
         latency = time.perf_counter() - started
         self._observe(shadow.name, shadow.version, "shadow", 200, latency, protocol)
-        self._log(request_id, shadow, "shadow", unit, columns, prediction, latency, 200)
+        self._log(request_id, shadow, "shadow", unit, columns, prediction, latency, 200,
+                  None, caller)
 
     async def _body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
@@ -426,7 +433,7 @@ class Gateway:
 
     def _log(self, request_id: str, served: ServedModel, route: str, unit: str | None,
              columns: Columns, prediction: Prediction, latency: float, status: int,
-             propensity: float | None = None) -> None:
+             propensity: float | None = None, caller: str | None = None) -> None:
         if self.predlog is None:
             return
         self._remember(request_id)
@@ -435,6 +442,8 @@ class Gateway:
         values = prediction.values.tolist()
         probas = prediction.proba.tolist() if prediction.proba is not None else None
         rows = columns.row_dicts()
+        cpu_ms = None if prediction.cpu_seconds is None \
+            else prediction.cpu_seconds * 1000.0 / max(columns.n, 1)
         records = []
         for i in range(columns.n):
             value = values[i]
@@ -445,15 +454,18 @@ class Gateway:
                 prediction=orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
                 prediction_num=float(value) if isinstance(value, int | float) else None,
                 proba=probas[i] if probas is not None else None,
-                latency_ms=latency * 1000.0, status=status, propensity=propensity))
+                latency_ms=latency * 1000.0, status=status, propensity=propensity,
+                caller=caller, cpu_ms=cpu_ms))
         self.predlog.log(records)
 
     def _log_failure(self, request_id: str, served: ServedModel, route: str,
-                     unit: str | None, columns: Columns, latency: float, status: int) -> None:
+                     unit: str | None, columns: Columns, latency: float, status: int,
+                     caller: str | None = None) -> None:
         """Rows that a model failed on: logged with the status and no prediction, so that
         error rates per version can be read from the log."""
         empty = Prediction(np.full(columns.n, None, dtype=object), None)
-        self._log(request_id, served, route, unit, columns, empty, latency, status)
+        self._log(request_id, served, route, unit, columns, empty, latency, status,
+                  caller=caller)
 
     def _remember(self, request_id: str) -> None:
         self.recent_ids[request_id] = None
@@ -490,6 +502,17 @@ class Gateway:
         m.FEEDBACK.labels(name, "true").inc(len(records) - unmatched)
         m.FEEDBACK.labels(name, "false").inc(unmatched)
         return json_response({"accepted": len(records), "unmatched": unmatched})
+
+
+def caller_of(principal: Any, client: Any) -> str:
+    """Who sent an inference request, as the log records it: ``{via}:{name}`` of an
+    authenticated caller (``token:alice``, ``jwt:sub``, ``local:me``), else
+    ``address:{client host}``."""
+    if isinstance(principal, Principal) and principal.role is not None:
+        return f"{principal.via}:{principal.name}"
+    if client:
+        return f"address:{client[0]}"
+    return "address:unknown"
 
 
 def propensity(route: ServingRoute | None, name: str) -> float | None:

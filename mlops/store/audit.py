@@ -105,16 +105,34 @@ def _to_event(row: AuditEventRow) -> AuditEvent:
                       row.prev_hash, row.hash)
 
 
+def _stamp(value: datetime) -> str:
+    """A time as event timestamps are written (UTC, microseconds), so that they compare as
+    strings."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def list_events(session: Session, *, subject: str | None = None, action: str | None = None,
-                limit: int = 100) -> list[AuditEvent]:
-    """Newest first; ``subject`` matches exactly or as a prefix ending in ``/``."""
+                limit: int | None = 100, since: datetime | None = None,
+                until: datetime | None = None) -> list[AuditEvent]:
+    """Newest first; ``subject`` matches exactly or as a prefix ending in ``/``; ``action``
+    exactly, or every action under a prefix ending in ``.`` (``"security."``); events in
+    ``[since, until)`` when given (naive times are UTC); ``limit=None``: all of them."""
     query = select(AuditEventRow)
     if subject:
         query = query.where((AuditEventRow.subject == subject)
                             | AuditEventRow.subject.startswith(subject.rstrip("/") + "/",
                                                               autoescape=True))
-    if action:
+    if action and action.endswith("."):
+        query = query.where(AuditEventRow.action.startswith(action, autoescape=True))
+    elif action:
         query = query.where(AuditEventRow.action == action)
+    if since is not None:
+        query = query.where(AuditEventRow.ts >= _stamp(since))
+    if until is not None:
+        query = query.where(AuditEventRow.ts < _stamp(until))
+    if limit is None:
+        return [_to_event(r) for r in session.scalars(query.order_by(AuditEventRow.seq.desc()))]
     rows = session.scalars(query.order_by(AuditEventRow.seq.desc()).limit(limit))
     return [_to_event(r) for r in rows]
 

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlops.errors import FlavorError, ModelNotFound, RegistryError, VersionNotFound
+from mlops.errors import FlavorError, ModelNotFound, RegistryError, UnsafeModel, VersionNotFound
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.compile import RUNTIMES, load_compiled
 from mlops.flavors.files import (
@@ -41,6 +41,7 @@ from mlops.store.versions import normalize_stage, parse_version
 
 __all__ = [
     "LoadedVersion",
+    "audit_refused_file",
     "audit_subject",
     "audit_trust_override",
     "has_version",
@@ -163,6 +164,23 @@ def audit_trust_override(ctx: Context, name: str, version: str | None, when: str
                               "format": report.format, "offending": list(report.offending)})
 
 
+def audit_refused_file(ctx: Context, name: str, version: str | None, when: str,
+                       exc: UnsafeModel, data: bytes | None) -> None:
+    """Record a model file refused as unsafe (a security event the usage audit and the
+    compliance reports read). Its own transaction: the refusal stands, and is still
+    raised, if this write fails."""
+    payload = {"when": when, "offending": [str(o)[:200] for o in exc.offending[:20]],
+               "message": exc.message[:500]}
+    if data is not None:
+        payload["sha256"] = hashlib.sha256(data).hexdigest()
+    try:
+        with ctx.store.write() as s:
+            append_event(s, actor=ctx.actor, action="security.model_refused",
+                         subject=audit_subject(name, version), payload=payload)
+    except Exception:  # the store is down: the caller's refusal is what matters
+        return
+
+
 def load_version(ctx: Context, name: str, version: str | None = None, *,
                  stage: str | None = None, alias: str | None = None,
                  trust: bool = False, runtime: str = "original") -> LoadedVersion:
@@ -206,6 +224,11 @@ def load_version(ctx: Context, name: str, version: str | None = None, *,
                 audit_trust_override(ctx, name, number, "load", report, data)
             loaded, report = load_bytes(data, filename, trust=trust or trusted, fmt=fmt,
                                         report=report)
+    except UnsafeModel as exc:  # the stored file changed, or the allow list tightened
+        exc.context.setdefault("model", name)
+        exc.context.setdefault("version", number)
+        audit_refused_file(ctx, name, number, "load", exc, data)
+        raise
     except FlavorError as exc:
         exc.context.setdefault("model", name)
         exc.context.setdefault("version", number)

@@ -26,6 +26,7 @@ from sqlalchemy import update
 from mlops.config import Settings
 from mlops.errors import ConfigError, Unauthenticated
 from mlops.identity import Principal, Role
+from mlops.store.audit import append_event
 from mlops.store.db import MetadataStore
 from mlops.store.schema import TokenRow, utcnow
 from mlops.store.tokens import TOKEN_PREFIX, check_token
@@ -36,6 +37,8 @@ ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", 
                                    "ES256", "ES384", "ES512", "EdDSA"})
 _TOUCH_SECONDS = 60.0
 _CACHE_MAX = 10_000
+_REFUSALS_SECONDS = 60.0  # refused credentials reach the audit chain at most this often
+_REFUSALS_CLIENTS = 100  # clients named per event; the rest are counted as "other"
 
 
 class JwtVerifier:
@@ -127,6 +130,10 @@ class Authenticator:
         self._verified: dict[bytes, str] = {}
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._refusals: dict[str, int] = {}  # client -> refused credentials not yet written
+        self._refusals_since = time.time()
+        self._refusals_written = -_REFUSALS_SECONDS
+        self._refusals_timer: threading.Timer | None = None
 
     def authenticate(self, credential: str | None) -> Principal:
         """The principal behind ``credential`` or :class:`Unauthenticated`."""
@@ -165,6 +172,45 @@ class Authenticator:
                 self._verified[digest] = info.token_id
         self._touch(info.token_id)
         return Principal(info.name, info.role, "token", info.token_id)
+
+    def refused(self, client: str) -> None:
+        """Count a refused credential from ``client`` (a wrong, expired or revoked token, or
+        a guess from a locked-out address). The counts go to the audit chain as one
+        ``security.auth_refused`` event: at once for the first refusal, then at most once a
+        minute, so that a spray of guesses cannot flood the chain."""
+        now = time.monotonic()
+        with self._lock:
+            key = client if client in self._refusals or \
+                len(self._refusals) < _REFUSALS_CLIENTS else "other"
+            self._refusals[key] = self._refusals.get(key, 0) + 1
+            wait = _REFUSALS_SECONDS - (now - self._refusals_written)
+            if wait > 0:  # written a moment ago: the rest of the minute goes out at its end
+                if self._refusals_timer is None:
+                    self._refusals_timer = threading.Timer(wait, self.flush_refusals)
+                    self._refusals_timer.daemon = True
+                    self._refusals_timer.start()
+                return
+        self.flush_refusals()
+
+    def flush_refusals(self) -> None:
+        """Write the refusals counted so far (nothing when there are none)."""
+        with self._lock:
+            self._refusals_timer = None
+            counts, self._refusals = self._refusals, {}
+            since, self._refusals_since = self._refusals_since, time.time()
+            self._refusals_written = time.monotonic()
+        if not counts:
+            return
+        try:
+            with self.store.write() as s:
+                append_event(s, actor="system:auth", action="security.auth_refused",
+                             subject="server/auth",
+                             payload={"refused": sum(counts.values()), "clients": counts,
+                                      "since": since})
+        except Exception:  # the store is down: the requests were refused all the same
+            with self._lock:
+                for key, n in counts.items():
+                    self._refusals[key] = self._refusals.get(key, 0) + n
 
     def _touch(self, token_id: str) -> None:
         """Record last use at most once a minute per token (one small write)."""

@@ -37,6 +37,8 @@ __all__ = [
     "CIStepRow",
     "CounterRow",
     "DeploymentRow",
+    "KpiRow",
+    "KpiValueRow",
     "LeaseRow",
     "MetricRow",
     "MetricSnapshotRow",
@@ -444,3 +446,39 @@ class TokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                           nullable=True)
+
+
+class KpiRow(Base):
+    """A business KPI of a model: what it measures, in which unit, its baseline and target
+    (both levels of the KPI), and which direction is better (``mlops kpi define``)."""
+
+    __tablename__ = "kpis"
+    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_kpi_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    unit: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(8), default="higher")
+    baseline: Mapped[float] = mapped_column(Float)
+    target: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KpiValueRow(Base):
+    """One recorded value of a KPI (``mlops kpi record``); ``version`` is NULL for a value
+    of the model as a whole."""
+
+    __tablename__ = "kpi_values"
+    __table_args__ = (Index("ix_kpi_values_series", "kpi_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    kpi_id: Mapped[int] = mapped_column(ForeignKey("kpis.id", ondelete="CASCADE"))
+    value: Mapped[float] = mapped_column(Float)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    recorded_by: Mapped[str] = mapped_column(String(255), default="")

@@ -39,6 +39,66 @@ def _value(v: Any) -> str:
     return str(v)
 
 
+# ---------------------------------------------------------------------- business impact
+_KPI_COLUMNS = ["kpi", "unit", "better", "baseline", "target", "latest", "version", "change",
+                "target met"]
+
+
+def _amount(value: Any) -> Any:
+    """Whole amounts with thousands separators (500,000); other values as they are."""
+    if isinstance(value, float) and value == int(value) and abs(value) < 1e15:
+        return f"{value:,.0f}"
+    return value
+
+
+def _kpi_rows(kpis: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The KPI table's cells: the change with its unit and whether it is better,
+    "undefined" against a baseline of 0, "none recorded" without a value."""
+    rows = []
+    for k in kpis:
+        met = k.get("target_met")
+        if k.get("latest") is None:
+            change = "none recorded"
+        elif k.get("change") is None:
+            change = "undefined (baseline 0)"
+        else:
+            gain = k.get("improvement") or 0
+            better = "" if not gain else " (better)" if gain > 0 else " (worse)"
+            change = f"{k['change']:+.4g} {k.get('change_unit', '')}{better}"
+        rows.append({"kpi": k.get("kpi"), "unit": k.get("unit"),
+                     "better": k.get("direction"), "baseline": _amount(k.get("baseline")),
+                     "target": _amount(k.get("target")), "latest": _amount(k.get("latest")),
+                     "version": k.get("latest_version") or ("model" if k.get("latest")
+                                                            is not None else None),
+                     "change": change, "target met": met})
+    return rows
+
+
+def _money(value: Any, currency: str) -> str:
+    return "not measured" if value is None else f"{value:.4g} {currency}"
+
+
+def _cost_lines(cost: dict[str, Any] | None) -> list[str]:
+    """The version's cost per 1,000 predictions and what it rests on, as sentences."""
+    if not cost or not cost.get("predictions"):
+        return []
+    cur = str(cost.get("currency", ""))
+    prices = cost.get("prices") or {}
+    lines = [f"Cost per 1,000 predictions: {_money(cost.get('cost_per_1000'), cur)} "
+             f"(CPU {_money(cost.get('cpu_cost_per_1000'), cur)}, memory "
+             f"{_money(cost.get('memory_cost_per_1000'), cur)}).",
+             f"{cost['predictions']} predictions logged from {_value(cost.get('first_at'))} to "
+             f"{_value(cost.get('last_at'))}; CPU time {_value(cost.get('cpu_seconds'))} s "
+             f"over {cost.get('cpu_measured_rows', 0)} rows at {_value(prices.get('cpu_hour'))} "
+             f"{cur}/CPU-hour; "
+             + (f"memory {_value(cost.get('memory_mb'))} MiB ({cost.get('memory_source')})"
+                if cost.get("memory_mb") is not None else "memory not measured")
+             + f" for {_value(cost.get('hours_serving'))} h serving at "
+             f"{_value(prices.get('gb_hour'))} {cur}/GB-hour.",
+             f"Hours serving: {cost.get('hours_basis', '')}."]
+    return lines
+
+
 # ---------------------------------------------------------------------- Markdown
 def _md_cell(v: Any) -> str:
     return _value(v).replace("|", "\\|").replace("\n", " ")
@@ -83,6 +143,14 @@ def _md_section(section: CardSection) -> list[str]:
     elif section.key == "deployments" and c.get("events"):
         lines += _md_table(c["events"], ["at", "environment", "event", "by", "reason",
                                           "audit"])
+    elif section.key == "business_impact":
+        if c.get("kpis"):
+            lines += _md_table(_kpi_rows(c["kpis"]), _KPI_COLUMNS)
+            lines.append("")
+        lines += _cost_lines(c.get("cost"))
+        if section.status is SectionStatus.PRESENT:
+            lines += [f"- not measured: {m['what']}: {m['reason']} Supply it: `{m['supply']}`"
+                      for m in c.get("not_measured") or []]
     elif section.key == "monitoring" and (c.get("serving") or c.get("alerts")):
         for env in c.get("serving") or []:
             metrics = ", ".join(f"{k} {_value(v['value'])}" for k, v in env["metrics"].items())
@@ -203,6 +271,15 @@ def _html_section(section: CardSection) -> str:
     elif section.key == "deployments" and c.get("events"):
         out.append(_html_table(c["events"], ["at", "environment", "event", "by", "reason",
                                              "audit"]))
+    elif section.key == "business_impact":
+        if c.get("kpis"):
+            out.append(_html_table(_kpi_rows(c["kpis"]), _KPI_COLUMNS))
+        out += [f"<p>{html.escape(line)}</p>" for line in _cost_lines(c.get("cost"))]
+        if section.status is SectionStatus.PRESENT:
+            out += [f'<p class="fix">Not measured: {html.escape(m["what"])}: '
+                    f"{html.escape(m['reason'])}<br>Supply it: "
+                    f"<code>{html.escape(m['supply'])}</code></p>"
+                    for m in c.get("not_measured") or []]
     elif section.key == "monitoring" and (c.get("serving") or c.get("alerts")):
         for env in c.get("serving") or []:
             out.append(f"<p>{_e(env['environment'])} ({_e(env['role'])})</p>")

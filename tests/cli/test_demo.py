@@ -22,7 +22,9 @@ def test_the_demo_runs_the_whole_lifecycle_on_a_fresh_store(tmp_path: Path) -> N
     for shown in ("x-model-runtime: onnx", "is succeeded at step 2/2", "is rolled_back",
                   "firing alerts", "model card of demo_classifier", "mlops lineage",
                   "SR 11-7 for demo_classifier", "MLOps maturity from what this store shows: level",
-                  "9. audit chain"):
+                  "callers address:127.0.0.1", "KPI prediction_accuracy of demo_classifier",
+                  "cost per 1,000 predictions of demo_classifier",
+                  "mlops retention apply --dry-run: 0 partitions", "9. audit chain"):
         assert shown in out, (shown, out[-4000:])
     assert "\nok " in out and "BROKEN" not in out
     assert (tmp_path / ".mlops" / "mlops.db").is_file()
@@ -54,3 +56,16 @@ def test_the_demo_runs_the_whole_lifecycle_on_a_fresh_store(tmp_path: Path) -> N
                            "challenger", "--require"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert card.returncode == 0, card.stdout[-3000:] + card.stderr[-2000:]
+    # who used it: the demo's gateway traffic came from this machine, no token needed
+    usage = subprocess.run([sys.executable, "-m", "mlops", "audit", "usage", "demo_classifier",
+                            "--since", "1d", "--json"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 0, usage.stderr[-2000:]
+    audit = json.loads(usage.stdout)
+    assert [c["caller"] for c in audit["callers"]] == ["address:127.0.0.1"]
+    assert audit["predictions"] > 1000 and audit["failed"] == 0
+    impact = subprocess.run([sys.executable, "-m", "mlops", "impact", "demo_classifier",
+                             "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert impact.returncode == 0, impact.stderr[-2000:]
+    assert json.loads(impact.stdout)["kpis"][0]["target_met"] is True

@@ -28,7 +28,8 @@ def predictions(ids: list[str], versions: list[str], *, ts: float = NOW - 60,
         "unit_hash": [None] * n, "row": [0] * n, "inputs": ["{}"] * n,
         "prediction": [pred] * n, "prediction_num": [float(pred)] * n,
         "proba": [[0.2, 0.8]] * n, "latency_ms": latency or [2.0] * n, "status": [status] * n,
-        "propensity": [propensity] * n, "date": ["2027-01-15"] * n}
+        "propensity": [propensity] * n, "caller": ["address:127.0.0.1"] * n,
+        "cpu_ms": [0.1] * n, "date": ["2027-01-15"] * n}
     return pa.Table.from_pydict(columns, schema=PREDICTION_SCHEMA)
 
 

@@ -460,6 +460,8 @@ def test_logged_counted_and_feedback_matched(store: tuple[Path, ModelRegistry],
     mine = log[log.request_id == "grpc-log-1"].sort_values("row")
     assert len(mine) == 3 and set(mine.status) == {200} and set(mine.version) == {"1.0.0"}
     assert [p.strip('"') for p in mine.prediction] == answered
+    assert set(mine.caller) == {"address:127.0.0.1"}  # anonymous: the client address
+    assert (mine.cpu_ms > 0).all()
     assert len(log[log.request_id == "grpc-log-2"]) == 3
 
 
@@ -481,10 +483,13 @@ def test_team_mode_with_inference_tokens(store: tuple[Path, ModelRegistry]) -> N
             wrong = _refusal(lambda c=call: c({"authorization": "Bearer mlops_nope_nope"}))
             assert wrong.status() == "StatusCode.UNAUTHENTICATED"
             assert call({"authorization": f"Bearer {token}"})
-        answer = client.infer("wide", [tensor], headers={"authorization": f"Bearer {token}"})
+        answer = client.infer("wide", [tensor], headers={"authorization": f"Bearer {token}"},
+                              request_id="grpc-team-1")
         assert answer.get_response().model_version == "1.0.0"
     finally:
         both.http.stop()
+    log = read_predictions(str(home / "artifacts"), model="wide").to_pandas()
+    assert list(log[log.request_id == "grpc-team-1"].caller) == ["token:grpc-app"]
 
 
 # ---------------------------------------------------------------------- workers, options

@@ -16,6 +16,7 @@ from mlops.errors import ArtifactError, ConfigError
 from mlops.store.predlog import (
     FEEDBACK,
     PREDICTION_FILE_SCHEMA,
+    PREDICTION_SCHEMA,
     PREDICTIONS,
     FeedbackRecord,
     LogCursor,
@@ -106,10 +107,11 @@ def test_a_corrupt_file_is_an_artifact_error_naming_the_store(tmp_path: Path) ->
     assert err.value.fix
 
 
-def test_files_from_before_the_propensity_column_still_read(tmp_path: Path) -> None:
+def test_files_from_before_the_newer_columns_still_read(tmp_path: Path) -> None:
     write(tmp_path, [rec("new", T0)])
     folder = next((tmp_path / "predictions").rglob("date=*"))
-    old_schema = pa.schema([f for f in PREDICTION_FILE_SCHEMA if f.name != "propensity"])
+    newer = {"propensity", "caller", "cpu_ms"}
+    old_schema = pa.schema([f for f in PREDICTION_FILE_SCHEMA if f.name not in newer])
     table = pa.table({"request_id": ["old"], "ts": pa.array([T0], pa.timestamp("us", "UTC")),
                       "environment": ["production"], "route": ["stable"], "unit_hash": [None],
                       "row": [0], "inputs": ["{}"], "prediction": ["1"],
@@ -118,7 +120,13 @@ def test_files_from_before_the_propensity_column_still_read(tmp_path: Path) -> N
                      schema=old_schema)
     pq.write_table(table, folder / "part-00000000T000000000000Z-0000.parquet")
     got = read_predictions(str(tmp_path)).to_pylist()
-    assert {r["request_id"]: r["propensity"] for r in got} == {"old": None, "new": None}
+    assert {r["request_id"]: (r["propensity"], r["caller"], r["cpu_ms"]) for r in got} == {
+        "old": (None, None, None), "new": (None, None, None)}
+    for new in folder.glob("part-2*.parquet"):  # only files older than the columns left
+        new.unlink()
+    only_old = read_predictions(str(tmp_path))
+    assert only_old.column_names == PREDICTION_SCHEMA.names
+    assert only_old.to_pylist()[0]["caller"] is None and only_old.num_rows == 1
 
 
 def test_logged_rows_keep_the_newest_per_version(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import grpc
 
 import mlops
 from mlops.errors import AuthError, MlopsError, RateLimited, ServingError
-from mlops.serving.gateway import UNIT_HEADER, Call, Gateway
+from mlops.serving.gateway import UNIT_HEADER, Call, Gateway, caller_of
 from mlops.serving.grpc import codec
 from mlops.serving.grpc.proto import grpc_predict_v2_pb2 as pb
 from mlops.serving.grpc.proto import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -97,7 +97,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     # ------------------------------------------------------------------ inference
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        await self._check(context)
+        principal = await self._check(context)
         metadata = _metadata(context)
         request_id = request_id_for(metadata.get("x-request-id") or request.id or None)
 
@@ -105,7 +105,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             return codec.read_request(request)
 
         call = Call(request.model_name, request.model_version or None, request_id,
-                    metadata.get(UNIT_HEADER), "grpc", read)
+                    metadata.get(UNIT_HEADER), "grpc", read,
+                    caller_of(principal, (peer_host(context.peer()),)))
         answer = await self.gateway.answer(call, codec.decode, codec.encode,
                                            codec.wants_proba)
         trailing = [("x-request-id", request_id)]
@@ -151,12 +152,13 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 await task
 
     # ------------------------------------------------------------------ auth
-    async def _check(self, context: Any) -> None:
+    async def _check(self, context: Any) -> object:
+        """The caller (a principal; None when no authorisation is configured), or abort."""
         if self.authorize is None:
-            return
+            return None
         try:
-            await self.authorize(_metadata(context).get("authorization"),
-                                 peer_host(context.peer()))
+            return await self.authorize(_metadata(context).get("authorization"),
+                                        peer_host(context.peer()))
         except AuthError as exc:
             if isinstance(exc, RateLimited):
                 context.set_trailing_metadata(

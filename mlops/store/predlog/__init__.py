@@ -9,6 +9,8 @@
 - :mod:`~mlops.store.predlog.queries` - typed queries (whole tables, logged rows of a window)
 - :mod:`~mlops.store.predlog.increments` - files completed since a cursor, for O(new rows)
   passes
+- :mod:`~mlops.store.predlog.maintenance` - day partitions, deleting them (retention) and
+  merging their small files (compaction)
 
 >>> log = PredictionLog(settings.artifacts_uri, spool=settings.home / "spool")  # doctest: +SKIP
 >>> log.start(); log.log([PredictionRecord(...)])                               # doctest: +SKIP
@@ -38,6 +40,20 @@ from mlops.store.predlog.layout import (
     list_files,
     open_store,
 )
+from mlops.store.predlog.maintenance import (
+    COMPACT_MIN_AGE,
+    CompactionOutcome,
+    Partition,
+    PurgeJournal,
+    compact_log,
+    compact_partition,
+    compacted_file_ids,
+    delete_partition,
+    finish_purge,
+    list_partitions,
+    pending_purges,
+    start_purge,
+)
 from mlops.store.predlog.queries import (
     LoggedRows,
     logged_rows,
@@ -51,6 +67,7 @@ from mlops.store.predlog.records import FeedbackRecord, PredictionRecord
 from mlops.store.predlog.writer import PredictionLog, default_spool_dir
 
 __all__ = [
+    "COMPACT_MIN_AGE",
     "FEEDBACK",
     "FEEDBACK_FILE_SCHEMA",
     "FEEDBACK_SCHEMA",
@@ -59,6 +76,7 @@ __all__ = [
     "PREDICTION_FILE_SCHEMA",
     "PREDICTION_SCHEMA",
     "SETTLE",
+    "CompactionOutcome",
     "FeedbackRecord",
     "Kind",
     "LogCursor",
@@ -67,20 +85,30 @@ __all__ = [
     "LogReader",
     "LogStore",
     "LoggedRows",
+    "Partition",
     "PredictionLog",
     "PredictionRecord",
+    "PurgeJournal",
     "Scan",
     "bind",
+    "compact_log",
+    "compact_partition",
+    "compacted_file_ids",
     "default_spool_dir",
+    "delete_partition",
     "feedback_scan",
+    "finish_purge",
     "list_files",
+    "list_partitions",
     "logged_rows",
     "new_log_files",
     "open_store",
+    "pending_purges",
     "prediction_scan",
     "read_feedback",
     "read_feedback_files",
     "read_log_files",
     "read_prediction_files",
     "read_predictions",
+    "start_purge",
 ]

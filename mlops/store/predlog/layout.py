@@ -16,10 +16,17 @@ hive-partitioned Parquet under the artifact store (any fsspec URL)::
   id (see :mod:`~mlops.store.predlog.writer`).
 - Readers take ``part-*.parquet`` only: hidden ``.part-*.tmp`` files being written and
   anything starting with ``.`` or ``_`` are skipped.
+- Compaction (:mod:`~mlops.store.predlog.maintenance`) merges a partition's files into one.
+  Before the merged file appears it writes a manifest ``_compaction-{id}.json`` naming the
+  merged file and its sources; while both the manifest and the merged file are there (a
+  run that stopped before deleting the sources), :func:`list_files` leaves the sources out,
+  so no row is read twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -39,9 +46,11 @@ __all__ = [
     "FEEDBACK_FILE_SCHEMA",
     "FEEDBACK_SCHEMA",
     "HIVE_TYPES",
+    "MANIFEST_PREFIX",
     "PREDICTIONS",
     "PREDICTION_FILE_SCHEMA",
     "PREDICTION_SCHEMA",
+    "CompactionManifest",
     "Kind",
     "LogFile",
     "LogStore",
@@ -50,10 +59,13 @@ __all__ = [
     "day_of",
     "is_data_file",
     "list_files",
+    "manifest_name",
     "open_store",
+    "parse_manifest",
     "parse_part_name",
     "part_name",
     "partition_path",
+    "superseded_files",
 ]
 
 Kind = Literal["predictions", "feedback"]
@@ -66,6 +78,9 @@ _F64 = pa.float64()
 _DAY_SECONDS = 86_400
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 _NAME = re.compile(r"^part-(\d{8}T\d{12}Z)-([0-9a-f]{32})\.parquet$")
+#: Names of compaction manifests start with this (readers skip ``_`` names anyway).
+MANIFEST_PREFIX = "_compaction-"
+_MANIFEST = re.compile(r"^_compaction-([0-9a-f]{32})\.json$")
 
 #: Columns of a prediction table as read back (``model``, ``version`` and ``date`` come from
 #: the path).
@@ -85,6 +100,8 @@ PREDICTION_SCHEMA = pa.schema([
     ("latency_ms", _F64),
     ("status", pa.int32()),
     ("propensity", _F64),
+    ("caller", _STR),
+    ("cpu_ms", _F64),
     ("date", _STR),
 ])
 
@@ -179,6 +196,84 @@ def is_data_file(name: str) -> bool:
     return name.startswith("part-") and name.endswith(".parquet")
 
 
+# ---------------------------------------------------------------------------- manifests
+
+
+@dataclass(frozen=True)
+class CompactionManifest:
+    """A compaction's intent: ``merged`` (a data file name in the same folder) replaces
+    ``sources`` once it exists. ``created`` is when the merge started (UTC)."""
+
+    merged: str
+    sources: tuple[str, ...]
+    created: datetime
+
+    def to_json(self) -> bytes:
+        return json.dumps({"format": 1, "merged": self.merged, "sources": list(self.sources),
+                           "created": self.created.astimezone(UTC).isoformat()},
+                          sort_keys=True).encode()
+
+
+def manifest_name(file_id: str) -> str:
+    """The manifest name of the merge that produces the file with id ``file_id``."""
+    if not re.fullmatch(r"[0-9a-f]{32}", file_id):
+        raise ValueError(f"file id must be 32 hex digits, got {file_id!r}")
+    return f"{MANIFEST_PREFIX}{file_id}.json"
+
+
+def _plain_data_name(value: object) -> bool:
+    return isinstance(value, str) and "/" not in value and "\\" not in value \
+        and is_data_file(value)
+
+
+def parse_manifest(data: bytes) -> CompactionManifest | None:
+    """A manifest's content, or ``None`` when it is not a valid manifest (then it hides
+    nothing)."""
+    try:
+        raw = json.loads(data)
+        merged, sources = raw["merged"], raw["sources"]
+        created = datetime.fromisoformat(raw["created"])
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return None
+    if not _plain_data_name(merged) or parse_part_name(merged) is None \
+            or not isinstance(sources, list) or not sources \
+            or not all(_plain_data_name(n) for n in sources) or merged in sources:
+        return None
+    created = created.replace(tzinfo=UTC) if created.tzinfo is None else created
+    return CompactionManifest(merged, tuple(sources), created.astimezone(UTC))
+
+
+def _read_manifest(store: LogStore, path: str) -> CompactionManifest | None:
+    """Raises FileNotFoundError when the manifest went away meanwhile."""
+    if store.local:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    else:
+        data = bytes(store.fs.cat_file(path))
+    return parse_manifest(data)
+
+
+def superseded_files(store: LogStore, folder: str, names: Iterable[str]) -> set[str] | None:
+    """The data files of ``folder`` (filesystem path; ``names`` its children) that a merged
+    file replaces: the sources of every valid manifest whose merged file is in ``names``.
+    ``None`` when a manifest vanished while being read (a compaction just finished: list
+    the folder again)."""
+    present = set(names)
+    hidden: set[str] = set()
+    for name in present:
+        if not _MANIFEST.match(name):
+            continue
+        try:
+            manifest = _read_manifest(store, f"{folder}/{name}")
+        except FileNotFoundError:
+            return None
+        except OSError:
+            continue  # unreadable: hides nothing
+        if manifest is not None and manifest.merged in present:
+            hidden.update(manifest.sources)
+    return hidden
+
+
 # ---------------------------------------------------------------------------- stores
 
 
@@ -198,6 +293,25 @@ class LogStore:
     def url(self, path: str) -> str:
         """A path as readers outside fsspec take it (local path, or ``protocol://``)."""
         return path if self.local else str(self.fs.unstrip_protocol(path))
+
+    def put_file(self, directory: str, name: str, data: bytes | memoryview) -> None:
+        """Write ``directory/name`` whole: locally under a hidden temporary name (readers
+        skip it), synced, then renamed into place; elsewhere in one PUT."""
+        if not self.local:
+            self.fs.pipe_file(f"{directory}/{name}", bytes(data))
+            return
+        os.makedirs(directory, exist_ok=True)
+        tmp = f"{directory}/.{name}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, f"{directory}/{name}")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def names(self, path: str) -> list[str]:
         """Sorted child names of a folder (none when it does not exist)."""
@@ -256,6 +370,18 @@ def _values(store: LogStore, folder: str, key: str, wanted: Iterable[str] | None
             if n.startswith(f"{key}=")]
 
 
+def _live_names(store: LogStore, folder: str) -> list[str]:
+    """Children of a partition folder, without the sources a finished merge replaced."""
+    for _ in range(3):
+        names = store.names(folder)
+        if not any(n.startswith(MANIFEST_PREFIX) for n in names):
+            return names
+        hidden = superseded_files(store, folder, names)
+        if hidden is not None:
+            return [n for n in names if n not in hidden]
+    return names  # manifests keep vanishing: a compaction is running; take the listing
+
+
 def list_files(store: LogStore, kind: Kind, model: str | None = None, *,
                versions: Iterable[str] | None = None, first_day: str | None = None,
                last_day: str | None = None, flushed_after: datetime | None = None
@@ -264,8 +390,10 @@ def list_files(store: LogStore, kind: Kind, model: str | None = None, *,
     folders within ``[first_day, last_day]``, ISO days; with ``flushed_after``, only files
     whose name says they were completed after it), ordered by flush time then path.
 
-    Only folder names are listed; no file is opened. ``versions`` is ignored for feedback.
-    Names sort by flush time, so files flushed earlier cost a string comparison only.
+    Only folder names are listed; no data file is opened (a compaction manifest is read
+    only where one is present: the sources it names are left out once its merged file
+    exists). ``versions`` is ignored for feedback. Names sort by flush time, so files
+    flushed earlier cost a string comparison only.
     """
     after = None if flushed_after is None else flushed_after.astimezone(UTC).strftime(_STAMP)
     out: list[LogFile] = []
@@ -281,7 +409,7 @@ def list_files(store: LogStore, kind: Kind, model: str | None = None, *,
                 if not name.startswith("date=") or (first_day is not None and day < first_day) \
                         or (last_day is not None and day > last_day):
                     continue
-                for file in store.names(f"{folder}/{name}"):
+                for file in _live_names(store, f"{folder}/{name}"):
                     if not is_data_file(file) or (after is not None
                                                   and file[5:5 + len(after)] <= after):
                         continue

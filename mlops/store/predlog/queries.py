@@ -54,9 +54,17 @@ def _columns(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
     return pa.schema([schema.field(c) for c in dict.fromkeys(columns)])
 
 
-def _select(schema: pa.Schema) -> str:
-    # identifiers come from the fixed schema, never from callers
-    return ", ".join(f'"{name}"' for name in schema.names)
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT",
+              pa.int32(): "INTEGER"}
+
+
+def _select(schema: pa.Schema, present: set[str] | None = None) -> str:
+    """The schema's columns; those not in ``present`` (files older than the column) as
+    typed NULLs. Identifiers come from the fixed schema, never from callers."""
+    return ", ".join(
+        f'"{f.name}"' if present is None or f.name in present
+        else f'CAST(NULL AS {_SQL_TYPES.get(f.type, "VARCHAR")}) AS "{f.name}"'
+        for f in schema)
 
 
 def read_prediction_files(store: LogStore, files: Sequence[LogFile], *,
@@ -73,7 +81,8 @@ def read_prediction_files(store: LogStore, files: Sequence[LogFile], *,
     scan = prediction_scan(files, start=None if since is None else _utc(since),
                            environment=environment, versions=versions, union_by_name=True)
     with LogReader(store) as reader:
-        table = reader.arrow(f"SELECT {_select(schema)} FROM ({scan.sql})", scan.params)
+        table = reader.arrow(f"SELECT {_select(schema, reader.columns(scan))} "
+                             f"FROM ({scan.sql})", scan.params)
     return table.cast(schema)
 
 

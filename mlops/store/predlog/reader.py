@@ -167,6 +167,12 @@ class LogReader:
         except duckdb.Error as exc:
             raise self._error(exc) from exc
 
+    def columns(self, scan: Scan) -> set[str]:
+        """The columns a scan yields: files written before a column existed lack it (when
+        every file does, even ``union_by_name`` cannot add it). Reads footers only."""
+        return {str(r[0]) for r in self.fetchall(f"DESCRIBE SELECT * FROM ({scan.sql})",
+                                                 scan.params)}
+
     def fetchall(self, sql: str, params: Mapping[str, Any] | None = None
                  ) -> list[tuple[Any, ...]]:
         try:

@@ -57,6 +57,8 @@ class PredictionRecord:
     latency_ms: float
     status: int
     propensity: float | None = None  # probability that the routing sent it to this version
+    caller: str | None = None  # who asked: the token's identity, or the client address
+    cpu_ms: float | None = None  # CPU time the model spent on this row (its share of the batch)
 
 
 @dataclass(slots=True)
@@ -76,7 +78,7 @@ Record = TypeVar("Record", PredictionRecord, FeedbackRecord)
 _PRED_FIELDS = tuple(f.name for f in fields(PredictionRecord))
 _FB_FIELDS = tuple(f.name for f in fields(FeedbackRecord))
 _PRED_FLOATS = tuple(_PRED_FIELDS.index(n) for n in ("ts", "prediction_num", "latency_ms",
-                                                     "propensity"))
+                                                     "propensity", "cpu_ms"))
 _FB_FLOATS = tuple(_FB_FIELDS.index(n) for n in ("actual_num", "ts"))
 
 
@@ -141,6 +143,8 @@ def prediction_table(recs: Sequence[PredictionRecord]) -> pa.Table:
         pa.array([r.latency_ms for r in recs], _F64),
         pa.array([r.status for r in recs], pa.int32()),
         pa.array([r.propensity for r in recs], _F64),
+        pa.array([r.caller for r in recs], _STR),
+        pa.array([r.cpu_ms for r in recs], _F64),
     ]
     return pa.Table.from_arrays(arrays, schema=PREDICTION_FILE_SCHEMA)
 

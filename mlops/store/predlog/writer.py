@@ -32,7 +32,6 @@ logged, just not crash-proof.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hashlib
 import logging
 import os
@@ -60,6 +59,7 @@ from mlops.store.predlog.layout import (
     part_name,
     partition_path,
 )
+from mlops.store.predlog.maintenance import compacted_file_ids
 from mlops.store.predlog.records import (
     FeedbackRecord,
     PredictionRecord,
@@ -503,30 +503,16 @@ class PredictionLog:
         return written, bad, error
 
     def _exists(self, folder: str, file_id: str) -> bool:
-        """Is a file with this id in the partition folder already?"""
+        """Is a file with this id in the partition folder already, by itself or merged
+        into a compacted file (a replay long after the write)?"""
         for name in self._store.names(self._store.path(folder)):
             parsed = parse_part_name(name)
             if parsed is not None and parsed.file_id == file_id:
                 return True
-        return False
+        return file_id in compacted_file_ids(self._store, folder)
 
     def _write_file(self, directory: str, file_id: str, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="lz4")
-        data = sink.getvalue()
-        if not self._store.local:
-            name = part_name(datetime.now(UTC), file_id)
-            self._store.fs.pipe_file(f"{directory}/{name}", data.to_pybytes())  # one PUT
-            return
-        os.makedirs(directory, exist_ok=True)
-        tmp = f"{directory}/.{file_id}.tmp"  # hidden: readers skip it
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(memoryview(data))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, f"{directory}/{part_name(datetime.now(UTC), file_id)}")
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        self._store.put_file(directory, part_name(datetime.now(UTC), file_id),
+                             memoryview(sink.getvalue()))
