@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     #: addresses of proxies whose X-Forwarded-For names the client (empty: the header is
     #: ignored, so nobody can pose as another client to the failed-token limiter)
     forwarded_allow_ips: list[str] = []
+    #: retraining: seconds between scheduler passes in ``mlops serve``, and how many jobs
+    #: may run at once
+    retrain_interval: float = Field(default=60.0, gt=0)
+    retrain_concurrency: int = Field(default=1, ge=1, le=64)
+    #: where this server's API is reached from outside (webhook retraining jobs give their
+    #: orchestrator a callback under it)
+    public_url: str = "http://127.0.0.1:8000"
     #: retention (days): how long the prediction log, feedback and metric snapshots are
     #: kept (seed 000's ``data_retention``); a per-kind value overrides it. The audit chain
     #: is never purged. ``mlops retention apply`` deletes what is older.

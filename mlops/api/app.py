@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops.api.auth import ApiAuth, auth_error_response
 from mlops.api.monitoring import add_monitoring_routes
+from mlops.api.retrain import add_retrain_routes
 from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RouteSpec, RoutingService
 from mlops.errors import (
@@ -300,6 +301,7 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
         return {"model": name, "environment": environment, "serving": version}
 
     add_monitoring_routes(monitor, op)
+    add_retrain_routes(api, registry, op)
 
     @op("GET", "/v1/audit", Role.VIEWER)
     def audit(subject: Annotated[str | None, Query(max_length=512)] = None,

@@ -35,6 +35,7 @@ from mlops.identity import Principal
 from mlops.monitoring.evaluator import Evaluator
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
+from mlops.retraining.scheduler import Scheduler
 from mlops.serving import GatewayConfig, create_app, metrics
 from mlops.store.credentials import Authenticator
 
@@ -109,10 +110,12 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
                             gateway_environment=(config or GatewayConfig()).environment
                             if role == "all" else os.environ.get("MLOPS_GATEWAY_ENV") or None)
     evaluator = Evaluator(ModelMonitor(registry.acting_as(Principal.system("evaluator"))))
+    scheduler = Scheduler(registry.acting_as(Principal.system("retrain-scheduler")))
     if role == "all":
         return guarded(create_app(settings, config, mounts=[api],
                                   background=[_after_bind(controller.loop),
-                                              _after_bind(evaluator.loop)],
+                                              _after_bind(evaluator.loop),
+                                              _after_bind(scheduler.loop)],
                                   authorize=authorize))
 
     async def live(request: Request) -> Response:
@@ -124,7 +127,8 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(_after_bind(controller.loop)()),
-                 asyncio.create_task(_after_bind(evaluator.loop)())]
+                 asyncio.create_task(_after_bind(evaluator.loop)()),
+                 asyncio.create_task(_after_bind(scheduler.loop)())]
         yield
         for task in tasks:
             task.cancel()

@@ -6,6 +6,7 @@ import os
 import sys
 
 import typer
+from rich.markup import escape
 
 from mlops.cli.audit import audit_app
 from mlops.cli.ci import ci_app
@@ -17,6 +18,7 @@ from mlops.cli.models import models_app
 from mlops.cli.monitor import alerts_app, monitor_app
 from mlops.cli.output import err_console
 from mlops.cli.retention import retention_app
+from mlops.cli.retrain import retrain_app
 from mlops.cli.serve import serve
 from mlops.cli.tokens import tokens_app
 from mlops.errors import MlopsError
@@ -44,6 +46,7 @@ app.command("maturity")(maturity)
 app.command("impact")(impact)
 app.add_typer(kpi_app, name="kpi")
 app.add_typer(retention_app, name="retention")
+app.add_typer(retrain_app, name="retrain")
 
 
 @app.command("version")
@@ -59,9 +62,9 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except MlopsError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
         if exc.fix:
-            err_console.print(f"[bold]fix:[/] {exc.fix}", soft_wrap=True)
+            err_console.print(f"[bold]fix:[/] {escape(exc.fix)}", soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -73,12 +76,13 @@ def main() -> None:
         if callable(show):
             show()
         else:
-            err_console.print(f"[bold red]error:[/] {exc}")
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug or an environment problem: one line, not a traceback
-        err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}")
+        err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: "
+                          f"{escape(str(exc))}")
         err_console.print("fix: run with MLOPS_DEBUG=1 for the traceback and report it.")
         if os.environ.get("MLOPS_DEBUG"):
             raise

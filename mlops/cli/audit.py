@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mlops.cli.output import console, fmt, open_registry, print_json
@@ -32,8 +33,8 @@ def log(
         table.add_column(col, overflow="fold")
     for e in events:
         payload = ", ".join(f"{k}={v}" for k, v in e.payload.items())
-        table.add_row(str(e.seq), e.ts[:19], e.actor, e.action, e.subject, payload[:80],
-                      e.hash[:12])
+        table.add_row(str(e.seq), e.ts[:19], escape(e.actor), escape(e.action),
+                      escape(e.subject), escape(payload[:80]), e.hash[:12])
     console.print(table)
 
 
@@ -91,9 +92,9 @@ def usage(
     if as_json:
         print_json(report.to_dict())
         return
-    console.print(f"[bold]Usage of {report.model}[/] from {report.since:%Y-%m-%d %H:%M} to "
-                  f"{report.until:%Y-%m-%d %H:%M} UTC"
-                  + (f" in {report.environment}" if report.environment else "") + ": "
+    console.print(f"[bold]Usage of {escape(report.model)}[/] from "
+                  f"{report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC"
+                  + (f" in {escape(report.environment)}" if report.environment else "") + ": "
                   f"{report.predictions} predictions in {report.requests} requests, "
                   f"{report.failed} failed ({report.error_rate:.2%})")
     if report.versions:
@@ -102,7 +103,7 @@ def usage(
                     "CPU s", "first", "last"):
             table.add_column(col)
         for v in report.versions:
-            table.add_row(v.version, str(v.predictions), str(v.requests), str(v.failed),
+            table.add_row(escape(v.version), str(v.predictions), str(v.requests), str(v.failed),
                           str(v.shadow), fmt(v.latency_p50_ms), fmt(v.latency_p99_ms),
                           fmt(v.cpu_seconds), f"{v.first:%m-%d %H:%M}", f"{v.last:%m-%d %H:%M}")
         console.print(table)
@@ -110,8 +111,8 @@ def usage(
         for col in ("caller", "rows", "requests", "failed", "versions"):
             callers.add_column(col)
         for c in report.callers:
-            callers.add_row(c.caller, str(c.predictions), str(c.requests), str(c.failed),
-                            ", ".join(c.versions))
+            callers.add_row(escape(c.caller), str(c.predictions), str(c.requests),
+                            str(c.failed), escape(", ".join(c.versions)))
         console.print(callers)
     else:
         console.print("No predictions logged in the period (the gateway logs them: "
@@ -121,13 +122,15 @@ def usage(
         for col in ("seq", "time (UTC)", "action", "subject", "what"):
             events.add_column(col, overflow="fold")
         for e in report.security_events:
-            events.add_row(str(e.seq), e.ts[:19], e.action, e.subject, e.summary)
+            events.add_row(str(e.seq), e.ts[:19], escape(e.action), escape(e.subject),
+                           escape(e.summary))
         console.print(events)
     else:
         console.print("Security events: none in the period.")
     for status in report.compliance:
-        missing = f"; missing: {', '.join(status.missing_items)}" \
+        missing = escape(f"; missing: {', '.join(status.missing_items)}") \
             if status.missing_items else ""
-        console.print(f"compliance {status.framework} of {status.version}: {status.met} met, "
+        console.print(f"compliance {status.framework} of {escape(status.version)}: "
+                      f"{status.met} met, "
                       f"{status.missing} missing, {status.not_applicable} not applicable"
                       f"{missing}")

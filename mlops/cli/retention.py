@@ -62,10 +62,22 @@ def _summary(result: RetentionResult, verb: str) -> None:
     if result.resumed:
         console.print(f"finishes {len(result.resumed)} interrupted run(s): "
                       f"{', '.join(result.resumed)}")
+    if result.sources_deleted or result.sources_waiting:
+        deleted = "would be deleted" if result.dry_run else "deleted"
+        console.print(f"compacted source files: {result.sources_deleted} {deleted} (their "
+                      f"grace has passed), {result.sources_waiting} waiting for deletion "
+                      f"(hidden from readers; kept {_grace()} after their merge)")
     for p in result.abandoned:
         err_console.print(f"[yellow]kept[/] {escape(p.relative)}: an interrupted run had "
                           "listed it, but the policy in force keeps it (it may be incomplete)",
                           soft_wrap=True)
+
+
+def _grace() -> str:
+    from mlops.store.predlog.maintenance import SOURCE_GRACE
+
+    minutes = int(SOURCE_GRACE.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 @retention_app.command("show")
@@ -85,7 +97,8 @@ def show(as_json: JsonOpt = False) -> None:
 def apply(dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:
     """Delete the expired day partitions of the prediction log and feedback and the expired
     metric snapshots, and record them in one audit event (`retention.apply`). A run that
-    stopped half-way is completed by the next one."""
+    stopped half-way is completed by the next one. Also deletes the source files that
+    compaction kept (hidden) for an hour after merging them."""
     from mlops.governance.retention import apply_retention
 
     result = apply_retention(open_registry(), dry_run=dry_run)
@@ -102,15 +115,17 @@ def apply(dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:
 def compact(
     model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
     min_age_hours: Annotated[float, typer.Option(
-        "--min-age-hours", min=0.01,
-        help="Merge only files flushed at least this long ago (every incremental reader "
-             "has read them).")] = 24.0,
+        "--min-age-hours", min=24.0,
+        help="Merge only files flushed at least this many hours ago; at least 24, so that "
+             "every incremental reader (the rollout controller) has read them and never "
+             "counts a row twice.")] = 24.0,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Merge each log partition's small Parquet files into one (rows sorted by time); no
-    query result changes. Exits 1 when a partition had to be skipped (e.g. a corrupt
-    file)."""
+    query result changes. The merged source files stay, hidden from readers, for an hour
+    (a reader may have listed them just before); the next `compact` or `apply` after that
+    deletes them. Exits 1 when a partition had to be skipped (e.g. a corrupt file)."""
     from datetime import timedelta
 
     from rich.markup import escape
@@ -130,14 +145,22 @@ def compact(
                 table.add_column(col, overflow="fold")
             for o in report.outcomes:
                 p = o.partition
-                colour = {"skipped": "red", "recovered": "yellow"}.get(o.status, "green")
+                colour = {"skipped": "red", "waiting": "cyan", "compacted": "green",
+                          "would_compact": "green"}.get(o.status, "yellow")
+                merged = o.status in ("compacted", "would_compact")
                 table.add_row(p.kind, escape(p.model), escape(p.version or "-"), p.day,
                               f"[{colour}]{o.status}[/]", str(len(o.sources)),
-                              str(o.rows) if o.merged else "-", escape(o.message))
+                              str(o.rows) if merged else "-", escape(o.message))
             console.print(table)
         verb = "would merge" if dry_run else "merged"
         console.print(f"{verb} {report.files_before} files into {report.files_after} "
                       f"(files flushed before {report.settled_before.isoformat()})")
+        deleted = "would delete" if dry_run else "deleted"
+        console.print(f"{deleted} {report.sources_deleted} source files of earlier merges; "
+                      f"{report.sources_waiting} source files "
+                      f"{'would wait' if dry_run else 'wait'} for deletion (hidden from "
+                      f"readers, kept {_grace()} after their merge; a later `mlops retention "
+                      "compact` or `apply` deletes them)")
         if report.audit_seq is not None:
             console.print(f"recorded as audit event #{report.audit_seq}")
     if report.skipped:

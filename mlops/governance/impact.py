@@ -147,10 +147,12 @@ def kpi_change(unit: KpiUnit | str, baseline: float, current: float) -> float | 
     the baseline is 0; divided by the baseline's magnitude, so that a rise is positive
     whatever the baseline's sign)."""
     if KpiUnit(unit) is KpiUnit.PERCENTAGE:
-        return current - baseline
-    if baseline == 0:
+        change = current - baseline
+    elif baseline == 0:
         return None
-    return (current - baseline) / abs(baseline) * 100.0
+    else:
+        change = (current - baseline) / abs(baseline) * 100.0
+    return change if math.isfinite(change) else None  # beyond a float: undefined
 
 
 def kpi_improvement(unit: KpiUnit | str, direction: KpiDirection | str, baseline: float,
@@ -442,8 +444,13 @@ def _version_cost(registry: ModelRegistry, model: str, version: str, logged: _Lo
             "serve the version with this release's gateway (mlops serve): every prediction "
             "it logs carries cpu_ms"))
     hours = None
-    if logged.first is not None and logged.last is not None:
+    if logged.first is not None and logged.last is not None and logged.last > logged.first:
         hours = (logged.last - logged.first).total_seconds() / 3600.0
+    elif memory is not None:
+        missing.append(NotMeasured(
+            "hours serving", f"The logged predictions of {model} {version} span no time "
+                             "(one request or one batch), so the time it held memory is "
+                             "unknown.", "serve more traffic over time, then ask again"))
     mem_cost = mem_1000 = None
     if memory is not None and hours is not None:
         mem_cost = memory[0] / _MIB_PER_GB * hours * settings.cost_gb_hour

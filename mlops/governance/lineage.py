@@ -20,6 +20,7 @@ from mlops.monitoring.alerts import AlertManager
 from mlops.registry.service import ModelRegistry
 from mlops.registry.types import ModelVersion
 from mlops.store.audit import AuditEvent
+from mlops.store.retrain import RetrainJob, job_subject, list_jobs
 
 __all__ = ["LineageNode", "track_lineage"]
 
@@ -58,6 +59,8 @@ class _Graph:
         events = list(reversed(registry.audit_log(subject=f"model/{name}", limit=100_000)))
         self.events = events
         self.versions = registry.list_versions(name)
+        with registry.store.read() as s:
+            self.jobs = list_jobs(s, name, limit=10_000)
 
     def first(self, action: str, subject: str, **payload: Any) -> AuditEvent | None:
         for e in self.events:
@@ -127,11 +130,32 @@ class _Graph:
                  "fired_at": alert.fired_at.isoformat() if alert.fired_at else None,
                  "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None},
                 fired))
+        jobs = {str(j.id): j for j in self.jobs}
+        for job in self.jobs:  # retraining jobs that produced no version, from this one
+            if (job.outcome.get("data") or {}).get("production_version") == mv.version \
+                    and not job.outcome.get("version"):
+                node.children.append(self.job_node(job))
         if depth < _MAX_DEPTH:
             for child in self.versions:
                 if child.lineage.parent_version == mv.version and child.version != mv.version:
-                    node.children.append(self.chain(child, depth + 1))
+                    made_by = jobs.get(child.tags.get("retrain.job", ""))
+                    if made_by is None:
+                        node.children.append(self.chain(child, depth + 1))
+                        continue
+                    jnode = self.job_node(made_by)  # version -> retraining job -> next version
+                    jnode.children.append(self.chain(child, depth + 1))
+                    node.children.append(jnode)
         return node
+
+    def job_node(self, job: RetrainJob) -> LineageNode:
+        reasons = "; ".join(str(r.get("reason", "")) for r in job.reasons)
+        return self.node(
+            f"retrain_job:{job.id}", "retrain_job",
+            f"retraining job #{job.id} {job.state.value}: {reasons[:120]}",
+            {"triggers": sorted({str(r.get("trigger")) for r in job.reasons}),
+             "created_at": job.created_at.isoformat(), "wall_seconds": job.wall_seconds,
+             "error": job.outcome.get("error")},
+            self.first("retrain.job.queue", job_subject(self.name, job.id)))
 
     def chain(self, mv: ModelVersion, depth: int = 0) -> LineageNode:
         """dataset → training run → version (the first two when recorded)."""

@@ -13,11 +13,18 @@ is never purged.
 the partitions deleted, the snapshot count) in the transaction that deletes the snapshots,
 after the partitions are gone. A journal written before the first deletion makes a run
 that stopped half-way complete at the next run, which records what both deleted; a
-partition is deleted only while it is expired under the policy in force.
+partition is deleted only while it is expired under the policy in force. An expired
+partition goes whole, compacted files and manifests included.
 
 :func:`compact_prediction_log` merges each partition's small files (see the maintenance
-module for why no query result changes). Both take the ``log-maintenance`` lease, so they
-never run at the same time as each other or as themselves in another process.
+module for why no query result changes) flushed at least
+:data:`~mlops.store.predlog.maintenance.COMPACT_MIN_AGE` (one day) ago: a shorter
+``min_age`` is refused, because an incremental reader (the rollout controller) could count
+rows it has read again. A merge keeps its source files, hidden from every reader, for
+:data:`~mlops.store.predlog.maintenance.SOURCE_GRACE` (one hour), for the readers that
+listed them just before; the next compaction or retention run after that deletes them.
+Both take the ``log-maintenance`` lease, so they never run at the same time as each other
+or as themselves in another process.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ from mlops.monitoring.snapshots import count_snapshots_before, delete_snapshots_
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import append_event, list_events
 from mlops.store.leases import Lease
-from mlops.store.predlog import FEEDBACK, PREDICTIONS, SETTLE, open_store
+from mlops.store.predlog import FEEDBACK, PREDICTIONS, open_store
 from mlops.store.predlog.maintenance import (
     COMPACT_MIN_AGE,
+    SOURCE_GRACE,
     CompactionOutcome,
     Partition,
+    clean_compacted,
     compact_log,
     delete_partition,
     finish_purge,
@@ -109,7 +118,10 @@ class RetentionResult:
     ``partitions`` are the day folders gone after the run (including those a stopped run
     had set out to delete, whose runs are ``resumed``); ``abandoned`` are partitions a
     stopped run had listed that the policy in force keeps (that run may have deleted part
-    of them). ``audit_seq`` is the ``retention.apply`` event (None for a dry run)."""
+    of them). ``audit_seq`` is the ``retention.apply`` event (None for a dry run).
+    ``sources_deleted`` counts the source files of compactions past their grace that the
+    run deleted (would delete), ``sources_waiting`` those still in their grace (hidden from
+    readers; a later run deletes them)."""
 
     policy: RetentionPolicy
     today: date
@@ -121,6 +133,8 @@ class RetentionResult:
     resumed: tuple[str, ...] = ()
     abandoned: tuple[Partition, ...] = ()
     audit_seq: int | None = None
+    sources_deleted: int = 0
+    sources_waiting: int = 0
 
     def count(self, kind: str) -> int:
         """Partitions of ``kind`` (``predictions``/``feedback``) in :attr:`partitions`."""
@@ -132,7 +146,9 @@ class RetentionResult:
                 "dry_run": self.dry_run, "run": self.run, "resumed": list(self.resumed),
                 "partitions": [p.to_dict() for p in self.partitions],
                 "abandoned": [p.to_dict() for p in self.abandoned],
-                "snapshots": self.snapshots, "audit_seq": self.audit_seq}
+                "snapshots": self.snapshots, "audit_seq": self.audit_seq,
+                "sources_deleted": self.sources_deleted,
+                "sources_waiting": self.sources_waiting}
 
 
 def _today(now: datetime | None) -> tuple[datetime, date]:
@@ -154,7 +170,8 @@ def _lease(registry: ModelRegistry) -> Lease:
 def apply_retention(registry: ModelRegistry, *, dry_run: bool = False,
                     now: datetime | None = None) -> RetentionResult:
     """Delete the expired prediction and feedback day partitions and metric snapshots, and
-    record them in one ``retention.apply`` audit event (see the module docstring). With
+    record them in one ``retention.apply`` audit event (see the module docstring); also
+    delete the source files of compactions past their grace in the partitions kept. With
     ``dry_run`` list what would go and change nothing. Needs the admin role (not for a
     dry run)."""
     ctx = registry.context
@@ -198,12 +215,21 @@ def apply_retention(registry: ModelRegistry, *, dry_run: bool = False,
         return (sorted(todo.values(), key=lambda p: p.relative), resumed,
                 sorted(abandoned.values(), key=lambda p: p.relative), done)
 
+    def clean(todo: list[Partition], dry: bool) -> tuple[int, int]:
+        """(compacted sources deleted, still waiting) in the partitions kept."""
+        outcomes = clean_compacted(store, now=now, dry_run=dry,
+                                   exclude={p.relative for p in todo})
+        return (sum(o.sources_deleted for o in outcomes),
+                sum(o.sources_waiting for o in outcomes))
+
     if dry_run:
         todo, resumed, abandoned, _ = plan()
+        deleted, waiting = clean(todo, True)
         with ctx.store.read() as s:
             n = count_snapshots_before(s, snapshot_cutoff)
         return RetentionResult(policy, today, cutoffs, tuple(todo), n, True, None,
-                               tuple(resumed), tuple(abandoned))
+                               tuple(resumed), tuple(abandoned), sources_deleted=deleted,
+                               sources_waiting=waiting)
 
     lease = _lease(registry)
     try:
@@ -211,6 +237,8 @@ def apply_retention(registry: ModelRegistry, *, dry_run: bool = False,
             todo, resumed, abandoned, done = plan()
             for run in done:
                 finish_purge(store, run)
+            # before the journal: a failure here leaves nothing half-recorded
+            deleted, waiting = clean(todo, False)
             run = uuid.uuid4().hex
             if todo:
                 start_purge(store, run, todo, now=now)
@@ -226,6 +254,7 @@ def apply_retention(registry: ModelRegistry, *, dry_run: bool = False,
                 "rule": "a day before its kind's cutoff is deleted; the cutoff day is kept",
                 "partitions": [p.to_dict() for p in todo],
                 "abandoned": [p.to_dict() for p in abandoned],
+                "compacted_sources_deleted": deleted,
             }
             with ctx.store.write() as s:
                 lease.check(s)
@@ -240,14 +269,14 @@ def apply_retention(registry: ModelRegistry, *, dry_run: bool = False,
     finally:
         lease.release()
     return RetentionResult(policy, today, cutoffs, tuple(todo), n, False, run,
-                           tuple(resumed), tuple(abandoned), event.seq)
+                           tuple(resumed), tuple(abandoned), event.seq, deleted, waiting)
 
 
 @dataclass(frozen=True)
 class CompactionReport:
     """The outcome of each partition a compaction touched (partitions with nothing to do
     are left out), the flush time before which files were merged, and the audit event
-    (``retention.compact``, when something was compacted)."""
+    (``retention.compact``, when something was compacted or deleted)."""
 
     outcomes: tuple[CompactionOutcome, ...]
     settled_before: datetime
@@ -264,6 +293,17 @@ class CompactionReport:
         return tuple(o for o in self.outcomes if o.status == "skipped")
 
     @property
+    def sources_deleted(self) -> int:
+        """Source files of earlier merges, past their grace, deleted (would be deleted)."""
+        return sum(o.sources_deleted for o in self.outcomes)
+
+    @property
+    def sources_waiting(self) -> int:
+        """Source files that stay after the run, hidden, until their grace has passed (the
+        sources of this run's merges included); a later run deletes them."""
+        return sum(o.sources_waiting for o in self.outcomes)
+
+    @property
     def files_before(self) -> int:
         return sum(len(o.sources) for o in self.merged)
 
@@ -274,6 +314,9 @@ class CompactionReport:
     def to_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "settled_before": self.settled_before.isoformat(),
                 "files_before": self.files_before, "files_after": self.files_after,
+                "sources_deleted": self.sources_deleted,
+                "sources_waiting": self.sources_waiting,
+                "source_grace_seconds": SOURCE_GRACE.total_seconds(),
                 "audit_seq": self.audit_seq,
                 "outcomes": [o.to_dict() for o in self.outcomes]}
 
@@ -282,14 +325,18 @@ def compact_prediction_log(registry: ModelRegistry, model: str | None = None, *,
                            dry_run: bool = False, min_age: timedelta = COMPACT_MIN_AGE,
                            now: datetime | None = None) -> CompactionReport:
     """Merge the small files of each prediction and feedback partition (of ``model`` or
-    all) flushed more than ``min_age`` ago; no query result changes. Needs the admin role
+    all) flushed more than ``min_age`` ago, and delete the source files of earlier merges
+    past their grace; no query result changes. ``min_age`` is at least
+    :data:`COMPACT_MIN_AGE` (one day; tests inject ``now`` instead). Needs the admin role
     (not for a dry run)."""
     ctx = registry.context
-    if min_age < SETTLE:
+    if min_age < COMPACT_MIN_AGE:
         raise GovernanceError(
-            f"min_age {min_age} is shorter than the time a log file takes to settle "
-            f"({SETTLE}); incremental readers could read merged rows twice.",
-            fix="Pass a min_age of at least 10 seconds (the default is one day).")
+            f"min_age {min_age} is shorter than {COMPACT_MIN_AGE}: an incremental reader "
+            "(the rollout controller) may have read some of the files it would merge, and "
+            "would count their rows again from the merged file.",
+            fix="Leave min_age at its default of one day or make it longer (`mlops retention "
+                "compact --min-age-hours 24` or more).")
     if not dry_run:
         ctx.require(Role.ADMIN, "compact the prediction log")
     now, _ = _today(now)
@@ -304,7 +351,7 @@ def compact_prediction_log(registry: ModelRegistry, model: str | None = None, *,
             outcomes = tuple(compact_log(store, model, settled_before=settled, now=now))
             report = CompactionReport(outcomes, settled, False)
             seq = None
-            if report.merged:
+            if report.merged or report.sources_deleted:
                 with ctx.store.write() as s:
                     lease.check(s)
                     seq = append_event(s, actor=ctx.actor, action="retention.compact",
@@ -313,6 +360,8 @@ def compact_prediction_log(registry: ModelRegistry, model: str | None = None, *,
                                            "settled_before": settled.isoformat(),
                                            "files_before": report.files_before,
                                            "files_after": report.files_after,
+                                           "sources_deleted": report.sources_deleted,
+                                           "sources_waiting": report.sources_waiting,
                                            "partitions": sorted({o.partition.relative
                                                                  for o in report.merged}),
                                        }).seq

@@ -314,7 +314,7 @@ class ModelGovernanceFramework:
         return {"model_id": model_id, "audit_period": time_range,
                 "prediction_requests": {"predictions": report.predictions,
                                         "requests": report.requests,
-                                        "by_version": {v["version"]: v["predictions"]
+                                        "by_version": {v["version"]: v["predictions"] - v["shadow"]
                                                        for v in data["versions"]}},
                 "users": data["callers"],
                 "performance_metrics": {"failed": report.failed,

@@ -164,7 +164,8 @@ def audit_model_usage(registry: ModelRegistry, name: str, since: datetime,
 
 
 _PER_REQUEST = """
-    SELECT version, request_id, route, coalesce({caller}, $unrecorded) AS caller,
+    SELECT version, request_id, ts AS logged_at, route,
+           coalesce({caller}, $unrecorded) AS caller,
            count(*) AS n_rows, sum(CASE WHEN status <> 200 THEN 1 ELSE 0 END) AS n_failed,
            max(latency_ms) AS latency_ms, sum({cpu}) AS cpu_ms, count({cpu}) AS n_cpu,
            min(ts) AS first_ts, max(ts) AS last_ts
@@ -253,7 +254,12 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     value = text.strip()
     units = {"d": "days", "h": "hours", "m": "minutes"}
     if len(value) > 1 and value[-1] in units and value[:-1].isdigit():
-        return (now or datetime.now(UTC)) - timedelta(**{units[value[-1]]: int(value[:-1])})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(
+                **{units[value[-1]]: int(value[:-1])})
+        except (OverflowError, ValueError) as exc:
+            raise GovernanceError(f"{text!r} reaches before the year 1.",
+                                  fix="Use a shorter duration (e.g. 365d) or a date.") from exc
     try:
         return _utc(datetime.fromisoformat(value))
     except ValueError as exc:

@@ -6,6 +6,12 @@ mixed rows of all versions with one version's profile would call the mix "drift"
 window's rows are read per version (:func:`~mlops.monitoring.window.read_windows_by_version`)
 and every version with at least ``min_rows`` rows is tested against its own ``features`` and
 ``outputs`` profiles. The alert values of the window are the worst version's.
+
+Besides the alert values, :meth:`WindowDrift.feature_observations` names the features that
+drifted (metric ``drift:<feature>``, value 1.0), so that a retraining trigger on named
+features can read them back from the snapshots. Only drifted features are recorded (a
+window with no drift costs no row), at most :data:`MAX_FEATURE_SNAPSHOTS` of them; a
+feature not recorded in a window that has a ``drift_share`` did not drift there.
 """
 
 from __future__ import annotations
@@ -25,10 +31,22 @@ from mlops.monitoring.window import LoggedWindow, read_window, read_windows_by_v
 from mlops.registry.service import ModelRegistry
 from mlops.stats.drift import DriftReport, detect_drift
 
-__all__ = ["MIN_DRIFT_ROWS", "VersionDrift", "WindowDrift", "outputs_frame", "window_drift"]
+__all__ = ["FEATURE_DRIFT_PREFIX", "MAX_FEATURE_SNAPSHOTS", "MIN_DRIFT_ROWS", "VersionDrift",
+           "WindowDrift", "feature_drift_metric", "outputs_frame", "window_drift"]
 
 #: Smallest window sample of a version a drift test runs on (fewer rows: no verdict).
 MIN_DRIFT_ROWS = 100
+#: Snapshot metric of one drifted feature: ``drift:<feature>``.
+FEATURE_DRIFT_PREFIX = "drift:"
+#: The most drifted features recorded per window (the strongest effects first).
+MAX_FEATURE_SNAPSHOTS = 100
+_METRIC_LENGTH = 128  # the snapshot table's metric column
+
+
+def feature_drift_metric(feature: str) -> str:
+    """The snapshot metric that records that ``feature`` drifted in a window (names longer
+    than the metric column are cut, the same way for the writer and every reader)."""
+    return (FEATURE_DRIFT_PREFIX + feature)[:_METRIC_LENGTH]
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,22 @@ class WindowDrift:
             if v.outputs is not None:
                 keep("prediction_drift", float(v.outputs.n_drifted > 0), v.n_rows)
         return out
+
+    def feature_observations(self, limit: int = MAX_FEATURE_SNAPSHOTS
+                             ) -> dict[str, Observation]:
+        """``drift:<feature>`` = 1.0 for each feature that drifted in a tested version (the
+        ``limit`` with the largest effect sizes; ``n`` = the rows of that version)."""
+        best: dict[str, tuple[float, int]] = {}
+        for v in self.versions.values():
+            for f in v.data.features if v.data is not None else ():
+                if not f.drifted:
+                    continue
+                effect = f.effect_size if math.isfinite(f.effect_size) else 0.0
+                if f.feature not in best or effect > best[f.feature][0]:
+                    best[f.feature] = (effect, v.n_rows)
+        strongest = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
+        return {feature_drift_metric(name): Observation(1.0, n)
+                for name, (_, n) in strongest}
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start.isoformat(), "end": self.end.isoformat(),

@@ -486,9 +486,11 @@ class ModelMonitor:
         values["health"] = Observation(health.score if main.n_predictions else None,
                                        main.n_predictions)
         # the windows cover every version the environment served (a canary included), so
-        # the history is environment-level: version ""
-        record_snapshots(self.registry, model, "", environment, main.start, main.end, values,
-                         guard=guard)
+        # the history is environment-level: version "". The drifted features are recorded
+        # too (drift:<feature>), for retraining triggers on named features.
+        features = by_version.feature_observations() if by_version is not None else {}
+        record_snapshots(self.registry, model, "", environment, main.start, main.end,
+                         {**values, **features}, guard=guard)
 
         def observe(rule: Any) -> Observation | None:
             if rule.metric in ("drift_share", "drift_max_effect", "prediction_drift",

@@ -509,7 +509,9 @@ def caller_of(principal: Any, client: Any) -> str:
     authenticated caller (``token:alice``, ``jwt:sub``, ``local:me``), else
     ``address:{client host}``."""
     if isinstance(principal, Principal) and principal.role is not None:
-        return f"{principal.via}:{principal.name}"
+        name = principal.name  # a JWT principal's name says jwt: already
+        caller = name if name.startswith(f"{principal.via}:") else f"{principal.via}:{name}"
+        return caller[:256]
     if client:
         return f"address:{client[0]}"
     return "address:unknown"

@@ -164,15 +164,27 @@ def audit_trust_override(ctx: Context, name: str, version: str | None, when: str
                               "format": report.format, "offending": list(report.offending)})
 
 
+_REFUSALS_SEEN: set[tuple[str, str, str | None, str, str | None]] = set()
+
+
 def audit_refused_file(ctx: Context, name: str, version: str | None, when: str,
                        exc: UnsafeModel, data: bytes | None) -> None:
     """Record a model file refused as unsafe (a security event the usage audit and the
     compliance reports read). Its own transaction: the refusal stands, and is still
-    raised, if this write fails."""
-    payload = {"when": when, "offending": [str(o)[:200] for o in exc.offending[:20]],
-               "message": exc.message[:500]}
-    if data is not None:
-        payload["sha256"] = hashlib.sha256(data).hexdigest()
+    raised, if this write fails. A load refused again (a gateway retrying a route, a
+    client asking for the version) is recorded once per process and file."""
+    digest = None if data is None else hashlib.sha256(data).hexdigest()
+    payload: dict[str, object] = {"when": when, "message": exc.message[:500],
+                                  "offending": [str(o)[:200] for o in exc.offending[:20]]}
+    if digest is not None:
+        payload["sha256"] = digest
+    key = (ctx.settings.database_url, name, version, when, digest)
+    if when == "load":
+        if key in _REFUSALS_SEEN:
+            return
+        if len(_REFUSALS_SEEN) > 10_000:
+            _REFUSALS_SEEN.clear()
+        _REFUSALS_SEEN.add(key)
     try:
         with ctx.store.write() as s:
             append_event(s, actor=ctx.actor, action="security.model_refused",

@@ -14,6 +14,7 @@ Two kinds of credential:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import threading
 import time
@@ -134,6 +135,7 @@ class Authenticator:
         self._refusals_since = time.time()
         self._refusals_written = -_REFUSALS_SECONDS
         self._refusals_timer: threading.Timer | None = None
+        self._refusals_exit = False
 
     def authenticate(self, credential: str | None) -> Principal:
         """The principal behind ``credential`` or :class:`Unauthenticated`."""
@@ -183,14 +185,21 @@ class Authenticator:
             key = client if client in self._refusals or \
                 len(self._refusals) < _REFUSALS_CLIENTS else "other"
             self._refusals[key] = self._refusals.get(key, 0) + 1
+            if not self._refusals_exit:  # what is still counted goes out at exit
+                atexit.register(self.flush_refusals)
+                self._refusals_exit = True
             wait = _REFUSALS_SECONDS - (now - self._refusals_written)
             if wait > 0:  # written a moment ago: the rest of the minute goes out at its end
-                if self._refusals_timer is None:
-                    self._refusals_timer = threading.Timer(wait, self.flush_refusals)
-                    self._refusals_timer.daemon = True
-                    self._refusals_timer.start()
+                self._arm(wait)
                 return
         self.flush_refusals()
+
+    def _arm(self, wait: float) -> None:
+        """Flush in ``wait`` seconds (call with the lock held; one timer at a time)."""
+        if self._refusals_timer is None:
+            self._refusals_timer = threading.Timer(wait, self.flush_refusals)
+            self._refusals_timer.daemon = True
+            self._refusals_timer.start()
 
     def flush_refusals(self) -> None:
         """Write the refusals counted so far (nothing when there are none)."""
@@ -207,10 +216,11 @@ class Authenticator:
                              subject="server/auth",
                              payload={"refused": sum(counts.values()), "clients": counts,
                                       "since": since})
-        except Exception:  # the store is down: the requests were refused all the same
+        except Exception:  # the store is down: keep the counts and try again in a minute
             with self._lock:
                 for key, n in counts.items():
                     self._refusals[key] = self._refusals.get(key, 0) + n
+                self._arm(_REFUSALS_SECONDS)
 
     def _touch(self, token_id: str) -> None:
         """Record last use at most once a minute per token (one small write)."""

@@ -125,7 +125,7 @@ def finite_number(what: str, value: float, model: str | None = None) -> float:
 
 
 def _check_name(kpi: str, model: str) -> None:
-    if not _NAME.match(kpi or ""):
+    if not _NAME.fullmatch(kpi or ""):
         raise GovernanceError(f"{kpi!r} is not a KPI name.",
                               fix="Start with a letter; use up to 128 letters, digits, '_', "
                                   "'.' or '-', e.g. revenue_impact.", model=model)

@@ -46,6 +46,9 @@ __all__ = [
     "ModelTagRow",
     "MonitorStateRow",
     "ProfileRow",
+    "RetrainConfigRow",
+    "RetrainDecisionRow",
+    "RetrainJobRow",
     "RolloutRow",
     "TokenRow",
     "VersionRow",
@@ -482,3 +485,68 @@ class KpiValueRow(Base):
     version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     recorded_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class RetrainConfigRow(Base):
+    """A model's retraining configuration (``mlops retrain triggers set``): the training
+    command or webhook, the guardrails and the triggers, as validated JSON."""
+
+    __tablename__ = "retrain_configs"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source: Mapped[str] = mapped_column(Text, default="")  # the YAML as it was given
+    updated_by: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RetrainJobRow(Base):
+    """One retraining job: why (its reasons, coalesced), its state, how it ran (holder,
+    pid, log, wall time, peak memory) and what came of it (``outcome``: the version, the
+    pipeline run, the rollout, or why not)."""
+
+    __tablename__ = "retrain_jobs"
+    __table_args__ = (Index("ix_retrain_jobs_queue", "state", "priority", "created_at"),
+                      Index("ix_retrain_jobs_model", "model_id", "created_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[int] = mapped_column(Integer, default=2)  # 0 critical ... 3 low
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                         nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    holder: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    log: Mapped[str] = mapped_column(Text, default="")
+    wall_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    peak_rss_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RetrainDecisionRow(Base):
+    """A decision about retraining a model: a job queued or joined, or a retrain skipped
+    and why. Repeats of the same skip are counted on one row (``count``, ``last_at``)."""
+
+    __tablename__ = "retrain_decisions"
+    __table_args__ = (Index("ix_retrain_decisions_model", "model_id", "last_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))  # queued | joined | skipped
+    reason: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -26,6 +26,9 @@ from mlops.registry.service import ModelRegistry
 from tests.serving.conftest import FEATURES, Server, start_server
 
 Call = Callable[[httpx.Client, dict[str, str]], httpx.Response]
+RETRAIN_YAML = "command: [python, train.py]\ntriggers:\n  - {name: by-hand, kind: manual}\n"
+#: a webhook job's orchestrator reports with the job's own token (test below)
+CALLBACK = ("POST", "/v1/retrain/jobs/{job_id}/complete")
 ORDER = [Role.VIEWER, Role.DEVELOPER, Role.APPROVER, Role.ADMIN]
 
 
@@ -132,6 +135,19 @@ def _operations(team: Team) -> dict[tuple[str, str], tuple[Role, Call]]:
                 "metric": "latency_p99_ms", "comparator": ">", "threshold": 500}})),
         ("DELETE", "/v1/alert-rules/{rule_name}"):
             (Role.DEVELOPER, send("DELETE", "/v1/alert-rules/p99")),
+        ("PUT", "/v1/retrain/{name}/config"):
+            (Role.DEVELOPER, send("PUT", "/v1/retrain/clf/config", {"yaml": RETRAIN_YAML})),
+        ("GET", "/v1/retrain/{name}/config"): (Role.VIEWER, get("/v1/retrain/clf/config")),
+        ("POST", "/v1/retrain/{name}/jobs"):
+            (Role.DEVELOPER, send("POST", "/v1/retrain/clf/jobs", {"reason": "test"})),
+        ("GET", "/v1/retrain/jobs"): (Role.VIEWER, get("/v1/retrain/jobs")),
+        ("GET", "/v1/retrain/jobs/{job_id}"): (Role.VIEWER, get("/v1/retrain/jobs/1")),
+        ("POST", "/v1/retrain/jobs/{job_id}/cancel"):
+            (Role.DEVELOPER, send("POST", "/v1/retrain/jobs/1/cancel")),
+        ("GET", "/v1/retrain/{name}/decisions"):
+            (Role.VIEWER, get("/v1/retrain/clf/decisions")),
+        ("DELETE", "/v1/retrain/{name}/config"):
+            (Role.DEVELOPER, send("DELETE", "/v1/retrain/clf/config")),
         ("GET", "/v1/audit"): (Role.VIEWER, get("/v1/audit")),
         ("GET", "/v1/audit/verify"): (Role.VIEWER, get("/v1/audit/verify")),
         ("GET", "/v1/tokens"): (Role.ADMIN, get("/v1/tokens")),
@@ -143,7 +159,7 @@ def _operations(team: Team) -> dict[tuple[str, str], tuple[Role, Call]]:
 def test_every_api_operation_checks_its_token_and_role(team: Team, tmp_path: Path) -> None:
     app = create_api(ModelRegistry(Settings(home=tmp_path / "s")))
     declared = {(method, route.path) for route in app.routes if isinstance(route, APIRoute)
-                for method in route.methods}
+                for method in route.methods} - {CALLBACK}  # a job's token, not a role
     operations = _operations(team)
     assert set(operations) == declared, "an /api operation without a row in this table"
     schema = app.openapi()["paths"]
@@ -238,3 +254,15 @@ def test_repeated_wrong_tokens_from_one_client_are_rate_limited(team: Team) -> N
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
         # a token this server verified before keeps working from the locked-out address
         assert c.get("/api/v1/models", headers=admin).status_code == 200
+
+
+def test_a_job_callback_needs_that_running_jobs_token(team: Team) -> None:
+    admin = team.headers(Role.ADMIN)
+    report = {"status": "succeeded", "model_path": "/etc/passwd"}
+    with team.server.client() as c:
+        for headers in ({}, admin, {"Authorization": "Bearer guessed"}):
+            answer = c.post("/api/v1/retrain/jobs/1/complete", json=report, headers=headers)
+            assert answer.status_code == 401, answer.text
+            assert "token of running job 1" in answer.json()["error"]
+        bad = c.post("/api/v1/retrain/jobs/1/complete", json={"status": "maybe"})
+        assert bad.status_code == 422

@@ -1,5 +1,6 @@
 """``mlops retention show|apply|compact``: the policy and what is expired, --dry-run and
---json, the audit event, and exit code 1 when compaction had to skip a partition."""
+--json, the audit event, the compacted sources waiting for deletion, exit code 1 when
+compaction had to skip a partition and 2 for a min age under a day."""
 
 from __future__ import annotations
 
@@ -15,8 +16,19 @@ from typer.testing import CliRunner, Result
 from mlops.cli.retention import retention_app
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import list_events, verify_chain
-from mlops.store.predlog import PREDICTIONS, PredictionRecord, list_partitions, open_store
-from mlops.store.predlog.layout import part_name, partition_path
+from mlops.store.predlog import (
+    PREDICTIONS,
+    PredictionRecord,
+    list_files,
+    list_partitions,
+    open_store,
+)
+from mlops.store.predlog.layout import (
+    CompactionManifest,
+    parse_manifest,
+    part_name,
+    partition_path,
+)
 from mlops.store.predlog.records import prediction_table
 
 MODEL = "churn a/b"
@@ -24,6 +36,11 @@ MODEL = "churn a/b"
 
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(retention_app, list(args))
+
+
+def text(r: Result) -> str:
+    """The output with rich's line wrapping undone."""
+    return " ".join(r.output.split())
 
 
 def put(uri: str, rid: str, day: date, flushed: datetime, model: str = MODEL) -> Path:
@@ -91,11 +108,32 @@ def test_compact_merges_and_a_corrupt_file_exits_1_with_a_message(uri: str) -> N
     assert r.exit_code == 0, r.output
     dry = json.loads(r.stdout)
     assert (dry["files_before"], dry["files_after"]) == (2, 1)
+    assert dry["sources_waiting"] == 2 and dry["sources_deleted"] == 0
     r = invoke("compact", "--model", MODEL)
     assert r.exit_code == 0, r.output
     assert "merged 2 files into 1" in r.output
+    assert "2 source files wait for deletion" in text(r)
     folder = Path(uri) / partition_path(PREDICTIONS, MODEL, "1", days(uri)[1])
-    assert len(list(folder.glob("part-*.parquet"))) == 1
+    assert len(list(folder.glob("part-*.parquet"))) == 3  # the sources stay, hidden, ...
+    assert len(list_files(open_store(uri), PREDICTIONS)) == 2  # ... (+ the expired day)
+    r = invoke("apply", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "0 would be deleted" in text(r) and "2 waiting for deletion" in text(r)
+
+    # the grace over (the manifest is older than SOURCE_GRACE): the next run deletes them
+    [path] = folder.glob("_compaction-*.json")
+    manifest = parse_manifest(path.read_bytes())
+    assert manifest is not None
+    path.write_bytes(CompactionManifest(manifest.merged, manifest.sources,
+                                        manifest.created - timedelta(hours=2)).to_json())
+    r = invoke("compact", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "would delete 2 source files" in text(r)
+    assert len(list(folder.glob("part-*.parquet"))) == 3
+    r = invoke("compact")
+    assert r.exit_code == 0, r.output
+    assert "deleted 2 source files" in text(r) and "0 source files wait" in text(r)
+    assert len(list(folder.glob("part-*.parquet"))) == 1 and not list(folder.glob("_*"))
 
     old = datetime.now(UTC) - timedelta(days=3)
     (folder / part_name(old, uuid.uuid4().hex)).write_bytes(b"not parquet at all")
@@ -126,3 +164,16 @@ def test_names_are_printed_as_they_are_never_as_markup(
 def test_bad_options_are_usage_errors() -> None:
     assert invoke("compact", "--min-age-hours", "0").exit_code == 2
     assert invoke("apply", "--nope").exit_code == 2
+
+
+@pytest.mark.parametrize("hours", ["0.01", "1", "23.99"])
+def test_a_min_age_under_a_day_is_refused_without_a_traceback(uri: str, hours: str) -> None:
+    """Files younger than a day may have been read by a rollout controller, which would
+    count them again from a merged file."""
+    r = invoke("compact", "--min-age-hours", hours)
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit)
+    assert "Traceback" not in r.output and "--min-age-hours" in r.output
+    assert "24" in r.output
+    folder = Path(uri) / partition_path(PREDICTIONS, MODEL, "1", days(uri)[1])
+    assert len(list(folder.glob("part-*.parquet"))) == 2 and not list(folder.glob("_*"))
+    assert invoke("compact", "--min-age-hours", "24", "--dry-run").exit_code == 0

@@ -1,14 +1,18 @@
 """Retention: only expired day partitions and snapshots go (the cutoff day stays), a dry run
 changes nothing, every run is one audit event and the chain still verifies, a run that
-stopped half-way is completed by the next; compaction through the same lease."""
+stopped half-way is completed by the next; compaction through the same lease, never of
+files less than a day old, and the sources it keeps for their grace deleted by a later
+retention run."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from mlops.errors import GovernanceError, PermissionDenied
@@ -33,6 +37,9 @@ from mlops.store.predlog import (
     read_predictions,
     start_purge,
 )
+from mlops.store.predlog.layout import part_name, partition_path
+from mlops.store.predlog.maintenance import COMPACT_MIN_AGE, SOURCE_GRACE
+from mlops.store.predlog.records import prediction_table
 
 NOW = datetime(2025, 6, 30, 15, tzinfo=UTC)
 AWKWARD = "risk a/b"
@@ -261,3 +268,68 @@ def test_compaction_merges_files_without_changing_results_and_is_audited(
         assert verify_chain(s).ok
     assert event.seq == report.audit_seq and event.payload["files_before"] == 4
     json.dumps(report.to_dict(), default=str)
+
+
+@pytest.mark.parametrize("min_age", [timedelta(seconds=36), timedelta(hours=1),
+                                     COMPACT_MIN_AGE - timedelta(seconds=1)])
+def test_compaction_refuses_a_min_age_under_a_day(reg: ModelRegistry,
+                                                  min_age: timedelta) -> None:
+    """A merged file named after a rollout controller's horizon would be read as new and
+    its rows counted twice: recent files are never merged."""
+    for dry_run in (True, False):
+        with pytest.raises(GovernanceError, match="min_age") as err:
+            compact_prediction_log(reg, min_age=min_age, dry_run=dry_run, now=NOW)
+        assert "count their rows again" in err.value.message
+        assert err.value.fix and "--min-age-hours 24" in err.value.fix
+    with reg.store.read() as s:
+        assert not list_events(s, action="retention.compact")
+    assert compact_prediction_log(reg, min_age=COMPACT_MIN_AGE, now=NOW).skipped == ()
+
+
+def _put(uri: str, rid: str, ts: datetime, flushed: datetime) -> Path:
+    record = pred(rid, ts)
+    folder = Path(uri) / partition_path(PREDICTIONS, "churn", "1.0.0", ts.date().isoformat())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / part_name(flushed, uuid.uuid4().hex)
+    pq.write_table(prediction_table([record]), path)
+    return path
+
+
+def test_retention_deletes_compacted_sources_after_their_grace_and_expired_days_whole(
+        reg: ModelRegistry) -> None:
+    uri = reg.settings.artifacts_uri
+    kept_day, expired_day = date(2025, 6, 28), date(2025, 5, 1)
+    kept = [_put(uri, f"k{i}", at(kept_day, i), at(kept_day, i) + timedelta(minutes=1))
+            for i in range(3)]
+    expired = [_put(uri, f"e{i}", at(expired_day, i), at(expired_day, i)) for i in range(2)]
+    before = sorted(read_predictions(uri)["request_id"].to_pylist())
+    report = compact_prediction_log(reg, now=NOW)
+    assert (report.files_before, report.files_after) == (5, 2)
+    assert report.sources_waiting == 5 and report.sources_deleted == 0
+    assert all(p.exists() for p in kept + expired)  # kept, hidden, for the grace
+    assert sorted(read_predictions(uri)["request_id"].to_pylist()) == before
+    with reg.store.read() as s:
+        [event] = list_events(s, action="retention.compact")
+    assert event.payload["sources_waiting"] == 5
+
+    soon = apply_retention(reg, now=NOW + timedelta(minutes=10))
+    assert soon.sources_deleted == 0 and soon.sources_waiting == 3
+    # the expired day went whole: sources, merged file and manifest
+    assert not expired[0].parent.exists()
+    assert all(p.exists() for p in kept)
+    assert sorted(read_predictions(uri)["request_id"].to_pylist()) == \
+        [r for r in before if not r.startswith(("e", "p-expired"))]
+    after_expiry = sorted(read_predictions(uri)["request_id"].to_pylist())
+
+    dry = apply_retention(reg, dry_run=True, now=NOW + SOURCE_GRACE)
+    assert dry.sources_deleted == 3 and dry.sources_waiting == 0
+    assert all(p.exists() for p in kept)
+    later = apply_retention(reg, now=NOW + SOURCE_GRACE)
+    assert later.sources_deleted == 3 and later.to_dict()["sources_deleted"] == 3
+    assert not any(p.exists() for p in kept)
+    assert not list(kept[0].parent.glob("_compaction-*"))
+    assert len(list(kept[0].parent.glob("part-*.parquet"))) == 1
+    assert sorted(read_predictions(uri)["request_id"].to_pylist()) == after_expiry
+    assert retention_events(reg)[0]["compacted_sources_deleted"] == 3
+    with reg.store.read() as s:
+        assert verify_chain(s).ok

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -149,3 +150,70 @@ def test_bad_periods_and_names_are_refused(tmp_path: Path) -> None:
     for args in (["audit", "usage", "nope"], ["audit", "usage", "clf", "--since", "soon"]):
         result = runner.invoke(app, args, env=env)
         assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_a_reused_request_id_still_counts_each_request(tmp_path: Path) -> None:
+    registry = _store(tmp_path)
+    now = datetime.now(UTC).timestamp()
+    log = PredictionLog(registry.settings.artifacts_uri, spool=tmp_path / "spool")
+    log.start()
+    log.log([PredictionRecord("same", now + i, "clf", "1.0.0", "production", "stable", None,
+                              0, "{}", "1", 1.0, None, 2.0, 200 if i else 500,
+                              caller="address:10.0.0.9") for i in range(3)])
+    log.close()
+    audit = audit_model_usage(registry, "clf", datetime.now(UTC) - timedelta(hours=1),
+                              datetime.now(UTC) + timedelta(minutes=1), with_compliance=False)
+    [caller] = audit.callers
+    assert (caller.requests, caller.failed) == (3, 1)
+    [version] = audit.versions
+    assert version.latency_p50_ms == 2.0  # the answered ones keep their latency
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+          ) -> tuple[int, str]:
+    """``mlops ARGS`` through the entry point's error handling."""
+    import importlib
+
+    cli_app = importlib.import_module("mlops.cli.app")
+    monkeypatch.setattr(sys, "argv", ["mlops", *args])
+    code = 0
+    try:
+        cli_app.main()
+    except SystemExit as done:
+        code = int(done.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_a_refused_load_is_recorded_once_and_markup_in_names_is_shown_as_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy import text
+
+    registry = _store(tmp_path)
+    hostile = tmp_path / "evil.pkl"
+    hostile.write_bytes(b"c[/]evil\n[link=http://x]foo\n)R.")
+    code, out = _main(monkeypatch, capsys, "models", "register", str(hostile), "--name",
+                      "clf", "--version", "6.6.6")
+    assert code == 2 and "[/]evil" in out and "Traceback" not in out, out
+    # a stored file that is no longer trusted: each load is refused, recorded once
+    import decimal
+
+    model = LogisticRegression().fit(np.eye(5), [0, 1, 0, 1, 0])
+    model.note = decimal.Decimal("1.5")  # not on the allow list: loads only when trusted
+    trusted = tmp_path / "trusted.pkl"
+    trusted.write_bytes(pickle.dumps(model))
+    registry.register("clf", trusted, version="2.0.0", trust=True)
+    with registry.store.write() as s:
+        s.execute(text("UPDATE model_versions SET trusted = false WHERE version = '2.0.0'"))
+    before = len(registry.audit_log(action="security.model_refused", limit=None))
+    for _ in range(3):
+        with pytest.raises(UnsafeModel):
+            registry.load_model("clf", "2.0.0")
+    after = registry.audit_log(action="security.model_refused", limit=None)
+    assert len(after) == before + 1 and after[0].payload["when"] == "load"
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out = _main(monkeypatch, capsys, "audit", "usage", "clf", "--since", "1d")
+    assert code == 0 and "[/]evil" in out, out  # the refused file's import, as text
+    code, out = _main(monkeypatch, capsys, "audit", "usage", "[/]x")
+    assert code == 2 and "[/]x" in out, out

@@ -1,12 +1,13 @@
 """The prediction log's upkeep: day partitions (listing, deleting, the purge journal) and
-compaction, which must not change any query result, incremental readers' included, even
-when it stops half-way."""
+compaction, which must not change any query result, incremental readers' included, at any
+moment (during the grace its sources are kept, after they are deleted), even when it stops
+half-way; files a reader listed before a merge stay readable, and recent files are never
+merged (the rollout controller would count them twice)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,6 @@ from mlops.store.predlog import (
     PREDICTIONS,
     FeedbackRecord,
     LogCursor,
-    Partition,
     PredictionLog,
     PredictionRecord,
     compact_log,
@@ -50,7 +50,10 @@ from mlops.store.predlog.layout import (
     partition_path,
 )
 from mlops.store.predlog.maintenance import (
+    COMPACT_MIN_AGE,
+    SOURCE_GRACE,
     STALE_MANIFEST,
+    clean_compacted,
     compact_partition,
     finish_purge,
     parse_partition,
@@ -161,6 +164,16 @@ def everything(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
+def manifests(root: Path) -> list[Path]:
+    return sorted(root.rglob("_compaction-*.json"))
+
+
+def live_files(uri: str) -> list[str]:
+    """The data files readers see (sources a merge replaced left out)."""
+    store = open_store(uri)
+    return sorted(f.path for kind in (PREDICTIONS, FEEDBACK) for f in list_files(store, kind))
+
+
 # ---------------------------------------------------------------------------- partitions
 
 
@@ -265,12 +278,30 @@ def test_compaction_preserves_every_query_result(tmp_path: Path) -> None:
     assert {o.status for o in done} == {"compacted"}
     assert [(o.partition, o.sources, o.merged, o.rows) for o in done] == \
         [(o.partition, o.sources, o.merged, o.rows) for o in dry]
-    after = data_files(tmp_path)
+    assert {o.delete_after for o in done} == {NOW + SOURCE_GRACE}
     # 4 prediction partitions of 3 files, 2 feedback partitions of 6, "other" of 2 -> 1 each
-    assert len(files_before) == 4 * 3 + 2 * 6 + 2 and len(after) == 4 + 2 + 1
+    assert len(files_before) == 4 * 3 + 2 * 6 + 2 and len(live_files(uri)) == 4 + 2 + 1
+    # the sources stay, hidden, for the grace: readers see the merged files only
+    assert set(files_before) < set(data_files(tmp_path)) and len(manifests(tmp_path)) == 7
     assert snapshot(uri) == before
+
+    during = compact_log(store, settled_before=SETTLED, now=NOW + SOURCE_GRACE / 2)
+    assert {o.status for o in during} == {"waiting"} and len(during) == 7
+    assert sum(o.sources_waiting for o in during) == len(files_before)
+    assert set(files_before) < set(data_files(tmp_path)) and snapshot(uri) == before
+
+    dry = compact_log(store, settled_before=SETTLED, now=NOW + SOURCE_GRACE, dry_run=True)
+    assert {o.status for o in dry} == {"would_clean"}
+    assert sum(o.sources_deleted for o in dry) == len(files_before)
+    assert len(manifests(tmp_path)) == 7 and snapshot(uri) == before
+
+    after = compact_log(store, settled_before=SETTLED, now=NOW + SOURCE_GRACE)
+    assert {o.status for o in after} == {"cleaned"}
+    assert sum(o.sources_deleted for o in after) == len(files_before)
+    assert len(data_files(tmp_path)) == 4 + 2 + 1
     assert not [p for p in everything(tmp_path) if "_compaction-" in p or p.endswith(".tmp")]
-    assert compact_log(store, settled_before=SETTLED, now=NOW) == []  # nothing left to do
+    assert snapshot(uri) == before
+    assert compact_log(store, settled_before=SETTLED, now=NOW + SOURCE_GRACE) == []  # done
     assert snapshot(uri) == before
 
 
@@ -284,11 +315,14 @@ def test_merged_file_is_sorted_by_ts_named_by_its_newest_source_and_lists_their_
     [outcome] = compact_log(store, settled_before=SETTLED, now=NOW)
     assert outcome.status == "compacted" and outcome.rows == 4
     assert outcome.sources == (Path(b).name, Path(a).name)  # oldest flush first
-    [merged] = list((tmp_path / "predictions").rglob("part-*.parquet"))
+    [merged] = [Path(p) for p in live_files(str(tmp_path))]
     parsed = parse_part_name(merged.name)
     assert parsed is not None and parsed.flushed_at == late and merged.name == outcome.merged
     assert pq.read_table(merged)["request_id"].to_pylist() == ["a", "b", "c", "d"]
     ids = {parse_part_name(Path(p).name).file_id for p in (a, b)}  # type: ignore[union-attr]
+    assert compacted_file_ids(store, outcome.partition.relative) == ids
+    clean_compacted(store, now=NOW + SOURCE_GRACE)  # the sources go; the ids stay known
+    assert not Path(a).exists() and not Path(b).exists()
     assert compacted_file_ids(store, outcome.partition.relative) == ids
 
 
@@ -348,42 +382,37 @@ def test_files_a_live_cursor_may_not_have_read_are_left_alone(tmp_path: Path) ->
     assert rows(after) == rows(before) and after.num_rows == 1
 
 
-def _crash_after_publishing(tmp_path: Path) -> tuple[Path, Partition]:
-    """Compact one partition, then put back its sources and the manifest: what a run that
-    stopped right after the merged file appeared leaves."""
-    populate(tmp_path)
-    store = open_store(str(tmp_path))
-    target = next(p for p in list_partitions(store, PREDICTIONS, AWKWARD) if p.version == "1")
-    folder = Path(store.path(target.relative))
-    saved = tmp_path / "saved"
-    shutil.copytree(folder, saved)
-    [outcome] = compact_partition(store, target, settled_before=SETTLED, now=NOW)
-    assert outcome.merged is not None
-    for source in outcome.sources:
-        shutil.copy2(saved / source, folder / source)
-    parsed = parse_part_name(outcome.merged)
-    assert parsed is not None
-    (folder / manifest_name(parsed.file_id)).write_bytes(
-        CompactionManifest(outcome.merged, outcome.sources, NOW).to_json())
-    return folder, target
-
-
-def test_a_crash_after_the_merged_file_appeared_reads_no_row_twice_and_the_next_run_finishes(
+def test_a_crash_at_any_step_of_deleting_the_sources_reads_every_row_once(
         tmp_path: Path) -> None:
+    """The states a run deleting the sources after the grace can stop in: some sources
+    gone, all gone but the manifest left. Readers see every row once; the next run
+    finishes."""
     uri = str(tmp_path)
     populate(tmp_path)
     clean = snapshot(uri)
-    shutil.rmtree(tmp_path / "predictions")
-    shutil.rmtree(tmp_path / "feedback")
-    folder, target = _crash_after_publishing(tmp_path)
+    store = open_store(uri)
+    target = next(p for p in list_partitions(store, PREDICTIONS, AWKWARD) if p.version == "1")
+    folder = Path(store.path(target.relative))
+    [merge] = compact_partition(store, target, settled_before=SETTLED, now=NOW)
+    assert merge.status == "compacted" and len(merge.sources) == 3
+    [manifest] = folder.glob("_compaction-*.json")
     assert len(list(folder.glob("part-*.parquet"))) == 4  # 3 sources + merged
     assert snapshot(uri) == clean  # the manifest hides the sources
 
-    store = open_store(uri)
-    outcomes = compact_partition(store, target, settled_before=SETTLED, now=NOW)
-    assert [o.status for o in outcomes] == ["recovered"]
-    assert "deleted 3 source files" in outcomes[0].message
-    assert sorted(p.name for p in folder.iterdir()) == [outcomes[0].merged]
+    (folder / merge.sources[0]).unlink()  # stopped after deleting one source
+    assert snapshot(uri) == clean
+    later = NOW + SOURCE_GRACE
+    [done] = compact_partition(store, target, settled_before=SETTLED, now=later)
+    assert done.status == "cleaned" and "deleted the 2 source files" in done.message
+    assert sorted(p.name for p in folder.iterdir()) == [merge.merged]
+    assert snapshot(uri) == clean
+
+    manifest.write_bytes(CompactionManifest(  # stopped before deleting the manifest
+        str(merge.merged), merge.sources, NOW).to_json())
+    assert snapshot(uri) == clean
+    [done] = compact_partition(store, target, settled_before=SETTLED, now=later)
+    assert done.status == "cleaned" and "sources were gone already" in done.message
+    assert sorted(p.name for p in folder.iterdir()) == [merge.merged]
     assert snapshot(uri) == clean
 
 
@@ -395,6 +424,8 @@ def test_a_failure_while_deleting_the_sources_is_finished_by_the_next_run(
     uri = str(tmp_path)
     populate(tmp_path)
     clean = snapshot(uri)
+    store = open_store(uri)
+    compact_log(store, settled_before=SETTLED, now=NOW)
     real_remove = maintenance._remove
     calls = {"n": 0}
 
@@ -405,18 +436,18 @@ def test_a_failure_while_deleting_the_sources_is_finished_by_the_next_run(
         real_remove(store, path)
 
     monkeypatch.setattr("mlops.store.predlog.maintenance._remove", flaky)
-    store = open_store(uri)
+    later = NOW + SOURCE_GRACE
     with pytest.raises(ArtifactError, match="connection reset") as err:
-        compact_log(store, settled_before=SETTLED, now=NOW)
+        compact_log(store, settled_before=SETTLED, now=later)
     assert err.value.fix and "again" in err.value.fix
-    assert list((tmp_path / "predictions").rglob("_compaction-*.json"))
+    assert len(manifests(tmp_path)) == 7
     assert snapshot(uri) == clean  # one source gone, the others hidden: every row once
     monkeypatch.setattr("mlops.store.predlog.maintenance._remove", real_remove)
-    outcomes = compact_log(store, settled_before=SETTLED, now=NOW)
-    assert outcomes[0].status == "recovered" and "deleted 2 source files" in \
+    outcomes = compact_log(store, settled_before=SETTLED, now=later)
+    assert outcomes[0].status == "cleaned" and "deleted the 2 source files" in \
         outcomes[0].message
-    assert {o.status for o in outcomes[1:]} == {"compacted"}
-    assert not list(tmp_path.rglob("_compaction-*.json"))
+    assert {o.status for o in outcomes[1:]} == {"cleaned"}
+    assert not manifests(tmp_path)
     assert len(data_files(tmp_path)) == 7 and snapshot(uri) == clean
 
 
@@ -432,16 +463,25 @@ def test_a_crash_before_the_merged_file_appeared_hides_nothing_and_is_dropped_la
     merged = part_name(T0, "ab" * 16)
     (folder / manifest_name("ab" * 16)).write_bytes(
         CompactionManifest(merged, sources, NOW).to_json())
-    (folder / f".{'ab' * 16}.tmp").write_bytes(b"half a parquet file")
+    (folder / f".{merged}.tmp").write_bytes(b"half a parquet file")  # as put_file names it
     assert snapshot(uri) == clean
 
-    busy = compact_partition(store, target, settled_before=SETTLED, now=NOW + timedelta(
-        minutes=5))
-    assert [o.status for o in busy] == ["skipped"] and "in progress" in busy[0].message
+    for dry_run in (True, False):
+        busy = compact_partition(store, target, settled_before=SETTLED,
+                                 now=NOW + timedelta(minutes=5), dry_run=dry_run)
+        assert [o.status for o in busy] == ["skipped"] and "in progress" in busy[0].message
     assert tuple(sorted(p.name for p in folder.glob("part-*.parquet"))) == sources
 
+    dry = compact_partition(store, target, settled_before=SETTLED, now=NOW + STALE_MANIFEST,
+                            dry_run=True)
+    assert [o.status for o in dry] == ["would_recover", "would_compact"]
     later = compact_partition(store, target, settled_before=SETTLED, now=NOW + STALE_MANIFEST)
     assert [o.status for o in later] == ["recovered", "compacted"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [*sources, str(later[1].merged), manifest_name(
+            parse_part_name(str(later[1].merged)).file_id)])  # type: ignore[union-attr]
+    assert snapshot(uri) == clean
+    clean_compacted(store, now=NOW + STALE_MANIFEST + SOURCE_GRACE)
     assert sorted(p.name for p in folder.iterdir()) == [later[1].merged]
     assert snapshot(uri) == clean
 
@@ -520,6 +560,9 @@ def test_files_the_writer_wrote_compact_too(tmp_path: Path) -> None:
     assert [(o.partition.kind, len(o.sources)) for o in outcomes] == [(PREDICTIONS, 3),
                                                                        (FEEDBACK, 3)]
     assert (rows(read_predictions(uri)), rows(read_feedback(uri))) == before
+    assert len(live_files(uri)) == 2 and len(data_files(tmp_path)) == 8
+    clean_compacted(open_store(uri), now=now + SOURCE_GRACE)
+    assert (rows(read_predictions(uri)), rows(read_feedback(uri))) == before
     assert len(data_files(tmp_path)) == 2
 
 
@@ -541,7 +584,146 @@ def test_compaction_and_deletion_on_an_fsspec_store(memory_uri: str) -> None:
     assert {o.status for o in outcomes} == {"compacted"} and len(outcomes) == 7
     assert len(list_files(store, PREDICTIONS)) == 5
     assert snapshot(memory_uri) == before
+    cleaned = compact_log(store, settled_before=SETTLED, now=NOW + SOURCE_GRACE)
+    assert {o.status for o in cleaned} == {"cleaned"}
+    assert not store.fs.glob(store.path("**/_compaction-*.json"))
+    assert snapshot(memory_uri) == before
     parts = list_partitions(store, FEEDBACK)
     assert all(delete_partition(store, p) for p in parts)
     assert read_feedback(memory_uri).num_rows == 0
     assert list_partitions(store, FEEDBACK) == []
+
+
+# ---------------------------------------------------------------------------- readers racing
+
+
+def test_files_a_reader_listed_before_a_merge_can_still_be_read_right_after(
+        tmp_path: Path) -> None:
+    """A reader lists the files, compaction merges them, the reader reads what it listed:
+    the sources must still be there (the merge keeps them for SOURCE_GRACE)."""
+    populate(tmp_path)
+    uri = str(tmp_path)
+    store = open_store(uri)
+    listed = list_files(store, PREDICTIONS, AWKWARD)
+    inc = new_log_files(uri, AWKWARD, LogCursor.starting(T0 - DAY), now=NOW)
+    fb_inc = new_log_files(uri, AWKWARD, LogCursor.starting(T0 - DAY), kind=FEEDBACK, now=NOW)
+    expected = (rows(read_log_files(uri, inc.files)),
+                rows(read_log_files(uri, fb_inc.files, kind=FEEDBACK)))
+
+    assert {o.status for o in compact_log(store, settled_before=SETTLED, now=NOW)} == \
+        {"compacted"}
+    assert {f.path for f in list_files(store, PREDICTIONS, AWKWARD)}.isdisjoint(
+        f.path for f in listed)  # a new listing sees only the merged files ...
+    # ... but what was listed before the merge reads the same rows, once each
+    assert (rows(read_log_files(uri, inc.files)),
+            rows(read_log_files(uri, fb_inc.files, kind=FEEDBACK))) == expected
+    assert rows(read_log_files(uri, listed)) == expected[0]
+
+
+def test_a_rollout_first_pass_reading_in_chunks_survives_a_compaction(
+        tmp_path: Path) -> None:
+    """The rollout controller lists its files, then reads them a few at a time; a
+    compaction between two chunks must not make the next read fail (which would pause the
+    rollout)."""
+    from mlops.deployment.traffic import RolloutTraffic
+
+    uri = str(tmp_path)
+    now = datetime.now(UTC)
+    old = now - 2 * DAY
+    for i in range(3):
+        put(tmp_path, [rec(f"t{i}", old + timedelta(minutes=i))],
+            old + timedelta(minutes=i, seconds=5))
+    traffic = RolloutTraffic(uri, AWKWARD, "production", ["1"], now - 3 * DAY,
+                             columns=["request_id"], feedback_columns=["request_id"])
+    chunks = traffic.read_new(files_per_read=1)
+    seen = next(chunks)[0]["request_id"].to_pylist()
+    [outcome] = compact_log(open_store(uri), settled_before=now - COMPACT_MIN_AGE, now=now)
+    assert outcome.status == "compacted" and len(outcome.sources) == 3
+    for predictions, _ in chunks:
+        seen += predictions["request_id"].to_pylist()
+    assert sorted(seen) == ["t0", "t1", "t2"]
+    for predictions, _ in traffic.read_new():  # the next pass: nothing new, no row again
+        assert predictions.num_rows == 0
+
+
+def test_merged_files_in_their_grace_are_not_merged_again(tmp_path: Path) -> None:
+    """Merging a merged file, then deleting it, before its own manifest went would show its
+    sources again: until then it and its sources stay out of new merges."""
+    populate(tmp_path)
+    uri = str(tmp_path)
+    clean = snapshot(uri)
+    store = open_store(uri)
+    target = next(p for p in list_partitions(store, PREDICTIONS, AWKWARD) if p.version == "1")
+    [first] = compact_partition(store, target, settled_before=SETTLED, now=NOW)
+    late = [put(tmp_path, [rec(f"late{i}", T0 + timedelta(hours=5, minutes=i), x=100 + i)],
+                T0 + timedelta(hours=5, minutes=i)) for i in range(2)]
+    with_late = snapshot(uri)
+    assert with_late != clean
+    soon = NOW + timedelta(minutes=5)
+    outcomes = compact_partition(store, target, settled_before=SETTLED, now=soon)
+    assert [o.status for o in outcomes] == ["waiting", "compacted"]
+    assert outcomes[1].sources == tuple(Path(p).name for p in late)  # the late files only
+    assert snapshot(uri) == with_late
+
+    # after the first merge's grace: its sources go, and its file may merge again
+    outcomes = compact_partition(store, target, settled_before=SETTLED,
+                                 now=NOW + SOURCE_GRACE)
+    assert [o.status for o in outcomes] == ["cleaned", "waiting"]
+    assert snapshot(uri) == with_late
+    outcomes = compact_partition(store, target, settled_before=SETTLED,
+                                 now=soon + SOURCE_GRACE)
+    assert [o.status for o in outcomes] == ["cleaned", "compacted"]
+    assert set(outcomes[1].sources) == {first.merged, outcomes[0].merged}
+    assert snapshot(uri) == with_late
+    clean_compacted(store, now=soon + 2 * SOURCE_GRACE)
+    assert len(list(Path(store.path(target.relative)).iterdir())) == 1
+    assert snapshot(uri) == with_late
+
+
+# ---------------------------------------------------------------------------- the min age
+
+
+def test_recent_files_are_never_merged_whatever_the_caller_asks(tmp_path: Path) -> None:
+    """The reviewer's repro: a rollout controller makes a pass every 120 s (a fake clock);
+    a compaction of files 36 s old would name the merged file after the controller's
+    horizon, and the controller would read it as new: rows counted twice. Such a
+    compaction is refused; at the floor (one day), each row is counted once."""
+    from mlops.deployment.traffic import LogPosition
+    from mlops.store.predlog import SETTLE
+
+    uri = str(tmp_path)
+    store = open_store(uri)
+    position = LogPosition(LogCursor.starting(T0))
+    counted: list[str] = []
+
+    def controller_pass(now: datetime) -> None:  # as RolloutTraffic._fresh does it
+        inc = new_log_files(uri, AWKWARD, position.horizon, now=now, settle=timedelta(0))
+        counted.extend(read_log_files(uri, position.take(inc.files))["request_id"]
+                       .to_pylist())
+        position.advance(now - SETTLE)
+
+    t = T0 + timedelta(minutes=30)
+    for rid, second in (("a", 10), ("b", 50), ("c", 115)):
+        put(tmp_path, [rec(rid, t + timedelta(seconds=second - 1))],
+            t + timedelta(seconds=second))
+    controller_pass(t + timedelta(seconds=120))  # reads a, b, c; remembers c by path
+    compaction = t + timedelta(seconds=160)
+    for too_short in (timedelta(seconds=36), COMPACT_MIN_AGE - timedelta(seconds=1)):
+        with pytest.raises(ValueError, match="less than 1 day") as err:
+            compact_log(store, settled_before=compaction - too_short, now=compaction)
+        assert "COMPACT_MIN_AGE" in str(err.value)
+        target = list_partitions(store, PREDICTIONS)[0]
+        with pytest.raises(ValueError, match="Refusing"):
+            compact_partition(store, target, settled_before=compaction - too_short,
+                              now=compaction, dry_run=True)
+    assert not manifests(tmp_path)
+    controller_pass(t + timedelta(seconds=240))
+    assert counted == ["a", "b", "c"]
+
+    # a day on, the controller still making its passes: the files merge, nothing is new
+    later = t + COMPACT_MIN_AGE + timedelta(minutes=5)
+    controller_pass(later - timedelta(seconds=60))
+    [outcome] = compact_log(store, settled_before=later - COMPACT_MIN_AGE, now=later)
+    assert outcome.status == "compacted" and len(outcome.sources) == 3
+    controller_pass(later + timedelta(seconds=60))
+    assert counted == ["a", "b", "c"]

@@ -18,9 +18,11 @@ hive-partitioned Parquet under the artifact store (any fsspec URL)::
   anything starting with ``.`` or ``_`` are skipped.
 - Compaction (:mod:`~mlops.store.predlog.maintenance`) merges a partition's files into one.
   Before the merged file appears it writes a manifest ``_compaction-{id}.json`` naming the
-  merged file and its sources; while both the manifest and the merged file are there (a
-  run that stopped before deleting the sources), :func:`list_files` leaves the sources out,
-  so no row is read twice.
+  merged file and its sources and when the merge started. While both the manifest and the
+  merged file are there, :func:`list_files` leaves the sources out, so no row is read
+  twice. That is the normal state for an hour after every merge (the maintenance module's
+  ``SOURCE_GRACE``): the sources stay so that a reader that listed them just before the
+  merged file appeared can still read them; a later run deletes them, then the manifest.
 """
 
 from __future__ import annotations
@@ -202,7 +204,9 @@ def is_data_file(name: str) -> bool:
 @dataclass(frozen=True)
 class CompactionManifest:
     """A compaction's intent: ``merged`` (a data file name in the same folder) replaces
-    ``sources`` once it exists. ``created`` is when the merge started (UTC)."""
+    ``sources`` once it exists. ``created`` is when the merge started (UTC): the sources
+    are deleted, then the manifest, once it is the maintenance module's ``SOURCE_GRACE``
+    old."""
 
     merged: str
     sources: tuple[str, ...]
@@ -256,8 +260,8 @@ def _read_manifest(store: LogStore, path: str) -> CompactionManifest | None:
 def superseded_files(store: LogStore, folder: str, names: Iterable[str]) -> set[str] | None:
     """The data files of ``folder`` (filesystem path; ``names`` its children) that a merged
     file replaces: the sources of every valid manifest whose merged file is in ``names``.
-    ``None`` when a manifest vanished while being read (a compaction just finished: list
-    the folder again)."""
+    ``None`` when a manifest vanished while being read (a run just deleted the sources it
+    named: list the folder again)."""
     present = set(names)
     hidden: set[str] = set()
     for name in present:
@@ -392,7 +396,8 @@ def list_files(store: LogStore, kind: Kind, model: str | None = None, *,
 
     Only folder names are listed; no data file is opened (a compaction manifest is read
     only where one is present: the sources it names are left out once its merged file
-    exists). ``versions`` is ignored for feedback. Names sort by flush time, so files
+    exists; they are deleted no sooner than an hour later, so files listed here can be
+    read for that long). ``versions`` is ignored for feedback. Names sort by flush time, so files
     flushed earlier cost a string comparison only.
     """
     after = None if flushed_after is None else flushed_after.astimezone(UTC).strftime(_STAMP)

@@ -17,29 +17,47 @@ stopped half-way leaves the journal: the next run finds it (:func:`pending_purge
 completes the deletions and records them.
 
 **Compaction.** :func:`compact_log` merges each partition's small files into one, rows
-sorted by ``ts``, without changing what any reader sees:
+sorted by ``ts``, without changing what any reader sees, at any moment:
 
 - Only files whose name carries a flush time (:func:`~layout.parse_part_name`) and that
-  were flushed before ``settled_before`` are merged. Incremental readers
-  (:mod:`~mlops.store.predlog.increments`) report a file once its flush time passes their
-  cursor; the merged file is named with the *newest* flush time of its sources, so a cursor
-  older than every source reads all the rows once (from the merged file) and a cursor newer
-  than every source does not read it again. A cursor *between* the sources would read some
-  rows twice, so ``settled_before`` must be older than every live cursor: the default
-  (:data:`COMPACT_MIN_AGE`, one day, the log's :data:`~increments.LATE`) leaves alone what
-  a reader making passes every few minutes has not read yet; a reader that starts again
-  begins from its ``since``, before every source.
-- A merge writes a manifest ``_compaction-{id}.json`` (sources and merged name) first, then
-  the merged file atomically (hidden temporary name, fsync, rename; one PUT elsewhere),
-  then deletes the sources and the manifest. If it stops after the merged file appeared,
-  :func:`~layout.list_files` hides the sources the manifest names (no row is read twice)
-  and the next compaction deletes them; if it stopped before, the merged file is missing,
-  nothing is hidden, and the next compaction drops the stale manifest (once it is older
-  than :data:`STALE_MANIFEST`, so that it never races a merge in progress).
+  were flushed before ``settled_before`` are merged, and ``settled_before`` must be at
+  least :data:`COMPACT_MIN_AGE` (one day, the log's :data:`~increments.LATE`) before
+  ``now``: a later one is refused (:class:`ValueError`; tests that need old files pass an
+  injected ``now``). Why a hard floor: the merged file is named with the *newest* flush
+  time of its sources, and incremental readers (:mod:`~mlops.store.predlog.increments`,
+  the rollout controller's :mod:`mlops.deployment.traffic`, which reads a file as soon as
+  it is visible and remembers the ones it read after its horizon by path) take any file
+  named after their cursor as new. A reader whose cursor is older than that name but which
+  read some of the sources would count their rows again. With the floor the name is more
+  than a day old, so the cursor of every reader that made a pass during the last day is
+  past it and the merged file is never listed by it; a reader that starts again begins
+  from its ``since``, before every source, and reads each row once, from the merged file.
+  The contract for incremental readers is therefore: make a pass at least once a day, or
+  start again from scratch.
+- A merge writes a manifest ``_compaction-{id}.json`` (merged name, sources, creation
+  time) first, then the merged file atomically (hidden temporary name, fsync, rename; one
+  PUT elsewhere). Once the merged file is there, :func:`~layout.list_files` leaves out the
+  sources the manifest names, so no row is read twice.
+- The run that merges does *not* delete the sources: a reader that listed them just before
+  the merged file appeared may still be about to read them (a rollout's first pass reads
+  its files in chunks). They stay, hidden, until the manifest is :data:`SOURCE_GRACE` (one
+  hour, far longer than a pass takes from listing its files to reading the last of them)
+  old; the next compaction or retention run after that (:func:`clean_compacted`)
+  deletes them and then the manifest. Until then neither the sources nor the merged file
+  are merged again (merging the merged file and later deleting it before its manifest
+  went would show those sources again).
+- A crash at any step leaves a consistent log. Before the merged file appeared, the
+  manifest hides nothing; a later run drops it (and the temporary file) once it is older
+  than :data:`STALE_MANIFEST`, so that it never races a merge in progress. After, the
+  sources are hidden and a later run deletes them. Half-way through deleting them, the
+  manifest (deleted last) still hides those left, and the next run finishes.
 - A partition with an unreadable file is skipped with a message; nothing in it changes.
 - The merged file's metadata lists the ids of every file it holds
   (:func:`compacted_file_ids`), so a writer replaying a spool segment can tell that its
-  file was already written and merged.
+  file was already written and merged (during the grace the source is also still there
+  under its own name).
+
+Retention deletes an expired partition folder whole: sources, merged files and manifests.
 """
 
 from __future__ import annotations
@@ -50,7 +68,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -79,11 +97,13 @@ __all__ = [
     "COMPACTED_FROM_KEY",
     "COMPACT_MIN_AGE",
     "COMPACT_TARGET_BYTES",
+    "SOURCE_GRACE",
     "STALE_MANIFEST",
     "CompactionOutcome",
     "CompactionStatus",
     "Partition",
     "PurgeJournal",
+    "clean_compacted",
     "compact_log",
     "compact_partition",
     "compacted_file_ids",
@@ -95,8 +115,12 @@ __all__ = [
     "start_purge",
 ]
 
-#: Files flushed less than this long ago are not merged (see the module docstring).
+#: Files flushed less than this long ago are never merged, whatever the caller asks (see
+#: the module docstring): every incremental reader has read them by then.
 COMPACT_MIN_AGE = LATE
+#: The sources of a merge stay (hidden) this long after its manifest was created, for the
+#: readers that listed them before the merged file appeared.
+SOURCE_GRACE = timedelta(hours=1)
 #: A merge stops adding sources once they hold this many bytes (files this big stay alone).
 COMPACT_TARGET_BYTES = 128 * 1024 * 1024
 #: A manifest without its merged file older than this belongs to a merge that stopped.
@@ -343,12 +367,28 @@ def finish_purge(store: LogStore, run: str) -> None:
 
 # ---------------------------------------------------------------------------- compaction
 
-CompactionStatus = Literal["compacted", "would_compact", "skipped", "recovered"]
+# ---------------------------------------------------------------------------- compaction
+
+CompactionStatus = Literal["compacted", "would_compact", "waiting", "cleaned", "would_clean",
+                           "recovered", "would_recover", "skipped"]
+_WAITING = ("compacted", "would_compact", "waiting")
+_CLEANED = ("cleaned", "would_clean")
 
 
 @dataclass(frozen=True)
 class CompactionOutcome:
-    """What happened to one partition (or one group of its files)."""
+    """What happened to one partition (or one group of its files).
+
+    - ``compacted`` (``would_compact``): ``sources`` were merged into ``merged``; they stay,
+      hidden, until ``delete_after``.
+    - ``waiting``: the ``sources`` of an earlier merge still there, hidden, until
+      ``delete_after``.
+    - ``cleaned`` (``would_clean``): the ``sources`` of an earlier merge, past their grace,
+      were deleted, then its manifest.
+    - ``recovered`` (``would_recover``): the manifest of a merge that stopped before its
+      file appeared was dropped (its sources are intact).
+    - ``skipped``: the partition was left alone; ``message`` says why.
+    """
 
     partition: Partition
     status: CompactionStatus
@@ -358,12 +398,25 @@ class CompactionOutcome:
     bytes_before: int = 0
     bytes_after: int = 0
     message: str = ""
+    delete_after: datetime | None = None
+
+    @property
+    def sources_waiting(self) -> int:
+        """Source files that stay (hidden) after the run, until :attr:`delete_after`."""
+        return len(self.sources) if self.status in _WAITING else 0
+
+    @property
+    def sources_deleted(self) -> int:
+        """Source files of an earlier merge the run deleted (or would delete)."""
+        return len(self.sources) if self.status in _CLEANED else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"partition": self.partition.to_dict(), "status": self.status,
                 "sources": list(self.sources), "merged": self.merged, "rows": self.rows,
                 "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
-                "message": self.message}
+                "message": self.message,
+                "delete_after": None if self.delete_after is None
+                else self.delete_after.isoformat()}
 
 
 @dataclass
@@ -372,6 +425,10 @@ class _Folder:
 
     sizes: dict[str, int] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
+
+    def discard(self, name: str) -> None:
+        self.names.discard(name)
+        self.sizes.pop(name, None)
 
 
 def _scan(store: LogStore, path: str) -> _Folder:
@@ -422,11 +479,20 @@ def compacted_file_ids(store: LogStore, relative: str) -> set[str]:
     return ids
 
 
-def _recover(store: LogStore, partition: Partition, folder: _Folder, now: datetime
-             ) -> tuple[list[CompactionOutcome], str | None]:
-    """Finish or drop the manifests of merges that stopped. Returns the outcomes and, when
-    the partition must be left alone, why."""
+def _when(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _manifests(store: LogStore, partition: Partition, folder: _Folder, now: datetime,
+               dry_run: bool) -> tuple[list[CompactionOutcome], set[str], str | None]:
+    """Settle the partition's compaction manifests: delete the sources of merges whose
+    :data:`SOURCE_GRACE` has passed, then their manifests; drop the manifests of merges that
+    stopped before their file appeared (older than :data:`STALE_MANIFEST`). ``folder`` is
+    updated to what is left (with ``dry_run``, to what would be). Returns the outcomes, the
+    files that must not be merged now (the sources and merged file of merges in their
+    grace) and, when the partition must be left alone, why."""
     out: list[CompactionOutcome] = []
+    reserved: set[str] = set()
     base = store.path(partition.relative)
     for name in sorted(n for n in folder.names if n.startswith(MANIFEST_PREFIX)):
         path = f"{base}/{name}"
@@ -435,34 +501,77 @@ def _recover(store: LogStore, partition: Partition, folder: _Folder, now: dateti
         except FileNotFoundError:
             continue
         except OSError as exc:
-            return out, f"cannot read {name}: {exc}"
+            return out, reserved, f"cannot read {name}: {exc}"
         if manifest is None:
-            return out, (f"{name} is not a valid compaction manifest; move it out of "
-                         f"{partition.relative} to compact this partition")
+            return out, reserved, (f"{name} is not a valid compaction manifest; move it out "
+                                   f"of {partition.relative} to compact this partition")
+        left = tuple(s for s in manifest.sources if s in folder.names)
+        delete_after = manifest.created + SOURCE_GRACE
         if manifest.merged in folder.names:
-            left = [s for s in manifest.sources if s in folder.names]
+            if left and now < delete_after:
+                reserved.update(left)
+                reserved.add(manifest.merged)
+                out.append(CompactionOutcome(
+                    partition, "waiting", left, manifest.merged, delete_after=delete_after,
+                    message=f"{len(left)} source files of the merge of "
+                            f"{_when(manifest.created)} stay, hidden, until "
+                            f"{_when(delete_after)} (readers that listed them before may "
+                            "still read them); a compaction or retention run after that "
+                            "deletes them"))
+                continue
+            if not dry_run:
+                for source in left:  # the sources first: the manifest hides those left
+                    _remove(store, f"{base}/{source}")
+                _remove(store, path)
             for source in left:
-                _remove(store, f"{base}/{source}")
-                folder.names.discard(source)
-                folder.sizes.pop(source, None)
-            _remove(store, path)
-            folder.names.discard(name)
+                folder.discard(source)
+            folder.discard(name)
+            verb = "would delete" if dry_run else "deleted"
             out.append(CompactionOutcome(
-                partition, "recovered", manifest.sources, manifest.merged,
-                message=f"finished an interrupted merge: deleted {len(left)} source files"))
+                partition, "would_clean" if dry_run else "cleaned", left, manifest.merged,
+                message=f"{verb} the {len(left)} source files of the merge of "
+                        f"{_when(manifest.created)} (their grace of {SOURCE_GRACE} has "
+                        "passed), then its manifest" if left else
+                        f"{verb} the manifest of the merge of {_when(manifest.created)} "
+                        "(its sources were gone already)"))
         elif now - manifest.created >= STALE_MANIFEST:
-            parsed = parse_part_name(manifest.merged)
-            if parsed is not None:
-                _remove(store, f"{base}/.{parsed.file_id}.tmp")
-            _remove(store, path)
-            folder.names.discard(name)
+            if not dry_run:
+                _remove(store, f"{base}/.{manifest.merged}.tmp")  # a local write cut short
+                _remove(store, path)
+            folder.discard(name)
             out.append(CompactionOutcome(
-                partition, "recovered", manifest.sources, None,
-                message="dropped the manifest of a merge that stopped before its file "
-                        "appeared (the sources are intact)"))
+                partition, "would_recover" if dry_run else "recovered", manifest.sources,
+                None, message=f"{'would drop' if dry_run else 'dropped'} the manifest of a "
+                              "merge that stopped before its file appeared (the sources are "
+                              "intact)"))
         else:
-            return out, f"a merge started at {manifest.created.isoformat()} is in progress"
-    return out, None
+            return out, reserved, (f"a merge started at {_when(manifest.created)} is in "
+                                   "progress")
+    return out, reserved, None
+
+
+def _prepare(store: LogStore, partition: Partition, now: datetime, dry_run: bool
+             ) -> tuple[_Folder | None, list[CompactionOutcome], set[str]]:
+    """Scan a partition and settle its manifests (:func:`_manifests`). No folder when it is
+    gone or must be left alone (a ``skipped`` outcome says why)."""
+    path = store.path(partition.relative)
+    try:
+        folder = _scan(store, path)
+    except FileNotFoundError:
+        return None, [], set()
+    if not any(n.startswith(MANIFEST_PREFIX) for n in folder.names):
+        return folder, [], set()
+    try:
+        out, reserved, problem = _manifests(store, partition, folder, now, dry_run)
+    except OSError as exc:
+        raise ArtifactError(
+            f"Cannot delete the compacted source files of {partition.relative!r}: {exc}",
+            fix="Check that the artifact store is writable and run `mlops retention "
+                "compact` again: readers see every row once meanwhile, and the next run "
+                "finishes the deletion.", path=path) from exc
+    if problem is not None:
+        return None, [*out, CompactionOutcome(partition, "skipped", message=problem)], reserved
+    return folder, out, reserved
 
 
 def _groups(sources: list[tuple[datetime, str, int]], target: int) -> list[list[str]]:
@@ -515,6 +624,9 @@ def _merge(store: LogStore, partition: Partition, names: list[str], folder: _Fol
             partition, "skipped", tuple(names), target,
             message=f"{target} exists already next to its sources without a manifest; "
                     "move one of them out of the partition (they hold the same rows).")
+    delete_after = now + SOURCE_GRACE
+    waiting = (f"the {len(names)} source files stay, hidden, until {_when(delete_after)}; a "
+               "compaction or retention run after that deletes them")
     if dry_run:  # footers only
         rows = 0
         for name in names:
@@ -523,7 +635,7 @@ def _merge(store: LogStore, partition: Partition, names: list[str], folder: _Fol
             except (OSError, pa.ArrowException) as exc:
                 return _unreadable(partition, name, exc)
         return CompactionOutcome(partition, "would_compact", tuple(names), target, rows,
-                                 before)
+                                 before, message=waiting, delete_after=delete_after)
     tables: list[pa.Table] = []
     held: list[str] = []
     for name in names:
@@ -562,38 +674,41 @@ def _merge(store: LogStore, partition: Partition, names: list[str], folder: _Fol
         with contextlib.suppress(OSError):
             _remove(store, manifest)
         raise
-    for name in names:
-        _remove(store, f"{base}/{name}")
-    _remove(store, manifest)
+    # The sources stay: a reader may have listed them just before the merged file appeared.
+    # From now on list_files leaves them out; a run after SOURCE_GRACE deletes them.
+    folder.names.update((target, manifest_name(file_id)))
     return CompactionOutcome(partition, "compacted", tuple(names), target, rows, before,
-                             len(data))
+                             len(data), message=waiting, delete_after=delete_after)
+
+
+def _check_settled(settled_before: datetime, now: datetime) -> None:
+    if settled_before > now - COMPACT_MIN_AGE:
+        raise ValueError(
+            f"Refusing to merge files flushed before {settled_before.isoformat()}: that is "
+            f"less than {COMPACT_MIN_AGE} before now ({now.isoformat()}), so an incremental "
+            "reader (the rollout controller) may have read some of them and would count "
+            "their rows again from the merged file. Pass settled_before=now - "
+            "COMPACT_MIN_AGE or earlier (to compact recent test files, pass a later `now`).")
 
 
 def compact_partition(store: LogStore, partition: Partition, *, settled_before: datetime,
                       now: datetime | None = None, dry_run: bool = False,
                       target_bytes: int = COMPACT_TARGET_BYTES) -> list[CompactionOutcome]:
-    """Finish interrupted merges of ``partition``, then merge its files flushed before
-    ``settled_before`` (groups of at least 2, up to ``target_bytes`` each; see the module
-    docstring). Nothing is changed with ``dry_run``."""
+    """Settle the manifests of ``partition`` (delete the sources of merges past their
+    :data:`SOURCE_GRACE`, drop those of merges that stopped), then merge its files flushed
+    before ``settled_before`` (groups of at least 2, up to ``target_bytes`` each), leaving
+    their sources, hidden, for the grace (see the module docstring). ``settled_before`` must
+    be at least :data:`COMPACT_MIN_AGE` before ``now`` (:class:`ValueError` otherwise).
+    Nothing is changed with ``dry_run``."""
     now = now or datetime.now(UTC)
-    path = store.path(partition.relative)
-    try:
-        folder = _scan(store, path)
-    except FileNotFoundError:
-        return []
-    out: list[CompactionOutcome] = []
-    if any(n.startswith(MANIFEST_PREFIX) for n in folder.names):
-        if dry_run:
-            return [CompactionOutcome(partition, "skipped", message=(
-                "holds the manifest of an interrupted merge, which a compaction finishes "
-                "first"))]
-        out, problem = _recover(store, partition, folder, now)
-        if problem is not None:
-            return [*out, CompactionOutcome(partition, "skipped", message=problem)]
+    _check_settled(settled_before, now)
+    folder, out, reserved = _prepare(store, partition, now, dry_run)
+    if folder is None:
+        return out
     candidates: list[tuple[datetime, str, int]] = []
     for name, size in folder.sizes.items():
         parsed = parse_part_name(name)
-        if parsed is not None and parsed.flushed_at < settled_before:
+        if parsed is not None and parsed.flushed_at < settled_before and name not in reserved:
             candidates.append((parsed.flushed_at, name, size))
     candidates.sort()
     for group in _groups(candidates, target_bytes):
@@ -604,7 +719,8 @@ def compact_partition(store: LogStore, partition: Partition, *, settled_before: 
                 f"Compaction of {partition.relative!r} failed: {exc}",
                 fix="Check that the artifact store is writable and run `mlops retention "
                     "compact` again: readers see every row once meanwhile, and the next run "
-                    "finishes or drops the interrupted merge.", path=path) from exc
+                    "drops the interrupted merge.", path=store.path(partition.relative)
+            ) from exc
     return out
 
 
@@ -614,9 +730,30 @@ def compact_log(store: LogStore, model: str | None = None, *,
                 dry_run: bool = False, target_bytes: int = COMPACT_TARGET_BYTES
                 ) -> list[CompactionOutcome]:
     """:func:`compact_partition` over every partition of ``kinds`` (of one model or all)."""
+    now = now or datetime.now(UTC)
+    _check_settled(settled_before, now)
     out: list[CompactionOutcome] = []
     for kind in kinds:
         for partition in list_partitions(store, kind, model):
             out += compact_partition(store, partition, settled_before=settled_before, now=now,
                                      dry_run=dry_run, target_bytes=target_bytes)
+    return out
+
+
+def clean_compacted(store: LogStore, model: str | None = None, *,
+                    kinds: Iterable[Kind] = (PREDICTIONS, FEEDBACK),
+                    now: datetime | None = None, dry_run: bool = False,
+                    exclude: Collection[str] = ()) -> list[CompactionOutcome]:
+    """Delete the sources of merges past their :data:`SOURCE_GRACE` (then their manifests)
+    and drop the manifests of merges that stopped, in every partition of ``kinds`` (of one
+    model or all) whose relative path is not in ``exclude``; merges nothing (a retention
+    run calls this). Only partitions holding a manifest have outcomes: ``waiting`` for
+    sources still in their grace, ``skipped`` for a manifest that cannot be read or a merge
+    in progress."""
+    now = now or datetime.now(UTC)
+    out: list[CompactionOutcome] = []
+    for kind in kinds:
+        for partition in list_partitions(store, kind, model):
+            if partition.relative not in exclude:
+                out += _prepare(store, partition, now, dry_run)[1]
     return out

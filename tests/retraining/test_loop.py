@@ -1,0 +1,235 @@
+"""The closed loop with real parts: a store, the prediction log with labels, a training
+command in a subprocess, the CI pipeline under the store's policy, and the rollout.
+
+The production model learnt ``y = x0 > 0``; the world moved to ``y = x1 > 0``. A retrain on
+the labelled window learns the new rule, passes the gates (the champion gate compares it
+with production on the same window) and replaces production; a retrain on shuffled labels
+is rejected, production keeps its version and the ``retrain-failed`` alert fires."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+
+from mlops.config import Settings
+from mlops.deployment.routes import RoutingService
+from mlops.errors import ConfigError, PermissionDenied
+from mlops.governance.lineage import track_lineage
+from mlops.governance.tokens import TokenService
+from mlops.identity import Role
+from mlops.monitoring.alerts import AlertManager
+from mlops.registry.service import ModelRegistry
+from mlops.retraining.service import RETRAIN_RULE, RetrainService
+from mlops.store import retrain as rows
+from mlops.store.credentials import Authenticator
+from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
+from mlops.store.retrain import JobState
+
+FEATURES = ["x0", "x1", "x2"]
+POLICY = """default_tier: t
+tiers:
+  t:
+    gates: {security: {}, data_quality: {}, metrics: {accuracy: 0.7}, champion: {}}
+    approvals: 0
+    rollout: {strategy: full}
+"""
+TRAIN = """
+import os, sys
+import pandas as pd, skops.io as sio
+from sklearn.linear_model import LogisticRegression
+window = pd.read_parquet(os.environ["MLOPS_RETRAIN_WINDOW"])
+x = window[["x0", "x1", "x2"]]
+y = window[os.environ["MLOPS_RETRAIN_LABEL"]].astype(int)
+if sys.argv[1:] == ["shuffle"]:
+    y = y.sample(frac=1.0, random_state=0).reset_index(drop=True)
+print("training on", len(window), "rows; reasons:", os.environ["MLOPS_RETRAIN_REASONS"])
+assert "MLOPS_TEST_SECRET" not in os.environ
+sio.dump(LogisticRegression().fit(x, y), os.path.join(os.environ["MLOPS_RETRAIN_OUTPUT"],
+                                                       "model.skops"))
+"""
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, 3)), columns=FEATURES)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelRegistry:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    registry = ModelRegistry(Settings(home=tmp_path / ".mlops", actor="setup",
+                                      policy_file=str(policy)))
+    old = _frame(500, 1)
+    path = tmp_path / "v1.skops"
+    sio.dump(LogisticRegression().fit(old, (old["x0"] > 0).astype(int)), path)
+    registry.register("churn", path, version="1.0.0", training_frame=old)
+    RoutingService(registry).set_route("churn", "production", stable="1.0.0",
+                                       reason="first version")
+    # production traffic after the world moved: labels follow x1 now
+    now = datetime.now(UTC).timestamp()
+    new = _frame(400, 2)
+    log = PredictionLog(registry.settings.artifacts_uri, spool=tmp_path / "spool")
+    log.start()
+    log.log([PredictionRecord(f"r{i}", now - 600 + i, "churn", "1.0.0", "production",
+                              "stable", None, 0, json.dumps(row), str(int(row["x0"] > 0)),
+                              float(row["x0"] > 0), None, 1.0, 200)
+             for i, row in enumerate(new.to_dict("records"))])
+    log.log_feedback([FeedbackRecord(f"r{i}", 0, "churn", str(int(row["x1"] > 0)),
+                                     float(row["x1"] > 0), now - 300 + i)
+                      for i, row in enumerate(new.to_dict("records"))])
+    log.close()
+    (tmp_path / "train.py").write_text(TRAIN)
+    return registry
+
+
+def _config(tmp_path: Path, *args: str, auto_deploy: bool = True, timeout: str = "2m") -> str:
+    command = json.dumps([sys.executable, str(tmp_path / "train.py"), *args])
+    return (f"command: {command}\ntimeout: {timeout}\nauto_deploy: {str(auto_deploy).lower()}\n"
+            "triggers:\n  - {name: by-hand, kind: manual}\n")
+
+
+def test_a_good_retrain_replaces_production_with_its_whole_chain_recorded(
+        store: ModelRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_TEST_SECRET", "not for the job")
+    service = RetrainService(store)
+    service.set_config("churn", _config(tmp_path))
+    job = service.run("churn", "labels say the rule changed")
+    assert job.state is JobState.QUEUED
+    report = service.run_pass(wait=True)
+    assert report.started == [job.id]
+    done, log = service.job(job.id)
+    assert done.state is JobState.SUCCEEDED, done.outcome
+    assert "training on 400 rows" in log and done.wall_seconds and done.peak_rss_mb
+    new = done.outcome["version"]
+    assert new == "1.0.1" and done.outcome["deploy"]["status"] == "passed"
+    assert RoutingService(store).served("churn", "production").stable == new
+    mv = store.get_version("churn", new)
+    assert mv.lineage.parent_version == "1.0.0"
+    assert mv.lineage.training_data_sha256 == done.outcome["data"]["window"]["sha256"]
+    assert mv.lineage.params["retrain_job"] == job.id and mv.tags["retrain.job"] == str(job.id)
+    actions = [e.action for e in reversed(store.audit_log(subject="model/churn",
+                                                          limit=None))]
+    chain = [a for a in actions if a.startswith("retrain.job") or a in (
+        "version.register", "ci.run.finish", "route.set")]
+    assert chain[chain.index("retrain.job.queue"):] == [  # staging, then production
+        "retrain.job.queue", "retrain.job.start", "version.register", "route.set",
+        "route.set", "ci.run.finish", "retrain.job.finish"]
+    kinds = {n.kind for n in track_lineage(store, "churn", new).walk()}
+    assert {"dataset", "version", "ci_run"} <= kinds
+    parent = track_lineage(store, "churn", "1.0.0").walk()  # 1.0.0 -> job -> 1.0.1
+    [job_node] = [n for n in parent if n.kind == "retrain_job"]
+    assert job_node.audit is not None and "labels say the rule changed" in job_node.label
+    assert any(n.id == f"version:{new}" for n in job_node.walk())
+    assert store.verify_audit().ok
+
+
+def test_a_bad_retrain_keeps_production_and_fires_the_alert(store: ModelRegistry,
+                                                           tmp_path: Path) -> None:
+    service = RetrainService(store)
+    service.set_config("churn", _config(tmp_path, "shuffle"))
+    job = service.run("churn")
+    service.run_pass(wait=True)
+    done, _ = service.job(job.id)
+    assert done.state is JobState.FAILED
+    assert "gate:" in done.outcome["error"]
+    assert RoutingService(store).served("churn", "production").stable == "1.0.0"
+    firing = AlertManager(store).alerts("churn", state="firing")
+    assert [a.rule for a in firing] == [RETRAIN_RULE]
+    kinds = [n.kind for n in track_lineage(store, "churn", "1.0.0").walk()]
+    assert "retrain_job" in kinds  # the rejected attempt is on record too
+
+
+def test_a_hanging_command_times_out_and_a_running_job_can_be_cancelled(
+        store: ModelRegistry, tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("import time\ntime.sleep(60)\n")
+    service = RetrainService(store)
+    service.set_config("churn", _config(tmp_path, timeout="2s"))
+    job = service.run("churn")
+    started = time.monotonic()
+    service.run_pass(wait=True)
+    done, _ = service.job(job.id)
+    assert done.state is JobState.TIMED_OUT and time.monotonic() - started < 30
+    service.set_config("churn", _config(tmp_path, timeout="1m"))
+    job = service.run("churn")
+    runner = threading.Thread(target=service.run_pass, kwargs={"wait": True})
+    runner.start()
+    deadline = time.monotonic() + 20
+    while service.job(job.id)[0].state is JobState.QUEUED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    service.cancel(job.id)
+    runner.join(30)
+    assert service.job(job.id)[0].state is JobState.CANCELLED
+
+
+def test_two_processes_never_run_the_same_job(store: ModelRegistry, tmp_path: Path) -> None:
+    service = RetrainService(store)
+    service.set_config("churn", _config(tmp_path))
+    job = service.run("churn")
+    claims = []
+
+    def claim(holder: str) -> None:
+        with store.store.write() as s:
+            claims.append(rows.claim_next(s, holder, limit=5))
+
+    threads = [threading.Thread(target=claim, args=(f"host-{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [c.id for c in claims if c is not None] == [job.id]
+
+
+def test_an_interrupted_job_is_queued_again(store: ModelRegistry, tmp_path: Path) -> None:
+    service = RetrainService(store)
+    service.set_config("churn", _config(tmp_path))
+    job = service.run("churn")
+    with store.store.write() as s:  # a server that took it, then died
+        assert rows.claim_next(s, "dead-host:1", limit=1) is not None
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    report = service.run_pass(later, wait=True)
+    assert report.interrupted == [job.id]
+    assert service.job(job.id)[0].state is JobState.INTERRUPTED
+    again = [j for j in service.jobs("churn") if j.id != job.id]
+    assert again and again[0].state is JobState.SUCCEEDED
+    assert any(r["trigger"] == "requeue" for r in again[0].reasons)
+
+
+def test_configuring_and_triggering_need_a_developer(store: ModelRegistry,
+                                                     tmp_path: Path) -> None:
+    _, token = TokenService(store).create("viv", Role.VIEWER)
+    team = store.settings.model_copy(update={"auth": True})
+    viewer = ModelRegistry(team, principal=Authenticator(team).authenticate(token))
+    with pytest.raises(PermissionDenied):
+        RetrainService(viewer).set_config("churn", _config(tmp_path))
+    service = RetrainService(store)
+    with pytest.raises(ConfigError, match="no retraining configuration"):
+        service.run("churn")
+    service.set_config("churn", _config(tmp_path))
+    with pytest.raises(PermissionDenied):
+        RetrainService(viewer).run("churn")
+    with pytest.raises(ConfigError, match="line 2"):
+        service.set_config("churn", "command: [python]\ntimout: 5m\n")
+
+
+def test_signals_for_one_model_coalesce_into_one_job(store: ModelRegistry,
+                                                     tmp_path: Path) -> None:
+    service = RetrainService(store)
+    service.set_config("churn", _config(tmp_path))
+    first = service.run("churn", "drift in income", priority="low")
+    second = service.run("churn", "accuracy fell", priority="critical")
+    assert first.id == second.id
+    assert [r["reason"] for r in second.reasons] == ["drift in income", "accuracy fell"]
+    assert second.priority == "critical"
+    decisions = service.decisions("churn")
+    assert [d.decision for d in decisions] == ["joined", "queued"]
