@@ -233,3 +233,22 @@ def test_signals_for_one_model_coalesce_into_one_job(store: ModelRegistry,
     assert second.priority == "critical"
     decisions = service.decisions("churn")
     assert [d.decision for d in decisions] == ["joined", "queued"]
+
+
+def test_no_job_starts_while_a_rollout_of_the_model_is_in_progress(
+        store: ModelRegistry, tmp_path: Path) -> None:
+    from mlops.deployment.rollouts import RolloutManager
+
+    store.register("churn", tmp_path / "v1.skops", version="1.1.0")
+    RolloutManager(store).deploy("churn", "1.1.0", "production", strategy="canary",
+                                 config={"steps": [{"weight": 10, "pause": "manual"}]},
+                                 reason="a canary in progress")
+    service = RetrainService(store)
+    service.set_config("churn", _config(tmp_path))
+    job = service.run("churn")
+    report = service.run_pass(wait=True)
+    assert report.started == [] and service.job(job.id)[0].state is JobState.QUEUED
+    assert any("rollout of this model is in progress" in d.reason
+               for d in service.decisions("churn"))
+    RolloutManager(store).abort("churn", "production", reason="done with it")
+    assert service.run_pass(wait=True).started == [job.id]

@@ -94,3 +94,37 @@ def test_a_webhook_job_completes_by_callback(store: ModelRegistry,  # noqa: F811
 @pytest.fixture(autouse=True)
 def _fresh_calls() -> None:
     _Orchestrator.calls = []
+
+
+def test_a_server_stop_interrupts_its_job_kills_the_process_and_requeues_it(
+        store: ModelRegistry, tmp_path: Path) -> None:  # noqa: F811
+    import os
+
+    pid_file = tmp_path / "job.pid"
+    (tmp_path / "hang.py").write_text(
+        "import os, pathlib, subprocess, sys, time\n"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "time.sleep(600)\n")
+    service = RetrainService(store)
+    service.set_config("churn", f"command: [{sys.executable!r}, {str(tmp_path / 'hang.py')!r}]"
+                                "\ntimeout: 10m\ntriggers:\n  - {name: by-hand, kind: manual}\n")
+    job = service.run("churn", "before a restart")
+    srv = start_server(store.settings.home, "--controller-interval", "3600",
+                       env_extra={"MLOPS_RETRAIN_INTERVAL": "0.5"})
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid = int(pid_file.read_text())
+    finally:
+        srv.stop()
+    with pytest.raises(ProcessLookupError):  # the whole process group is gone
+        for _ in range(50):
+            os.killpg(pid, 0)
+            time.sleep(0.1)
+    done, _ = service.job(job.id)
+    assert done.state is JobState.INTERRUPTED, done.outcome
+    [again] = [j for j in service.jobs("churn") if j.id != job.id]
+    assert again.state is JobState.QUEUED
+    assert any(r["trigger"] == "requeue" for r in again.reasons)
