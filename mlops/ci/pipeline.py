@@ -51,6 +51,7 @@ from mlops.errors import (
 )
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.files import detect_format, load_bytes
+from mlops.registry.reference import compute_profiles
 from mlops.registry.service import ModelRegistry
 
 __all__ = ["STAGES", "ModelPipeline", "PipelineResult", "StepResult"]
@@ -163,6 +164,9 @@ class _Run:
     ctx: GateContext | None = None
     version: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    #: the candidate's own training data (a retrained version): the data-quality gate
+    #: checks the test data against it, and it becomes the version's reference profile
+    reference: pd.DataFrame | None = None
 
 
 class ModelPipeline:
@@ -223,10 +227,12 @@ class ModelPipeline:
             *, label: str | None = None, sensitive: list[str] | None = None,
             thresholds: Mapping[str, float] | None = None, stage: str = "production",
             trust: bool = False, force: bool = False, gateway_url: str | None = None,
-            metadata: Mapping[str, Any] | None = None, fail_fast: bool = True
-            ) -> PipelineResult:
+            metadata: Mapping[str, Any] | None = None, fail_fast: bool = True,
+            reference: pd.DataFrame | None = None) -> PipelineResult:
         """Run the pipeline up to ``stage`` (see :data:`STAGES`); ``fail_fast=False`` runs
-        every gate even after one failed (nothing after the gates runs then)."""
+        every gate even after one failed (nothing after the gates runs then). ``reference``
+        is the candidate's training data when it is not production's (a retrained
+        version): data quality is then judged against it, not the champion's profile."""
         if stage not in STAGES:
             raise CIError(f"Unknown stage {stage!r}.", fix=f"Use one of {', '.join(STAGES)}.")
         artifact = Path(model_path)
@@ -242,7 +248,8 @@ class ModelPipeline:
                    test_source=test_data, label=label or policy.label,
                    sensitive=list(sensitive or policy.sensitive_features), trust=trust,
                    force=force, gateway_url=gateway_url, metadata=dict(metadata or {}),
-                   fail_fast=fail_fast, official=bool(record), policy_record=record)
+                   fail_fast=fail_fast, official=bool(record), policy_record=record,
+                   reference=reference)
         return self._execute(run)
 
     def run_registered(self, model_name: str, version: str,
@@ -422,6 +429,9 @@ class ModelPipeline:
         task = infer_task(run.data.y, loaded.classes)
         champion, champion_version, reference, signature = self._champion(run.model_name,
                                                                           run.version)
+        if run.reference is not None:
+            reference = compute_profiles(run.reference, None,
+                                         model_name=run.model_name)["features"]
         run.ctx = dataclasses.replace(run.ctx, model=loaded, X=X, task=task, champion=champion,
                                       champion_version=champion_version, reference=reference,
                                       signature=signature, artifact_format=detect_format(
@@ -435,8 +445,13 @@ class ModelPipeline:
 
     def _champion(self, model: str, candidate: str | None
                   ) -> tuple[LoadedModel | None, str | None, Any, Any]:
-        try:
-            mv = self.registry.get_version(model, stage="production")
+        from mlops.deployment.routes import RoutingService
+
+        try:  # what production serves now (its stable version), as the gateway answers
+            spec = RoutingService(self.registry).served(model, "production")
+            if spec is None or spec.stable is None:
+                return None, None, None, None
+            mv = self.registry.get_version(model, spec.stable)
         except (ModelNotFound, VersionNotFound):
             return None, None, None, None
         if mv.version == candidate:  # the candidate is the production version itself
@@ -455,7 +470,8 @@ class ModelPipeline:
         key = cache_key(f"gate:{gate}", run.artifact_digest, data_digest,
                         [config.model_dump(), run.model_name, run.ctx.champion_version,
                          run.sensitive, run.data.label if run.data else None, run.trust,
-                         self._reference_digest(run.model_name, run.ctx.champion_version)])
+                         self._reference_digest(run.model_name, run.ctx.champion_version)
+                         if run.reference is None else _frame_digest(run.reference)])
         if not run.force and data_digest != "pending":
             found = self.runs.cached(key)
             if found is not None and found.get("gate"):
@@ -488,7 +504,8 @@ class ModelPipeline:
         meta = {**run.metadata, **run.metrics}
         version = self.registry.register(
             run.model_name, run.artifact, metadata=meta, trust=run.trust,
-            input_example=run.ctx.X.head(10), reference=run.ctx.X,
+            input_example=run.ctx.X.head(10),
+            reference=run.ctx.X if run.reference is None else run.reference,
             tags={"ci.run": "pipeline", "ci.data_sha256": run.data.digest[:16]})
         run.version = version.version
         # every gate passed (register depends on them): the "gated" promotion rule may
@@ -571,6 +588,14 @@ class ModelPipeline:
         return StepResult("deploy_production", "passed",
                           f"{strategy} rollout of {run.version} started ({started.state})",
                           data={"rollout": started.id, "strategy": strategy})
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    """A digest of a frame's values and column names (for the gate cache key)."""
+    import hashlib
+
+    values = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    return hashlib.sha256(values + repr(list(frame.columns)).encode()).hexdigest()
 
 
 def _with_thresholds(policy: ModelPolicy, thresholds: Mapping[str, float]) -> ModelPolicy:

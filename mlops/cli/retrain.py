@@ -99,6 +99,8 @@ def run(
         return
     console.print(f"job {job.id} of {name}: {job.state.value}"
                   + (f" ({_outcome(job.outcome)})" if job.state.done else ""), markup=False)
+    if job.state.done and job.outcome.get("exit_code") not in (None, 0):
+        console.print(f"its output: mlops retrain logs {job.id}", markup=False)
 
 
 def _outcome(outcome: dict[str, Any]) -> str:

@@ -6,6 +6,12 @@
   observed value), and ``prediction``, ``version``, ``ts`` for reference. The newest
   ``limit`` rows at most. Its SHA-256 names the data in the new version's lineage, and the
   pipeline's gates (the champion gate included) judge the retrained version on it.
+- :func:`split_window`: the window split by time: the older rows for training, the newest
+  ``HOLDOUT_SHARE`` held out; the job never sees them, so the gates judge the retrained
+  version (against production, on the same rows) on data it was not fitted to.
+- :func:`judging_set`: the window as the gates judge a retrained version on it: the input
+  columns and the label only, each distinct row once (repeated requests would otherwise
+  weigh as many times as they were sent, and trip the duplicate-rows check).
 - :func:`export_reference`: the training data the production version's lineage names,
   when that file is readable here (CSV or Parquet), as Parquet.
 """
@@ -33,11 +39,16 @@ from mlops.store.predlog import (
 )
 from mlops.store.predlog.layout import day_name
 
-__all__ = ["LABEL", "Export", "export_labelled_window", "export_reference", "file_sha256"]
+__all__ = ["HOLDOUT_SHARE", "LABEL", "RESERVED", "Export", "export_labelled_window", "export_reference",
+           "file_sha256", "judging_set", "split_window"]
+
+#: the newest share of the labelled window, held out from training to judge the result
+HOLDOUT_SHARE = 0.3
 
 #: the label column of the labelled window
 LABEL = "label"
-_RESERVED = ("prediction", "version", "ts")
+#: columns of the window that are not model inputs (besides the label)
+RESERVED = ("prediction", "version", "ts")
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,7 @@ def export_labelled_window(artifacts_uri: str, model: str, start: datetime, end:
                                    bind(p, f, limit=int(limit)))
         if rows:
             inputs = pd.DataFrame.from_records([orjson.loads(r[0]) for r in rows])
-            inputs = inputs.drop(columns=[c for c in (LABEL, *_RESERVED) if c in inputs])
+            inputs = inputs.drop(columns=[c for c in (LABEL, *RESERVED) if c in inputs])
             inputs[LABEL] = [r[5] if r[5] is not None else orjson.loads(r[4]) for r in rows]
             inputs["prediction"] = [orjson.loads(r[1]) for r in rows]
             inputs["version"] = [r[2] for r in rows]
@@ -124,3 +135,25 @@ def export_reference(training_data: str | None, out: Path) -> Export | None:
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     return Export(out, len(frame), file_sha256(out))
+
+
+def judging_set(window: Export, out: Path) -> Export:
+    """The window's input columns and label, each distinct row once (see the module)."""
+    frame = pd.read_parquet(window.path)
+    frame = frame.drop(columns=[c for c in RESERVED if c in frame.columns])
+    frame = frame.drop_duplicates(ignore_index=True)
+    frame.to_parquet(out, index=False)
+    return Export(out, len(frame), file_sha256(out), window.start, window.end)
+
+
+def split_window(window: Export, train_out: Path, holdout_out: Path,
+                 share: float = HOLDOUT_SHARE) -> tuple[Export, Export]:
+    """The window (oldest first) split into its older rows and its newest ``share``."""
+    frame = pd.read_parquet(window.path)
+    cut = len(frame) - round(len(frame) * share)
+    train, holdout = frame.iloc[:cut], frame.iloc[cut:]
+    train.to_parquet(train_out, index=False)
+    holdout.to_parquet(holdout_out, index=False)
+    return (Export(train_out, len(train), file_sha256(train_out), window.start, window.end),
+            Export(holdout_out, len(holdout), file_sha256(holdout_out), window.start,
+                   window.end))

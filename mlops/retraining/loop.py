@@ -3,16 +3,20 @@
 :func:`execute_job` runs a job this process holds (:func:`~mlops.store.retrain.claim_next`):
 
 1. **Data.** The recent labelled window (:func:`~mlops.retraining.exports.export_labelled_window`)
-   and the production version's training data are written as Parquet into the job's folder.
+   is split by time (:func:`~mlops.retraining.exports.split_window`): its older rows and
+   the production version's training data are written as Parquet into the job's folder;
+   its newest rows are held out where the job is not pointed to, to judge the result.
 2. **Training.** The configured command runs in its own process group with a timeout
    (:mod:`~mlops.retraining.runner`); its environment names the model, the job, the reasons,
    the production version, the exports and ``MLOPS_RETRAIN_OUTPUT``, the folder where it
    writes one model file (and, optionally, ``metrics.json``). Variables starting with
    ``MLOPS_`` (the server's settings and credentials) are not passed on.
 3. **The loop.** The model file goes through the CI pipeline with the model's policy,
-   judged on the labelled window (the champion gate compares it with production on those
-   rows); it is registered with its lineage: the window as training data (with its
-   SHA-256), the job and its reasons as parameters, production as parent. With
+   judged on the held-out rows, each distinct row once (the champion gate compares it with
+   production on those rows, which neither was fitted to; data quality checks the inputs
+   against those production sent in the whole window); it is registered with its lineage: the training part of the
+   window as training data (with its SHA-256), the job and its reasons as parameters,
+   production as parent. With
    ``auto_deploy`` the pipeline goes on to staging and production (the policy's rollout
    strategy, under the promotion rule: approvals still apply); without it, the version
    waits in the registry for people.
@@ -34,10 +38,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from mlops.errors import MlopsError
 from mlops.registry.service import ModelRegistry
 from mlops.retraining.config import RetrainConfig
-from mlops.retraining.exports import LABEL, Export, export_labelled_window, export_reference
+from mlops.retraining.exports import (
+    LABEL,
+    RESERVED,
+    Export,
+    export_labelled_window,
+    export_reference,
+    judging_set,
+    split_window,
+)
 from mlops.retraining.runner import RunOutcome, RunResult, run_command
 from mlops.store.retrain import JobState, RetrainJob
 
@@ -108,14 +122,19 @@ def execute_job(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
     end = now or datetime.now(UTC)
     start = end - timedelta(seconds=float(config.data_window))
     production = _production(registry, name)
+    held = settings.home / "retrain" / "holdout"  # outside the job's folder: never its input
+    held.mkdir(parents=True, exist_ok=True)
     try:
-        window = export_labelled_window(settings.artifacts_uri, name, start, end,
-                                        folder / "window.parquet")
+        labelled = export_labelled_window(settings.artifacts_uri, name, start, end,
+                                          folder / "labelled.parquet")
+        window, holdout = split_window(labelled, folder / "window.parquet",
+                                       held / f"job-{job.id}.parquet")
+        labelled.path.unlink()
         reference = export_reference(production.get("training_data"),
                                      folder / "reference.parquet")
-    except MlopsError as exc:
+    except (MlopsError, OSError, ValueError) as exc:
         return JobReport(JobState.FAILED, {"error": f"exporting the data failed: {exc}"})
-    data = {"window": window.to_dict(),
+    data = {"window": window.to_dict(), "holdout": holdout.to_dict(),
             "reference": reference.to_dict() if reference is not None else None,
             "production_version": production.get("version")}
     env = job_environment(os.environ, {
@@ -126,7 +145,7 @@ def execute_job(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
         "MLOPS_RETRAIN_REFERENCE": str(reference.path) if reference is not None else "",
         "MLOPS_RETRAIN_LABEL": LABEL, "MLOPS_RETRAIN_OUTPUT": str(output)})
     if config.webhook is not None:
-        return _webhook(registry, job, config, data, production, output, window,
+        return _webhook(registry, job, config, data, production, output, window, holdout,
                         cancel=cancel, on_start=on_start)
     command = list(config.command or [])
     workdir = Path(config.workdir) if config.workdir else Path.cwd()
@@ -139,7 +158,7 @@ def execute_job(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
                  RunOutcome.CANCELLED: JobState.CANCELLED}.get(result.outcome, JobState.FAILED)
         outcome["error"] = result.error or f"the command ended {result.outcome.value}"
         return JobReport(state, outcome, result)
-    report = close_loop(registry, job, config, output, window, production)
+    report = close_loop(registry, job, config, output, window, holdout, production)
     report.outcome = {**outcome, **report.outcome}
     report.run = result
     return report
@@ -147,7 +166,7 @@ def execute_job(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
 
 def _webhook(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
              data: dict[str, Any], production: Mapping[str, Any], output: Path,
-             window: Export, *, cancel: threading.Event | None,
+             window: Export, holdout: Export, *, cancel: threading.Event | None,
              on_start: Callable[..., None] | None) -> JobReport:
     """Call the orchestrator with a job-scoped token, then wait (up to the timeout) for
     its report on ``/api/v1/retrain/jobs/ID/complete``."""
@@ -220,7 +239,7 @@ def _webhook(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
     metrics = report.get("metrics") or {}
     if metrics:
         (output / "metrics.json").write_text(json.dumps(metrics))
-    result = close_loop(registry, job, config, output, window, production,
+    result = close_loop(registry, job, config, output, window, holdout, production,
                         model_uri=source if source.startswith("models:/") else None)
     result.outcome = {**outcome, **result.outcome}
     return result
@@ -239,10 +258,11 @@ def _production(registry: ModelRegistry, name: str) -> dict[str, Any]:
 
 
 def close_loop(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig, output: Path,
-               window: Export, production: Mapping[str, Any], *,
+               window: Export, holdout: Export, production: Mapping[str, Any], *,
                model_uri: str | None = None) -> JobReport:
     """Register the command's model (or ``model_uri``) through the pipeline, judged on the
-    window, and ship it when the policy lets it (``config.auto_deploy``)."""
+    held-out rows (data quality against the rows it trained on), and ship it when the
+    policy lets it (``config.auto_deploy``)."""
     from mlops.ci.pipeline import ModelPipeline
     from mlops.ci.policy import configured_policy
 
@@ -250,10 +270,12 @@ def close_loop(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig, 
     if model_file is None:
         return JobReport(JobState.FAILED, {"error": "the command wrote no single model file "
                                            f"into MLOPS_RETRAIN_OUTPUT ({output})"})
-    if window.rows < MIN_WINDOW_ROWS:
+    judged = judging_set(holdout, holdout.path.with_name(f"job-{job.id}-judged.parquet"))
+    if judged.rows < MIN_WINDOW_ROWS:
         return JobReport(JobState.FAILED, {
-            "error": f"the labelled window has {window.rows} rows; at least "
-                     f"{MIN_WINDOW_ROWS} are needed to judge a retrained version",
+            "error": f"the held-out part of the labelled window has {judged.rows} distinct "
+                     f"rows; at least {MIN_WINDOW_ROWS} are needed to judge a retrained "
+                     "version",
             "fix": "send labels (POST /v1/models/NAME/feedback) or widen the window"})
     stage = "production" if config.auto_deploy else "register"
     metadata: dict[str, Any] = {
@@ -266,8 +288,12 @@ def close_loop(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig, 
     try:
         pipeline = ModelPipeline(registry, policy=configured_policy(
             registry.settings.policy_file))  # the store's policy, never a laxer one
-        result = pipeline.run(model_file, job.model, window.path, label=LABEL, stage=stage,
-                              metadata=metadata)
+        # the inputs production saw in the window (both parts: input validity, no labels)
+        reference = pd.concat([pd.read_parquet(window.path), pd.read_parquet(holdout.path)],
+                              ignore_index=True)
+        reference = reference.drop(columns=[c for c in (LABEL, *RESERVED) if c in reference])
+        result = pipeline.run(model_file, job.model, judged.path, label=LABEL, stage=stage,
+                              metadata=metadata, reference=reference)
     except MlopsError as exc:
         return JobReport(JobState.FAILED, {"error": f"the pipeline could not run: {exc}"})
     outcome: dict[str, Any] = {"version": result.version, "ci_run": result.run_id,
