@@ -254,3 +254,36 @@ def test_no_job_starts_while_a_rollout_of_the_model_is_in_progress(
                for d in service.decisions("churn"))
     RolloutManager(store).abort("churn", "production", reason="done with it")
     assert service.run_pass(wait=True).started == [job.id]
+
+
+def test_two_control_processes_never_claim_the_same_job(store: ModelRegistry,
+                                                        tmp_path: Path) -> None:
+    import subprocess
+
+    names = [f"m{i}" for i in range(6)]
+    for name in names:  # one queued job per model (a model never runs two at once)
+        store.register(name, tmp_path / "v1.skops", version="1.0.0")
+        with store.store.write() as s:
+            rows.queue_job(s, name, [{"trigger": "manual", "reason": "race"}],
+                           priority="high", actor="setup")
+    claim = (
+        "import json, sys\n"
+        "from mlops.config import Settings\n"
+        "from mlops.store.db import MetadataStore\n"
+        "from mlops.store import retrain as rows\n"
+        "store = MetadataStore(sys.argv[1])\n"
+        "got = []\n"
+        "while True:\n"
+        "    with store.write() as s:\n"
+        "        job = rows.claim_next(s, sys.argv[2], limit=100)\n"
+        "    if job is None:\n"
+        "        break\n"
+        "    got.append(job.id)\n"
+        "print(json.dumps(got))\n")
+    url = store.settings.database_url
+    procs = [subprocess.Popen([sys.executable, "-c", claim, url, f"host-{i}"],
+                              stdout=subprocess.PIPE, text=True) for i in range(2)]
+    claimed = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    everything = claimed[0] + claimed[1]
+    assert sorted(everything) == sorted(set(everything))  # nobody claimed a job twice
+    assert len(everything) == len(names)  # and every job was claimed by one of them
