@@ -48,6 +48,8 @@ __all__ = [
 #: Paths that never need a token: probes, metrics and the API's own schema.
 PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics", "/ping",
                           "/health", "/version", "/api/openapi.json"})
+#: the inference protocols' paths (V2, KServe V1 and its labels, MLflow's /invocations)
+INFERENCE_PREFIXES = ("/v1/", "/v2/", "/invocations")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
 _NON_SIMPLE_HEADERS = (b"x-requested-with", b"x-mlops-client")
@@ -273,8 +275,9 @@ class SecurityGuard:
 
     def _needs_token(self, path: str) -> bool:
         """Team mode: labels always need a token (they steer rollout decisions); inference
-        does when ``auth_inference`` is on. /api authenticates in its own dependency."""
-        if path.startswith("/api") or path in PUBLIC_PATHS:
+        does when ``auth_inference`` is on. /api authenticates in its own dependency, the
+        dashboard with its session cookie."""
+        if path in PUBLIC_PATHS or not path.startswith(INFERENCE_PREFIXES):
             return False
         return self.settings.auth_inference or path.endswith("/feedback")
 

@@ -38,6 +38,7 @@ from mlops.registry.service import ModelRegistry
 from mlops.retraining.scheduler import Scheduler
 from mlops.serving import GatewayConfig, create_app, metrics
 from mlops.store.credentials import Authenticator
+from mlops.ui.web import create_dashboard
 
 __all__ = ["INSTANCE_HEADER", "ROLES", "app_factory", "build_app", "check_bind",
            "check_grpc_port", "serve"]
@@ -103,6 +104,7 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
         return guarded(create_app(settings, config, authorize=authorize))
     registry = ModelRegistry(settings, principal=Principal.system("api"))
     api = Mount("/api", app=create_api(registry, auth))
+    dashboard = Mount("/", app=create_dashboard(registry, auth))
     interval = config.controller_interval if config is not None else 5.0
     controller = Controller(registry.acting_as(Principal.system("rollout-controller")),
                             interval=interval,
@@ -112,7 +114,7 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     evaluator = Evaluator(ModelMonitor(registry.acting_as(Principal.system("evaluator"))))
     scheduler = Scheduler(registry.acting_as(Principal.system("retrain-scheduler")))
     if role == "all":
-        return guarded(create_app(settings, config, mounts=[api],
+        return guarded(create_app(settings, config, mounts=[api, dashboard],
                                   background=[_after_bind(controller.loop),
                                               _after_bind(evaluator.loop),
                                               _after_bind(scheduler.loop)],
@@ -138,7 +140,8 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
 
     return guarded(Starlette(routes=[Route("/v2/health/live", live),
                                      Route("/v2/health/ready", live),
-                                     Route("/metrics", metrics_text), api], lifespan=lifespan))
+                                     Route("/metrics", metrics_text), api, dashboard],
+                             lifespan=lifespan))
 
 
 def app_factory() -> ASGIApp:

@@ -131,6 +131,10 @@ def test_team_mode_can_ask_inference_for_a_token_too(
             assert c.post("/v1/models/clf/feedback", json=label,
                           headers={"Authorization": f"Bearer {token}"}).status_code == 200
             assert c.get("/metrics").status_code == 200
+            # the dashboard's own login works without a bearer token (its session cookie)
+            login = c.get("/login", headers={"accept": "text/html"})
+            assert login.status_code == 200 and "text/html" in login.headers["content-type"]
+            assert c.post("/invocations", json={"instances": [[0.0] * 5]}).status_code == 401
             # team mode serves any Host name (it sits behind a load balancer)
             assert c.get("/v2/health/live", headers={"Host": "mlops.internal"}).status_code \
                 == 200

@@ -1,0 +1,316 @@
+"""What each dashboard page shows, read through the application layer's own calls.
+
+Nothing here decides anything: the served versions come from the routing service (the one
+rule the gateway follows), gate results from the CI runs, health and incidents from
+monitoring, cards, compliance and lineage from governance, approvals from the CI approval
+rule. These functions only gather and shape the results for the templates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops.ci.approvals import decisions, required_approvals
+from mlops.ci.runs import RunStore
+from mlops.deployment.routes import RouteSpec, RoutingService
+from mlops.governance.card import ModelCard, build_card
+from mlops.governance.compliance import ComplianceReport, compliance_report
+from mlops.governance.lineage import LineageNode, track_lineage
+from mlops.monitoring.alerts import Alert
+from mlops.monitoring.monitor import ModelMonitor
+from mlops.registry.approvals import ApprovalState
+from mlops.registry.service import ModelRegistry
+from mlops.registry.types import ModelVersion, RegisteredModel
+from mlops.ui.web.svg import Point, line_chart
+
+__all__ = ["FRAMEWORKS_SHOWN", "GateCheck", "GateRow", "GateSummary", "HealthCell",
+           "ModelEntry", "Overview", "Placement", "VersionDetail", "VersionEntry",
+           "gate_rows", "gate_summary", "models_overview", "placements", "version_detail"]
+
+#: the compliance frameworks the version page shows
+FRAMEWORKS_SHOWN = ("sr11-7", "eu-ai-act")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One version's place in one environment: ``role`` is ``stable``, ``candidate`` or
+    ``shadow``; ``weight`` its share of traffic in percent (for a shadow: the share of
+    requests mirrored to it); ``source`` is how the environment decides (a deployment
+    ``route``, the registry ``stage``, or the ``latest`` version)."""
+
+    environment: str
+    version: str
+    role: str
+    weight: float
+    source: str
+    strategy: str
+    state: str
+
+
+@dataclass(frozen=True)
+class GateSummary:
+    """The newest CI run of a version: its status and how many gates passed or failed."""
+
+    run: int
+    status: str
+    started_at: str
+    passed: int
+    failed: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class HealthCell:
+    """The health score of a model in one environment (None: no traffic in the window)."""
+
+    environment: str
+    version: str | None
+    score: float | None
+    status: str | None
+
+
+@dataclass
+class VersionEntry:
+    version: ModelVersion
+    placements: list[Placement] = field(default_factory=list)
+    gate: GateSummary | None = None
+
+
+@dataclass
+class ModelEntry:
+    model: RegisteredModel
+    versions: list[VersionEntry]
+    health: list[HealthCell]
+    incidents: list[Alert]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The models page: every model (or those the query matched) with its versions."""
+
+    query: str
+    environments: list[str]
+    models: list[ModelEntry]
+    matched_versions: int | None  # None: no query
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One measured value of a gate against its threshold (either may be absent)."""
+
+    key: str
+    actual: Any
+    threshold: Any
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """One gate of a CI run: its verdict, reason and checks."""
+
+    name: str
+    status: str
+    passed: bool | None
+    skipped: bool
+    reason: str
+    checks: list[GateCheck]
+
+
+@dataclass
+class VersionDetail:
+    """The model version page."""
+
+    version: ModelVersion
+    model: RegisteredModel
+    placements: list[Placement]
+    run: dict[str, Any] | None
+    gates: list[GateRow]
+    chart: str
+    card: ModelCard
+    compliance: list[ComplianceReport]
+    approvals: ApprovalState
+    approvals_required: int
+    excluded: list[str]
+    lineage: LineageNode
+
+
+def placements(spec: RouteSpec) -> list[Placement]:
+    """Who takes which share of ``spec``'s traffic (a candidate of a split takes its
+    weight, the stable version the rest; a shadow only mirrors)."""
+    out: list[Placement] = []
+    shadow = spec.mode == "shadow"
+    candidate = spec.candidate if spec.candidate and spec.candidate != spec.stable else None
+    if spec.stable:
+        weight = 100.0 if shadow or candidate is None else 100.0 - spec.weight
+        out.append(Placement(spec.environment, spec.stable, "stable", weight, str(spec.source),
+                             spec.strategy, str(spec.state)))
+    if candidate:
+        out.append(Placement(spec.environment, candidate, "shadow" if shadow else "candidate",
+                             spec.weight, str(spec.source), spec.strategy, str(spec.state)))
+    return out
+
+
+def gate_summary(run: dict[str, Any]) -> GateSummary:
+    """Counts of a stored CI run's gates (``RunStore.runs`` rows)."""
+    passed = failed = skipped = 0
+    for step in (run.get("report") or {}).get("steps", []):
+        gate = step.get("gate")
+        if not isinstance(gate, dict) and not str(step.get("name", "")).startswith("gate:"):
+            continue
+        if step.get("status") == "skipped" or (isinstance(gate, dict) and gate.get("skipped")):
+            skipped += 1
+        elif step.get("status") in ("passed", "cached"):
+            passed += 1
+        else:
+            failed += 1
+    return GateSummary(int(run["run"]), str(run.get("status", "")),
+                       str(run.get("started_at", "")), passed, failed, skipped)
+
+
+def _checks(actual: Any, threshold: Any) -> list[GateCheck]:
+    """Pair a gate's measured values with its thresholds by key (``max_x``/``min_x``
+    thresholds pair with a measured ``x``); values without a counterpart stand alone."""
+    if actual is None and isinstance(threshold, dict):
+        actual = {}
+    if threshold is None and isinstance(actual, dict):
+        threshold = {}
+    if not isinstance(actual, dict) or not isinstance(threshold, dict):
+        if actual is None and threshold is None:
+            return []
+        return [GateCheck("", actual, threshold)]
+    out: list[GateCheck] = []
+    used: set[str] = set()
+    for key, limit in threshold.items():
+        if limit is None:
+            continue
+        measured = key
+        if key not in actual and key[:4] in ("max_", "min_") and key[4:] in actual:
+            measured = key[4:]
+        if measured in actual:
+            used.add(measured)
+        out.append(GateCheck(key if measured == key else f"{measured} ({key[:3]})",
+                             actual.get(measured), limit))
+    out += [GateCheck(k, v, None) for k, v in actual.items()
+            if k not in used and v is not None and v != [] and v != {}]
+    return out
+
+
+def gate_rows(run: dict[str, Any] | None) -> list[GateRow]:
+    """Each gate of a stored CI run, with its checks."""
+    rows: list[GateRow] = []
+    for step in ((run or {}).get("report") or {}).get("steps", []):
+        gate = step.get("gate")
+        name = str(step.get("name", ""))
+        if not isinstance(gate, dict):
+            if name.startswith("gate:"):  # did not run (an earlier gate failed)
+                rows.append(GateRow(name.removeprefix("gate:"), str(step.get("status")),
+                                    None, step.get("status") == "skipped",
+                                    str(step.get("reason", "")), []))
+            continue
+        rows.append(GateRow(str(gate.get("gate") or name.removeprefix("gate:")),
+                            str(step.get("status")), bool(gate.get("passed")),
+                            bool(gate.get("skipped")), str(gate.get("reason") or
+                                                           step.get("reason", "")),
+                            _checks(gate.get("actual"), gate.get("threshold"))))
+    return rows
+
+
+def _newest_runs(runs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:  # newest first
+        version = run.get("version")
+        if version and version not in out:
+            out[str(version)] = run
+    return out
+
+
+def _health(monitor: ModelMonitor, name: str, specs: dict[str, RouteSpec]) -> list[HealthCell]:
+    cells = []
+    for env, spec in specs.items():
+        if spec.source == "latest":
+            continue  # nothing deployed there on purpose: the newest version answers
+        status = monitor.status(name, env)
+        health = status.health
+        cells.append(HealthCell(env, status.version,
+                                health.score if health is not None else None,
+                                health.status if health is not None else None))
+    return cells
+
+
+def models_overview(registry: ModelRegistry, monitor: ModelMonitor, query: str = ""
+                    ) -> Overview:
+    """Every model (or, with ``query`` in the registry's search language, the versions it
+    matches and their models), where each version serves, its newest gate result, the
+    model's health per environment and its open incidents. A bad query raises
+    :class:`~mlops.errors.InvalidQuery`."""
+    query = query.strip()
+    matched: dict[str, set[str]] | None = None
+    if query:
+        matched = {}
+        for mv in registry.search(query):
+            matched.setdefault(mv.model, set()).add(mv.version)
+    environments = list(registry.context.settings.environments)
+    routing = RoutingService(registry)
+    serving = {env: routing.serving(env) for env in environments}
+    runs = RunStore(registry)
+    models: list[ModelEntry] = []
+    for model in registry.list_models():
+        if matched is not None and model.name not in matched:
+            continue
+        specs = {env: serving[env][model.name] for env in environments
+                 if model.name in serving[env]}
+        where: dict[str, list[Placement]] = {}
+        for spec in specs.values():
+            for place in placements(spec):
+                where.setdefault(place.version, []).append(place)
+        newest = _newest_runs(runs.runs(model.name, limit=200))
+        versions = [VersionEntry(mv, where.get(mv.version, []),
+                                 gate_summary(newest[mv.version])
+                                 if mv.version in newest else None)
+                    for mv in reversed(registry.list_versions(model.name))
+                    if matched is None or mv.version in matched[model.name]]
+        models.append(ModelEntry(model, versions, _health(monitor, model.name, specs),
+                                 monitor.alerts.alerts(model.name, state="firing")))
+    count = None if matched is None else sum(len(v) for v in matched.values())
+    return Overview(query, environments, models, count)
+
+
+def _chart(registry: ModelRegistry, mv: ModelVersion, gates: list[GateRow]) -> str:
+    """The model's versions' value of this version's headline metric (the first the
+    metrics gate checked, else the first recorded), by registration time."""
+    metric = next((c.key for g in gates if g.name == "metrics" for c in g.checks
+                   if c.key in mv.metrics), None) or next(iter(sorted(mv.metrics)), None)
+    if metric is None:
+        return ""
+    points = [Point(v.created_at, float(v.metrics[metric]), v.version)
+              for v in registry.list_versions(mv.model)
+              if isinstance(v.metrics.get(metric), int | float)
+              and math.isfinite(float(v.metrics[metric]))]
+    return line_chart(points, title=f"{metric} of each version of {mv.model}",
+                      x_label="registered", y_label=metric)
+
+
+def version_detail(registry: ModelRegistry, name: str, version: str) -> VersionDetail:
+    """Everything the version page shows; ``version`` may be a number, alias, stage or
+    ``latest`` (unknown ones raise ``ModelNotFound`` / ``VersionNotFound``)."""
+    mv = registry.get_version(name, version)
+    model = registry.get_model(name)
+    routing = RoutingService(registry)
+    where = []
+    for env in registry.context.settings.environments:
+        spec = routing.served(name, env)
+        if spec is not None:
+            where += [p for p in placements(spec) if p.version == mv.version]
+    recent = RunStore(registry).runs(name, mv.version, limit=1)
+    run = recent[0] if recent else None
+    gates = gate_rows(run)
+    state = decisions(registry, name, mv.version)
+    excluded = [p for p in dict.fromkeys([mv.created_by, state.runner or ""]) if p]
+    return VersionDetail(
+        version=mv, model=model, placements=where, run=run, gates=gates,
+        chart=_chart(registry, mv, gates), card=build_card(registry, name, mv.version),
+        compliance=[compliance_report(registry, name, mv.version, f) for f in FRAMEWORKS_SHOWN],
+        approvals=state, approvals_required=required_approvals(registry, name, mv.version),
+        excluded=excluded, lineage=track_lineage(registry, name, mv.version))
