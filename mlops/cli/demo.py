@@ -140,6 +140,11 @@ def demo(
 
     monitor_section(registry, model_name, test, features)
 
+    console.rule("[bold]7b. retraining: the drift trigger closes the loop")
+    from mlops.cli.demo_retrain import retrain_section
+
+    retrain_section(registry, rui, model_name, features)
+
     console.rule("[bold]8. governance: model card and lineage, from the records")
     _governance_section(registry, model_name, v2, work)
     _impact_section(registry, model_name, v2, test, features)

@@ -130,7 +130,6 @@ class _Graph:
                  "fired_at": alert.fired_at.isoformat() if alert.fired_at else None,
                  "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None},
                 fired))
-        jobs = {str(j.id): j for j in self.jobs}
         for job in self.jobs:  # retraining jobs that produced no version, from this one
             if (job.outcome.get("data") or {}).get("production_version") == mv.version \
                     and not job.outcome.get("version"):
@@ -138,13 +137,8 @@ class _Graph:
         if depth < _MAX_DEPTH:
             for child in self.versions:
                 if child.lineage.parent_version == mv.version and child.version != mv.version:
-                    made_by = jobs.get(child.tags.get("retrain.job", ""))
-                    if made_by is None:
-                        node.children.append(self.chain(child, depth + 1))
-                        continue
-                    jnode = self.job_node(made_by)  # version -> retraining job -> next version
-                    jnode.children.append(self.chain(child, depth + 1))
-                    node.children.append(jnode)
+                    # version -> retraining job -> its data -> next version (chain)
+                    node.children.append(self.chain(child, depth + 1))
         return node
 
     def job_node(self, job: RetrainJob) -> LineageNode:
@@ -180,6 +174,12 @@ class _Graph:
                               "sha256": lineage.training_data_sha256}, register)
             data.children.append(top)
             top = data
+        made_by = next((j for j in self.jobs
+                        if str(j.id) == mv.tags.get("retrain.job")), None)
+        if made_by is not None:  # a retrained version: its job (and reasons) come first
+            job = self.job_node(made_by)
+            job.children.append(top)
+            top = job
         return top
 
 

@@ -54,6 +54,7 @@ class PassReport:
     queued: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     started: list[int] = field(default_factory=list)
+    shipped: list[int] = field(default_factory=list)  # approved versions now rolling out
     errors: list[str] = field(default_factory=list)
 
 
@@ -181,7 +182,42 @@ class RetrainService:
             except MlopsError as exc:
                 report.errors.append(f"{model}: {exc.message}")
         self._start_jobs(configs, report, wait=wait)
+        self._ship_approved(configs, report)
         return report
+
+    def _ship_approved(self, configs: dict[str, RetrainConfig], report: PassReport) -> None:
+        """Start the rollout of a retrained version that waited for its approvals
+        (``auto_deploy``) once people have given them: the loop goes on by itself."""
+        from mlops.ci.approvals import approvals, required_approvals
+        from mlops.ci.pipeline import ModelPipeline
+        from mlops.ci.policy import configured_policy
+
+        with self.store.read() as s:
+            done = rows.list_jobs(s, states=[JobState.SUCCEEDED.value], limit=200)
+        for job in done:
+            config = configs.get(job.model)
+            version = job.outcome.get("version")
+            if config is None or not config.auto_deploy or not version \
+                    or (job.outcome.get("deploy") or {}).get("status") != "pending":
+                continue
+            try:
+                if len(approvals(self.registry, job.model, version)) < \
+                        required_approvals(self.registry, job.model, version):
+                    continue
+                pipeline = ModelPipeline(self.registry, policy=configured_policy(
+                    self.registry.settings.policy_file))
+                rollout = pipeline.promote(job.model, version)
+            except MlopsError as exc:
+                with self.store.write() as s:
+                    rows.record_decision(s, job.model, "deploy", "skipped",
+                                         f"{version} approved but not shipped: {exc.message}")
+                continue
+            deploy = {"status": "passed", "reason": f"approved: {rollout.strategy} rollout "
+                      f"of {version} started ({rollout.state})", "rollout": rollout.id,
+                      "strategy": rollout.strategy}
+            with self.store.write() as s:
+                rows.record_deploy(s, job.id, deploy, actor="system:retrain")
+            report.shipped.append(job.id)
 
     def _config_or_none(self, model: str, report: PassReport) -> RetrainConfig | None:
         try:

@@ -142,6 +142,8 @@ def _when(dt: datetime) -> str:
 def _windows(chain: Sequence[Snapshot], now: datetime) -> str:
     """``10:00-11:00 and 11:00-12:00`` (oldest first; dates when not within a day)."""
     fmt = "%H:%M" if all(now - s.window_start < _DAY for s in chain) else "%m-%d %H:%M"
+    if any((s.window_end - s.window_start).total_seconds() < 120 for s in chain):
+        fmt += ":%S"  # short windows: minutes alone would read 16:24-16:24
     spans = [f"{s.window_start:{fmt}}-{s.window_end:{fmt}}" for s in reversed(chain)]
     if len(spans) > 3:
         return f"{chain[-1].window_start:{fmt}}-{chain[0].window_end:{fmt}}"

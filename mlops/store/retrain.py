@@ -60,6 +60,7 @@ __all__ = [
     "queue_job",
     "record_callback",
     "record_decision",
+    "record_deploy",
     "request_cancel",
     "set_pid",
     "trigger_history",
@@ -420,6 +421,18 @@ def record_callback(session: Session, job_id: int, payload: Mapping[str, Any]) -
                  payload={"status": payload.get("status"),
                           "model_path": payload.get("model_path")})
     return True
+
+
+def record_deploy(session: Session, job_id: int, deploy: Mapping[str, Any], *,
+                  actor: str) -> None:
+    """Record that a finished job's version was shipped later (after its approvals)."""
+    row = session.get(RetrainJobRow, job_id)
+    if row is None:
+        return
+    row.outcome = {**(row.outcome or {}), "deploy": dict(deploy)}
+    append_event(session, actor=actor, action="retrain.job.deploy",
+                 subject=job_subject(_name(session, row.model_id), job_id),
+                 payload={"deploy": dict(deploy)})
 
 
 def callback_of(session: Session, job_id: int) -> dict[str, Any] | None:

@@ -127,8 +127,9 @@ def test_a_good_retrain_replaces_production_with_its_whole_chain_recorded(
     assert chain[chain.index("retrain.job.queue"):] == [  # staging, then production
         "retrain.job.queue", "retrain.job.start", "version.register", "route.set",
         "route.set", "ci.run.finish", "retrain.job.finish"]
-    kinds = {n.kind for n in track_lineage(store, "churn", new).walk()}
-    assert {"dataset", "version", "ci_run"} <= kinds
+    own = track_lineage(store, "churn", new)  # its tree starts at the job that made it
+    assert own.kind == "retrain_job" and {"dataset", "version", "ci_run"} <= {
+        n.kind for n in own.walk()}
     parent = track_lineage(store, "churn", "1.0.0").walk()  # 1.0.0 -> job -> 1.0.1
     [job_node] = [n for n in parent if n.kind == "retrain_job"]
     assert job_node.audit is not None and "labels say the rule changed" in job_node.label
@@ -287,3 +288,27 @@ def test_two_control_processes_never_claim_the_same_job(store: ModelRegistry,
     everything = claimed[0] + claimed[1]
     assert sorted(everything) == sorted(set(everything))  # nobody claimed a job twice
     assert len(everything) == len(names)  # and every job was claimed by one of them
+
+
+def test_an_auto_deploy_version_waiting_for_approval_ships_once_approved(
+        store: ModelRegistry, tmp_path: Path) -> None:
+    from mlops.ci.approvals import approve
+    from mlops.identity import Principal
+
+    policy = Path(store.settings.policy_file)
+    policy.write_text(POLICY.replace("approvals: 0", "approvals: 1"))
+    service = RetrainService(store)
+    service.set_config("churn", _config(tmp_path))
+    job = service.run("churn")
+    service.run_pass(wait=True)
+    done, _ = service.job(job.id)
+    assert done.state is JobState.SUCCEEDED and done.outcome["deploy"]["status"] == "pending"
+    new = done.outcome["version"]
+    assert service.run_pass(wait=True).shipped == []  # nobody approved yet
+    assert RoutingService(store).served("churn", "production").stable == "1.0.0"
+    rui = store.acting_as(Principal("rui", Role.APPROVER, "token"))
+    approve(rui, "churn", new, "looked at the held-out numbers")
+    assert service.run_pass(wait=True).shipped == [job.id]
+    assert RoutingService(store).served("churn", "production").stable == new
+    assert service.job(job.id)[0].outcome["deploy"]["status"] == "passed"
+    assert service.run_pass(wait=True).shipped == []  # once

@@ -53,6 +53,11 @@ from mlops.errors import (
 from mlops.identity import Principal, Role
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
+from mlops.ui.web.kit import PageKit
+from mlops.ui.web.pages_governance import governance_routes
+from mlops.ui.web.pages_monitoring import monitoring_routes
+from mlops.ui.web.pages_retraining import retraining_routes
+from mlops.ui.web.pages_rollout import rollout_routes
 from mlops.ui.web.session import (
     CSRF_FIELD,
     SEED_COOKIE,
@@ -368,6 +373,7 @@ def create_dashboard(registry: ModelRegistry, auth: WebAuth) -> Starlette:
         response.headers.update(SECURITY_HEADERS)
         return response
 
+    kit = PageKit(page, visit_of, form_of)
     routes = [
         Route("/", models_page, methods=["GET"]),
         Route("/models/{name}/versions/{version}", version_page, methods=["GET"]),
@@ -379,6 +385,8 @@ def create_dashboard(registry: ModelRegistry, auth: WebAuth) -> Starlette:
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout_form, methods=["GET"]),
         Route("/logout", logout, methods=["POST"]),
+        *retraining_routes(registry, kit), *governance_routes(registry, kit),
+        *rollout_routes(registry, kit), *monitoring_routes(registry, monitor, kit),
         Mount("/static", StaticFiles(packages=[("mlops.ui.web", "static")]), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(_Hygiene)],
