@@ -1,7 +1,8 @@
 """Retraining endpoints of the control-plane API: configurations, jobs, decisions, and the
 callback a webhook job's orchestrator sends when it is done.
 
-Reading takes a viewer; configuring, triggering and cancelling a developer. The callback
+Reading takes a viewer; triggering and cancelling a developer; configuring (it decides what
+the server executes) an administrator. The callback
 (``POST /v1/retrain/jobs/{id}/complete``) is not a person's call: it is authenticated with
 the job's own token (sent to the orchestrator with the webhook, valid while that job
 runs, compared by hash in constant time), and can only complete that job.
@@ -70,12 +71,12 @@ def add_retrain_routes(api: FastAPI, registry: ModelRegistry, op: Operation) -> 
         return {"model": name, "config": record.spec, "updated_by": record.updated_by,
                 "updated_at": record.updated_at.isoformat()}
 
-    @op("PUT", "/v1/retrain/{name}/config", Role.DEVELOPER)
+    @op("PUT", "/v1/retrain/{name}/config", Role.ADMIN)
     def put_config(request: Request, name: Name, body: ConfigBody) -> dict[str, Any]:
         record = acting(request).set_config(name, body.yaml, source="the request body")
         return {"model": name, "config": record.spec}
 
-    @op("DELETE", "/v1/retrain/{name}/config", Role.DEVELOPER)
+    @op("DELETE", "/v1/retrain/{name}/config", Role.ADMIN)
     def delete_config(request: Request, name: Name) -> dict[str, Any]:
         return {"model": name, "deleted": acting(request).delete_config(name)}
 

@@ -1,7 +1,7 @@
 """Retraining as people and the scheduler use it: configurations, jobs, decisions, passes.
 
-:class:`RetrainService` checks roles (configuring and triggering take a developer, reading
-a viewer) and records every change in the audit chain (:mod:`mlops.store.retrain`).
+:class:`RetrainService` checks roles (configuring, which decides what the server executes,
+takes an administrator; triggering and cancelling a developer; reading a viewer) and records every change in the audit chain (:mod:`mlops.store.retrain`).
 :meth:`RetrainService.run_pass` is one pass of the scheduler that ``mlops serve`` runs on
 its leader: interrupted jobs are marked (and queued again when the model's configuration
 says so), each configured model's triggers are evaluated (:mod:`~mlops.retraining.triggers`),
@@ -78,7 +78,9 @@ class RetrainService:
     def set_config(self, model: str, text: str, source: str = "retrain.yaml"
                    ) -> ConfigRecord:
         """Validate and store ``model``'s configuration (YAML text)."""
-        self.registry.require(Role.DEVELOPER, f"configure retraining of {model}")
+        # the configuration names what the server executes: an administrator's decision
+        self.registry.require(Role.ADMIN, f"configure retraining of {model} (its command "
+                                          "runs on the server)")
         config = parse_config(text, source=source)
         with self.store.write() as s:
             return rows.put_config(s, model, config.to_dict(), text,
@@ -95,7 +97,7 @@ class RetrainService:
             return rows.get_config(s, model)
 
     def delete_config(self, model: str) -> bool:
-        self.registry.require(Role.DEVELOPER, f"configure retraining of {model}")
+        self.registry.require(Role.ADMIN, f"configure retraining of {model}")
         with self.store.write() as s:
             return rows.delete_config(s, model, actor=self.registry.actor)
 

@@ -136,7 +136,7 @@ def _operations(team: Team) -> dict[tuple[str, str], tuple[Role, Call]]:
         ("DELETE", "/v1/alert-rules/{rule_name}"):
             (Role.DEVELOPER, send("DELETE", "/v1/alert-rules/p99")),
         ("PUT", "/v1/retrain/{name}/config"):
-            (Role.DEVELOPER, send("PUT", "/v1/retrain/clf/config", {"yaml": RETRAIN_YAML})),
+            (Role.ADMIN, send("PUT", "/v1/retrain/clf/config", {"yaml": RETRAIN_YAML})),
         ("GET", "/v1/retrain/{name}/config"): (Role.VIEWER, get("/v1/retrain/clf/config")),
         ("POST", "/v1/retrain/{name}/jobs"):
             (Role.DEVELOPER, send("POST", "/v1/retrain/clf/jobs", {"reason": "test"})),
@@ -147,7 +147,7 @@ def _operations(team: Team) -> dict[tuple[str, str], tuple[Role, Call]]:
         ("GET", "/v1/retrain/{name}/decisions"):
             (Role.VIEWER, get("/v1/retrain/clf/decisions")),
         ("DELETE", "/v1/retrain/{name}/config"):
-            (Role.DEVELOPER, send("DELETE", "/v1/retrain/clf/config")),
+            (Role.ADMIN, send("DELETE", "/v1/retrain/clf/config")),
         ("GET", "/v1/audit"): (Role.VIEWER, get("/v1/audit")),
         ("GET", "/v1/audit/verify"): (Role.VIEWER, get("/v1/audit/verify")),
         ("GET", "/v1/tokens"): (Role.ADMIN, get("/v1/tokens")),

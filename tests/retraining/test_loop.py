@@ -208,19 +208,23 @@ def test_an_interrupted_job_is_queued_again(store: ModelRegistry, tmp_path: Path
     assert any(r["trigger"] == "requeue" for r in again[0].reasons)
 
 
-def test_configuring_and_triggering_need_a_developer(store: ModelRegistry,
-                                                     tmp_path: Path) -> None:
-    _, token = TokenService(store).create("viv", Role.VIEWER)
+def test_configuring_takes_an_admin_and_triggering_a_developer(store: ModelRegistry,
+                                                               tmp_path: Path) -> None:
     team = store.settings.model_copy(update={"auth": True})
-    viewer = ModelRegistry(team, principal=Authenticator(team).authenticate(token))
-    with pytest.raises(PermissionDenied):
-        RetrainService(viewer).set_config("churn", _config(tmp_path))
+    people = {}
+    for name, role in (("viv", Role.VIEWER), ("dev", Role.DEVELOPER)):
+        _, token = TokenService(store).create(name, role)
+        people[role] = ModelRegistry(team, principal=Authenticator(team).authenticate(token))
+    for role in (Role.VIEWER, Role.DEVELOPER):  # the command would run on the server
+        with pytest.raises(PermissionDenied, match="runs on the server"):
+            RetrainService(people[role]).set_config("churn", _config(tmp_path))
     service = RetrainService(store)
     with pytest.raises(ConfigError, match="no retraining configuration"):
         service.run("churn")
     service.set_config("churn", _config(tmp_path))
     with pytest.raises(PermissionDenied):
-        RetrainService(viewer).run("churn")
+        RetrainService(people[Role.VIEWER]).run("churn")
+    assert RetrainService(people[Role.DEVELOPER]).run("churn").created_by == "dev"
     with pytest.raises(ConfigError, match="line 2"):
         service.set_config("churn", "command: [python]\ntimout: 5m\n")
 
