@@ -23,8 +23,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.routing import Match, Mount, Route
+from starlette.types import ASGIApp, Scope
 
 from mlops.api.app import create_api
 from mlops.api.auth import ApiAuth, SecurityGuard, is_loopback_host
@@ -85,6 +85,22 @@ def _after_bind(job: Callable[[], Coroutine[Any, Any, None]]
     return run
 
 
+#: paths the dashboard never answers: the protocols', the API's and the probes' (a wrong
+#: method there stays a 405 from its own route, an unknown path their own 404)
+_NOT_DASHBOARD = ("/v1/", "/v2/", "/invocations", "/api", "/metrics", "/ping", "/health",
+                  "/version")
+
+
+class DashboardMount(Mount):
+    """The dashboard at ``/``, for every path but those of :data:`_NOT_DASHBOARD`."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path = scope.get("path", "")
+        if scope.get("type") == "http" and path.startswith(_NOT_DASHBOARD):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
 def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp:
     """The ASGI app of one worker for ``role``."""
     if role not in ROLES:
@@ -104,7 +120,7 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
         return guarded(create_app(settings, config, authorize=authorize))
     registry = ModelRegistry(settings, principal=Principal.system("api"))
     api = Mount("/api", app=create_api(registry, auth))
-    dashboard = Mount("/", app=create_dashboard(registry, auth))
+    dashboard = DashboardMount("/", app=create_dashboard(registry, auth))
     interval = config.controller_interval if config is not None else 5.0
     controller = Controller(registry.acting_as(Principal.system("rollout-controller")),
                             interval=interval,
