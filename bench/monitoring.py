@@ -105,6 +105,7 @@ def generate(root: str, rows: int, days: int, file_rows: int, seed: int = 0) -> 
         "prediction_num": pa.array((p >= 0.5) * 1.0, mask=~ok), "proba": proba,
         "latency_ms": pa.array(rng.gamma(4, 2.0, rows)[rid]), "status": pa.array(status),
         "propensity": pa.nulls(rows, pa.float64()),
+        "caller": pa.nulls(rows, pa.string()), "cpu_ms": pa.nulls(rows, pa.float64()),
     }).cast(file_schema)
     order = np.lexsort((ts, version))
     table, ts, version = table.take(pa.array(order)), ts[order], version[order]

@@ -33,6 +33,7 @@ from mlops.registry.service import ModelRegistry
 from mlops.registry.types import ModelVersion
 from mlops.store.audit import AuditEvent, Checkpoint, VerifyResult, checkpoint
 from mlops.ui.web.kit import PageKit
+from mlops.ui.web.views import OneReplay
 
 __all__ = ["AUDIT_LIMIT", "FRAMEWORKS_SHOWN", "USAGE_DAYS", "AuditFilter", "AuditPage",
            "ModelGovernance", "audit_page", "governance_routes", "model_governance"]
@@ -113,7 +114,9 @@ def _chosen(registry: ModelRegistry, name: str, version: str | None
 def model_governance(registry: ModelRegistry, name: str, version: str | None = None
                      ) -> ModelGovernance:
     """Everything the model's governance page shows (``ModelNotFound`` /
-    ``VersionNotFound`` for unknown names)."""
+    ``VersionNotFound`` for unknown names). The chain is replayed once, for the compliance
+    reports and the maturity score alike."""
+    registry = OneReplay(registry)
     registry.get_model(name)
     chosen, basis = _chosen(registry, name, version)
     reports = [compliance_report(registry, name, chosen, f) for f in FRAMEWORKS_SHOWN] \

@@ -24,11 +24,13 @@ from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.approvals import ApprovalState
 from mlops.registry.service import ModelRegistry
 from mlops.registry.types import ModelVersion, RegisteredModel
+from mlops.store.audit import VerifyResult
 from mlops.ui.web.svg import Point, line_chart
 
 __all__ = ["FRAMEWORKS_SHOWN", "GateCheck", "GateRow", "GateSummary", "HealthCell",
-           "ModelEntry", "Overview", "Placement", "VersionDetail", "VersionEntry",
-           "gate_rows", "gate_summary", "models_overview", "placements", "version_detail"]
+           "ModelEntry", "OneReplay", "Overview", "Placement", "VersionDetail",
+           "VersionEntry", "gate_rows", "gate_summary", "models_overview", "placements",
+           "version_detail"]
 
 #: the compliance frameworks the version page shows
 FRAMEWORKS_SHOWN = ("sr11-7", "eu-ai-act")
@@ -134,6 +136,23 @@ class VersionDetail:
     approvals_required: int
     excluded: list[str]
     lineage: LineageNode
+
+
+class OneReplay(ModelRegistry):
+    """``registry`` for building one page: the audit chain is replayed at most once, so
+    the page's compliance reports (and maturity score) show one and the same verification.
+    A replay reads every event (O(events)); a page used to replay it two or three times."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        super().__init__(context=registry.context)
+        self._verified: VerifyResult | None = None
+
+    def verify_audit(self, checkpoint: str | None = None) -> VerifyResult:
+        if checkpoint is not None:
+            return super().verify_audit(checkpoint)
+        if self._verified is None:
+            self._verified = super().verify_audit()
+        return self._verified
 
 
 def placements(spec: RouteSpec) -> list[Placement]:
@@ -295,6 +314,7 @@ def _chart(registry: ModelRegistry, mv: ModelVersion, gates: list[GateRow]) -> s
 def version_detail(registry: ModelRegistry, name: str, version: str) -> VersionDetail:
     """Everything the version page shows; ``version`` may be a number, alias, stage or
     ``latest`` (unknown ones raise ``ModelNotFound`` / ``VersionNotFound``)."""
+    registry = OneReplay(registry)
     mv = registry.get_version(name, version)
     model = registry.get_model(name)
     routing = RoutingService(registry)
