@@ -142,6 +142,10 @@ class Watch:
         self.errors.append(str(error))
 
     def _failed(self, request: Request) -> None:
+        # the browser itself cancels a request of the page it is leaving (its favicon,
+        # say) when the test navigates on: not a failure of the server
+        if request.failure == "net::ERR_ABORTED" and request.url.endswith("/favicon.svg"):
+            return
         self.failed.append(f"{request.url}: {request.failure}")
 
     def _request(self, request: Request) -> None:
