@@ -4,14 +4,18 @@ a firing alert; registered and gated by "ana" so that other people may approve."
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
@@ -237,3 +241,40 @@ def add_retraining_and_governance(registry: ModelRegistry, demo: Demo, work: Pat
                direction="lower")
     return RetrainDemo(demo.churn, demo.fraud, queued.id, wall, rss, "retention",
                        "handling_cost")
+
+#: what a browser asks for (the dashboard answers HTML then, JSON otherwise)
+HTML = {"accept": "text/html"}
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF field of a rendered form."""
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def login(client: Any, token: str) -> None:
+    """Log a TestClient in through the login form (team mode)."""
+    form = client.get("/login")
+    assert form.status_code == 200
+    r = client.post("/login", data={"token": token, "csrf": csrf_of(form.text), "next": "/"},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+@pytest.fixture(scope="module")
+def browser(served: Any) -> Iterator[Any]:
+    """Debian's Chromium through Playwright (after ``served``, which skips or fails the
+    module when the browser is missing)."""
+    from tests.ui.test_dashboard_browser import ARGS, CHROMIUM, unavailable
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed")
+    with sync_playwright() as p:
+        found = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield found
+        finally:
+            found.close()

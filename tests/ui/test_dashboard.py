@@ -22,9 +22,7 @@ from mlops.registry.service import ModelRegistry
 from mlops.ui.web import create_dashboard
 from mlops.ui.web.session import SEED_COOKIE, SESSION_COOKIE, csrf_token, safe_next
 from mlops.ui.web.svg import Point, line_chart
-from tests.ui.conftest import XSS, Demo, build_demo
-
-HTML = {"accept": "text/html"}
+from tests.ui.conftest import HTML, XSS, Demo, build_demo, csrf_of, login
 
 
 @dataclass
@@ -65,18 +63,6 @@ def team(store: Store) -> Iterator[TestClient]:
         yield c
 
 
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    assert found, "no CSRF field on the page"
-    return found.group(1)
-
-
-def _login(c: TestClient, token: str) -> None:
-    form = c.get("/login")
-    assert form.status_code == 200
-    r = c.post("/login", data={"token": token, "csrf": _csrf(form.text), "next": "/"},
-               follow_redirects=False)
-    assert r.status_code == 303, r.text
 
 
 def _version_url(name: str, version: str) -> str:
@@ -171,7 +157,7 @@ def test_a_post_without_the_csrf_token_is_refused(client: TestClient, store: Sto
         r = client.post(url, data=data)
         assert r.status_code == 403 and "CSRF" in r.text
     other = TestClient(client.app, headers=HTML)  # a page on another site: no cookies
-    token = _csrf(client.get(url.removesuffix("/approve")).text)
+    token = csrf_of(client.get(url.removesuffix("/approve")).text)
     r = other.post(url, data={"comment": "ok", "csrf": token})
     assert r.status_code == 403
     assert approvals(store.registry, store.demo.fraud, store.demo.fraud_versions[1]) == []
@@ -181,12 +167,12 @@ def test_an_approver_approves_from_the_page(client: TestClient, store: Store) ->
     name, version = store.demo.fraud, store.demo.fraud_versions[1]
     page = client.get(_version_url(name, version)).text
     r = client.post(_version_url(name, version) + "/approve",
-                    data={"comment": "looks right", "csrf": _csrf(page)},
+                    data={"comment": "looks right", "csrf": csrf_of(page)},
                     follow_redirects=False)
     assert r.status_code == 303 and "decided=approve" in r.headers["location"]
     assert approvals(store.registry, name, version) == ["tester"]
     again = client.post(_version_url(name, version) + "/approve",
-                        data={"comment": "again", "csrf": _csrf(page)})
+                        data={"comment": "again", "csrf": csrf_of(page)})
     assert again.status_code == 400 and "already" in again.text  # the rule's own message
 
 
@@ -198,9 +184,9 @@ def test_team_mode_login_flow(team: TestClient, store: Store) -> None:
     assert form.status_code == 200 and 'type="password"' in form.text
     no_csrf = team.post("/login", data={"token": store.tokens[Role.VIEWER]})
     assert no_csrf.status_code == 403
-    wrong = team.post("/login", data={"token": "mlops_wrong", "csrf": _csrf(form.text)})
+    wrong = team.post("/login", data={"token": "mlops_wrong", "csrf": csrf_of(form.text)})
     assert wrong.status_code == 401 and 'id="login-error"' in wrong.text
-    ok = team.post("/login", data={"token": store.tokens[Role.VIEWER], "csrf": _csrf(form.text),
+    ok = team.post("/login", data={"token": store.tokens[Role.VIEWER], "csrf": csrf_of(form.text),
                                    "next": "/models/churn/versions/1.0.0"},
                    follow_redirects=False)
     assert ok.status_code == 303 and ok.headers["location"] == "/models/churn/versions/1.0.0"
@@ -209,7 +195,7 @@ def test_team_mode_login_flow(team: TestClient, store: Store) -> None:
     assert "SameSite=strict" in cookie and "Path=/" in cookie
     page = team.get("/")
     assert page.status_code == 200 and 'data-role="viewer"' in page.text
-    out = team.post("/logout", data={"csrf": _csrf(page.text)}, follow_redirects=False)
+    out = team.post("/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
     assert out.status_code == 303
     assert team.get("/", follow_redirects=False).status_code == 303
 
@@ -217,14 +203,14 @@ def test_team_mode_login_flow(team: TestClient, store: Store) -> None:
 def test_a_viewer_sees_no_buttons_and_a_forged_post_gets_403(team: TestClient,
                                                              store: Store) -> None:
     name, version = store.demo.churn, store.demo.churn_versions[1]
-    _login(team, store.tokens[Role.VIEWER])
+    login(team, store.tokens[Role.VIEWER])
     page = team.get(_version_url(name, version))
     assert page.status_code == 200
     assert 'id="approve-form"' not in page.text and 'id="reject-form"' not in page.text
     assert "<button" in page.text  # only the log-out button
     assert page.text.count("<button") == 1
     forged = team.post(_version_url(name, version) + "/reject",
-                       data={"comment": "no", "csrf": _csrf(page.text)})
+                       data={"comment": "no", "csrf": csrf_of(page.text)})
     assert forged.status_code == 403 and "approver" in forged.text
     assert not any(e.action == "version.reject"
                    for e in store.registry.audit_log(subject=f"model/{name}/{version}"))
@@ -233,11 +219,11 @@ def test_a_viewer_sees_no_buttons_and_a_forged_post_gets_403(team: TestClient,
 def test_an_approver_in_team_mode_is_named_in_the_audit_log(team: TestClient,
                                                            store: Store) -> None:
     name, version = store.demo.churn, store.demo.churn_versions[1]
-    _login(team, store.tokens[Role.APPROVER])
+    login(team, store.tokens[Role.APPROVER])
     page = team.get(_version_url(name, version))
     assert 'id="approve-form"' in page.text
     r = team.post(_version_url(name, version) + "/reject",
-                  data={"comment": "canary not convincing", "csrf": _csrf(page.text)},
+                  data={"comment": "canary not convincing", "csrf": csrf_of(page.text)},
                   follow_redirects=False)
     assert r.status_code == 303
     event = store.registry.audit_log(subject=f"model/{name}/{version}",
@@ -247,14 +233,14 @@ def test_an_approver_in_team_mode_is_named_in_the_audit_log(team: TestClient,
 
 def test_a_revoked_token_ends_the_session(team: TestClient, store: Store) -> None:
     info, token = TokenService(store.registry).create("short-lived", Role.VIEWER)
-    _login(team, token)
+    login(team, token)
     assert team.get("/", follow_redirects=False).status_code == 200
     TokenService(store.registry).revoke(info.token_id, "test")
     r = team.get("/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
 
 
-def test_single_user_mode_needs_no_login(client: TestClient) -> None:
+def test_single_user_mode_needs_nologin(client: TestClient) -> None:
     r = client.get("/login", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/"
     page = client.get("/")

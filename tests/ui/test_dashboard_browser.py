@@ -48,7 +48,7 @@ SHOTS = REPO / "docs" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
     if REQUIRE:
         pytest.fail(f"{reason} (MLOPS_TEST_REQUIRE_BROWSER=1)", pytrace=False)
     pytest.skip(f"{reason}; install it with apt-get install chromium (never playwright "
@@ -73,7 +73,7 @@ class Served:
         return r.json()
 
 
-def _serves_dashboard(server: Server) -> bool:
+def serves_dashboard(server: Server) -> bool:
     r = httpx.get(server.url + "/login", headers={"accept": "text/html"}, timeout=10)
     return r.status_code == 200 and r.headers.get("content-type", "").startswith("text/html")
 
@@ -82,7 +82,7 @@ def _serves_dashboard(server: Server) -> bool:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``mlops serve --auth`` over two models, CI runs, a 20 % canary and a firing alert."""
     if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing")
+        unavailable(f"{CHROMIUM} is missing")
     root = tmp_path_factory.mktemp("browser")
     home = root / ".mlops"
     registry = ModelRegistry(Settings(home=home, actor="tester"))
@@ -92,25 +92,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
               for role in Role}
     args = ("--auth", "--controller-interval", "3600")
     server = start_server(home, *args)
-    assert _serves_dashboard(server), "mlops serve mounts the dashboard at /"
+    assert serves_dashboard(server), "mlops serve mounts the dashboard at /"
     try:
         yield Served(server, registry, demo, tokens)
     finally:
         server.stop()
 
-
-@pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    with sync_playwright() as p:
-        found = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield found
-        finally:
-            found.close()
 
 
 @dataclass
@@ -168,13 +155,13 @@ class Watch:
         assert self.dialogs == [], self.dialogs
 
 
-def _context(browser: Browser) -> BrowserContext:
+def new_context(browser: Browser) -> BrowserContext:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20_000)
     return context
 
 
-def _login(page: Page, served: Served, role: Role) -> None:
+def log_in(page: Page, served: Served, role: Role) -> None:
     page.goto(served.url + "/login")
     page.fill("#token", served.tokens[role])
     with page.expect_navigation():
@@ -182,7 +169,7 @@ def _login(page: Page, served: Served, role: Role) -> None:
     assert page.locator(f'[data-role="{role.value}"]').count() == 1
 
 
-def _shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / name), full_page=True)
 
@@ -192,11 +179,11 @@ def _version(served: Served, name: str, version: str) -> str:
 
 
 def test_login_flow_in_team_mode(browser: Browser, served: Served) -> None:
-    context = _context(browser)
+    context = new_context(browser)
     page = Watch(served.url).attach(context.new_page())
     page.goto(served.url + "/")
     assert page.url.startswith(served.url + "/login?next=")
-    _shot(page, "login.png")
+    shot(page, "login.png")
     page.fill("#token", "mlops_not_a_token")
     page.click("form.login button[type=submit]")
     assert "token" in page.locator("#login-error").inner_text().lower()
@@ -218,10 +205,10 @@ def test_pages_load_cleanly_and_show_the_api_numbers(browser: Browser,
                                                      served: Served) -> None:
     demo = served.demo
     stable, canary = demo.churn_versions
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.APPROVER)
+    log_in(page, served, Role.APPROVER)
 
     page.goto(served.url + "/")
     page.wait_for_load_state("networkidle")
@@ -241,7 +228,7 @@ def test_pages_load_cleanly_and_show_the_api_numbers(browser: Browser,
     assert firing[0]["rule"] in churn.locator(".incident-list").inner_text()
     models = served.api("/v1/models")
     assert page.locator("section.model").count() == len(models)
-    _shot(page, "models.png")
+    shot(page, "models.png")
 
     page.goto(_version(served, demo.churn, stable))
     page.wait_for_load_state("networkidle")
@@ -259,7 +246,7 @@ def test_pages_load_cleanly_and_show_the_api_numbers(browser: Browser,
     assert page.locator('#lineage [data-kind="version"]').count() >= 1
     assert page.locator('#compliance [data-framework]').count() == 2
     assert page.locator("#approve-form button").is_visible()
-    _shot(page, "version.png")
+    shot(page, "version.png")
 
     page.goto(_version(served, demo.churn, canary))
     page.wait_for_load_state("networkidle")
@@ -276,17 +263,17 @@ def test_pages_load_cleanly_and_show_the_api_numbers(browser: Browser,
 def test_a_viewer_sees_no_buttons_and_a_forged_post_gets_403(browser: Browser,
                                                              served: Served) -> None:
     name, version = served.demo.fraud, served.demo.fraud_versions[1]
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.VIEWER)
+    log_in(page, served, Role.VIEWER)
     page.goto(_version(served, name, version))
     page.wait_for_load_state("networkidle")
     assert page.locator("form[action$='/approve'], form[action$='/reject']").count() == 0
     assert page.locator("main button").count() == 0  # nothing that changes anything
     assert page.locator("button").all_inner_texts() == ["Log out"]
     watch.clean()
-    _shot(page, "version-viewer.png")
+    shot(page, "version-viewer.png")
     csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
     assert csrf
     forged = page.request.post(_version(served, name, version) + "/approve",
@@ -298,10 +285,10 @@ def test_a_viewer_sees_no_buttons_and_a_forged_post_gets_403(browser: Browser,
 
 def test_an_approver_approves_from_the_page(browser: Browser, served: Served) -> None:
     name, version = served.demo.fraud, served.demo.fraud_versions[1]
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.APPROVER)
+    log_in(page, served, Role.APPROVER)
     page.goto(_version(served, name, version))
     page.fill("#approve-comment", "gates and card read; approved")
     with page.expect_navigation():
@@ -317,16 +304,16 @@ def test_an_approver_approves_from_the_page(browser: Browser, served: Served) ->
 
 
 def test_an_unknown_version_is_a_404_page(browser: Browser, served: Served) -> None:
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.VIEWER)
+    log_in(page, served, Role.VIEWER)
     response = page.goto(_version(served, served.demo.churn, "9.9.9"))
     assert response is not None and response.status == 404
     assert page.locator('h1[data-status="404"]').is_visible()
     assert "9.9.9" in page.locator(".problem .message").inner_text()
     assert page.locator(".problem .fix").is_visible()
-    _shot(page, "not-found.png")
+    shot(page, "not-found.png")
     # the page itself answered 404 on purpose; nothing else may fail
     watch.statuses = [s for s in watch.statuses if not s.endswith("/versions/9.9.9")]
     watch.errors = [e for e in watch.errors if "404" not in e]

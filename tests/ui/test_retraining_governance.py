@@ -20,14 +20,15 @@ from mlops.registry.service import ModelRegistry
 from mlops.retraining.service import RetrainService
 from mlops.ui.web import create_dashboard
 from tests.ui.conftest import (
+    HTML,
     RETRAIN_LOG,
     Demo,
     RetrainDemo,
     add_retraining_and_governance,
     build_demo,
+    csrf_of,
+    login,
 )
-
-HTML = {"accept": "text/html"}
 
 
 @dataclass
@@ -67,17 +68,6 @@ def team(store: Store) -> Iterator[TestClient]:
         yield c
 
 
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    assert found, "no CSRF field on the page"
-    return found.group(1)
-
-
-def _login(c: TestClient, token: str) -> None:
-    form = c.get("/login")
-    r = c.post("/login", data={"token": token, "csrf": _csrf(form.text), "next": "/"},
-               follow_redirects=False)
-    assert r.status_code == 303, r.text
 
 
 # ------------------------------------------------------------------------ retraining
@@ -144,7 +134,7 @@ def test_retrain_now_queues_a_job_and_cancel_cancels_it(client: TestClient,
                                                         store: Store) -> None:
     page = client.get("/models/churn/retraining").text
     r = client.post("/models/churn/retraining/run", follow_redirects=False,
-                    data={"csrf": _csrf(page), "reason": "<b>bold</b> reason",
+                    data={"csrf": csrf_of(page), "reason": "<b>bold</b> reason",
                           "priority": "low"})
     assert r.status_code == 303
     service = RetrainService(store.registry)
@@ -156,14 +146,14 @@ def test_retrain_now_queues_a_job_and_cancel_cancels_it(client: TestClient,
     shown = client.get(r.headers["location"]).text
     assert 'id="queued"' in shown and "&lt;b&gt;bold&lt;/b&gt; reason" in shown
     assert f'action="/retraining/jobs/{job.id}/cancel"' in shown
-    r = client.post(f"/retraining/jobs/{job.id}/cancel", data={"csrf": _csrf(shown)},
+    r = client.post(f"/retraining/jobs/{job.id}/cancel", data={"csrf": csrf_of(shown)},
                     follow_redirects=False)
     assert r.status_code == 303
     assert service.job(job.id)[0].state.value == "cancelled"
     events = store.registry.audit_log(subject=f"model/churn/retrain/{job.id}",
                                       action="retrain.job.cancel")
     assert [e.actor for e in events] == ["tester"]
-    again = client.post(f"/retraining/jobs/{job.id}/cancel", data={"csrf": _csrf(shown)})
+    again = client.post(f"/retraining/jobs/{job.id}/cancel", data={"csrf": csrf_of(shown)})
     assert again.status_code == 400 and "nothing to cancel" in again.text
 
 
@@ -171,7 +161,7 @@ def test_retrain_now_without_a_configuration_shows_the_fix(client: TestClient,
                                                            store: Store) -> None:
     page = client.get("/models/fraud/retraining").text
     before = len(RetrainService(store.registry).jobs("fraud"))
-    r = client.post("/models/fraud/retraining/run", data={"csrf": _csrf(page)})
+    r = client.post("/models/fraud/retraining/run", data={"csrf": csrf_of(page)})
     assert r.status_code == 409
     assert 'id="run-error"' in r.text
     assert "fraud has no retraining configuration." in r.text
@@ -191,21 +181,21 @@ def test_forms_without_the_csrf_token_are_refused(client: TestClient, store: Sto
 
 def test_a_viewer_sees_no_buttons_and_cannot_retrain(team: TestClient, store: Store) -> None:
     assert team.get("/retraining", follow_redirects=False).status_code == 303  # log in
-    _login(team, store.tokens[Role.VIEWER])
+    login(team, store.tokens[Role.VIEWER])
     before = len(RetrainService(store.registry).jobs("churn"))
     page = team.get("/models/churn/retraining").text
     assert "run-form" not in page and "cancel-form" not in page
     assert "<button" in page and page.count("<button") == 1  # log out only
-    r = team.post("/models/churn/retraining/run", data={"csrf": _csrf(page)})
+    r = team.post("/models/churn/retraining/run", data={"csrf": csrf_of(page)})
     assert r.status_code == 403 and "developer" in r.text
     assert len(RetrainService(store.registry).jobs("churn")) == before
 
 
 def test_a_developer_retrains_in_team_mode(team: TestClient, store: Store) -> None:
-    _login(team, store.tokens[Role.DEVELOPER])
+    login(team, store.tokens[Role.DEVELOPER])
     page = team.get("/models/churn/retraining").text
     assert 'id="run-form"' in page
-    r = team.post("/models/churn/retraining/run", data={"csrf": _csrf(page)},
+    r = team.post("/models/churn/retraining/run", data={"csrf": csrf_of(page)},
                   follow_redirects=False)
     assert r.status_code == 303
     job = RetrainService(store.registry).jobs("churn", limit=1)[0]

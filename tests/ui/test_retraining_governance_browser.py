@@ -18,15 +18,14 @@ from mlops.registry.service import ModelRegistry
 from tests.serving.conftest import start_server
 from tests.ui.conftest import RETRAIN_LOG, add_retraining_and_governance, build_demo
 from tests.ui.test_dashboard_browser import (
-    ARGS,
     CHROMIUM,
     Served,
     Watch,
-    _context,
-    _login,
-    _serves_dashboard,
-    _shot,
-    _unavailable,
+    log_in,
+    new_context,
+    serves_dashboard,
+    shot,
+    unavailable,
 )
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``mlops serve --auth`` over the demo with churn's retraining and KPIs."""
     if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing")
+        unavailable(f"{CHROMIUM} is missing")
     root = tmp_path_factory.mktemp("browser-rg")
     home = root / ".mlops"
     registry = ModelRegistry(Settings(home=home, actor="tester"))
@@ -46,34 +45,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tokens = {role: TokenService(registry).create(f"{role.value}-user", role)[1]
               for role in Role}
     server = start_server(home, "--auth", "--controller-interval", "3600")
-    assert _serves_dashboard(server)
+    assert serves_dashboard(server)
     try:
         yield Served(server, registry, demo, tokens)
     finally:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    with sync_playwright() as p:
-        found = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield found
-        finally:
-            found.close()
-
 
 def test_retraining_pages_show_the_api_numbers_and_retrain_now_queues_a_job(
         browser: Browser, served: Served) -> None:
     churn = served.demo.churn
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.DEVELOPER)
+    log_in(page, served, Role.DEVELOPER)
 
     page.goto(served.url + "/retraining")
     page.wait_for_load_state("networkidle")
@@ -92,7 +78,7 @@ def test_retraining_pages_show_the_api_numbers_and_retrain_now_queues_a_job(
     assert shown.count() == len(config["triggers"])
     assert [shown.nth(i).get_attribute("data-trigger") for i in range(shown.count())] == \
         [t["name"] for t in config["triggers"]]
-    _shot(page, "retraining.png")
+    shot(page, "retraining.png")
 
     finished = next(j for j in jobs if j["state"] == "succeeded")
     page.goto(f'{served.url}/retraining/jobs/{finished["id"]}')
@@ -118,10 +104,10 @@ def test_retraining_pages_show_the_api_numbers_and_retrain_now_queues_a_job(
 
 
 def test_governance_pages_show_the_api_numbers(browser: Browser, served: Served) -> None:
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.VIEWER)
+    log_in(page, served, Role.VIEWER)
 
     page.goto(served.url + "/governance")
     page.wait_for_load_state("networkidle")
@@ -133,7 +119,7 @@ def test_governance_pages_show_the_api_numbers(browser: Browser, served: Served)
     rows = page.locator("table.audit tr[data-seq]")
     assert rows.count() == len(events)
     assert rows.first.get_attribute("data-seq") == str(events[0]["seq"])
-    _shot(page, "governance.png")
+    shot(page, "governance.png")
 
     page.fill("#audit-filter input[name=subject]", f"model/{served.demo.churn}")
     page.fill("#audit-filter input[name=action]", "retrain.")
@@ -150,7 +136,7 @@ def test_governance_pages_show_the_api_numbers(browser: Browser, served: Served)
     assert page.locator('[data-missing="KPI handling_cost"]').is_visible()
     score = page.locator("#maturity-score").get_attribute("data-score")
     assert score is not None and 0 <= float(score) <= 5
-    _shot(page, "model-governance.png")
+    shot(page, "model-governance.png")
     watch.clean()
     context.close()
 
@@ -158,10 +144,10 @@ def test_governance_pages_show_the_api_numbers(browser: Browser, served: Served)
 def test_a_viewer_sees_no_retrain_buttons_and_a_forged_post_gets_403(
         browser: Browser, served: Served) -> None:
     churn = served.demo.churn
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.VIEWER)
+    log_in(page, served, Role.VIEWER)
     before = served.api("/v1/retrain/jobs", model=churn)
     queued = [j for j in before if j["state"] == "queued"]
     page.goto(f"{served.url}/models/{churn}/retraining")
@@ -185,10 +171,10 @@ def test_a_viewer_sees_no_retrain_buttons_and_a_forged_post_gets_403(
 
 
 def test_an_unknown_job_is_a_404_page(browser: Browser, served: Served) -> None:
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.VIEWER)
+    log_in(page, served, Role.VIEWER)
     response = page.goto(f"{served.url}/retraining/jobs/424242")
     assert response is not None and response.status == 404
     assert "424242" in page.locator(".problem .message").inner_text()

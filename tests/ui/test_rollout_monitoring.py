@@ -21,9 +21,16 @@ from mlops.monitoring.snapshots import snapshot_series
 from mlops.registry.service import ModelRegistry
 from mlops.ui.web import create_dashboard
 from mlops.ui.web.svg import Point, bar_chart, heatmap, lines_chart
-from tests.ui.conftest import XSS, Demo, LiveDemo, add_rollout_and_monitoring, build_demo
-
-HTML = {"accept": "text/html"}
+from tests.ui.conftest import (
+    HTML,
+    XSS,
+    Demo,
+    LiveDemo,
+    add_rollout_and_monitoring,
+    build_demo,
+    csrf_of,
+    login,
+)
 
 
 @dataclass
@@ -63,17 +70,6 @@ def team(store: Store) -> Iterator[TestClient]:
         yield c
 
 
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    assert found, "no CSRF field on the page"
-    return found.group(1)
-
-
-def _login(c: TestClient, token: str) -> None:
-    form = c.get("/login")
-    r = c.post("/login", data={"token": token, "csrf": _csrf(form.text), "next": "/"},
-               follow_redirects=False)
-    assert r.status_code == 303, r.text
 
 
 def _rollout_url(store: Store) -> str:
@@ -137,7 +133,7 @@ def test_the_confirm_page_asks_before_acting(client: TestClient, store: Store) -
     assert page.status_code == 200
     assert 'id="confirm-form"' in page.text and "back to the stable version" in page.text
     assert f'action="{_rollout_url(store)}/abort"' in page.text
-    assert _csrf(page.text)
+    assert csrf_of(page.text)
     assert client.get(_rollout_url(store) + "/explode").status_code == 404
 
 
@@ -206,20 +202,20 @@ def test_monitoring_live_json(client: TestClient, store: Store) -> None:
 
 def test_a_viewer_sees_no_buttons_and_forged_posts_get_403(team: TestClient,
                                                             store: Store) -> None:
-    _login(team, store.tokens[Role.VIEWER])
+    login(team, store.tokens[Role.VIEWER])
     page = team.get(_rollout_url(store))
     assert page.status_code == 200 and 'id="actions"' not in page.text
     assert page.text.count("<button") == 1  # log out
     assert team.get(_rollout_url(store) + "/rollback").status_code == 403
     forged = team.post(_rollout_url(store) + "/rollback",
-                       data={"reason": "x", "csrf": _csrf(page.text)})
+                       data={"reason": "x", "csrf": csrf_of(page.text)})
     assert forged.status_code == 403 and "developer" in forged.text
     monitoring = team.get(_monitoring_url(store))
     assert monitoring.status_code == 200 and 'class="ack-form"' not in monitoring.text
     assert monitoring.text.count("<button") == 2  # log out, and "show" of the feature form
     forged = team.post(f"/models/{store.demo.churn}/monitoring/alerts/"
                        f"{store.demo.alert_id}/ack",
-                       data={"note": "x", "csrf": _csrf(page.text)})
+                       data={"note": "x", "csrf": csrf_of(page.text)})
     assert forged.status_code == 403
     assert AlertManager(store.registry).alerts(store.demo.churn)[0].acked_by is None
     rollout = RolloutManager(store.registry).status(store.demo.fraud, "production")
@@ -228,10 +224,10 @@ def test_a_viewer_sees_no_buttons_and_forged_posts_get_403(team: TestClient,
 
 def test_a_developer_acknowledges_but_production_rollouts_need_an_approver(
         team: TestClient, store: Store) -> None:
-    _login(team, store.tokens[Role.DEVELOPER])
+    login(team, store.tokens[Role.DEVELOPER])
     page = team.get(_monitoring_url(store))
     r = team.post(f"/models/{store.demo.churn}/monitoring/alerts/{store.demo.alert_id}/ack",
-                  data={"note": "looking", "csrf": _csrf(page.text),
+                  data={"note": "looking", "csrf": csrf_of(page.text),
                         "environment": "production"}, follow_redirects=False)
     assert r.status_code == 303 and "acked=" in r.headers["location"]
     alert = AlertManager(store.registry).alerts(store.demo.churn)[0]
@@ -242,25 +238,25 @@ def test_a_developer_acknowledges_but_production_rollouts_need_an_approver(
     confirm = team.get(_rollout_url(store) + "/pause")  # the buttons show for developers
     assert confirm.status_code == 200
     refused = team.post(_rollout_url(store) + "/pause",
-                        data={"reason": "x", "csrf": _csrf(confirm.text)})
+                        data={"reason": "x", "csrf": csrf_of(confirm.text)})
     assert refused.status_code == 403 and "approver" in refused.text
 
 
 def test_an_approver_pauses_resumes_and_rolls_back(team: TestClient, store: Store) -> None:
-    _login(team, store.tokens[Role.APPROVER])
+    login(team, store.tokens[Role.APPROVER])
     confirm = team.get(_rollout_url(store) + "/pause")
     r = team.post(_rollout_url(store) + "/pause",
-                  data={"reason": XSS, "csrf": _csrf(confirm.text)}, follow_redirects=False)
+                  data={"reason": XSS, "csrf": csrf_of(confirm.text)}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].endswith("?done=pause")
     page = team.get(r.headers["location"])
     assert 'id="done"' in page.text and XSS not in page.text
     assert "&lt;script&gt;" in page.text
     assert 'id="action-resume"' in page.text and 'id="action-pause"' not in page.text
-    team.post(_rollout_url(store) + "/resume", data={"csrf": _csrf(page.text)})
+    team.post(_rollout_url(store) + "/resume", data={"csrf": csrf_of(page.text)})
     rollout = RolloutManager(store.registry).status(store.demo.fraud, "production")
     assert rollout is not None and rollout.state == "progressing"
     team.post(_rollout_url(store) + "/rollback",
-              data={"reason": "from the dashboard", "csrf": _csrf(page.text)})
+              data={"reason": "from the dashboard", "csrf": csrf_of(page.text)})
     rollout = RolloutManager(store.registry).status(store.demo.fraud, "production")
     assert rollout is not None and rollout.state == "rolled_back"
     events = store.registry.audit_log(subject=f"model/{store.demo.fraud}/env/production",

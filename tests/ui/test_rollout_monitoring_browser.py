@@ -21,39 +21,24 @@ from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from tests.serving.conftest import start_server
 from tests.ui.conftest import add_rollout_and_monitoring, build_demo
-from tests.ui.test_dashboard_browser import ARGS, CHROMIUM, REQUIRE, SHOTS, Watch
+from tests.ui.test_dashboard_browser import (
+    CHROMIUM,
+    Watch,
+    log_in,
+    new_context,
+    shot,
+    unavailable,
+)
 from tests.ui.test_dashboard_browser import Served as DashboardServed
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, Page
 
 LIVE_WAIT_MS = 15_000  # live.js polls every 3 s
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"{reason} (MLOPS_TEST_REQUIRE_BROWSER=1)", pytrace=False)
-    pytest.skip(f"{reason}; install it with apt-get install chromium (never playwright "
-                "install), or set MLOPS_TEST_REQUIRE_BROWSER=1 to make this a failure")
 
 
-def _context(browser: Browser) -> BrowserContext:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(20_000)
-    return context
-
-
-def _login(page: Page, served: Served, role: Role) -> None:
-    page.goto(served.url + "/login")
-    page.fill("#token", served.tokens[role])
-    with page.expect_navigation():
-        page.click("form.login button[type=submit]")
-    assert page.locator(f'[data-role="{role.value}"]').count() == 1
-
-
-def _shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
 @dataclass
@@ -80,7 +65,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``mlops serve --auth`` over the demo plus a fraud canary with an analysis and churn's
     metric snapshots."""
     if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing")
+        unavailable(f"{CHROMIUM} is missing")
     root = tmp_path_factory.mktemp("live-browser")
     home = root / ".mlops"
     registry = ModelRegistry(Settings(home=home, actor="tester"))
@@ -97,19 +82,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    with sync_playwright() as p:
-        found = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield found
-        finally:
-            found.close()
-
 
 def _mark(page: Page) -> None:
     """A marker that a reload would erase."""
@@ -122,10 +94,10 @@ def _not_reloaded(page: Page) -> bool:
 
 def test_rollout_page_shows_the_api_numbers_and_updates_live(browser: Browser,
                                                              served: Served) -> None:
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.APPROVER)
+    log_in(page, served, Role.APPROVER)
     page.goto(served.rollout)
     page.wait_for_load_state("networkidle")
     api = served.api(f"/v1/rollouts/{served.demo.fraud}/production")
@@ -145,7 +117,7 @@ def test_rollout_page_shows_the_api_numbers_and_updates_live(browser: Browser,
     assert page.locator(f'article[data-analysis="{number}"] .srm').get_attribute(
         "data-srm-p") == f'{srm["p_value"]:.4g}'
     assert page.locator("#live").get_attribute("data-live-polling") == "on"
-    _shot(page, "rollout.png")
+    shot(page, "rollout.png")
 
     _mark(page)  # pause through the API: the page shows it without a reload
     served.post(f"/v1/rollouts/{served.demo.fraud}/production/pause", {"reason": "look"})
@@ -161,10 +133,10 @@ def test_rollout_page_shows_the_api_numbers_and_updates_live(browser: Browser,
 
 def test_monitoring_page_draws_charts_and_updates_live(browser: Browser,
                                                        served: Served) -> None:
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.DEVELOPER)
+    log_in(page, served, Role.DEVELOPER)
     page.goto(served.monitoring)
     page.wait_for_load_state("networkidle")
     churn = served.demo.churn
@@ -188,7 +160,7 @@ def test_monitoring_page_draws_charts_and_updates_live(browser: Browser,
     firing = served.api("/v1/alerts", model=churn, state="firing", environment="production")
     assert page.locator("#count-firing").inner_text() == str(len(firing))
     assert page.locator("form.ack-form").count() == len(firing) > 0
-    _shot(page, "monitoring.png")
+    shot(page, "monitoring.png")
 
     _mark(page)  # acknowledge through the API: the counts change without a reload
     served.post(f"/v1/alerts/{firing[0]['id']}/ack", {"note": "on it"})
@@ -202,9 +174,9 @@ def test_monitoring_page_draws_charts_and_updates_live(browser: Browser,
 
 
 def test_polling_stops_while_the_tab_is_hidden(browser: Browser, served: Served) -> None:
-    context = _context(browser)
+    context = new_context(browser)
     page = Watch(served.url).attach(context.new_page())
-    _login(page, served, Role.VIEWER)
+    log_in(page, served, Role.VIEWER)
     page.goto(served.rollout)
     polls: list[str] = []
     page.on("request", lambda r: polls.append(r.url) if "live.json" in r.url else None)
@@ -227,10 +199,10 @@ def test_polling_stops_while_the_tab_is_hidden(browser: Browser, served: Served)
 
 def test_a_viewer_sees_no_buttons_and_a_forged_post_gets_403(browser: Browser,
                                                              served: Served) -> None:
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.VIEWER)
+    log_in(page, served, Role.VIEWER)
     for url in (served.rollout, served.monitoring):
         page.goto(url)
         page.wait_for_load_state("networkidle")
@@ -250,10 +222,10 @@ def test_a_viewer_sees_no_buttons_and_a_forged_post_gets_403(browser: Browser,
 def test_the_rollback_button_rolls_back(browser: Browser, served: Served) -> None:
     fraud = served.demo.fraud
     stable, candidate = served.demo.fraud_versions
-    context = _context(browser)
+    context = new_context(browser)
     watch = Watch(served.url)
     page = watch.attach(context.new_page())
-    _login(page, served, Role.APPROVER)
+    log_in(page, served, Role.APPROVER)
     page.goto(served.rollout)
     with page.expect_navigation():
         page.click("#action-rollback")

@@ -304,13 +304,11 @@ def _cat(store: LogStore, path: str) -> bytes:
 
 def _remove(store: LogStore, path: str) -> None:
     """Delete one file; gone already is fine."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         if store.local:
             os.unlink(path)
         else:
             store.fs.rm_file(path)
-    except FileNotFoundError:
-        pass
 
 
 def start_purge(store: LogStore, run: str, partitions: Sequence[Partition], *,
