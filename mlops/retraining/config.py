@@ -28,7 +28,6 @@ the file, the line and the key (``retrain.yaml, line 9: triggers[0].share: ...``
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import shlex
 from enum import StrEnum
@@ -50,7 +49,8 @@ from pydantic import (
 )
 
 from mlops._yaml import line_of
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, MonitoringError
+from mlops.monitoring.rules import parse_duration as rules_duration
 
 __all__ = [
     "QUALITY_METRICS",
@@ -74,10 +74,6 @@ __all__ = [
 #: evaluator snapshots per window.
 QUALITY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae",
                    "rmse", "r2")
-#: The longest duration accepted (the prediction log is kept for a year).
-MAX_DURATION = 366 * 86_400.0
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, None: 1.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
                  "@hourly")
@@ -122,24 +118,16 @@ _DURATION_FIX = "Write a duration such as 90s, 30m, 6h or 2d."
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds in ``"90s"``, ``"30m"``, ``"6h"``, ``"2d"`` or a plain number of seconds;
-    :class:`ValueError` for anything else, a negative or an over-a-year duration."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    """Seconds in ``"90s"``, ``"30m"``, ``"6h"``, ``"2d"`` or a plain number of seconds, as
+    monitoring rules read them (:func:`mlops.monitoring.rules.parse_duration`: at most
+    366 days); :class:`ValueError` naming the fix otherwise."""
+    if not isinstance(value, int | float | str):
         raise _Invalid(f"{value!r} is not a duration", _DURATION_FIX)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise _Invalid(f"{value!r} is not a duration", _DURATION_FIX)
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise _Invalid(f"{value!r} is not a finite duration of 0 or more",
-                       _DURATION_FIX)
-    if seconds > MAX_DURATION:
-        raise _Invalid(f"{value!r} is longer than 366d",
-                       "Use at most 366d (the prediction log is kept for a year).")
-    return seconds
+    try:
+        return rules_duration(value)
+    except MonitoringError as exc:  # its message names the field as "duration=..."
+        raise _Invalid(exc.message.removeprefix("duration=").rstrip("."),
+                       _DURATION_FIX) from exc
 
 
 def format_duration(seconds: float) -> str:
