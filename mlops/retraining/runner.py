@@ -25,7 +25,9 @@ stopped the same way, so no job leaves anything running.
      of forked workers is over-counted;
   2. the ``ru_maxrss`` that ``os.wait4`` reports for the job's own process when it is reaped:
      the kernel's exact high-water mark of that process, or of the largest of the
-     descendants it waited for itself - a maximum, not a sum, over the tree.
+     descendants it waited for itself - a maximum, not a sum, over the tree. It counts the
+     parent's pages the child held between ``fork`` and ``exec`` too, so a figure that is
+     not below the server's own size at launch is left out (the samples stand alone).
 
   Processes that leave the group (``setsid``, ``setpgid``: daemons) escape both the
   measurement and the kill; only a cgroup (a container, ``systemd-run --scope``) contains
@@ -286,6 +288,10 @@ class _Job:
         self.maxrss_bytes = 0
         self.sampled_peak = 0
         self.sampled = False
+        #: this process's own resident size when it forked the job: the kernel's high-water
+        #: mark of the job starts from the parent's pages until ``exec``, so a figure at or
+        #: above this one may be the parent's, not the job's
+        self.parent_rss = _own_rss()
         self._pidfd: int | None = None
         with contextlib.suppress(AttributeError, OSError):
             self._pidfd = os.pidfd_open(self.pid)
@@ -361,9 +367,10 @@ class _Job:
         return True
 
     def peak_mb(self) -> float | None:
-        if not self.sampled and not self.maxrss_bytes:
+        kernel = self.maxrss_bytes if self.maxrss_bytes < self.parent_rss else 0
+        if not self.sampled and not kernel:
             return None
-        return max(self.sampled_peak, self.maxrss_bytes) / 2**20
+        return max(self.sampled_peak, kernel) / 2**20
 
 
 def _read_pipe(fd: int, buffer: LogBuffer, stop: threading.Event) -> None:
@@ -504,3 +511,12 @@ def run_command(
             outcome, error = RunOutcome.FAILED, _describe_exit(job.status)
     return RunResult(outcome, job.status, wall, job.peak_mb(), buffer.text(),
                      buffer.total_bytes, error)
+
+
+def _own_rss() -> int:
+    """This process's resident set size in bytes (0 when /proc cannot tell)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
