@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
@@ -107,6 +107,23 @@ class RunStore:
                 CIRunRow.model_name == model, CIRunRow.version == version)).all()
             return any(bool(r.get("gates_passed")) for r in reports)
 
+    def newest_per_version(self, versions: Mapping[str, Collection[str]]
+                           ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The newest run of each of ``versions`` (model name -> version strings) that has
+        one, in one query (the models page's last gate result per version); rows as
+        :meth:`runs` gives them."""
+        names = [m for m, vs in versions.items() if vs]
+        wanted = {v for m in names for v in versions[m]}
+        if not names:
+            return {}
+        with self.registry.context.store.read() as s:
+            newest = (select(func.max(CIRunRow.id).label("id"))
+                      .where(CIRunRow.model_name.in_(names), CIRunRow.version.in_(wanted))
+                      .group_by(CIRunRow.model_name, CIRunRow.version).subquery())
+            rows = s.scalars(select(CIRunRow).join(newest, newest.c.id == CIRunRow.id)).all()
+            return {(r.model_name, str(r.version)): _row(r) for r in rows
+                    if r.version in versions[r.model_name]}
+
     def runs(self, model: str, version: str | None = None, limit: int = 20
              ) -> list[dict[str, Any]]:
         with self.registry.context.store.read() as s:
@@ -114,5 +131,9 @@ class RunStore:
             if version is not None:
                 query = query.where(CIRunRow.version == version)
             rows = s.scalars(query.order_by(CIRunRow.id.desc()).limit(limit)).all()
-            return [{"run": r.id, "version": r.version, "status": r.status,
-                     "started_at": r.started_at.isoformat(), "report": r.report} for r in rows]
+            return [_row(r) for r in rows]
+
+
+def _row(r: CIRunRow) -> dict[str, Any]:
+    return {"run": r.id, "version": r.version, "status": r.status,
+            "started_at": r.started_at.isoformat(), "report": r.report}

@@ -21,6 +21,7 @@ from mlops.governance.compliance import (
 )
 from mlops.governance.impact import ImpactReport, calculate_roi, impact_report
 from mlops.governance.lineage import LineageNode, track_lineage
+from mlops.governance.memo import memoized, one_reading
 from mlops.governance.retention import (
     CompactionReport,
     RetentionPolicy,
@@ -59,6 +60,8 @@ __all__ = [
     "compact_prediction_log",
     "compliance_report",
     "impact_report",
+    "memoized",
+    "one_reading",
     "retention_policy",
     "track_lineage",
 ]

@@ -28,6 +28,7 @@ from mlops.ci.runs import RunStore
 from mlops.deployment.routes import RoutingService
 from mlops.errors import MlopsError
 from mlops.governance.impact import cost_report, kpi_report
+from mlops.governance.memo import memoized
 from mlops.monitoring.alerts import AlertManager
 from mlops.monitoring.snapshots import latest_snapshots
 from mlops.registry.service import ModelRegistry
@@ -143,6 +144,7 @@ class _Evidence:
         return None
 
 
+@memoized
 def build_card(registry: ModelRegistry, name: str, version: str) -> ModelCard:
     """The card of ``name`` ``version`` (a number, alias or stage) from recorded evidence."""
     mv = registry.get_version(name, version)

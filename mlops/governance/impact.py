@@ -39,6 +39,7 @@ from typing import Any
 
 from mlops.ci.runs import RunStore
 from mlops.errors import ArtifactError, GovernanceError
+from mlops.governance.memo import memoized
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from mlops.store.kpis import (
@@ -463,6 +464,7 @@ def _version_cost(registry: ModelRegistry, model: str, version: str, logged: _Lo
                        logged.latency_ms, tuple(missing))
 
 
+@memoized
 def cost_report(registry: ModelRegistry, model: str, *, version: str | None = None,
                 since: datetime | None = None, until: datetime | None = None) -> CostReport:
     """Cost per 1,000 predictions of each version of ``model`` that logged predictions in

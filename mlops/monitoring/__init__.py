@@ -26,7 +26,7 @@ from mlops.monitoring.channels import (
 )
 from mlops.monitoring.drift_detector import DriftDetector
 from mlops.monitoring.evaluator import Evaluator
-from mlops.monitoring.health import HealthPart, HealthScore, health_score
+from mlops.monitoring.health import HealthPart, HealthScore, health_score, health_status
 from mlops.monitoring.model_monitor import get_model_monitor
 from mlops.monitoring.monitor import Evaluation, ModelMonitor, MonitorStatus, PerformanceCheck
 from mlops.monitoring.performance import (
@@ -37,7 +37,12 @@ from mlops.monitoring.performance import (
     performance_window,
 )
 from mlops.monitoring.rules import DEFAULT_RULES, AlertRule, load_rules, parse_duration
-from mlops.monitoring.snapshots import Snapshot, latest_snapshots, snapshot_series
+from mlops.monitoring.snapshots import (
+    Snapshot,
+    latest_by_deployment,
+    latest_snapshots,
+    snapshot_series,
+)
 from mlops.monitoring.window import LoggedWindow, read_window
 
 __all__ = [
@@ -68,7 +73,9 @@ __all__ = [
     "channel_from_config",
     "get_model_monitor",
     "health_score",
+    "health_status",
     "labelled_rows",
+    "latest_by_deployment",
     "latest_snapshots",
     "load_rules",
     "parse_duration",

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["WEIGHTS", "HealthPart", "HealthScore", "health_score"]
+__all__ = ["WEIGHTS", "HealthPart", "HealthScore", "health_score", "health_status"]
 
 WEIGHTS = {"performance": 0.35, "drift": 0.25, "system": 0.25, "data_quality": 0.15}
 _HIGHER_BETTER = ("accuracy", "f1", "roc_auc", "r2", "precision", "recall")
@@ -130,5 +130,11 @@ def health_score(values: Mapping[str, float | None], baselines: Mapping[str, flo
         return HealthScore(None, "unknown", parts)
     total = sum(w for w, _ in scored)
     score = round(sum(w * s for w, s in scored) / total, 1)
-    status = "healthy" if score >= 80 else "degraded" if score >= 50 else "unhealthy"
-    return HealthScore(score, status, parts)
+    return HealthScore(score, health_status(score), parts)
+
+
+def health_status(score: float | None) -> str:
+    """``healthy`` (>= 80), ``degraded`` (>= 50), ``unhealthy``, or ``unknown`` (no score)."""
+    if score is None:
+        return "unknown"
+    return "healthy" if score >= 80 else "degraded" if score >= 50 else "unhealthy"

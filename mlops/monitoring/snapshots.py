@@ -19,8 +19,8 @@ from mlops.registry.service import ModelRegistry
 from mlops.store.catalog import model_row
 from mlops.store.schema import MetricSnapshotRow, ModelRow
 
-__all__ = ["Snapshot", "count_snapshots_before", "delete_snapshots_before", "latest_snapshots",
-           "record_snapshots", "snapshot_series"]
+__all__ = ["Snapshot", "count_snapshots_before", "delete_snapshots_before",
+           "latest_by_deployment", "latest_snapshots", "record_snapshots", "snapshot_series"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,21 @@ def latest_snapshots(registry: ModelRegistry, model: str, *, environment: str | 
         rows = s.scalars(select(MetricSnapshotRow).join(
             newest, newest.c.id == MetricSnapshotRow.id)).all()
         return {r.metric: _snapshot(r, model) for r in rows}
+
+
+def latest_by_deployment(registry: ModelRegistry, metric: str
+                         ) -> dict[tuple[str, str], Snapshot]:
+    """The newest environment-level snapshot of ``metric`` for every (model, environment)
+    the evaluator has judged, in one query (the models page's health per cell)."""
+    with registry.context.store.read() as s:
+        newest = (select(func.max(MetricSnapshotRow.id).label("id"))
+                  .where(MetricSnapshotRow.metric == metric, MetricSnapshotRow.version == "")
+                  .group_by(MetricSnapshotRow.model_id, MetricSnapshotRow.environment)
+                  .subquery())
+        rows = s.execute(select(MetricSnapshotRow, ModelRow.name)
+                         .join(newest, newest.c.id == MetricSnapshotRow.id)
+                         .join(ModelRow, ModelRow.id == MetricSnapshotRow.model_id)).all()
+        return {(name, row.environment): _snapshot(row, name) for row, name in rows}
 
 
 def count_snapshots_before(session: Session, before: datetime) -> int:

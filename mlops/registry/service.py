@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, cast
 
@@ -43,7 +43,7 @@ from mlops.registry.reference import (
 from mlops.registry.registration import check_tag, finite_metric, register_version
 from mlops.registry.search import compile_clauses, parse_query
 from mlops.registry.types import ABTest, ModelVersion, RegisteredModel
-from mlops.registry.views import summaries, to_version, utc
+from mlops.registry.views import summaries, to_version, to_versions, utc
 from mlops.stats.profile import ReferenceProfile
 from mlops.store.artifacts import ArtifactStore
 from mlops.store.audit import (
@@ -75,7 +75,7 @@ from mlops.store.schema import (
     VersionTagRow,
     utcnow,
 )
-from mlops.store.versions import normalize_stage, parse_version, validate_alias
+from mlops.store.versions import normalize_stage, validate_alias, version_key
 
 __all__ = ["ModelRegistry"]
 
@@ -184,8 +184,39 @@ class ModelRegistry:
         with self.store.read() as s:
             model = model_row(s, name)
             rows = s.scalars(select(VersionRow).where(VersionRow.model_id == model.id)).all()
-            out = [to_version(s, r, name) for r in rows]
-        return sorted(out, key=lambda v: parse_version(v.version))
+            out = to_versions(s, [(r, name) for r in rows])
+        return sorted(out, key=lambda v: version_key(v.version))
+
+    def notable_versions(self, newest: int = 5,
+                         also: Mapping[str, Collection[str]] | None = None
+                         ) -> dict[str, list[ModelVersion]]:
+        """Per model (keyed by name, oldest first): its ``newest`` newest versions, every
+        version in Staging or Production or with an alias, and the versions ``also`` names
+        (e.g. those a route serves). Reads only those versions in full, so an overview costs
+        the same with 20 versions a model as with 2,000."""
+        also = also or {}
+        with self.store.read() as s:
+            aliased = set(s.scalars(select(AliasRow.version_id)))
+            listed: dict[str, list[tuple[str, str, int]]] = {}
+            for name, version, stage, vid in s.execute(
+                    select(ModelRow.name, VersionRow.version, VersionRow.stage, VersionRow.id)
+                    .join(ModelRow, VersionRow.model_id == ModelRow.id)):
+                listed.setdefault(name, []).append((version, stage, vid))
+            wanted: list[int] = []
+            for name, versions in listed.items():
+                versions.sort(key=lambda t: version_key(t[0]))
+                named = set(also.get(name, ()))
+                wanted += [vid for i, (version, stage, vid) in enumerate(versions)
+                           if i >= len(versions) - newest or stage in ("Staging", "Production")
+                           or vid in aliased or version in named]
+            rows = s.execute(select(VersionRow, ModelRow.name)
+                             .join(ModelRow, VersionRow.model_id == ModelRow.id)
+                             .where(VersionRow.id.in_(wanted))).all() if wanted else []
+            versions_out = to_versions(s, [(row, name) for row, name in rows])
+        out: dict[str, list[ModelVersion]] = {}
+        for mv in sorted(versions_out, key=lambda v: version_key(v.version)):
+            out.setdefault(mv.model, []).append(mv)
+        return out
 
     def get_model(self, name: str) -> RegisteredModel:
         with self.store.read() as s:
@@ -206,7 +237,7 @@ class ModelRegistry:
                           VersionRow.patch.desc(), VersionRow.id.desc())
                 .limit(limit)
             ).all()
-            return [to_version(s, row, name) for row, name in rows]
+            return to_versions(s, [(row, name) for row, name in rows])
 
     # ------------------------------------------------------------------ stages, aliases, tags
     def promote(self, name: str, version: str, stage: str, *, archive_existing: bool = True,

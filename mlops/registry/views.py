@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -11,9 +12,12 @@ from mlops.flavors.signature import Signature
 from mlops.registry.lineage import Lineage
 from mlops.registry.types import ModelVersion, RegisteredModel
 from mlops.store.schema import AliasRow, MetricRow, ModelRow, ModelTagRow, VersionRow, VersionTagRow
-from mlops.store.versions import parse_version
+from mlops.store.versions import version_key
 
-__all__ = ["summaries", "to_version", "utc"]
+__all__ = ["summaries", "to_version", "to_versions", "utc"]
+
+#: version ids per IN (...) query (well under SQLite's and PostgreSQL's parameter limits)
+_CHUNK = 500
 
 
 def utc(dt: datetime) -> datetime:
@@ -22,24 +26,50 @@ def utc(dt: datetime) -> datetime:
 
 
 def to_version(session: Session, row: VersionRow, model_name: str) -> ModelVersion:
-    aliases = session.scalars(select(AliasRow.alias).where(AliasRow.version_id == row.id)).all()
-    tags = {k: v for k, v in session.execute(
-        select(VersionTagRow.key, VersionTagRow.value).where(VersionTagRow.version_id == row.id))}
-    metrics = {k: v for k, v in session.execute(
-        select(MetricRow.key, MetricRow.value).where(MetricRow.version_id == row.id))}
+    return to_versions(session, [(row, model_name)])[0]
+
+
+def to_versions(session: Session, rows: Sequence[tuple[VersionRow, str]]
+                ) -> list[ModelVersion]:
+    """Typed views of many version rows, with their aliases, tags and metrics read in three
+    queries per chunk of versions (not three per version)."""
+    out: list[ModelVersion] = []
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start:start + _CHUNK]
+        ids = [row.id for row, _ in chunk]
+        aliases: dict[int, list[str]] = {i: [] for i in ids}
+        for vid, alias in session.execute(select(AliasRow.version_id, AliasRow.alias)
+                                          .where(AliasRow.version_id.in_(ids))):
+            aliases[vid].append(alias)
+        tags: dict[int, dict[str, str]] = {i: {} for i in ids}
+        for vid, key, value in session.execute(
+                select(VersionTagRow.version_id, VersionTagRow.key, VersionTagRow.value)
+                .where(VersionTagRow.version_id.in_(ids))):
+            tags[vid][key] = value
+        metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
+        for vid, key, metric in session.execute(
+                select(MetricRow.version_id, MetricRow.key, MetricRow.value)
+                .where(MetricRow.version_id.in_(ids))):
+            metrics[vid][key] = metric
+        out += [_version(row, name, sorted(aliases[row.id]), tags[row.id], metrics[row.id])
+                for row, name in chunk]
+    return out
+
+
+def _version(row: VersionRow, model_name: str, aliases: list[str], tags: dict[str, str],
+             metrics: dict[str, float]) -> ModelVersion:
     return ModelVersion(
         model=model_name, version=row.version, stage=row.stage, flavor=row.flavor,
         format=str(row.extra.get("format", "")), artifact_digest=row.artifact_digest,
         artifact_name=row.artifact_name, artifact_size=row.artifact_size,
         trusted=row.trusted, description=row.description, created_by=row.created_by,
         created_at=utc(row.created_at), updated_at=utc(row.updated_at),
-        aliases=sorted(aliases), tags=tags, metrics=metrics,
+        aliases=aliases, tags=tags, metrics=metrics,
         signature=Signature.from_dict(row.signature), lineage=Lineage.from_dict(row.lineage),
         metadata=dict(row.extra.get("metadata", {})),
         input_example=row.extra.get("input_example"),
         runtimes=dict(row.extra.get("runtimes") or {}),
     )
-
 
 
 def summaries(s: Session, models: list[ModelRow]) -> list[RegisteredModel]:
@@ -64,10 +94,10 @@ def summaries(s: Session, models: list[ModelRow]) -> list[RegisteredModel]:
         vs = versions[m.id]
         by_id = {vid: ver for ver, _, vid in vs}
         stages: dict[str, str] = {}
-        for ver, stage, _ in sorted(vs, key=lambda t: parse_version(t[0])):
+        for ver, stage, _ in sorted(vs, key=lambda t: version_key(t[0])):
             if stage != "None":
                 stages[stage] = ver
-        latest = max((v for v, _, _ in vs), key=parse_version) if vs else None
+        latest = max((v for v, _, _ in vs), key=version_key) if vs else None
         out.append(RegisteredModel(
             name=m.name, description=m.description, created_at=utc(m.created_at),
             updated_at=utc(m.updated_at), latest_version=latest, version_count=len(vs),

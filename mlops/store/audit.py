@@ -165,6 +165,11 @@ def _seq_reason(seq: int, expected: int) -> str:
     return f"sequence jumps from {expected - 1} to {seq}: events were deleted"
 
 
+_CHAIN_COLUMNS = (AuditEventRow.seq, AuditEventRow.ts, AuditEventRow.actor, AuditEventRow.action,
+                  AuditEventRow.subject, AuditEventRow.payload, AuditEventRow.prev_hash,
+                  AuditEventRow.hash)
+
+
 def verify_chain(session: Session, batch: int = 5000,
                  against: tuple[int, str] | None = None) -> VerifyResult:
     """Replay the whole chain; stop at the first broken link. Sequence numbers must run
@@ -176,10 +181,10 @@ def verify_chain(session: Session, batch: int = 5000,
     last_seq: int | None = None  # None: the first batch starts at the lowest seq, even <= 0
     hash_at_checkpoint = GENESIS_HASH if against is not None and against[0] == 0 else None
     while True:
-        query = select(AuditEventRow).order_by(AuditEventRow.seq).limit(batch)
+        query = select(*_CHAIN_COLUMNS).order_by(AuditEventRow.seq).limit(batch)
         if last_seq is not None:
             query = query.where(AuditEventRow.seq > last_seq)
-        rows = session.scalars(query).all()
+        rows = session.execute(query).all()  # plain rows: no ORM objects for a replay
         if not rows:
             # a seq repeated across a batch boundary was skipped by ``seq > last_seq``; rows
             # appended since the replay (seq > count) are not counted

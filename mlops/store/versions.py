@@ -16,6 +16,7 @@ __all__ = [
     "normalize_stage",
     "parse_version",
     "validate_alias",
+    "version_key",
 ]
 
 FIRST_VERSION = "1.0.0"
@@ -51,6 +52,17 @@ def parse_version(text: str, *, model: str | None = None) -> semver.Version:
                              fix=f"Keep each number below {_MAX_PART} and the text within 64 "
                                  "characters.", model=model, version=text)
     return parsed
+
+
+def version_key(text: str) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
+    """A sort key that orders versions as semantic versioning does (a pre-release before its
+    release; numeric pre-release parts numerically, below alphanumeric ones), and compares
+    as fast as plain tuples (``semver.Version``'s comparisons cost ~6 us each)."""
+    v = parse_version(text)
+    pre = v.prerelease
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) \
+        if pre else ()
+    return (v.major, v.minor, v.patch, 0 if pre else 1, parts)
 
 
 def next_version(existing: Iterable[str], bump: str = "patch", *,

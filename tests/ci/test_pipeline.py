@@ -308,3 +308,18 @@ def test_missing_label_and_bad_stage_are_clear_errors(registry: ModelRegistry,
                                       stage="gates")
     assert missing.step("validate_data").status == "error"
     assert "no label column 'target'" in missing.step("validate_data").reason
+
+
+def test_newest_run_per_version_in_one_read(registry: ModelRegistry) -> None:
+    runs = RunStore(registry)
+    ids = {}
+    for model, version in (("a", "1.0.0"), ("a", "1.0.0"), ("a", "1.0.1"), ("b", "1.0.0"),
+                           ("a", None)):
+        run = runs.start(model, "d" * 64, "e" * 64, {})
+        runs.finish(run, model, version, "passed", {"steps": []})
+        ids[model, version] = run
+    newest = runs.newest_per_version({"a": ["1.0.0", "1.0.1"], "b": ["1.0.1"], "c": []})
+    assert {k: v["run"] for k, v in newest.items()} == {
+        ("a", "1.0.0"): ids["a", "1.0.0"], ("a", "1.0.1"): ids["a", "1.0.1"]}
+    assert newest["a", "1.0.0"] == runs.runs("a", "1.0.0", limit=1)[0]
+    assert runs.newest_per_version({}) == {}

@@ -20,6 +20,8 @@ from mlops.ci.policy import Policy
 from mlops.cli.app import app
 from mlops.errors import ModelNotFound
 from mlops.governance.card import REQUIRED_SECTIONS, SectionStatus, build_card
+from mlops.governance.compliance import FRAMEWORKS, compliance_report
+from mlops.governance.memo import one_reading
 from mlops.registry.service import ModelRegistry
 from mlops.ui.card import card_html, card_markdown
 
@@ -140,3 +142,22 @@ def test_cli_require_fails_on_an_incomplete_card_and_renders_each_format(
     assert wrote.exit_code == 0 and out.read_text().startswith("<!doctype html>")
     unknown = runner.invoke(app, ["card", "nope", "1.0.0"])
     assert isinstance(unknown.exception, ModelNotFound)  # main() prints its fix, exit 2
+
+
+def test_one_reading_builds_each_card_once_and_only_inside_the_block(
+        registry: ModelRegistry, files: dict[str, Path]) -> None:
+    registry.register("churn", str(files["model"]))
+    with one_reading():
+        card = build_card(registry, "churn", "1.0.0")
+        assert build_card(registry, "churn", "1.0.0") is card
+        reports = [compliance_report(registry, "churn", "1.0.0", f) for f in FRAMEWORKS]
+        assert {r.generated_at for r in reports} == {card.generated_at}
+        with pytest.raises(ModelNotFound):  # errors are not kept: asked again, raised again
+            build_card(registry, "nope", "1.0.0")
+        with pytest.raises(ModelNotFound):
+            build_card(registry, "nope", "1.0.0")
+    registry.set_tag("churn", "card.intended_use", "scoring churn", version="1.0.0")
+    fresh = build_card(registry, "churn", "1.0.0")
+    assert fresh is not card and build_card(registry, "churn", "1.0.0") is not fresh
+    assert fresh.section("intended_use").status is SectionStatus.PRESENT
+    assert card.section("intended_use").status is SectionStatus.MISSING

@@ -9,13 +9,20 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from mlops.monitoring.alerts import Observation
 from mlops.monitoring.drift_window import (
     FEATURE_DRIFT_PREFIX,
     MAX_FEATURE_SNAPSHOTS,
     feature_drift_metric,
 )
+from mlops.monitoring.health import health_status
 from mlops.monitoring.monitor import ModelMonitor
-from mlops.monitoring.snapshots import latest_snapshots, snapshot_series
+from mlops.monitoring.snapshots import (
+    latest_by_deployment,
+    latest_snapshots,
+    record_snapshots,
+    snapshot_series,
+)
 from mlops.registry.service import ModelRegistry
 from mlops.store.predlog import PredictionLog, PredictionRecord
 
@@ -58,3 +65,25 @@ def test_feature_metric_names_fit_the_snapshot_column() -> None:
     assert feature_drift_metric("income") == "drift:income"
     long = feature_drift_metric("x" * 300)
     assert len(long) == 128 and long == feature_drift_metric("x" * 200)
+
+
+def test_latest_by_deployment_is_each_model_and_environments_newest_window(
+        registry: ModelRegistry) -> None:
+    clf = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    for name in ("a", "b"):
+        registry.register(name, model=clf)
+    hour = timedelta(hours=1)
+    for i, (name, env, score) in enumerate([("a", "production", 70.0), ("a", "staging", 95.0),
+                                            ("a", "production", 82.5), ("b", "production", 40.0)]):
+        end = NOW + i * hour
+        record_snapshots(registry, name, "", env, end - hour, end,
+                         {"health": Observation(score, 100), "accuracy": Observation(0.1, 9)})
+    record_snapshots(registry, "b", "1.0.0", "production", NOW, NOW + 9 * hour,
+                     {"health": Observation(1.0, 5)})  # a version-level value: not the cell's
+    latest = latest_by_deployment(registry, "health")
+    assert {k: v.value for k, v in latest.items()} == {
+        ("a", "production"): 82.5, ("a", "staging"): 95.0, ("b", "production"): 40.0}
+    assert latest["a", "production"].window_end == NOW + 2 * hour
+    assert [health_status(latest[k].value) for k in sorted(latest)] == [
+        "healthy", "healthy", "unhealthy"]
+    assert health_status(None) == "unknown" and health_status(50.0) == "degraded"

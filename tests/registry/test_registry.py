@@ -351,3 +351,26 @@ def test_a_model_name_that_could_name_another_folder_is_refused(
     with pytest.raises(RegistryError, match="not a valid model name"):
         registry.register(name, skops_file)
     assert registry.list_models() == []
+
+
+def test_notable_versions_are_the_newest_the_staged_the_aliased_and_the_named(
+        registry: ModelRegistry, skops_file: Path) -> None:
+    for i in range(9):
+        registry.register("m", skops_file, metadata={"accuracy": 0.5 + i / 100, "i": str(i)})
+    registry.register("m", skops_file, version="1.1.0-rc.1")
+    registry.register("other", skops_file)
+    registry.promote("m", "1.0.0", "Production")
+    registry.promote("m", "1.0.1", "Staging")
+    registry.set_alias("m", "champion", "1.0.2")
+    registry.promote("m", "1.0.3", "Archived")
+    notable = registry.notable_versions(3, {"m": {"1.0.4"}})
+    assert [v.version for v in notable["m"]] == ["1.0.0", "1.0.1", "1.0.2", "1.0.4", "1.0.7",
+                                                 "1.0.8", "1.1.0-rc.1"]
+    assert [v.version for v in notable["other"]] == ["1.0.0"]
+    every = {v.version: v for v in registry.list_versions("m")}
+    for mv in notable["m"]:  # read in bulk, the same as one by one
+        assert mv == every[mv.version] == registry.get_version("m", mv.version)
+    assert notable["m"][2].aliases == ["champion"]
+    assert notable["m"][3].metrics == {"accuracy": 0.54} and notable["m"][3].tags == {"i": "4"}
+    assert [v.version for v in registry.list_versions("m")][-3:] == ["1.0.7", "1.0.8",
+                                                                     "1.1.0-rc.1"]

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mlops.errors import InvalidAlias, InvalidStage, InvalidVersion
-from mlops.store.versions import next_version, normalize_stage, parse_version, validate_alias
+from mlops.store.versions import (
+    next_version,
+    normalize_stage,
+    parse_version,
+    validate_alias,
+    version_key,
+)
 
 
 def test_first_version_is_1_0_0() -> None:
@@ -57,3 +65,22 @@ def test_unknown_stage_lists_valid_ones() -> None:
 def test_bad_alias_rejected(bad: str) -> None:
     with pytest.raises(InvalidAlias):
         validate_alias(bad)
+
+
+_PART = st.one_of(st.integers(0, 30).map(str), st.sampled_from(["alpha", "beta", "rc", "a1"]))
+_VERSION = st.builds(
+    lambda n, pre: f"{n[0]}.{n[1]}.{n[2]}" + (f"-{'.'.join(pre)}" if pre else ""),
+    st.tuples(*(st.integers(0, 12),) * 3), st.lists(_PART, max_size=3))
+
+
+@given(st.lists(_VERSION, min_size=2, max_size=12))
+def test_version_key_orders_as_semantic_versioning_does(versions: list[str]) -> None:
+    by_key = sorted(versions, key=version_key)
+    by_semver = sorted(versions, key=parse_version)
+    assert [parse_version(v) for v in by_key] == [parse_version(v) for v in by_semver]
+
+
+def test_version_key_puts_a_prerelease_before_its_release() -> None:
+    assert sorted(["1.0.0", "1.0.0-rc.10", "1.0.0-rc.2", "1.0.0-alpha", "0.9.9"],
+                  key=version_key) == ["0.9.9", "1.0.0-alpha", "1.0.0-rc.2", "1.0.0-rc.10",
+                                       "1.0.0"]

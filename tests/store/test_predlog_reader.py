@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -96,6 +97,31 @@ def test_values_reach_duckdb_as_parameters_never_as_sql(tmp_path: Path) -> None:
     assert got == [("a", HOSTILE)]
     assert read_predictions(str(tmp_path), "m", HOSTILE)["request_id"].to_pylist() == ["a"]
     assert read_predictions(str(tmp_path), environment=HOSTILE).num_rows == 1
+
+
+def test_readers_are_separate_connections_that_read_in_parallel(tmp_path: Path) -> None:
+    """Readers share one database per filesystem (cheap to open) but not their connection:
+    a temp table or a setting of one is not another's, and threads read at once."""
+    write(tmp_path, [rec(f"r{i}", T0, x=i) for i in range(200)])
+    store = open_store(str(tmp_path))
+    scan = prediction_scan(list_files(store, PREDICTIONS, "m"))
+    with LogReader(store) as one, LogReader(store) as two:
+        one.execute(f"CREATE TEMP TABLE mine AS SELECT * FROM ({scan.sql})", scan.params)
+        assert one.fetchall("SELECT count(*) FROM mine") == [(200,)]
+        with pytest.raises(ArtifactError):
+            two.fetchall("SELECT count(*) FROM mine")
+
+    def count(_: int) -> int:
+        with LogReader(store) as reader:
+            return int(reader.fetchall(f"SELECT sum(x) FROM (SELECT json_extract(inputs, "
+                                       f"'$.x')::INT AS x FROM ({scan.sql}))",
+                                       scan.params)[0][0])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(count, range(16))) == [sum(range(200))] * 16
+    memory = open_store("memory://reader-a"), open_store("memory://reader-b")
+    with LogReader(memory[0]) as a, LogReader(memory[1]) as b:
+        assert a.fetchall("SELECT 1") == b.fetchall("SELECT 1") == [(1,)]
 
 
 def test_a_corrupt_file_is_an_artifact_error_naming_the_store(tmp_path: Path) -> None:

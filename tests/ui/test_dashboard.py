@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
 
 from mlops.api.auth import ApiAuth
@@ -18,10 +20,13 @@ from mlops.ci.runs import RunStore
 from mlops.config import Settings
 from mlops.governance.tokens import TokenService
 from mlops.identity import Role
+from mlops.monitoring.alerts import Observation
+from mlops.monitoring.snapshots import record_snapshots
 from mlops.registry.service import ModelRegistry
 from mlops.ui.web import create_dashboard
 from mlops.ui.web.session import SEED_COOKIE, SESSION_COOKIE, csrf_token, safe_next
 from mlops.ui.web.svg import Point, line_chart
+from mlops.ui.web.views import NEWEST_SHOWN, STALE_PASSES
 from tests.ui.conftest import HTML, XSS, Demo, build_demo, csrf_of, login
 
 
@@ -99,6 +104,58 @@ def test_search_uses_the_registry_language(client: TestClient, store: Store) -> 
     bad = client.get("/", params={"q": "accuracy >>> banana"})
     assert bad.status_code == 400
     assert 'id="search-error"' in bad.text and "Fix:" in bad.text
+
+
+def _health_cell(page: str, name: str, env: str) -> str:
+    section = page.split(f'data-model="{name}"', 1)[1].split("</header>", 1)[0]
+    cell = re.search(rf'<span class="health-cell ([^"]*)" data-env="{env}" '
+                     rf'data-health="([^"]*)"[^>]*>(.*?)</span>\s*(?=<span|</div>)', section,
+                     re.S)
+    assert cell, section
+    return f"{cell.group(1)}|{cell.group(2)}|{re.sub(r'<[^>]+>', '', cell.group(3))}"
+
+
+def test_health_cells_show_the_evaluators_newest_window(client: TestClient,
+                                                        store: Store) -> None:
+    """The models page reads no log: a cell shows the evaluator's newest health snapshot,
+    marks it stale when it is older than a few passes, and says when there is none."""
+    name, reg = store.demo.churn, store.registry
+    assert _health_cell(client.get("/").text, name, "production") \
+        == "health-none||production: not evaluated yet"
+    now = datetime.now(UTC)
+    old = now - timedelta(seconds=STALE_PASSES * reg.context.settings.monitor_interval + 60)
+    record_snapshots(reg, name, "", "production", old - timedelta(hours=1), old,
+                     {"health": Observation(91.0, 500)})
+    assert _health_cell(client.get("/").text, name, "production") == (
+        f"health-healthy stale|91|production: health 91 (as of {old:%Y-%m-%d %H:%M:%S})")
+    record_snapshots(reg, name, "", "production", now - timedelta(hours=1), now,
+                     {"health": Observation(None, 0)})
+    assert _health_cell(client.get("/").text, name, "production") \
+        == "health-none||production: no traffic"
+    record_snapshots(reg, name, "", "production", now - timedelta(hours=1), now,
+                     {"health": Observation(65.0, 800)})
+    assert _health_cell(client.get("/").text, name, "production") \
+        == "health-degraded|65|production: health 65"
+
+
+def test_models_page_shows_the_notable_versions_and_links_to_all(tmp_path: Path) -> None:
+    registry = ModelRegistry(Settings(home=tmp_path / ".mlops", actor="tester"))
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    for _ in range(NEWEST_SHOWN + 3):
+        registry.register("big", model=model)
+    registry.promote("big", "1.0.0", "Production")
+    with TestClient(create_dashboard(registry, ApiAuth(registry.context.settings)),
+                    headers=HTML) as c:
+        page = c.get("/").text
+        shown = re.findall(r'<tr data-version="([^"]+)">', page)
+        assert shown == [f"1.0.{i}" for i in range(NEWEST_SHOWN + 2, 2, -1)] + ["1.0.0"]
+        assert 'data-hidden="2"' in page and "2 older versions not shown" in page
+        link = re.search(r'<p class="more"[^>]*>.*?<a href="([^"]+)">show all 8</a>', page,
+                         re.S)
+        assert link and link.group(1) == "/?q=name%20%3D%20%22big%22"
+        every = c.get(link.group(1)).text
+        assert len(re.findall(r'<tr data-version="', every)) == NEWEST_SHOWN + 3
+        assert 'data-hidden' not in every
 
 
 def test_version_page_shows_gates_card_compliance_lineage(client: TestClient,

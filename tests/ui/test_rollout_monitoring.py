@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import unescape
 
 import pytest
@@ -17,6 +18,8 @@ from mlops.deployment.rollouts import RolloutManager
 from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.monitoring.alerts import AlertManager
+from mlops.monitoring.drift_window import window_drift
+from mlops.monitoring.monitor import ModelMonitor
 from mlops.monitoring.snapshots import snapshot_series
 from mlops.registry.service import ModelRegistry
 from mlops.ui.web import create_dashboard
@@ -191,6 +194,29 @@ def test_monitoring_page_draws_the_snapshots(client: TestClient, store: Store) -
     assert 'class="ack-form"' in html
     other = client.get(_monitoring_url(store) + "&feature=b")
     assert 'id="distribution" data-feature="b"' in other.text
+
+
+def test_monitoring_page_lists_each_features_drift_test(client: TestClient,
+                                                         store: Store) -> None:
+    html = client.get(_monitoring_url(store)).text
+    reg, churn = store.registry, store.demo.churn
+    version = ModelMonitor(reg).served_version(churn, "production")
+    assert version is not None
+    now = datetime.now(UTC)
+    expected = window_drift(reg, churn, start=now - ModelMonitor(reg).window, end=now,
+                            environment="production", version=version).versions[version]
+    assert expected.data is not None
+    table = _text(html, r'(<table class="data" id="drift-tests">.*?</table>)')
+    rows = dict(re.findall(r'<tr data-feature="([^"]+)" data-drifted="(yes|no)"', table))
+    assert rows == {f.feature: "yes" if f.drifted else "no" for f in expected.data.features}
+    assert rows["a"] == "yes" and rows["b"] == "no"  # the logged traffic shifted a only
+    for f in expected.data.features:
+        assert f'data-feature="{f.feature}"' in table
+        assert _text(table, rf'data-feature="{f.feature}".*?data-p="([^"]*)"') \
+            == f"{f.p_value:.4g}"
+    assert f"{expected.n_rows} of {expected.n_total} logged rows of {version}" in html
+    staging = client.get(f"/models/{churn}/monitoring?environment=staging").text
+    assert 'id="drift-tests"' not in staging and 'id="drift-tests-note"' in staging
 
 
 def test_monitoring_live_json(client: TestClient, store: Store) -> None:

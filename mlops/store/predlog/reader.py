@@ -18,6 +18,7 @@ cause is the DuckDB error.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -122,18 +123,37 @@ def feedback_scan(files: Sequence[LogFile], *, name: str = "f",
     return Scan(sql, params)
 
 
+#: per filesystem, one in-memory DuckDB database the readers open connections to: a new
+#: database costs ~10 ms, a connection to an open one ~0.03 ms (a page reads the log 3-5
+#: times). Each filesystem has its own, so two stores with one protocol (two S3 endpoints)
+#: never share a registration; the entry holds the filesystem, so its id is not reused.
+_DATABASES: dict[int, tuple[object, duckdb.DuckDBPyConnection]] = {}
+_DATABASES_LOCK = threading.Lock()
+
+
+def _cursor(store: LogStore) -> duckdb.DuckDBPyConnection:
+    """A new connection (own temp tables and settings) to the store's shared database."""
+    key = 0 if store.local else id(store.fs)
+    with _DATABASES_LOCK:
+        entry = _DATABASES.get(key)
+        if entry is None or (key and entry[0] is not store.fs):
+            entry = _DATABASES[key] = (store.fs, duckdb.connect())
+        return entry[1].cursor()
+
+
 class LogReader:
     """A DuckDB connection over one store's log files (see the module docstring).
 
     Pass ``con`` to reuse a connection (it is left open and, apart from the store's
-    filesystem being registered, as it was); otherwise the reader opens one and closes it
-    with :meth:`close` or at the end of a ``with`` block.
+    filesystem being registered, as it was); otherwise the reader opens one (to the
+    process's database for that filesystem) and closes it with :meth:`close` or at the end
+    of a ``with`` block.
     """
 
     def __init__(self, store: LogStore, con: duckdb.DuckDBPyConnection | None = None) -> None:
         self.store = store
         self._own = con is None
-        self.con = duckdb.connect() if con is None else con
+        self.con = _cursor(store) if con is None else con
         if not store.local:
             protocols = store.fs.protocol
             protocol = protocols if isinstance(protocols, str) else protocols[0]

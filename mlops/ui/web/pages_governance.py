@@ -28,6 +28,7 @@ from mlops.errors import MlopsError
 from mlops.governance.compliance import ComplianceReport, compliance_report
 from mlops.governance.impact import ImpactReport, impact_report
 from mlops.governance.maturity import MaturityReport, assess_maturity
+from mlops.governance.memo import one_reading
 from mlops.governance.usage import UsageAudit, audit_model_usage, parse_when
 from mlops.registry.service import ModelRegistry
 from mlops.registry.types import ModelVersion
@@ -116,7 +117,12 @@ def model_governance(registry: ModelRegistry, name: str, version: str | None = N
     """Everything the model's governance page shows (``ModelNotFound`` /
     ``VersionNotFound`` for unknown names). The chain is replayed once, for the compliance
     reports and the maturity score alike."""
-    registry = OneReplay(registry)
+    with one_reading():
+        return _model_governance(OneReplay(registry), name, version)
+
+
+def _model_governance(registry: ModelRegistry, name: str, version: str | None
+                      ) -> ModelGovernance:
     registry.get_model(name)
     chosen, basis = _chosen(registry, name, version)
     reports = [compliance_report(registry, name, chosen, f) for f in FRAMEWORKS_SHOWN] \

@@ -32,7 +32,12 @@ from starlette.routing import Route
 from mlops.errors import MonitoringError, RegistryError
 from mlops.identity import Role, require
 from mlops.monitoring.alerts import Alert
-from mlops.monitoring.drift_window import FEATURE_DRIFT_PREFIX, feature_drift_metric
+from mlops.monitoring.drift_window import (
+    FEATURE_DRIFT_PREFIX,
+    VersionDrift,
+    feature_drift_metric,
+    window_drift,
+)
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.monitoring.snapshots import Snapshot, latest_snapshots, snapshot_series
 from mlops.monitoring.window import read_window
@@ -99,6 +104,8 @@ class MonitoringView:
     drifted_latest: list[str]
     distribution: Distribution | None
     alerts: list[Alert]
+    drift_tests: VersionDrift | None = None   # the served version's inputs, this window
+    drift_note: str | None = None             # why there are no tests to show
 
 
 def alert_state(alert: Alert) -> str:
@@ -228,9 +235,28 @@ def monitoring_detail(registry: ModelRegistry, monitor: ModelMonitor, name: str,
     distribution = _distribution(registry, monitor, name, environment, version, chosen,
                                  features)
     alerts = monitor.alerts.alerts(name, environment=environment, limit=50)
+    tests, note = _drift_tests(registry, monitor, name, environment, version)
     return MonitoringView(name, environment, list(registry.context.settings.environments),
                           version, latest, charts, features, len(windows), drift_svg,
-                          drifted_latest, distribution, alerts)
+                          drifted_latest, distribution, alerts, tests, note)
+
+
+def _drift_tests(registry: ModelRegistry, monitor: ModelMonitor, name: str, env: str,
+                 version: str | None) -> tuple[VersionDrift | None, str | None]:
+    """Each feature's drift test of the served version over the current window (the
+    evaluator's test, run now), or why there is none."""
+    if version is None:
+        return None, f"Nothing is served in {env}."
+    now = datetime.now(UTC)
+    try:
+        found = window_drift(registry, name, start=now - monitor.window, end=now,
+                             environment=env, version=version).versions.get(version)
+    except MonitoringError as exc:
+        return None, exc.message
+    if found is None or found.data is None:
+        return None, (found.skipped if found is not None and found.skipped else
+                      f"No rows of {version} in the last {monitor.window} to test.")
+    return found, None
 
 
 def monitoring_live(registry: ModelRegistry, monitor: ModelMonitor, name: str,

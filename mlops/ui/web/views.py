@@ -9,8 +9,8 @@ rule. These functions only gather and shape the results for the templates.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlops.ci.approvals import decisions, required_approvals
@@ -19,21 +19,29 @@ from mlops.deployment.routes import RouteSpec, RoutingService
 from mlops.governance.card import ModelCard, build_card
 from mlops.governance.compliance import ComplianceReport, compliance_report
 from mlops.governance.lineage import LineageNode, track_lineage
+from mlops.governance.memo import one_reading
 from mlops.monitoring.alerts import Alert
+from mlops.monitoring.health import health_status
 from mlops.monitoring.monitor import ModelMonitor
+from mlops.monitoring.snapshots import Snapshot, latest_by_deployment
 from mlops.registry.approvals import ApprovalState
 from mlops.registry.service import ModelRegistry
 from mlops.registry.types import ModelVersion, RegisteredModel
 from mlops.store.audit import VerifyResult
+from mlops.store.versions import version_key
 from mlops.ui.web.svg import Point, line_chart
 
-__all__ = ["FRAMEWORKS_SHOWN", "GateCheck", "GateRow", "GateSummary", "HealthCell",
+__all__ = ["FRAMEWORKS_SHOWN", "NEWEST_SHOWN", "STALE_PASSES", "GateCheck", "GateRow", "GateSummary", "HealthCell",
            "ModelEntry", "OneReplay", "Overview", "Placement", "VersionDetail",
            "VersionEntry", "gate_rows", "gate_summary", "models_overview", "placements",
            "version_detail"]
 
 #: the compliance frameworks the version page shows
 FRAMEWORKS_SHOWN = ("sr11-7", "eu-ai-act")
+#: a health cell is stale when its window ended more than this many evaluator passes ago
+STALE_PASSES = 3
+#: the models page shows each model's newest versions, its staged, aliased and serving ones
+NEWEST_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -66,12 +74,16 @@ class GateSummary:
 
 @dataclass(frozen=True)
 class HealthCell:
-    """The health score of a model in one environment (None: no traffic in the window)."""
+    """The health score of a model in one environment, from the evaluator's newest window
+    (``score`` None: no traffic in it; ``as_of`` None: not evaluated yet). ``stale``: that
+    window ended more than :data:`STALE_PASSES` evaluator passes ago."""
 
     environment: str
     version: str | None
     score: float | None
     status: str | None
+    as_of: datetime | None = None
+    stale: bool = False
 
 
 @dataclass
@@ -83,10 +95,14 @@ class VersionEntry:
 
 @dataclass
 class ModelEntry:
+    """One model on the models page; ``versions`` are the notable ones (newest first) and
+    ``hidden`` counts those left out (all of them are one search away)."""
+
     model: RegisteredModel
     versions: list[VersionEntry]
     health: list[HealthCell]
     incidents: list[Alert]
+    hidden: int = 0
 
 
 @dataclass(frozen=True)
@@ -236,25 +252,21 @@ def gate_rows(run: dict[str, Any] | None) -> list[GateRow]:
     return rows
 
 
-def _newest_runs(runs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for run in runs:  # newest first
-        version = run.get("version")
-        if version and version not in out:
-            out[str(version)] = run
-    return out
-
-
-def _health(monitor: ModelMonitor, name: str, specs: dict[str, RouteSpec]) -> list[HealthCell]:
+def _health(name: str, specs: dict[str, RouteSpec],
+            latest: dict[tuple[str, str], Snapshot], stale_before: datetime
+            ) -> list[HealthCell]:
     cells = []
     for env, spec in specs.items():
         if spec.source == "latest":
             continue  # nothing deployed there on purpose: the newest version answers
-        status = monitor.status(name, env)
-        health = status.health
-        cells.append(HealthCell(env, status.version,
-                                health.score if health is not None else None,
-                                health.status if health is not None else None))
+        snap = latest.get((name, env))
+        if snap is None:
+            cells.append(HealthCell(env, spec.stable, None, None))
+            continue
+        score = snap.value if snap.n else None
+        cells.append(HealthCell(env, spec.stable, score,
+                                health_status(score) if score is not None else None,
+                                snap.window_end, snap.window_end < stale_before))
     return cells
 
 
@@ -262,36 +274,51 @@ def models_overview(registry: ModelRegistry, monitor: ModelMonitor, query: str =
                     ) -> Overview:
     """Every model (or, with ``query`` in the registry's search language, the versions it
     matches and their models), where each version serves, its newest gate result, the
-    model's health per environment and its open incidents. A bad query raises
-    :class:`~mlops.errors.InvalidQuery`."""
+    model's health per environment (the evaluator's newest window: the page reads no log)
+    and its open incidents. A bad query raises :class:`~mlops.errors.InvalidQuery`."""
     query = query.strip()
     matched: dict[str, set[str]] | None = None
+    found: dict[str, list[ModelVersion]] | None = None
     if query:
-        matched = {}
-        for mv in registry.search(query):
+        matched, found = {}, {}
+        for mv in sorted(registry.search(query), key=lambda v: version_key(v.version)):
             matched.setdefault(mv.model, set()).add(mv.version)
+            found.setdefault(mv.model, []).append(mv)
     environments = list(registry.context.settings.environments)
     routing = RoutingService(registry)
     serving = {env: routing.serving(env) for env in environments}
-    runs = RunStore(registry)
+    latest = latest_by_deployment(registry, "health")
+    settings = registry.context.settings
+    stale_before = datetime.now(UTC) - timedelta(
+        seconds=STALE_PASSES * settings.monitor_interval)
+    firing: dict[str, list[Alert]] = {}
+    for alert in monitor.alerts.alerts(state="firing", limit=10_000):
+        firing.setdefault(alert.model, []).append(alert)
+    where_of: dict[str, dict[str, list[Placement]]] = {}
+    specs_of: dict[str, dict[str, RouteSpec]] = {}
+    for env in environments:
+        for name, spec in serving[env].items():
+            specs_of.setdefault(name, {})[env] = spec
+            for place in placements(spec):
+                where_of.setdefault(name, {}).setdefault(place.version, []).append(place)
+    shown = found if found is not None else registry.notable_versions(
+        NEWEST_SHOWN, {name: set(where) for name, where in where_of.items()})
+    newest = RunStore(registry).newest_per_version(
+        {name: {mv.version for mv in versions} for name, versions in shown.items()})
     models: list[ModelEntry] = []
     for model in registry.list_models():
         if matched is not None and model.name not in matched:
             continue
-        specs = {env: serving[env][model.name] for env in environments
-                 if model.name in serving[env]}
-        where: dict[str, list[Placement]] = {}
-        for spec in specs.values():
-            for place in placements(spec):
-                where.setdefault(place.version, []).append(place)
-        newest = _newest_runs(runs.runs(model.name, limit=200))
+        specs = specs_of.get(model.name, {})
+        where = where_of.get(model.name, {})
         versions = [VersionEntry(mv, where.get(mv.version, []),
-                                 gate_summary(newest[mv.version])
-                                 if mv.version in newest else None)
-                    for mv in reversed(registry.list_versions(model.name))
-                    if matched is None or mv.version in matched[model.name]]
-        models.append(ModelEntry(model, versions, _health(monitor, model.name, specs),
-                                 monitor.alerts.alerts(model.name, state="firing")))
+                                 gate_summary(newest[model.name, mv.version])
+                                 if (model.name, mv.version) in newest else None)
+                    for mv in reversed(shown.get(model.name, []))]
+        hidden = 0 if matched is not None else model.version_count - len(versions)
+        models.append(ModelEntry(model, versions,
+                                 _health(model.name, specs, latest, stale_before),
+                                 firing.get(model.name, []), hidden))
     count = None if matched is None else sum(len(v) for v in matched.values())
     return Overview(query, environments, models, count)
 
@@ -313,8 +340,13 @@ def _chart(registry: ModelRegistry, mv: ModelVersion, gates: list[GateRow]) -> s
 
 def version_detail(registry: ModelRegistry, name: str, version: str) -> VersionDetail:
     """Everything the version page shows; ``version`` may be a number, alias, stage or
-    ``latest`` (unknown ones raise ``ModelNotFound`` / ``VersionNotFound``)."""
-    registry = OneReplay(registry)
+    ``latest`` (unknown ones raise ``ModelNotFound`` / ``VersionNotFound``). The card is
+    built once: the compliance reports are built from it."""
+    with one_reading():
+        return _version_detail(OneReplay(registry), name, version)
+
+
+def _version_detail(registry: ModelRegistry, name: str, version: str) -> VersionDetail:
     mv = registry.get_version(name, version)
     model = registry.get_model(name)
     routing = RoutingService(registry)
