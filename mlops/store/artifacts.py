@@ -55,7 +55,7 @@ class ArtifactStore:
         except (ImportError, ValueError) as exc:
             raise ArtifactError(
                 f"Cannot open artifact store {uri!r}: {exc}.",
-                fix="Use a local folder or an fsspec URL whose driver is installed (e.g. s3fs for s3://).",
+                fix="Use a local folder or an fsspec URL whose driver is installed (pip install \"mlops[s3]\" for s3://).",
             ) from exc
         self.fs = fs
         self.root = root.rstrip("/")
@@ -74,12 +74,17 @@ class ArtifactStore:
 
     def _intact(self, path: str, digest: str) -> bool:
         """True when ``path`` exists with the right content; a corrupted copy is rewritten."""
-        if not self.fs.exists(path):
+        try:
+            if not self.fs.exists(path):
+                return False
+            if self.local:
+                return sha256_file(path) == digest
+            with self.fs.open(path, "rb") as fh:
+                return bool(hashlib.sha256(fh.read()).hexdigest() == digest)
+        except FileNotFoundError:
             return False
-        if self.local:
-            return sha256_file(path) == digest
-        with self.fs.open(path, "rb") as fh:
-            return bool(hashlib.sha256(fh.read()).hexdigest() == digest)
+        except OSError as exc:
+            raise self._unreachable("read", exc) from exc
 
     def put_file(self, path: str | os.PathLike[str]) -> ArtifactRef:
         """Copy a local file in; a no-op when the same content is already stored."""
@@ -108,7 +113,10 @@ class ArtifactStore:
                     if os.path.exists(tmp):
                         os.unlink(tmp)
             else:
-                self.fs.put_file(str(src), dest)  # one PUT: atomic on object stores
+                try:
+                    self.fs.put_file(str(src), dest)  # one PUT: atomic on object stores
+                except OSError as exc:
+                    raise self._unreachable("write", exc) from exc
         return ArtifactRef(digest, size, self.uri_for(digest))
 
     def put_bytes(self, data: bytes) -> ArtifactRef:
@@ -124,9 +132,21 @@ class ArtifactStore:
                     os.fsync(fh.fileno())
                 os.replace(tmp, dest)
             else:
-                with self.fs.open(dest, "wb") as fh:
-                    fh.write(data)
+                try:
+                    with self.fs.open(dest, "wb") as fh:
+                        fh.write(data)
+                except OSError as exc:
+                    raise self._unreachable("write", exc) from exc
         return ArtifactRef(digest, len(data), self.uri_for(digest))
+
+    def _unreachable(self, doing: str, exc: OSError) -> ArtifactError:
+        """An error of the store itself (no such bucket, access denied, unreachable)."""
+        fix = ("Check the artifact store URI (MLOPS_ARTIFACTS_URI); for s3:// the bucket must "
+               "exist and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION (and "
+               "AWS_ENDPOINT_URL for an S3-compatible server) must reach it.") \
+            if not self.local else "Check that the folder exists and is writable."
+        return ArtifactError(f"Cannot {doing} the artifact store {self.uri}: {exc}.",
+                             fix=fix, path=self.uri)
 
     def get_bytes(self, digest: str) -> bytes:
         """Read and verify; raises :class:`ArtifactCorrupted` on a mismatch."""
@@ -139,6 +159,8 @@ class ArtifactStore:
                 f"Artifact sha256:{digest} is missing from {self.uri}.",
                 fix="Restore it from a backup or register the model again.", path=path,
             ) from exc
+        except OSError as exc:
+            raise self._unreachable("read", exc) from exc
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
             raise ArtifactCorrupted(

@@ -336,8 +336,8 @@ def open_store(uri: str, storage_options: Mapping[str, Any] | None = None) -> Lo
     except (ImportError, ValueError, TypeError) as exc:
         raise ArtifactError(
             f"Cannot open the prediction log store {uri!r}: {exc}.",
-            fix="Use a local folder or an fsspec URL whose driver is installed (e.g. s3fs "
-                "for s3://), with valid storage options.", path=uri) from exc
+            fix="Use a local folder or an fsspec URL whose driver is installed (pip install "
+                "\"mlops[s3]\" for s3://), with valid storage options.", path=uri) from exc
     return LogStore(uri, fs, str(root).rstrip("/"), isinstance(fs, LocalFileSystem))
 
 
