@@ -1,9 +1,11 @@
 """``mlops serve``: compose the gateway and the control-plane API by role, run uvicorn.
 
 Roles: ``gateway`` answers inference (plus health and metrics); ``control`` serves the
-REST API at ``/api`` (plus health and metrics) and runs the rollout controller and the
-monitoring evaluator; ``all``
-(the default) does both in one process. Several gateway replicas can run with ``--role gateway`` behind a load balancer.
+REST API at ``/api`` and the dashboard (plus health and metrics, with the control plane's
+gauges of :mod:`mlops.api.exporter`) and runs the rollout controller, the monitoring
+evaluator and the retraining scheduler (one process leads them); ``all`` (the default)
+does both in one process. Several gateway replicas can run with ``--role gateway`` behind
+a load balancer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp, Scope
 
 from mlops.api.app import create_api
 from mlops.api.auth import ApiAuth, SecurityGuard, is_loopback_host
+from mlops.api.exporter import ControlPlaneCollector
 from mlops.config import get_settings
 from mlops.deployment.controller import Controller
 from mlops.errors import ConfigError
@@ -119,6 +122,7 @@ def build_app(role: str = "all", config: GatewayConfig | None = None) -> ASGIApp
     if role == "gateway":
         return guarded(create_app(settings, config, authorize=authorize))
     registry = ModelRegistry(settings, principal=Principal.system("api"))
+    metrics.add_collector(ControlPlaneCollector(registry))
     api = Mount("/api", app=create_api(registry, auth))
     dashboard = DashboardMount("/", app=create_dashboard(registry, auth))
     interval = config.controller_interval if config is not None else 5.0

@@ -14,6 +14,7 @@ from mlops.cli.demo import demo
 from mlops.cli.deploy import deploy, rollback, rollout_app
 from mlops.cli.governance import approvals_app, card, compliance, lineage, maturity
 from mlops.cli.impact import impact, kpi_app
+from mlops.cli.k8s import k8s_app
 from mlops.cli.models import models_app
 from mlops.cli.monitor import alerts_app, monitor_app
 from mlops.cli.output import err_console
@@ -47,6 +48,7 @@ app.command("impact")(impact)
 app.add_typer(kpi_app, name="kpi")
 app.add_typer(retention_app, name="retention")
 app.add_typer(retrain_app, name="retrain")
+app.add_typer(k8s_app, name="k8s")
 
 
 @app.command("version")

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from mlops.deployment.cluster import cluster_spec
 from mlops.deployment.routes import (
     MODES,
     DeploymentError,
@@ -35,5 +36,6 @@ __all__ = [
     "RoutingService",
     "Step",
     "StepGate",
+    "cluster_spec",
     "stage_for_environment",
 ]

@@ -7,7 +7,7 @@ the history back. ``""`` in ``version`` / ``environment`` means "all".
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,7 +20,8 @@ from mlops.store.catalog import model_row
 from mlops.store.schema import MetricSnapshotRow, ModelRow
 
 __all__ = ["Snapshot", "count_snapshots_before", "delete_snapshots_before",
-           "latest_by_deployment", "latest_snapshots", "record_snapshots", "snapshot_series"]
+           "latest_by_deployment", "latest_snapshots", "latest_values", "record_snapshots",
+           "snapshot_series"]
 
 
 @dataclass(frozen=True)
@@ -101,15 +102,25 @@ def latest_by_deployment(registry: ModelRegistry, metric: str
                          ) -> dict[tuple[str, str], Snapshot]:
     """The newest environment-level snapshot of ``metric`` for every (model, environment)
     the evaluator has judged, in one query (the models page's health per cell)."""
+    return {(m, env): snap for (m, env, _), snap in latest_values(registry, [metric]).items()}
+
+
+def latest_values(registry: ModelRegistry, metrics: Collection[str]
+                  ) -> dict[tuple[str, str, str], Snapshot]:
+    """The newest environment-level snapshot of each of ``metrics`` for every (model,
+    environment), keyed ``(model, environment, metric)``, in one query."""
     with registry.context.store.read() as s:
         newest = (select(func.max(MetricSnapshotRow.id).label("id"))
-                  .where(MetricSnapshotRow.metric == metric, MetricSnapshotRow.version == "")
-                  .group_by(MetricSnapshotRow.model_id, MetricSnapshotRow.environment)
+                  .where(MetricSnapshotRow.metric.in_(list(metrics)),
+                         MetricSnapshotRow.version == "")
+                  .group_by(MetricSnapshotRow.model_id, MetricSnapshotRow.environment,
+                            MetricSnapshotRow.metric)
                   .subquery())
         rows = s.execute(select(MetricSnapshotRow, ModelRow.name)
                          .join(newest, newest.c.id == MetricSnapshotRow.id)
                          .join(ModelRow, ModelRow.id == MetricSnapshotRow.model_id)).all()
-        return {(name, row.environment): _snapshot(row, name) for row, name in rows}
+        return {(name, row.environment, row.metric): _snapshot(row, name)
+                for row, name in rows}
 
 
 def count_snapshots_before(session: Session, before: datetime) -> int:

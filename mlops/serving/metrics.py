@@ -7,6 +7,7 @@ start; each worker writes its own files and ``/metrics`` aggregates them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,6 +18,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 __all__ = [
     "BATCH_SIZE",
@@ -28,6 +31,7 @@ __all__ = [
     "PREDICTION_ERRORS",
     "REQUESTS",
     "REQUEST_DURATION",
+    "add_collector",
     "render",
 ]
 
@@ -55,12 +59,36 @@ FEEDBACK = Counter("mlops_feedback_total", "Feedback labels received.",
                    ("model_name", "matched"))
 
 
+_EXTRA: list[Collector] = []
+
+
+def add_collector(collector: Collector) -> None:
+    """Export ``collector`` too (the control plane's gauges), in either mode; adding the
+    same collector again does nothing."""
+    if collector not in _EXTRA:
+        _EXTRA.append(collector)
+
+
 def render() -> bytes:
-    """The exposition text: this process's registry, or all workers' in multiprocess mode."""
+    """The exposition text: this process's registry, or all workers' in multiprocess mode,
+    plus the collectors of :func:`add_collector`."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+    else:
+        registry.register(_Forward(REGISTRY))
+    for collector in _EXTRA:
+        registry.register(collector)
+    return generate_latest(registry)
+
+
+class _Forward(Collector):
+    """The process registry as one collector of the exposition's registry."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return self.source.collect()

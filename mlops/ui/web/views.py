@@ -16,6 +16,7 @@ from typing import Any
 from mlops.ci.approvals import decisions, required_approvals
 from mlops.ci.runs import RunStore
 from mlops.deployment.routes import RouteSpec, RoutingService
+from mlops.deployment.shares import Placement, placements
 from mlops.governance.card import ModelCard, build_card
 from mlops.governance.compliance import ComplianceReport, compliance_report
 from mlops.governance.lineage import LineageNode, track_lineage
@@ -42,22 +43,6 @@ FRAMEWORKS_SHOWN = ("sr11-7", "eu-ai-act")
 STALE_PASSES = 3
 #: the models page shows each model's newest versions, its staged, aliased and serving ones
 NEWEST_SHOWN = 5
-
-
-@dataclass(frozen=True)
-class Placement:
-    """One version's place in one environment: ``role`` is ``stable``, ``candidate`` or
-    ``shadow``; ``weight`` its share of traffic in percent (for a shadow: the share of
-    requests mirrored to it); ``source`` is how the environment decides (a deployment
-    ``route``, the registry ``stage``, or the ``latest`` version)."""
-
-    environment: str
-    version: str
-    role: str
-    weight: float
-    source: str
-    strategy: str
-    state: str
 
 
 @dataclass(frozen=True)
@@ -169,22 +154,6 @@ class OneReplay(ModelRegistry):
         if self._verified is None:
             self._verified = super().verify_audit()
         return self._verified
-
-
-def placements(spec: RouteSpec) -> list[Placement]:
-    """Who takes which share of ``spec``'s traffic (a candidate of a split takes its
-    weight, the stable version the rest; a shadow only mirrors)."""
-    out: list[Placement] = []
-    shadow = spec.mode == "shadow"
-    candidate = spec.candidate if spec.candidate and spec.candidate != spec.stable else None
-    if spec.stable:
-        weight = 100.0 if shadow or candidate is None else 100.0 - spec.weight
-        out.append(Placement(spec.environment, spec.stable, "stable", weight, str(spec.source),
-                             spec.strategy, str(spec.state)))
-    if candidate:
-        out.append(Placement(spec.environment, candidate, "shadow" if shadow else "candidate",
-                             spec.weight, str(spec.source), spec.strategy, str(spec.state)))
-    return out
 
 
 def gate_summary(run: dict[str, Any]) -> GateSummary:
