@@ -32,7 +32,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_ACTOR", "tester")
 
 
-def _pg_database() -> Iterator[str]:
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database's URL (a generator: dropped after its one ``yield``)."""
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -64,7 +65,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'meta.db'}"
     else:
-        yield from _pg_database()
+        yield from pg_database()
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from mlops.store.db import WRITE_LOCK_KEY, MetadataStore
 from mlops.store.dedicated import dedicated_connection, supports_dedicated
 from mlops.store.schema import LeaseRow
 
-__all__ = ["Lease", "LeaseKind", "advisory_key", "leader_loop"]
+__all__ = ["Lease", "LeaseKind", "advisory_key", "current_leader", "leader_loop"]
 
 log = logging.getLogger("mlops.store")
 T = TypeVar("T")
@@ -204,7 +204,9 @@ class Lease:
             self.held = False
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = dedicated_connection(self.store, f"{self.name} lease")
+                # the holder in the session's application_name: who leads, for operators
+                self._conn = dedicated_connection(self.store,
+                                                  f"{self.name} lease {self.holder}")
                 self._pid = int(self._conn.execute("SELECT pg_backend_pid()").fetchone()[0])
             got = self._conn.execute("SELECT pg_try_advisory_lock(%s)",
                                      [advisory_key(self.name)]).fetchone()
@@ -243,6 +245,26 @@ class Lease:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()  # the server releases the session lock with the session
+
+
+def current_leader(store: MetadataStore, name: str) -> str | None:
+    """Who holds lease ``name`` now (``host:pid``), or None: on PostgreSQL the session that
+    holds the advisory lock (its application_name names the holder), else the unexpired
+    lease row."""
+    with store.read() as s:
+        if supports_dedicated(store):
+            key = advisory_key(name)
+            app = s.execute(text(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = :k"),
+                {"k": key}).scalar()
+            prefix = f"mlops {name} lease "
+            return str(app)[len(prefix):] if app and str(app).startswith(prefix) else None
+        row = s.get(LeaseRow, name)
+        if row is None or _utc(row.expires_at) <= datetime.now(UTC):
+            return None
+        return row.holder
 
 
 async def leader_loop(name: str, lease: Lease, interval: float,

@@ -8,6 +8,7 @@ import json
 import pickle
 import signal
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from mlops.store.predlog import (
     open_store,
     read_predictions,
 )
+from mlops.store.predlog.layout import part_name
 from tests.scale.conftest import S3Server
 from tests.serving.conftest import start_server
 from tests.serving.fixtures import Exploding
@@ -173,3 +175,22 @@ def test_a_missing_bucket_is_a_clear_error_and_registers_nothing(tmp_path: Path,
         registry.register("m", model=LogisticRegression().fit(x, (x["a"] > 0).astype(int)))
     assert err.value.fix and "MLOPS_ARTIFACTS_URI" in err.value.fix
     assert registry.list_models() == []
+
+
+def test_files_other_processes_write_are_listed_at_once(tmp_path: Path, bucket: str,
+                                                       s3_server: S3Server) -> None:
+    """s3fs caches listings per process: the log's listing must not, or a controller would
+    never see the files of other gateways (the same files read through boto3 here)."""
+    uri = f"{bucket}/store"
+    log = PredictionLog(uri, spool=False)
+    log.log([_record("first", datetime.now(UTC))])
+    log.close()
+    store = open_store(uri)
+    [first] = list_files(store, PREDICTIONS, "m")
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint)
+    name = bucket.removeprefix("s3://")
+    key = first.path.split(f"{name}/", 1)[1]
+    body = client.get_object(Bucket=name, Key=key)["Body"].read()
+    other = key.rsplit("/", 1)[0] + "/" + part_name(datetime.now(UTC), uuid.uuid4().hex)
+    client.put_object(Bucket=name, Key=other, Body=body)  # "another gateway" writes
+    assert len(list_files(store, PREDICTIONS, "m")) == 2

@@ -28,7 +28,7 @@ from mlops.serving.routing import CircuitBreaker, RouteTable, ServedModel, Servi
 from mlops.store.dedicated import dedicated_connection
 from mlops.store.predlog import read_predictions
 from mlops.store.routes import RouteSource, RouteSpec
-from tests.conftest import PG_URL, _pg_database
+from tests.conftest import PG_URL, pg_database
 from tests.serving.conftest import Server, start_server
 from tests.serving.fixtures import Exploding
 
@@ -306,7 +306,7 @@ def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database (skipped without MLOPS_TEST_POSTGRES_URL)."""
     if PG_URL is None:
         pytest.skip("MLOPS_TEST_POSTGRES_URL not set (.ci/run sets it)")
-    yield from _pg_database()
+    yield from pg_database()
 
 
 def test_a_gateway_on_postgresql_switches_within_a_second_by_notification(

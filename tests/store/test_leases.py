@@ -21,7 +21,7 @@ from mlops.errors import LeaseLost
 from mlops.registry.service import ModelRegistry
 from mlops.store.db import MetadataStore
 from mlops.store.dedicated import dedicated_connection
-from mlops.store.leases import Lease, LeaseKind, leader_loop
+from mlops.store.leases import Lease, LeaseKind, current_leader, leader_loop
 from mlops.store.schema import LeaseRow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,6 +88,20 @@ def test_one_holder_at_a_time_and_a_dead_leader_is_replaced(store: MetadataStore
         _check(b)
         b.release()  # a clean shutdown hands over at once
         assert a.acquire()
+    finally:
+        a.release()
+        b.release()
+
+
+def test_the_current_leader_is_named(store: MetadataStore) -> None:
+    a, b = Lease(store, "named", holder="host-a:11"), Lease(store, "named", holder="host-b:22")
+    try:
+        assert current_leader(store, "named") is None
+        assert a.acquire() and not b.acquire()
+        assert current_leader(store, "named") == "host-a:11"
+        a.release()
+        assert b.acquire() and current_leader(store, "named") == "host-b:22"
+        assert current_leader(store, "other") is None
     finally:
         a.release()
         b.release()

@@ -290,6 +290,12 @@ class LogStore:
     root: str
     local: bool
 
+    def listing(self, path: str, *, detail: bool = True) -> list[Any]:
+        """``fs.ls(path)`` without the client's cached listing (s3fs keeps one per process,
+        which would hide the files other gateways write)."""
+        self.fs.invalidate_cache(path)
+        return list(self.fs.ls(path, detail=detail))
+
     def path(self, relative: str) -> str:
         """Filesystem path of a path relative to the root."""
         return f"{self.root}/{relative}"
@@ -318,13 +324,14 @@ class LogStore:
             raise
 
     def names(self, path: str) -> list[str]:
-        """Sorted child names of a folder (none when it does not exist)."""
+        """Sorted child names of a folder (none when it does not exist), read afresh: an
+        object store's client caches listings, and other processes add files."""
         try:
             if self.local:
                 with os.scandir(path) as it:
                     return sorted(e.name for e in it)
             return sorted(str(p).rstrip("/").rsplit("/", 1)[-1]
-                          for p in self.fs.ls(path, detail=False))
+                          for p in self.listing(path, detail=False))
         except (FileNotFoundError, NotADirectoryError):
             return []
 

@@ -438,7 +438,7 @@ def _scan(store: LogStore, path: str) -> _Folder:
                 if is_data_file(entry.name) and entry.is_file(follow_symlinks=False):
                     out.sizes[entry.name] = entry.stat(follow_symlinks=False).st_size
         return out
-    for info in store.fs.ls(path, detail=True):
+    for info in store.listing(path):
         name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
         out.names.add(name)
         if is_data_file(name) and info.get("type") == "file":
