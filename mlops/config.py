@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path(os.environ.get("MODEL_REGISTRY_PATH")
                                                     or ".mlops"))
     database_url: str = ""
+    #: PostgreSQL connections per process: kept open, and the most opened beyond them
+    #: under load (requests then wait up to 30 s for one). Mind max_connections: replicas
+    #: x (pool + overflow + 3 dedicated) must fit.
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
     artifacts_uri: str = ""
     actor: str = ""
     #: the folder where each environment's served models are materialised for tools that

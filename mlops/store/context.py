@@ -40,7 +40,8 @@ class Context:
              **overrides: Any) -> Context:
         """Open the stores ``settings`` (default: from the environment) name."""
         settings = settings or get_settings(**overrides)
-        store = MetadataStore(settings.database_url)
+        store = MetadataStore(settings.database_url, pool_size=settings.db_pool_size,
+                              max_overflow=settings.db_max_overflow)
         return cls(settings, store, ArtifactStore(settings.artifacts_uri),
                    principal or principal_from_settings(settings, store))
 

@@ -126,7 +126,9 @@ class Authenticator:
 
     def __init__(self, settings: Settings, store: MetadataStore | None = None) -> None:
         self.settings = settings
-        self.store = store or MetadataStore(settings.database_url)
+        self.store = store or MetadataStore(settings.database_url,
+                                            pool_size=settings.db_pool_size,
+                                            max_overflow=settings.db_max_overflow)
         self.jwt = JwtVerifier(settings) if JwtVerifier.configured(settings) else None
         self._verified: dict[bytes, str] = {}
         self._touched: dict[str, float] = {}

@@ -3,17 +3,23 @@
 Reads use ordinary transactions. Writes go through :meth:`MetadataStore.write`, which
 serialises writers (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
 PostgreSQL) so that version numbers and the audit chain never race, and commits the row
-and its audit event together or not at all.
+and its audit event together or not at all. A write that loses to a serialization failure
+or a deadlock raises :class:`~mlops.errors.ConcurrencyError`; :meth:`MetadataStore.run`
+runs such a write again, a bounded number of times (tenacity). Migrations run under the
+same advisory lock, so processes that start at once upgrade the schema once.
+
+On PostgreSQL each process keeps one pool per URL (``db_pool_size`` connections, up to
+``db_max_overflow`` more under load), plus the dedicated connections of leases and change
+feeds.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -26,10 +32,15 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from mlops.errors import ConcurrencyError, StoreError
 
-__all__ = ["WRITE_LOCK_KEY", "MetadataStore"]
+__all__ = ["RETRYABLE_SQLSTATES", "WRITE_LOCK_KEY", "MetadataStore", "retryable"]
+
+T = TypeVar("T")
+#: PostgreSQL errors a transaction may simply run again after
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 #: PostgreSQL advisory lock key that serialises metadata writers (ascii "mlopsreg").
 WRITE_LOCK_KEY = 0x6D6C6F7073726567 & 0x7FFFFFFFFFFFFFFF
@@ -39,7 +50,12 @@ _migrated: set[str] = set()
 _lock = threading.Lock()
 
 
-def _make_engine(url: str) -> Engine:
+def retryable(exc: DBAPIError) -> bool:
+    """A serialization failure (40001) or deadlock (40P01), which another try may pass."""
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def _make_engine(url: str, pool_size: int, max_overflow: int) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -75,7 +91,8 @@ def _make_engine(url: str) -> Engine:
 
         return engine
     try:
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size,
+                             max_overflow=max_overflow, pool_timeout=30, pool_recycle=1800)
     except (ImportError, ArgumentError) as exc:
         raise StoreError(
             f"Cannot create a database engine for {parsed.render_as_string(hide_password=True)}: {exc}.",
@@ -89,12 +106,13 @@ class MetadataStore:
     >>> store = MetadataStore("sqlite:///:memory:")  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 5,
+                 max_overflow: int = 10) -> None:
         self.url = url
         with _lock:
             engine = _engines.get(url)
-            if engine is None:
-                engine = _engines[url] = _make_engine(url)
+            if engine is None:  # one engine (one pool) per URL and process
+                engine = _engines[url] = _make_engine(url, pool_size, max_overflow)
         self.engine = engine
         self.dialect = engine.dialect.name
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
@@ -133,24 +151,10 @@ class MetadataStore:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A serialised write transaction, committed on success, rolled back on error."""
-        attempts = 0
-        while True:
-            session = self._write_sessions()
-            try:
-                session.connection()  # BEGIN (IMMEDIATE on SQLite) now
-                if self.dialect == "postgresql":
-                    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
-                break
-            except OperationalError as exc:
-                session.close()
-                attempts += 1
-                if attempts >= 5:
-                    raise ConcurrencyError(
-                        f"The metadata database stayed locked: {exc.orig}.",
-                        fix="Retry; if it persists, look for a process holding a long write.",
-                    ) from exc
-                time.sleep(0.05 * attempts)
+        """A serialised write transaction, committed on success, rolled back on error. A
+        serialization failure or deadlock raises :class:`ConcurrencyError` (nothing was
+        written): :meth:`run` retries those."""
+        session = self._begin_write()
         try:
             yield session
             session.commit()
@@ -161,6 +165,9 @@ class MetadataStore:
                                  "unchanged.") from exc
         except DBAPIError as exc:
             session.rollback()
+            if retryable(exc):
+                raise ConcurrencyError(f"The write lost a race with another one: {exc.orig}.",
+                                       fix="Retry it; nothing was written.") from exc
             raise StoreError(f"Metadata write failed: {exc.orig}.",
                              fix="Retry; the store was left unchanged.") from exc
         except BaseException:
@@ -168,6 +175,44 @@ class MetadataStore:
             raise
         finally:
             session.close()
+
+    def _begin_write(self) -> Session:
+        """BEGIN (IMMEDIATE on SQLite; then the writers' advisory lock on PostgreSQL), retried
+        with back-off while the database stays locked (five attempts)."""
+        def begin() -> Session:
+            session = self._write_sessions()
+            try:
+                session.connection()
+                if self.dialect == "postgresql":
+                    session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                    {"k": WRITE_LOCK_KEY})
+            except BaseException:
+                session.close()
+                raise
+            return session
+
+        try:
+            for attempt in Retrying(stop=stop_after_attempt(5), reraise=True,
+                                    wait=wait_exponential(multiplier=0.05, max=1.0),
+                                    retry=retry_if_exception_type(OperationalError)):
+                with attempt:
+                    return begin()
+        except OperationalError as exc:
+            raise ConcurrencyError(f"The metadata database stayed locked: {exc.orig}.",
+                                   fix="Retry; if it persists, look for a process holding a "
+                                       "long write.") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def run(self, work: Callable[[Session], T], *, attempts: int = 4) -> T:
+        """``work(session)`` in a write transaction, run again (at most ``attempts`` times,
+        with exponential back-off) when it fails with a serialization failure or a
+        deadlock; ``work`` must be safe to repeat (it is: nothing of a failed try stays)."""
+        for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True,
+                                wait=wait_exponential(multiplier=0.05, max=2.0),
+                                retry=retry_if_exception_type(ConcurrencyError)):
+            with attempt, self.write() as session:
+                return work(session)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def dispose(self) -> None:
         """Close pooled connections (call after fork, or in tests)."""
