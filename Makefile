@@ -73,6 +73,13 @@ bench-serving: $(STAMP) $(BENCH_STAMP)
 bench-drift: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/drift.py
 
+# Scale-out benchmark: 1/2/4 gateway processes, route-change propagation (LISTEN/NOTIFY vs
+# poll), leader failover; PostgreSQL on 127.0.0.1:5432, moto's S3 server, wrk.
+.PHONY: bench-scale
+
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
+
 # Canary analysis benchmark: threshold rules vs naive peeking vs the mSPRT (numpy only).
 .PHONY: bench-canary
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     #: x (pool + overflow + 3 dedicated) must fit.
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
+    #: how gateways learn that routes changed: "auto" (LISTEN/NOTIFY on PostgreSQL, else a
+    #: counter read every 0.25 s), "listen", or "poll" (e.g. behind PgBouncer in
+    #: transaction mode, which cannot LISTEN)
+    change_feed: Literal["auto", "listen", "poll"] = "auto"
     artifacts_uri: str = ""
     actor: str = ""
     #: the folder where each environment's served models are materialised for tools that

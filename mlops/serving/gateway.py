@@ -171,14 +171,21 @@ class Gateway:
                               self.predlog.pending, self.predlog.spool_dir)
 
     async def _poll(self) -> None:
+        """Reload the routes as soon as the change feed reports a change (LISTEN/NOTIFY
+        wakes it at once; the counter poll looks every ``poll_seconds``)."""
         while True:
-            await asyncio.sleep(self.config.poll_seconds)
             try:
+                if not await asyncio.to_thread(self.table.wait_for_change,
+                                               self.config.poll_seconds):
+                    continue
                 if await asyncio.to_thread(self.table.refresh):
                     self._publish_loaded()
                     _settle_heap()
-            except Exception:  # keep serving the last good routes
+                if self.table.stale:  # a model failed to load: try again after a pause
+                    await asyncio.sleep(self.config.poll_seconds)
+            except Exception:  # keep serving the last good routes; look again shortly
                 log.exception("routing refresh failed")
+                await asyncio.sleep(self.config.poll_seconds)
 
     def _publish_loaded(self) -> None:
         now = {(s.name, s.version) for s in self.table.loaded()}

@@ -146,7 +146,9 @@ class RouteTable:
         self.environment = environment
         self.routes: dict[str, ServingRoute] = {}
         #: tells the table that routes may have changed (LISTEN/NOTIFY or counter poll)
-        self.changes = changes or ChangeFeed(context.store, ROUTING)
+        feed = context.settings.change_feed
+        self.changes = changes or ChangeFeed(context.store, ROUTING, listen=None if feed == "auto"
+                                             else feed == "listen")
         self._stale = True  # nothing loaded yet, a change is waiting, or a load failed
         self.breaker_threshold = breaker_threshold
         self.breaker_cooldown = breaker_cooldown
@@ -156,6 +158,9 @@ class RouteTable:
         #: per model, the versions explicit-version URLs may reach in this environment
         self.servable: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
+        #: one thread at a time uses the change feed (its connection is not shared)
+        self._feed_lock = threading.Lock()
+        self._closed = False
         self.last_error: str | None = None
 
     # -------------------------------------------------------------- loading
@@ -187,21 +192,31 @@ class RouteTable:
         with self.context.store.read() as s:
             return list(served_routes(s, self.environment).values())
 
+    @property
+    def stale(self) -> bool:
+        """A reload is due (nothing loaded yet, a change waits, or the last load failed)."""
+        return self._stale
+
     def wait_for_change(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds until routes may have changed (then call
         :meth:`refresh`); returns at once when a change is already waiting."""
-        if not self._stale and self.changes.wait(timeout):
-            self._stale = True
+        with self._feed_lock:
+            if not self._stale and not self._closed and self.changes.wait(timeout):
+                self._stale = True
         return self._stale
 
     def close(self) -> None:
-        """Stop listening for changes (the gateway's shutdown)."""
-        self.changes.close()
+        """Stop listening for changes (the gateway's shutdown); waits for a
+        :meth:`wait_for_change` in progress, at most its timeout."""
+        with self._feed_lock:
+            self._closed = True
+            self.changes.close()
 
     def refresh(self, force: bool = False) -> bool:
         """Reload when the routes may have changed; returns True when it reloaded."""
         with self._lock:
-            changed = self.changes.changed()  # always drained, so a forced load counts too
+            with self._feed_lock:  # always drained, so a forced load counts too
+                changed = not self._closed and self.changes.changed()
             if not (changed or force or self._stale):
                 return False
             with self.context.store.read() as s:

@@ -23,7 +23,7 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from mlops.errors import StoreError
+from mlops.errors import ConfigError, StoreError
 from mlops.store.counters import channel, read_counter
 from mlops.store.db import MetadataStore
 from mlops.store.dedicated import dedicated_connection, supports_dedicated
@@ -46,6 +46,10 @@ class ChangeFeed:
         self.store = store
         self.name = name
         self.poll_seconds = poll_seconds
+        if listen and not supports_dedicated(store):
+            raise ConfigError("Change notification by LISTEN needs PostgreSQL (through "
+                              "psycopg), and this store is not.",
+                              fix="Set MLOPS_CHANGE_FEED to auto or poll.")
         use_listen = supports_dedicated(store) if listen is None else listen
         self.kind = FeedKind.LISTEN if use_listen else FeedKind.POLL
         self._conn: Any = None

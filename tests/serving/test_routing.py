@@ -4,6 +4,8 @@ poll on SQLite), and one answer to "what does environment E serve"."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import pickle
 import time
 from collections import Counter
@@ -343,3 +345,35 @@ def test_a_gateway_on_postgresql_switches_within_a_second_by_notification(
                 time.sleep(0.02)
     finally:
         srv.stop()
+
+
+def test_a_model_that_fails_to_load_is_retried_at_the_poll_pace_not_in_a_loop(
+        three: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refresh loop wakes on a change at once, but a load that keeps failing (a stale
+    table) is tried again every poll_seconds, not as fast as the loop can spin."""
+    from mlops.serving.gateway import Gateway, GatewayConfig
+
+    gateway = Gateway(three.settings, GatewayConfig(environment="production",
+                                                    log_predictions=False,
+                                                    poll_seconds=0.1))
+    calls: list[float] = []
+
+    def failing(self: RouteTable, force: bool = False) -> bool:
+        calls.append(time.monotonic())
+        self._stale = True  # what a failed load leaves behind
+        return True
+
+    monkeypatch.setattr(RouteTable, "refresh", failing)
+
+    async def run_for(seconds: float) -> None:
+        task = asyncio.create_task(gateway._poll())
+        await asyncio.sleep(seconds)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(run_for(1.0))
+    finally:
+        gateway.table.close()
+    assert 5 <= len(calls) <= 12  # about one try per 0.1 s

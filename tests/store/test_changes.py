@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mlops.config import Settings
+from mlops.errors import ConfigError
 from mlops.registry.service import ModelRegistry
+from mlops.serving.routing import RouteTable
 from mlops.store.changes import ChangeFeed, FeedKind
+from mlops.store.context import Context
 from mlops.store.counters import ROUTING, bump_counter
 from mlops.store.db import MetadataStore
 from mlops.store.dedicated import dedicated_connection
@@ -101,3 +106,12 @@ def test_a_broken_listen_connection_reports_a_change_and_listens_again(
     assert not feed.changed()
     _bump(store)
     assert feed.wait(5.0)
+
+
+def test_the_feed_kind_follows_the_setting(tmp_path: Path) -> None:
+    for feed in ("auto", "poll"):
+        ctx = Context.open(Settings(home=tmp_path / feed, change_feed=feed))
+        assert RouteTable(ctx, "production").changes.kind is FeedKind.POLL
+    with pytest.raises(ConfigError, match="PostgreSQL"):
+        RouteTable(Context.open(Settings(home=tmp_path / "l", change_feed="listen")),
+                   "production")
