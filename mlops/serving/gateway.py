@@ -180,7 +180,8 @@ class Gateway:
                     continue
                 if await asyncio.to_thread(self.table.refresh):
                     self._publish_loaded()
-                    _settle_heap()
+                    if not self.table.stale:  # not per failed try: a full collection
+                        _settle_heap()        # of a large process takes up to a second
                 if self.table.stale:  # a model failed to load: try again after a pause
                     await asyncio.sleep(self.config.poll_seconds)
             except Exception:  # keep serving the last good routes; look again shortly

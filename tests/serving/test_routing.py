@@ -373,7 +373,7 @@ def test_a_model_that_fails_to_load_is_retried_at_the_poll_pace_not_in_a_loop(
             await task
 
     try:
-        asyncio.run(run_for(1.0))
+        asyncio.run(run_for(1.5))
     finally:
         gateway.table.close()
-    assert 5 <= len(calls) <= 12  # about one try per 0.1 s
+    assert 3 <= len(calls) <= 20  # about one try per 0.1 s (a spinning loop: thousands)
