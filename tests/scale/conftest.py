@@ -66,9 +66,12 @@ def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
         monkeypatch.setenv(key, value)
     name = f"mlops-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server.endpoint).create_bucket(Bucket=name)
-    import fsspec
+    from s3fs import S3FileSystem
 
-    fsspec.filesystem("s3").invalidate_cache()
+    # fsspec keeps one S3FileSystem per set of arguments for the process, and the endpoint
+    # comes from the environment: a filesystem made for an earlier module's server (another
+    # port) must not be reused
+    S3FileSystem.clear_instance_cache()
     return f"s3://{name}"
 
 
