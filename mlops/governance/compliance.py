@@ -25,6 +25,7 @@ from typing import Any
 from mlops.ci.policy import configured_policy
 from mlops.errors import GovernanceError
 from mlops.governance.card import CardSection, ModelCard, SectionStatus, build_card
+from mlops.governance.memo import verified_chain
 from mlops.registry.service import ModelRegistry
 
 __all__ = ["FRAMEWORKS", "ComplianceItem", "ComplianceReport", "ItemStatus",
@@ -301,7 +302,7 @@ def compliance_report(registry: ModelRegistry, name: str, version: str, framewor
                           fix=f"Use one of {', '.join(FRAMEWORKS)}.")
     title, items = FRAMEWORKS[framework]
     card = build_card(registry, name, version)
-    verified = registry.verify_audit()
+    verified = verified_chain(registry)
     tier = configured_policy(registry.settings.policy_file).for_model(name).tier
     facts = _Facts(card, verified.ok, verified.events, verified.head or "", tier)
     return ComplianceReport(framework, title, name, card.version, card.generated_at,

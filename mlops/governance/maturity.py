@@ -24,6 +24,7 @@ import yaml
 from mlops.ci.runs import RunStore
 from mlops.errors import GovernanceError
 from mlops.governance.card import REQUIRED_SECTIONS, build_card
+from mlops.governance.memo import verified_chain
 from mlops.monitoring.alerts import AlertManager
 from mlops.monitoring.snapshots import latest_snapshots
 from mlops.registry.service import ModelRegistry
@@ -152,7 +153,7 @@ class _Observed:
         alerts = AlertManager(registry)
         self.rules = [r for n in names for r in alerts.rules(n)]
         self.alerts = [a for n in names for a in alerts.alerts(n, limit=10_000)]
-        self.verified = registry.verify_audit()
+        self.verified = verified_chain(registry)
 
     def actions(self, action: str) -> list[Any]:
         return [e for e in self.events if e.action == action]

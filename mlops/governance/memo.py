@@ -1,11 +1,13 @@
-"""Evidence read once per page: inside :func:`one_reading`, a model card or a cost report is
-built once for each set of arguments, however many reports ask for it.
+"""Evidence read once per page: inside :func:`one_reading`, a model card, a cost report or
+the audit chain's verification is built once for each set of arguments, however many
+reports ask for it.
 
 A page shows a model card and two compliance reports built from that same card; the
 governance page adds the maturity score (the cards of the staged versions) and the impact
 report. Each card reads the model's audit events and runs a cost report over the prediction
-log, so without this a page read the same evidence three to five times, and could show two
-readings taken a moment apart. Outside the block nothing is kept: every call reads afresh.
+log, so without this a page read the same evidence three to five times (and replayed the
+whole audit chain two or three times), and could show two readings taken a moment apart.
+Outside the block nothing is kept: every call reads afresh.
 
 >>> with one_reading():
 ...     pass
@@ -20,8 +22,9 @@ from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from mlops.registry.service import ModelRegistry
+from mlops.store.audit import VerifyResult
 
-__all__ = ["memoized", "one_reading"]
+__all__ = ["memoized", "one_reading", "verified_chain"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,3 +59,10 @@ def memoized(fn: Callable[Concatenate[ModelRegistry, P], R]
         return reading[key]
 
     return wrapper
+
+
+@memoized
+def verified_chain(registry: ModelRegistry) -> VerifyResult:
+    """The audit chain's verification (a replay of every event, O(events)): once per
+    :func:`one_reading`, so every report on a page shows one and the same."""
+    return registry.verify_audit()

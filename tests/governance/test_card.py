@@ -21,8 +21,10 @@ from mlops.cli.app import app
 from mlops.errors import ModelNotFound
 from mlops.governance.card import REQUIRED_SECTIONS, SectionStatus, build_card
 from mlops.governance.compliance import FRAMEWORKS, compliance_report
+from mlops.governance.maturity import assess_maturity
 from mlops.governance.memo import one_reading
 from mlops.registry.service import ModelRegistry
+from mlops.store.audit import VerifyResult
 from mlops.ui.card import card_html, card_markdown
 
 FEATURES = ["a", "b", "c", "d"]
@@ -145,13 +147,24 @@ def test_cli_require_fails_on_an_incomplete_card_and_renders_each_format(
 
 
 def test_one_reading_builds_each_card_once_and_only_inside_the_block(
-        registry: ModelRegistry, files: dict[str, Path]) -> None:
+        registry: ModelRegistry, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry.register("churn", str(files["model"]))
+    replays: list[int] = []
+    replay = registry.verify_audit
+
+    def counted() -> VerifyResult:
+        replays.append(1)
+        return replay()
+
+    monkeypatch.setattr(registry, "verify_audit", counted)
     with one_reading():
         card = build_card(registry, "churn", "1.0.0")
         assert build_card(registry, "churn", "1.0.0") is card
         reports = [compliance_report(registry, "churn", "1.0.0", f) for f in FRAMEWORKS]
         assert {r.generated_at for r in reports} == {card.generated_at}
+        assess_maturity(registry, model="churn")
+        assert len(replays) == 1  # the audit chain is replayed once for all of them
         with pytest.raises(ModelNotFound):  # errors are not kept: asked again, raised again
             build_card(registry, "nope", "1.0.0")
         with pytest.raises(ModelNotFound):
@@ -161,3 +174,5 @@ def test_one_reading_builds_each_card_once_and_only_inside_the_block(
     assert fresh is not card and build_card(registry, "churn", "1.0.0") is not fresh
     assert fresh.section("intended_use").status is SectionStatus.PRESENT
     assert card.section("intended_use").status is SectionStatus.MISSING
+    compliance_report(registry, "churn", "1.0.0", "sr11-7")
+    assert len(replays) == 2  # outside the block, every report replays afresh

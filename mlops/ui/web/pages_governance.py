@@ -34,7 +34,6 @@ from mlops.registry.service import ModelRegistry
 from mlops.registry.types import ModelVersion
 from mlops.store.audit import AuditEvent, Checkpoint, VerifyResult, checkpoint
 from mlops.ui.web.kit import PageKit
-from mlops.ui.web.views import OneReplay
 
 __all__ = ["AUDIT_LIMIT", "FRAMEWORKS_SHOWN", "USAGE_DAYS", "AuditFilter", "AuditPage",
            "ModelGovernance", "audit_page", "governance_routes", "model_governance"]
@@ -118,7 +117,7 @@ def model_governance(registry: ModelRegistry, name: str, version: str | None = N
     ``VersionNotFound`` for unknown names). The chain is replayed once, for the compliance
     reports and the maturity score alike."""
     with one_reading():
-        return _model_governance(OneReplay(registry), name, version)
+        return _model_governance(registry, name, version)
 
 
 def _model_governance(registry: ModelRegistry, name: str, version: str | None

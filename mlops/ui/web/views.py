@@ -28,12 +28,11 @@ from mlops.monitoring.snapshots import Snapshot, latest_by_deployment
 from mlops.registry.approvals import ApprovalState
 from mlops.registry.service import ModelRegistry
 from mlops.registry.types import ModelVersion, RegisteredModel
-from mlops.store.audit import VerifyResult
 from mlops.store.versions import version_key
 from mlops.ui.web.svg import Point, line_chart
 
 __all__ = ["FRAMEWORKS_SHOWN", "NEWEST_SHOWN", "STALE_PASSES", "GateCheck", "GateRow", "GateSummary", "HealthCell",
-           "ModelEntry", "OneReplay", "Overview", "Placement", "VersionDetail",
+           "ModelEntry", "Overview", "Placement", "VersionDetail",
            "VersionEntry", "gate_rows", "gate_summary", "models_overview", "placements",
            "version_detail"]
 
@@ -137,23 +136,6 @@ class VersionDetail:
     approvals_required: int
     excluded: list[str]
     lineage: LineageNode
-
-
-class OneReplay(ModelRegistry):
-    """``registry`` for building one page: the audit chain is replayed at most once, so
-    the page's compliance reports (and maturity score) show one and the same verification.
-    A replay reads every event (O(events)); a page used to replay it two or three times."""
-
-    def __init__(self, registry: ModelRegistry) -> None:
-        super().__init__(context=registry.context)
-        self._verified: VerifyResult | None = None
-
-    def verify_audit(self, checkpoint: str | None = None) -> VerifyResult:
-        if checkpoint is not None:
-            return super().verify_audit(checkpoint)
-        if self._verified is None:
-            self._verified = super().verify_audit()
-        return self._verified
 
 
 def gate_summary(run: dict[str, Any]) -> GateSummary:
@@ -312,7 +294,7 @@ def version_detail(registry: ModelRegistry, name: str, version: str) -> VersionD
     ``latest`` (unknown ones raise ``ModelNotFound`` / ``VersionNotFound``). The card is
     built once: the compliance reports are built from it."""
     with one_reading():
-        return _version_detail(OneReplay(registry), name, version)
+        return _version_detail(registry, name, version)
 
 
 def _version_detail(registry: ModelRegistry, name: str, version: str) -> VersionDetail:
