@@ -18,12 +18,15 @@ import pandas as pd
 import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
+from starlette.testclient import TestClient
 
+from mlops.api.auth import ApiAuth
 from mlops.ci.pipeline import ModelPipeline
 from mlops.ci.policy import Policy
 from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RoutingService
 from mlops.governance.impact import define_kpi, record_kpi
+from mlops.governance.tokens import TokenService
 from mlops.identity import Principal, Role
 from mlops.monitoring.alerts import AlertManager, Observation
 from mlops.monitoring.drift_window import feature_drift_metric
@@ -34,6 +37,7 @@ from mlops.retraining.service import RetrainService
 from mlops.store import retrain as retrain_rows
 from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 from mlops.store.retrain import JobState
+from mlops.ui.web import create_dashboard
 
 FAST = {"gates": {"security": {}, "data_quality": {}, "metrics": {"accuracy": 0.8},
                   "champion": {}}}
@@ -278,3 +282,27 @@ def browser(served: Any) -> Iterator[Any]:
             yield found
         finally:
             found.close()
+
+
+def role_tokens(registry: ModelRegistry) -> dict[Role, str]:
+    """One token per role (``<role>-user``), for team-mode pages."""
+    return {role: TokenService(registry).create(f"{role.value}-user", role)[1]
+            for role in Role}
+
+
+@pytest.fixture
+def client(store: Any) -> Iterator[TestClient]:
+    """Single-user mode over the module's ``store`` (a fixture with ``settings`` and
+    ``registry``): the local user (tester, an admin)."""
+    with TestClient(create_dashboard(store.registry, ApiAuth(store.settings)),
+                    headers=HTML) as c:
+        yield c
+
+
+@pytest.fixture
+def team(store: Any) -> Iterator[TestClient]:
+    """Team mode over the same store: pages need a login."""
+    settings = store.settings.model_copy(update={"auth": True})
+    with TestClient(create_dashboard(ModelRegistry(settings), ApiAuth(settings)),
+                    headers=HTML) as c:
+        yield c

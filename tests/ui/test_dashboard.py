@@ -5,7 +5,6 @@ CSRF, roles and the login flow in team mode."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +26,7 @@ from mlops.ui.web import create_dashboard
 from mlops.ui.web.session import SEED_COOKIE, SESSION_COOKIE, csrf_token, safe_next
 from mlops.ui.web.svg import Point, line_chart
 from mlops.ui.web.views import NEWEST_SHOWN, STALE_PASSES
-from tests.ui.conftest import HTML, XSS, Demo, build_demo, csrf_of, login
+from tests.ui.conftest import HTML, XSS, Demo, build_demo, csrf_of, login, role_tokens
 
 
 @dataclass
@@ -46,26 +45,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     demo = build_demo(registry, root / "work")
     registry.set_description("fraud", XSS)
     registry.set_description("fraud", XSS, version=demo.fraud_versions[0])
-    tokens = {role: TokenService(registry).create(f"{role.value}-user", role)[1]
-              for role in Role}
+    tokens = role_tokens(registry)
     return Store(settings, registry, demo, tokens)
 
 
-@pytest.fixture
-def client(store: Store) -> Iterator[TestClient]:
-    """Single-user mode: the local user (tester, an admin)."""
-    app = create_dashboard(store.registry, ApiAuth(store.settings))
-    with TestClient(app, headers=HTML) as c:
-        yield c
-
-
-@pytest.fixture
-def team(store: Store) -> Iterator[TestClient]:
-    """Team mode over the same store: pages need a login."""
-    settings = store.settings.model_copy(update={"auth": True})
-    app = create_dashboard(ModelRegistry(settings), ApiAuth(settings))
-    with TestClient(app, headers=HTML) as c:
-        yield c
 
 
 

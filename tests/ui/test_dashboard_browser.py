@@ -24,11 +24,10 @@ import pytest
 from mlops.ci.approvals import approvals
 from mlops.ci.runs import RunStore
 from mlops.config import Settings
-from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from tests.serving.conftest import REPO, Server, start_server
-from tests.ui.conftest import XSS, Demo, build_demo
+from tests.ui.conftest import XSS, Demo, build_demo, role_tokens
 
 if TYPE_CHECKING:
     from playwright.sync_api import (
@@ -88,8 +87,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     registry = ModelRegistry(Settings(home=home, actor="tester"))
     demo = build_demo(registry, root / "work")
     registry.set_description(demo.fraud, XSS, version=demo.fraud_versions[0])
-    tokens = {role: TokenService(registry).create(f"{role.value}-user", role)[1]
-              for role in Role}
+    tokens = role_tokens(registry)
     args = ("--auth", "--controller-interval", "3600")
     server = start_server(home, *args)
     assert serves_dashboard(server), "mlops serve mounts the dashboard at /"

@@ -5,22 +5,17 @@ a model without a configuration), log escaping, filters and 404s."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from starlette.testclient import TestClient
 
-from mlops.api.auth import ApiAuth
 from mlops.config import Settings
 from mlops.governance.maturity import assess_maturity
-from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from mlops.retraining.service import RetrainService
-from mlops.ui.web import create_dashboard
 from tests.ui.conftest import (
-    HTML,
     RETRAIN_LOG,
     Demo,
     RetrainDemo,
@@ -28,6 +23,7 @@ from tests.ui.conftest import (
     build_demo,
     csrf_of,
     login,
+    role_tokens,
 )
 
 
@@ -47,25 +43,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     registry = ModelRegistry(settings)
     demo = build_demo(registry, root / "work")
     retrain = add_retraining_and_governance(registry, demo, root / "work")
-    tokens = {role: TokenService(registry).create(f"{role.value}-user", role)[1]
-              for role in Role}
+    tokens = role_tokens(registry)
     return Store(settings, registry, demo, retrain, tokens)
 
 
-@pytest.fixture
-def client(store: Store) -> Iterator[TestClient]:
-    """Single-user mode: the local user (tester, an admin)."""
-    with TestClient(create_dashboard(store.registry, ApiAuth(store.settings)),
-                    headers=HTML) as c:
-        yield c
-
-
-@pytest.fixture
-def team(store: Store) -> Iterator[TestClient]:
-    settings = store.settings.model_copy(update={"auth": True})
-    with TestClient(create_dashboard(ModelRegistry(settings), ApiAuth(settings)),
-                    headers=HTML) as c:
-        yield c
 
 
 

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mlops.config import Settings
-from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from tests.serving.conftest import start_server
-from tests.ui.conftest import RETRAIN_LOG, add_retraining_and_governance, build_demo
+from tests.ui.conftest import RETRAIN_LOG, add_retraining_and_governance, build_demo, role_tokens
 from tests.ui.test_dashboard_browser import (
     CHROMIUM,
     Served,
@@ -42,8 +41,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     registry = ModelRegistry(Settings(home=home, actor="tester"))
     demo = build_demo(registry, root / "work")
     add_retraining_and_governance(registry, demo, root / "work")
-    tokens = {role: TokenService(registry).create(f"{role.value}-user", role)[1]
-              for role in Role}
+    tokens = role_tokens(registry)
     server = start_server(home, "--auth", "--controller-interval", "3600")
     assert serves_dashboard(server)
     try:

@@ -4,7 +4,6 @@ layer's, the buttons per role, confirmation, CSRF, 404s, escaping and the live J
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import unescape
@@ -12,20 +11,16 @@ from html import unescape
 import pytest
 from starlette.testclient import TestClient
 
-from mlops.api.auth import ApiAuth
 from mlops.config import Settings
 from mlops.deployment.rollouts import RolloutManager
-from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.monitoring.alerts import AlertManager
 from mlops.monitoring.drift_window import window_drift
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.monitoring.snapshots import snapshot_series
 from mlops.registry.service import ModelRegistry
-from mlops.ui.web import create_dashboard
 from mlops.ui.web.svg import Point, bar_chart, heatmap, lines_chart
 from tests.ui.conftest import (
-    HTML,
     XSS,
     Demo,
     LiveDemo,
@@ -33,6 +28,7 @@ from tests.ui.conftest import (
     build_demo,
     csrf_of,
     login,
+    role_tokens,
 )
 
 
@@ -52,25 +48,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     registry = ModelRegistry(settings)
     demo = build_demo(registry, root / "work")
     live = add_rollout_and_monitoring(registry, demo)
-    tokens = {role: TokenService(registry).create(f"{role.value}-user", role)[1]
-              for role in Role}
+    tokens = role_tokens(registry)
     return Store(settings, registry, demo, live, tokens)
 
 
-@pytest.fixture
-def client(store: Store) -> Iterator[TestClient]:
-    """Single-user mode: the local user (tester, an admin)."""
-    with TestClient(create_dashboard(store.registry, ApiAuth(store.settings)),
-                    headers=HTML) as c:
-        yield c
-
-
-@pytest.fixture
-def team(store: Store) -> Iterator[TestClient]:
-    settings = store.settings.model_copy(update={"auth": True})
-    with TestClient(create_dashboard(ModelRegistry(settings), ApiAuth(settings)),
-                    headers=HTML) as c:
-        yield c
 
 
 

@@ -16,11 +16,10 @@ import httpx
 import pytest
 
 from mlops.config import Settings
-from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from tests.serving.conftest import start_server
-from tests.ui.conftest import add_rollout_and_monitoring, build_demo
+from tests.ui.conftest import add_rollout_and_monitoring, build_demo, role_tokens
 from tests.ui.test_dashboard_browser import (
     CHROMIUM,
     Watch,
@@ -71,8 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     registry = ModelRegistry(Settings(home=home, actor="tester"))
     demo = build_demo(registry, root / "work")
     add_rollout_and_monitoring(registry, demo)
-    tokens = {role: TokenService(registry).create(f"{role.value}-user", role)[1]
-              for role in Role}
+    tokens = role_tokens(registry)
     server = start_server(home, "--auth", "--controller-interval", "3600")
     r = httpx.get(server.url + "/login", headers={"accept": "text/html"}, timeout=10)
     assert r.status_code == 200, "mlops serve mounts the dashboard at /"
