@@ -83,22 +83,6 @@ def _data(rows: int = 5000) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, test
 
 
-def _people(registry: Any) -> tuple[Any, Any]:
-    """A developer and an approver with tokens, as the demo has (ana and rui)."""
-    from mlops.governance.tokens import TokenService
-    from mlops.identity import Role
-    from mlops.store.credentials import Authenticator
-    from mlops.store.tokens import parse_duration
-
-    service = TokenService(registry)
-    auth = Authenticator(registry.context.settings, registry.context.store)
-    people = []
-    for name, role in (("ana", Role.DEVELOPER), ("rui", Role.APPROVER)):
-        _, token = service.create(name, role, parse_duration("1d"))
-        people.append(registry.acting_as(auth.authenticate(token)))
-    return people[0], people[1]
-
-
 def _at(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
@@ -112,14 +96,14 @@ def one_run(home: Path, canary: dict[str, Any], scheduler_interval: float) -> di
     from mlops.ci.approvals import approve
     from mlops.ci.pipeline import ModelPipeline
     from mlops.ci.policy import configured_policy
-    from mlops.cli.demo_gateway import start_gateway
+    from mlops.cli.demo import demo_people
+    from mlops.cli.demo_gateway import send, start_gateway
     from mlops.cli.demo_retrain import (
         MONITOR_ENV,
         drive,
         new_world,
         read_chain,
         retrain_config,
-        send,
         write_training_script,
     )
     from mlops.config import get_settings
@@ -130,7 +114,7 @@ def one_run(home: Path, canary: dict[str, Any], scheduler_interval: float) -> di
 
     os.environ["MLOPS_HOME"] = str(home)
     registry = ModelRegistry(get_settings(home=home, promotion_policy="gated"))
-    ana, rui = _people(registry)
+    ana, rui = demo_people(registry)
     work = home / "bench"
     work.mkdir(parents=True)
     train, test = _data()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the heavy modules load when the demo runs, not with every c
 
     from mlops.registry.service import ModelRegistry
 
-__all__ = ["demo"]
+__all__ = ["demo", "demo_people"]
 
 
 def demo(
@@ -67,7 +67,7 @@ def demo(
     candidates = [("logistic", LogisticRegression(max_iter=500)),
                   ("forest", RandomForestClassifier(n_estimators=60, max_depth=8,
                                                     random_state=7))]
-    ana, rui = _people(registry)
+    ana, rui = demo_people(registry)
     console.print("two people with tokens: ana (developer) runs the pipeline, rui (approver) "
                   "approves and promotes; the audit log names them")
     pipeline = ModelPipeline(ana)  # the built-in medium-risk policy
@@ -256,7 +256,7 @@ def _impact_section(registry: ModelRegistry, model_name: str, version: str,
                   f"({registry.settings.retention_days} days) would be deleted")
 
 
-def _people(registry: ModelRegistry) -> tuple[ModelRegistry, ModelRegistry]:
+def demo_people(registry: ModelRegistry) -> tuple[ModelRegistry, ModelRegistry]:
     """ana (developer) and rui (approver), each with a token that expires in a day."""
     from mlops.governance.tokens import TokenService
     from mlops.identity import Role

@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
 
 from mlops.registry import ModelRegistry
 
-__all__ = ["post_json", "start_gateway"]
+__all__ = ["post_json", "send", "start_gateway"]
 
 
 def start_gateway(registry: ModelRegistry, *args: str, env_extra: dict[str, str] | None = None,
@@ -47,3 +51,22 @@ def post_json(url: str, body: object, headers: dict[str, str] | None = None
             return resp.status, dict(resp.headers), json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+
+
+def send(url: str, model: str, frame: pd.DataFrame, labels: np.ndarray,
+         features: Sequence[str], *, batch: int = 20) -> int:
+    """Send ``frame`` in ``batch``-row V2 requests to the gateway at ``url``, each followed
+    by its labels (feedback); the rows answered."""
+    sent = 0
+    for start in range(0, len(frame), batch):
+        part = frame.iloc[start:start + batch]
+        status, headers, _ = post_json(
+            f"{url}/v2/models/{model}/infer",
+            {"inputs": [{"name": "x", "shape": [len(part), len(features)], "datatype": "FP64",
+                         "data": part[list(features)].to_numpy().ravel().tolist()}]})
+        if status == 200:
+            post_json(f"{url}/v1/models/{model}/feedback",
+                      [{"request_id": headers["x-request-id"], "row": i, "actual": int(y)}
+                       for i, y in enumerate(labels[start:start + batch])])
+            sent += len(part)
+    return sent

@@ -13,28 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.cli.demo_gateway import post_json, start_gateway
+from mlops.cli.demo_gateway import send, start_gateway
 from mlops.cli.output import console
 from mlops.registry.service import ModelRegistry
 
 __all__ = ["monitor_section"]
-
-
-def _send(url: str, model: str, frame: pd.DataFrame, labels: np.ndarray, features: list[str],
-          batch: int = 20) -> int:
-    sent = 0
-    for start in range(0, len(frame), batch):
-        part = frame.iloc[start:start + batch]
-        status, headers, _ = post_json(
-            f"{url}/v2/models/{model}/infer",
-            {"inputs": [{"name": "x", "shape": [len(part), len(features)], "datatype": "FP64",
-                         "data": part[features].to_numpy().ravel().tolist()}]})
-        if status == 200:
-            post_json(f"{url}/v1/models/{model}/feedback",
-                  [{"request_id": headers["x-request-id"], "row": i, "actual": int(y)}
-                   for i, y in enumerate(labels[start:start + batch])])
-            sent += len(part)
-    return sent
 
 
 def _get(url: str) -> Any:
@@ -55,7 +38,7 @@ def monitor_section(registry: ModelRegistry, model: str, test: pd.DataFrame,
                                                    "MLOPS_MONITOR_WINDOW": "30"})
     try:
         normal = test.sample(600, replace=True, random_state=1)
-        sent = _send(url, model, normal, normal["label"].to_numpy(), features)
+        sent = send(url, model, normal, normal["label"].to_numpy(), features)
         console.print(f"{sent} normal requests to {model} {version} in production, with labels")
         # the world changes: f0, f1 and f3 shift by 1.5 sd, and the label follows a new rule
         shifted = test.sample(900, replace=True, random_state=2).copy()
@@ -63,7 +46,7 @@ def monitor_section(registry: ModelRegistry, model: str, test: pd.DataFrame,
             shifted[column] += 1.5
         new_labels = (shifted["f2"] - 1.2 * shifted["f1"] + rng.normal(0, 0.5, len(shifted))
                       > -1.8).astype(int).to_numpy()
-        sent = _send(url, model, shifted, new_labels, features)
+        sent = send(url, model, shifted, new_labels, features)
         console.print(f"{sent} requests after the shift (f0, f1, f3 +1.5 sd; labels follow a new "
                       "rule); the evaluator runs every 2 s over the last 30 s")
         firing: list[dict[str, Any]] = []

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import typer
 
-from mlops.cli.demo_gateway import post_json, start_gateway
+from mlops.cli.demo_gateway import post_json, send, start_gateway
 from mlops.cli.output import console
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import AuditEvent
 
 __all__ = ["CANARY", "MONITOR_ENV", "TRAIN_SCRIPT", "Chain", "drive", "evaluated_after",
-           "new_world", "read_chain", "retrain_config", "retrain_section", "send",
+           "new_world", "read_chain", "retrain_config", "retrain_section",
            "write_training_script"]
 
 #: the training command's script: a logistic regression on the window's features and label
@@ -96,25 +96,6 @@ def new_world(rows: int, features: Sequence[str], seed: int) -> tuple[pd.DataFra
         frame[column] += 1.5
     labels = (frame["f2"] - 1.2 * frame["f1"] + rng.normal(0, 0.5, rows) > -1.8)
     return frame, labels.astype(int).to_numpy()
-
-
-def send(url: str, model: str, frame: pd.DataFrame, labels: np.ndarray,
-         features: Sequence[str], *, batch: int = 20) -> int:
-    """Send ``frame`` in ``batch``-row requests to production, each followed by its labels;
-    the rows answered."""
-    sent = 0
-    for start in range(0, len(frame), batch):
-        part = frame.iloc[start:start + batch]
-        status, headers, _ = post_json(
-            f"{url}/v2/models/{model}/infer",
-            {"inputs": [{"name": "x", "shape": [len(part), len(features)], "datatype": "FP64",
-                         "data": part[list(features)].to_numpy().ravel().tolist()}]})
-        if status == 200:
-            post_json(f"{url}/v1/models/{model}/feedback",
-                      [{"request_id": headers["x-request-id"], "row": i, "actual": int(y)}
-                       for i, y in enumerate(labels[start:start + batch])])
-            sent += len(part)
-    return sent
 
 
 def evaluated_after(registry: ModelRegistry, model: str, after: datetime, *,
