@@ -43,6 +43,26 @@ def _y_text(y: float) -> str:
     return f"{y:.4g}"
 
 
+def _frame(title: str, width: int, height: int, plot_w: float, plot_h: float,
+           x_label: str | None, y_label: str) -> list[str]:
+    """The opening of a chart: the ``<svg>`` element, its title, the plot's frame and the
+    axis labels (no x label for charts that label each category instead)."""
+    x0, y0 = _PAD_LEFT, _PAD_TOP
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             f'aria-label="{escape(title)}">', f"<title>{escape(title)}</title>",
+             f'<text class="chart-title" x="{x0}" y="16">{escape(title)}</text>',
+             f'<rect class="chart-frame" x="{x0}" y="{y0}" width="{plot_w}" height="{plot_h}" '
+             'fill="none" stroke="#c4cbd4"/>']
+    if x_label is not None:
+        parts.append(f'<text class="chart-axis" x="{x0 + plot_w / 2:.1f}" y="{height - 6}" '
+                     f'text-anchor="middle">{escape(x_label)}</text>')
+    parts.append(f'<text class="chart-axis" x="14" y="{y0 + plot_h / 2:.1f}" '
+                 f'text-anchor="middle" transform="rotate(-90 14 {y0 + plot_h / 2:.1f})">'
+                 f"{escape(y_label)}</text>")
+    return parts
+
+
 def line_chart(points: Sequence[Point], *, title: str, x_label: str, y_label: str,
                width: int = 640, height: int = 240) -> str:
     """An ``<svg>`` line chart of ``points`` (sorted by x; non-finite values are left out)
@@ -53,17 +73,7 @@ def line_chart(points: Sequence[Point], *, title: str, x_label: str, y_label: st
     plot_w = width - _PAD_LEFT - _PAD_RIGHT
     plot_h = height - _PAD_TOP - _PAD_BOTTOM
     x0, y0 = _PAD_LEFT, _PAD_TOP
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             f'aria-label="{escape(title)}">',
-             f"<title>{escape(title)}</title>",
-             f'<text class="chart-title" x="{x0}" y="16">{escape(title)}</text>',
-             f'<rect class="chart-frame" x="{x0}" y="{y0}" width="{plot_w}" height="{plot_h}" '
-             'fill="none" stroke="#c4cbd4"/>',
-             f'<text class="chart-axis" x="{x0 + plot_w / 2:.1f}" y="{height - 6}" '
-             f'text-anchor="middle">{escape(x_label)}</text>',
-             f'<text class="chart-axis" x="14" y="{y0 + plot_h / 2:.1f}" text-anchor="middle" '
-             f'transform="rotate(-90 14 {y0 + plot_h / 2:.1f})">{escape(y_label)}</text>']
+    parts = _frame(title, width, height, plot_w, plot_h, x_label, y_label)
     if not series:
         parts.append(f'<text class="chart-empty" x="{x0 + plot_w / 2:.1f}" '
                      f'y="{y0 + plot_h / 2:.1f}" text-anchor="middle">no data</text>')
@@ -138,16 +148,7 @@ def lines_chart(series: Sequence[tuple[str, Sequence[Point]]], *, title: str, x_
     def py(y: float) -> float:
         return y0 + plot_h - (y - lo_y) / (hi_y - lo_y) * plot_h
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             f'aria-label="{escape(title)}">', f"<title>{escape(title)}</title>",
-             f'<text class="chart-title" x="{x0}" y="16">{escape(title)}</text>',
-             f'<rect class="chart-frame" x="{x0}" y="{y0}" width="{plot_w}" height="{plot_h}" '
-             'fill="none" stroke="#c4cbd4"/>',
-             f'<text class="chart-axis" x="{x0 + plot_w / 2:.1f}" y="{height - 6}" '
-             f'text-anchor="middle">{escape(x_label)}</text>',
-             f'<text class="chart-axis" x="14" y="{y0 + plot_h / 2:.1f}" text-anchor="middle" '
-             f'transform="rotate(-90 14 {y0 + plot_h / 2:.1f})">{escape(y_label)}</text>',
+    parts = [*_frame(title, width, height, plot_w, plot_h, x_label, y_label),
              f'<text class="chart-tick" x="{x0 - 6}" y="{y0 + 4}" text-anchor="end">'
              f"{escape(_y_text(hi_y))}</text>",
              f'<text class="chart-tick" x="{x0 - 6}" y="{y0 + plot_h}" text-anchor="end">'
@@ -193,14 +194,7 @@ def bar_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]
     x0, y0 = _PAD_LEFT, _PAD_TOP
     values = [v for _, vs in series for v in vs if math.isfinite(v)]
     top = max(values, default=0.0) or 1.0
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             f'aria-label="{escape(title)}">', f"<title>{escape(title)}</title>",
-             f'<text class="chart-title" x="{x0}" y="16">{escape(title)}</text>',
-             f'<rect class="chart-frame" x="{x0}" y="{y0}" width="{plot_w}" height="{plot_h}" '
-             'fill="none" stroke="#c4cbd4"/>',
-             f'<text class="chart-axis" x="14" y="{y0 + plot_h / 2:.1f}" text-anchor="middle" '
-             f'transform="rotate(-90 14 {y0 + plot_h / 2:.1f})">{escape(y_label)}</text>',
+    parts = [*_frame(title, width, height, plot_w, plot_h, None, y_label),
              f'<text class="chart-tick" x="{x0 - 6}" y="{y0 + 4}" text-anchor="end">'
              f"{escape(_y_text(top))}</text>",
              f'<text class="chart-tick" x="{x0 - 6}" y="{y0 + plot_h}" text-anchor="end">0</text>']
