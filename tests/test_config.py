@@ -8,6 +8,7 @@ from mlops.config import Settings, get_settings
 from mlops.errors import ConfigError
 
 
+@pytest.mark.default_store  # the defaults, with no MLOPS_DATABASE_URL
 def test_defaults_live_under_mlops_home(tmp_path: Path) -> None:
     s = get_settings()
     assert s.home == (tmp_path / ".mlops").resolve()

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# the seed README runs verbatim on the embedded default, whatever MLOPS_TEST_STORE says
+pytestmark = pytest.mark.default_store
 
 # --------------------------------------------------------------------------- the snippets
 CI = '''

@@ -243,7 +243,8 @@ class RolloutTicker:
         """Record the look and carry out its action in one write transaction (nothing when
         another controller or a person moved the rollout meanwhile)."""
         result = judgement.result
-        with self.store.write() as s:
+
+        def record(s: Session) -> Rollout | None:
             if fence is not None:
                 fence(s)
             row = s.get(RolloutRow, snap.id)
@@ -262,6 +263,8 @@ class RolloutTicker:
             row.updated_at = utcnow()
             s.flush()
             return rollout_view(s, row, mrow.name, analyses=1)
+
+        return self.store.run(record)  # again after a deadlock: nothing of a lost try stays
 
     def _act(self, s: Session, mrow: ModelRow, row: RolloutRow, snap: Snapshot,
              judgement: Judgement, memory: RolloutMemory) -> RolloutMemory | None:
@@ -291,17 +294,20 @@ class RolloutTicker:
                       fence: Fence | None) -> Rollout | None:
         """Pause a rollout whose turn raised, once, with the error as reason."""
         text = f"{type(error).__name__}: {error}"
+
+        def pause(s: Session) -> Rollout | None:
+            if fence is not None:
+                fence(s)
+            row = s.get(RolloutRow, rollout_id)
+            if row is None or row.state != RolloutState.PROGRESSING:
+                return None
+            self.transitions.pause(s, model, row, "paused by the controller after an "
+                                                  f"error: {text}", error=text)
+            s.flush()
+            return rollout_view(s, row, model, analyses=1)
+
         try:
-            with self.store.write() as s:
-                if fence is not None:
-                    fence(s)
-                row = s.get(RolloutRow, rollout_id)
-                if row is None or row.state != RolloutState.PROGRESSING:
-                    return None
-                self.transitions.pause(s, model, row, "paused by the controller after an "
-                                                      f"error: {text}", error=text)
-                s.flush()
-                paused = rollout_view(s, row, model, analyses=1)
+            paused = self.store.run(pause)
         except LeaseLost:
             raise
         except Exception:  # logged; the other rollouts go on

@@ -46,7 +46,7 @@ def record_snapshots(registry: ModelRegistry, model: str, version: str, environm
                      guard: Callable[[Session], None] | None = None) -> int:
     """Store one snapshot per metric; non-finite values are stored as NULL. ``guard`` runs
     inside the write transaction and may raise to abort it."""
-    with registry.context.store.write() as s:
+    def store(s: Session) -> int:
         if guard is not None:
             guard(s)
         model_id = model_row(s, model).id
@@ -57,6 +57,8 @@ def record_snapshots(registry: ModelRegistry, model: str, version: str, environm
             for name, obs in values.items()]
         s.add_all(rows)
         return len(rows)
+
+    return registry.context.store.run(store)  # again after a deadlock
 
 
 def _snapshot(row: MetricSnapshotRow, model: str) -> Snapshot:

@@ -50,6 +50,7 @@ from mlops.store.versions import next_version, parse_version
 __all__ = [
     "check_name",
     "check_tag",
+    "check_text",
     "finite_metric",
     "json_safe",
     "register_version",
@@ -120,6 +121,7 @@ def register_version(
     lineage.parent_version = parent_version or lineage.parent_version
     lineage.mlflow_run_id = mlflow_run_id or lineage.mlflow_run_id
     description = description or str(meta.get("description", ""))
+    check_text("description", description, name)
 
     with tempfile.TemporaryDirectory(prefix="mlops-reg-") as tmp:
         try:
@@ -307,7 +309,17 @@ def check_name(name: str) -> None:
                                 "spaces or a leading '.'.")
 
 
+def check_text(field: str, value: str, model: str) -> None:
+    """Free text (a description, a tag) holds no NUL character: PostgreSQL cannot store
+    one, so neither store takes it."""
+    if "\x00" in value:
+        raise RegistryError(f"The {field} contains a NUL character (\\x00).",
+                            fix="Remove it; the store was left unchanged.", model=model)
+
+
 def check_tag(key: str, value: str, model: str) -> None:
+    check_text("tag key", key, model)
+    check_text(f"value of tag {key!r}", value, model)
     if not key or len(key) > 255:
         raise RegistryError(f"Key {key!r} must be 1-255 characters.",
                             fix="Use a short key such as team or dataset.", model=model)

@@ -40,7 +40,7 @@ from mlops.registry.reference import (
     profile_rows,
     put_profiles,
 )
-from mlops.registry.registration import check_tag, finite_metric, register_version
+from mlops.registry.registration import check_tag, check_text, finite_metric, register_version
 from mlops.registry.search import compile_clauses, parse_query
 from mlops.registry.types import ABTest, ModelVersion, RegisteredModel
 from mlops.registry.views import summaries, to_version, to_versions, utc
@@ -411,6 +411,7 @@ class ModelRegistry:
 
     def set_description(self, name: str, description: str, version: str | None = None) -> None:
         self.require(Role.DEVELOPER, f"describe {name}")
+        check_text("description", description, name)
         with self.store.write() as s:
             model = model_row(s, name)
             if version is None:

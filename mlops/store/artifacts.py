@@ -61,7 +61,13 @@ class ArtifactStore:
         self.root = root.rstrip("/")
         self.local = isinstance(fs, LocalFileSystem)
         if self.local:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ArtifactError(
+                    f"Cannot create the artifact folder {self.root}: {exc.strerror or exc}.",
+                    fix="Point MLOPS_HOME (or MLOPS_ARTIFACTS_URI) at a writable folder.",
+                ) from exc
 
     def _path(self, digest: str) -> str:
         return f"{self.root}/sha256/{digest[:2]}/{digest}"

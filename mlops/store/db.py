@@ -5,8 +5,11 @@ serialises writers (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory
 PostgreSQL) so that version numbers and the audit chain never race, and commits the row
 and its audit event together or not at all. A write that loses to a serialization failure
 or a deadlock raises :class:`~mlops.errors.ConcurrencyError`; :meth:`MetadataStore.run`
-runs such a write again, a bounded number of times (tenacity). Migrations run under the
-same advisory lock, so processes that start at once upgrade the schema once.
+runs such a write again, a bounded number of times (tenacity): the writes nobody watches
+go through it (a controller's rollout decisions, the evaluator's snapshots), while a
+person's write that loses a race is refused with the advice to retry. A lost lease is
+never retried. Migrations run under the same advisory lock, so processes that start at
+once upgrade the schema once.
 
 On PostgreSQL each process keeps one pool per URL (``db_pool_size`` connections, up to
 ``db_max_overflow`` more under load), plus the dedicated connections of leases and change
@@ -32,9 +35,15 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
-from mlops.errors import ConcurrencyError, StoreError
+from mlops.errors import ConcurrencyError, LeaseLost, StoreError
 
 __all__ = ["RETRYABLE_SQLSTATES", "WRITE_LOCK_KEY", "MetadataStore", "retryable"]
 
@@ -48,6 +57,11 @@ WRITE_LOCK_KEY = 0x6D6C6F7073726567 & 0x7FFFFFFFFFFFFFFF
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
 _lock = threading.Lock()
+
+
+def _lost_a_race(exc: BaseException) -> bool:
+    """A write another try may pass; not a lost lease (the next try would be fenced off)."""
+    return isinstance(exc, ConcurrencyError) and not isinstance(exc, LeaseLost)
 
 
 def retryable(exc: DBAPIError) -> bool:
@@ -141,10 +155,16 @@ class MetadataStore:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reading; nothing it changes is committed."""
+        """A session for reading; nothing it changes is committed. A value the database
+        cannot take (PostgreSQL refuses text with NUL characters, which SQLite stores)
+        raises :class:`StoreError`."""
         session = self._sessions()
         try:
             yield session
+        except DataError as exc:
+            raise StoreError(f"The database refused a value it was asked about: {exc.orig}.",
+                             fix="Remove NUL characters from the names and filters sent.",
+                             ) from exc
         finally:
             session.rollback()
             session.close()
@@ -209,7 +229,7 @@ class MetadataStore:
         deadlock; ``work`` must be safe to repeat (it is: nothing of a failed try stays)."""
         for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True,
                                 wait=wait_exponential(multiplier=0.05, max=2.0),
-                                retry=retry_if_exception_type(ConcurrencyError)):
+                                retry=retry_if_exception(_lost_a_race)):
             with attempt, self.write() as session:
                 return work(session)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -3,7 +3,6 @@ a port that is already taken exits without a single controller pass."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +13,8 @@ from sqlalchemy import func, select
 from mlops.deployment.rollouts import RolloutManager
 from mlops.registry.service import ModelRegistry
 from mlops.store.schema import AnalysisRow, LeaseRow
-from tests.serving.conftest import REPO, start_server
+from tests.conftest import child_env
+from tests.serving.conftest import start_server
 
 
 def _analyses(registry: ModelRegistry) -> int:
@@ -30,8 +30,7 @@ def test_a_failed_bind_starts_no_controller(served_store: tuple[Path, ModelRegis
     try:
         port = first.url.rsplit(":", 1)[1]
         before = _analyses(registry)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-        env.update(MLOPS_HOME=str(home), MLOPS_ACTOR="tester", PYTHONPATH=str(REPO))
+        env = child_env(MLOPS_HOME=str(home), MLOPS_ACTOR="tester")
         started = time.monotonic()
         second = subprocess.run([sys.executable, "-m", "mlops", "serve", "--port", port,
                                  "--controller-interval", "0.1"], env=env, cwd=home.parent,

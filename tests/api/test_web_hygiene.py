@@ -3,7 +3,6 @@ requests, DNS rebinding, a public bind without authentication, out-of-range opti
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,8 @@ import pytest
 from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
-from tests.serving.conftest import REPO, Server, free_port, start_server
+from tests.conftest import child_env
+from tests.serving.conftest import Server, free_port, start_server
 
 ROW = {"instances": [[0.1, 0.2, 0.3, 0.4, 0.5]]}
 
@@ -64,8 +64,7 @@ def test_dns_rebinding_host_names_are_refused(server: Server) -> None:
 
 
 def _serve(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    env.update(MLOPS_HOME=str(home), PYTHONPATH=str(REPO))
+    env = child_env(MLOPS_HOME=str(home))
     return subprocess.run([sys.executable, "-m", "mlops", "serve", *args], env=env,
                           cwd=home.parent, capture_output=True, text=True, timeout=timeout)
 
@@ -90,8 +89,7 @@ def test_serve_refuses_unsafe_or_out_of_range_options(tmp_path: Path, args: list
 
 def test_insecure_public_bind_starts_with_a_warning(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    env.update(MLOPS_HOME=str(tmp_path / ".mlops"), PYTHONPATH=str(REPO))
+    env = child_env(MLOPS_HOME=str(tmp_path / ".mlops"))
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "mlops", "serve", "--host", "0.0.0.0",

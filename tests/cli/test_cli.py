@@ -69,7 +69,7 @@ def test_register_show_promote_alias_search_and_verify(tmp_path: Path, skops_fil
 def test_tampered_audit_row_makes_verify_exit_1(tmp_path: Path, skops_file: Path) -> None:
     assert run("models", "register", str(skops_file), "--name", "m", cwd=tmp_path).returncode == 0
     db = tmp_path / ".mlops" / "mlops.db"
-    engine = create_engine(f"sqlite:///{db}")
+    engine = create_engine(os.environ.get("MLOPS_DATABASE_URL") or f"sqlite:///{db}")
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"))
     engine.dispose()
@@ -102,6 +102,7 @@ def test_unsafe_pickle_is_refused_by_the_cli(tmp_path: Path) -> None:
     assert "system" in r.stderr  # the payload is a protocol-0 pickle of os.system('echo hi')
 
 
+@pytest.mark.default_store  # where the SQLite file goes
 def test_settings_from_mlops_toml(tmp_path: Path, skops_file: Path) -> None:
     home = tmp_path / "elsewhere"
     (tmp_path / "mlops.toml").write_text(f'[mlops]\nhome = "{home}"\n')

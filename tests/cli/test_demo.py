@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.default_store  # `make demo` runs on the embedded default
+
 
 def test_the_demo_runs_the_whole_lifecycle_on_a_fresh_store(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()

@@ -27,6 +27,7 @@ from mlops.errors import ConfigError, DeploymentError
 from mlops.k8s import ClusterSpec, Flavor, k8s_name, render, to_yaml
 from mlops.k8s.argo import analysis_queries
 from mlops.registry.service import ModelRegistry
+from tests.conftest import child_env
 from tests.k8s.metric_names import exported_metric_names, promql_metric_names
 
 CRDS = Path(__file__).resolve().parent / "data" / "crds"
@@ -265,7 +266,5 @@ def test_the_cli_writes_one_file_per_object(registry: ModelRegistry, tmp_path: P
 
 
 def _env(registry: ModelRegistry) -> dict[str, str]:
-    import os
-
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")},
-            "MLOPS_HOME": str(registry.context.settings.home), "MLOPS_ACTOR": "tester"}
+    return child_env(MLOPS_HOME=str(registry.context.settings.home), MLOPS_ACTOR="tester",
+                     MLOPS_DATABASE_URL=registry.context.settings.database_url)

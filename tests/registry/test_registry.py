@@ -15,6 +15,7 @@ from mlops.errors import (
     InvalidVersion,
     ModelNotFound,
     RegistryError,
+    StoreError,
     VersionNotFound,
 )
 from mlops.registry.service import ModelRegistry
@@ -63,6 +64,24 @@ def test_unknown_model_version_stage_and_alias_errors(registry: ModelRegistry,
         registry.get_version("m", alias="champion")
     with pytest.raises(InvalidStage):
         registry.promote("m", "1.0.0", "prod")
+
+
+def test_a_nul_character_is_an_mlops_error_on_both_stores(registry: ModelRegistry,
+                                                          skops_file: Path) -> None:
+    """PostgreSQL refuses text with NUL characters where SQLite finds nothing: either way
+    the caller gets an error of the tree (a 4xx over the API), and nothing is written."""
+    with pytest.raises((ModelNotFound, StoreError)):
+        registry.get_model("a\x00b")
+    with pytest.raises((RegistryError, StoreError)):
+        registry.register("a\x00b", skops_file)
+    registry.register("m", skops_file)
+    with pytest.raises(RegistryError, match="NUL"):
+        registry.register("m", skops_file, description="bad\x00text")
+    with pytest.raises(RegistryError, match="NUL"):
+        registry.register("m", skops_file, tags={"team": "a\x00"})
+    with pytest.raises(RegistryError, match="NUL"):
+        registry.set_description("m", "bad\x00text")
+    assert [v.version for v in registry.list_versions("m")] == ["1.0.0"]
 
 
 def test_metadata_splits_into_metrics_tags_and_lineage(registry: ModelRegistry,

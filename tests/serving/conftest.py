@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlops.config import Settings
 from mlops.registry.service import ModelRegistry
+from tests.conftest import child_env
 
 REPO = Path(__file__).resolve().parents[2]
 FEATURES = [f"x{i}" for i in range(5)]
@@ -56,10 +56,7 @@ class Server:
 def start_server(home: Path, *args: str, wait_for: str = "/v2/health/ready",
                  env_extra: dict[str, str] | None = None) -> Server:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")
-           or k == "MLOPS_TEST_POSTGRES_URL"}
-    env.update(MLOPS_HOME=str(home), MLOPS_ACTOR="tester", PYTHONPATH=str(REPO),
-               **(env_extra or {}))
+    env = child_env(MLOPS_HOME=str(home), MLOPS_ACTOR="tester", **(env_extra or {}))
     log = home.parent / f"server-{port}.log"
     with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import os
 import re
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from mlops.serving import bucket
 from mlops.store.predlog import read_predictions
+from tests.conftest import child_env
 from tests.serving.conftest import REPO, Server, free_port, start_server
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
@@ -506,8 +506,7 @@ def test_two_workers_share_the_grpc_port(store: tuple[Path, ModelRegistry]) -> N
 
 
 def _serve(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    env.update(MLOPS_HOME=str(home), PYTHONPATH=str(REPO))
+    env = child_env(MLOPS_HOME=str(home))
     return subprocess.run([sys.executable, "-m", "mlops", "serve", *args], env=env,
                           cwd=home.parent, capture_output=True, text=True, timeout=60)
 

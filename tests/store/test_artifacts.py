@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.errors import ArtifactCorrupted, ArtifactNotFound
+from mlops.errors import ArtifactCorrupted, ArtifactError, ArtifactNotFound
 from mlops.store.artifacts import ArtifactStore
 
 
@@ -39,6 +39,13 @@ def test_corrupted_artifact_names_the_file(tmp_path: Path) -> None:
     assert str(path) in str(err.value)
     with pytest.raises(ArtifactCorrupted):
         store.local_path(ref.digest)
+
+
+def test_an_artifact_folder_that_cannot_be_made_is_an_artifact_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ArtifactError, match="Cannot create the artifact folder") as info:
+        ArtifactStore(str(tmp_path / "file" / "artifacts"))
+    assert "MLOPS_ARTIFACTS_URI" in (info.value.fix or "")
 
 
 def test_missing_artifact_raises_not_found(tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ def test_a_broken_listen_connection_reports_a_change_and_listens_again(
     assert feed.wait(5.0)
 
 
+@pytest.mark.default_store  # the embedded SQLite store has no LISTEN
 def test_the_feed_kind_follows_the_setting(tmp_path: Path) -> None:
     for feed in ("auto", "poll"):
         ctx = Context.open(Settings(home=tmp_path / feed, change_feed=feed))

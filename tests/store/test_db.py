@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(PG_URL is None, reason="MLOPS_TEST_POSTGRES_URL 
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    yield from pg_database()
+    yield from pg_database(migrated=False)
 
 
 def test_processes_starting_at_once_migrate_once(database: str) -> None:
