@@ -43,12 +43,16 @@ def pids(path: Path) -> list[int]:
 
 def test_success_captures_stdout_and_stderr_and_reports_the_pid(tmp_path: Path) -> None:
     started: list[int] = []
+    # the job outlives one sample interval: a job that ends before its second sample is
+    # measured only at its start (the kernel's figure after a fork counts the parent too)
     cmd = script(tmp_path, """
-        import os, sys
+        import os, sys, time
         print("hello from", os.getcwd())
         print("to stderr", file=sys.stderr)
+        time.sleep(0.5)
     """)
-    result = run_command(cmd, env=ENV, cwd=tmp_path, timeout=10, on_start=started.append)
+    result = run_command(cmd, env=ENV, cwd=tmp_path, timeout=10, on_start=started.append,
+                         sample_interval=0.1)
     assert result.outcome is RunOutcome.SUCCEEDED and result.ok
     assert result.exit_code == 0 and result.error == ""
     assert f"hello from {tmp_path}" in result.log and "to stderr" in result.log
