@@ -64,6 +64,25 @@ def _lost_a_race(exc: BaseException) -> bool:
     return isinstance(exc, ConcurrencyError) and not isinstance(exc, LeaseLost)
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+    """Both stores refuse text with a NUL character, before it reaches the database:
+    PostgreSQL cannot store one (and SQLite would, so the two would disagree)."""
+    if _holds_nul(parameters):
+        raise StoreError("A value sent to the metadata store contains a NUL character (\\x00).",
+                         fix="Remove it from the names and text sent; nothing was written.")
+
+
 def retryable(exc: DBAPIError) -> bool:
     """A serialization failure (40001) or deadlock (40P01), which another try may pass."""
     return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
@@ -103,15 +122,18 @@ def _make_engine(url: str, pool_size: int, max_overflow: int) -> Engine:
             mode = "IMMEDIATE" if conn.get_execution_options().get("mlops_write") else "DEFERRED"
             conn.exec_driver_sql(f"BEGIN {mode}")
 
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
         return engine
     try:
-        return create_engine(url, pool_pre_ping=True, pool_size=pool_size,
-                             max_overflow=max_overflow, pool_timeout=30, pool_recycle=1800)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size,
+                               max_overflow=max_overflow, pool_timeout=30, pool_recycle=1800)
     except (ImportError, ArgumentError) as exc:
         raise StoreError(
             f"Cannot create a database engine for {parsed.render_as_string(hide_password=True)}: {exc}.",
             fix="Install the driver, e.g. pip install 'mlops[postgres]' for PostgreSQL.",
         ) from exc
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
+    return engine
 
 
 class MetadataStore:
@@ -156,14 +178,13 @@ class MetadataStore:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reading; nothing it changes is committed. A value the database
-        cannot take (PostgreSQL refuses text with NUL characters, which SQLite stores)
-        raises :class:`StoreError`."""
+        cannot take raises :class:`StoreError`."""
         session = self._sessions()
         try:
             yield session
         except DataError as exc:
             raise StoreError(f"The database refused a value it was asked about: {exc.orig}.",
-                             fix="Remove NUL characters from the names and filters sent.",
+                             fix="Check the names and filters sent (lengths, ranges).",
                              ) from exc
         finally:
             session.rollback()
