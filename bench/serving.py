@@ -15,7 +15,9 @@ is measured on each request form it takes:
       ``dataframe_split`` (``invocations``).
   servers:
     gw        ``mlops serve --workers 1 --grpc-port P``, prediction log on: every form;
-    gw-nolog  the same with ``--no-log-predictions``: json (the log's cost);
+    gw-nolog  the same with ``--no-log-predictions``: json (the log's cost; it is judged on
+              a separate interleaved measurement, ``bench/serving_logcost.py``: both up at
+              once, loaded alternately, ``--log-rounds`` rounds in ABBA order, medians);
     gw-w2     ``--workers 2``, log on: json (1 vs 2 workers);
     gw-onnx   forest only: the same forest version compiled to ONNX
               (``ModelRegistry.compile``, checked equal on the benchmark's rows) and served
@@ -95,6 +97,7 @@ from serving_infra import (
     write_lua,
     wrk_version,
 )
+from serving_logcost import LogCost, measure_log_cost
 from serving_payloads import (
     FORMS,
     MLSERVER_MODEL_HELPER,
@@ -123,9 +126,9 @@ SERVERS = {
 RUN_ORDER = ["mlflow", "gw", "gw-nolog", "gw-w2", "floor", "floor-np", "floor-grpc", "mlserver",
              "gw-onnx"]
 QUICK = {"models": "lr,forest", "servers": "gw,gw-onnx,mlserver", "forms": "json,binary,grpc",
-         "duration": 3.0, "warmup": 1.0, "rows": 20}
+         "duration": 3.0, "warmup": 1.0, "rows": 20, "log_rounds": 2, "log_seconds": 3.0}
 DEFAULTS = {"models": ",".join(MODELS), "servers": ",".join(SERVERS), "forms": ",".join(FORMS),
-            "duration": 20.0, "warmup": 5.0, "rows": 100}
+            "duration": 20.0, "warmup": 5.0, "rows": 100, "log_rounds": 10, "log_seconds": 10.0}
 
 
 @dataclass
@@ -157,6 +160,7 @@ class Bench:
         self.versions: dict[str, str] = {"python": sys.version.split()[0]}
         self.homes: dict[str, Path] = {}
         self.notes: list[str] = []
+        self.log_costs: dict[str, LogCost] = {}
 
     # ------------------------------------------------------------------ targets
     def targets(self, bm: BenchModel) -> list[Target]:
@@ -525,6 +529,11 @@ def main() -> int:
     parser.add_argument("--models", help=f"comma-separated subset of {', '.join(MODELS)}")
     parser.add_argument("--servers", help=f"comma-separated subset of {', '.join(SERVERS)}")
     parser.add_argument("--forms", help=f"comma-separated subset of {', '.join(FORMS)}")
+    parser.add_argument("--log-rounds", type=int,
+                        help="rounds of the interleaved log-cost measurement, gw and gw-nolog "
+                             "up at once and loaded alternately (default 10; 0: skip it)")
+    parser.add_argument("--log-seconds", type=float,
+                        help="measured seconds of each side of a log-cost round (default 10)")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--bench-venv", type=Path, default=ROOT / ".venv-bench",
                         help="venv with mlserver + mlserver-sklearn (make bench-env)")
@@ -586,6 +595,12 @@ def run(bench: Bench) -> int:
         for target in bench.targets(bm):
             if target.server in args.servers:
                 results += bench.run_target(target, args.forms)
+        if args.log_rounds > 0 and {"gw", "gw-nolog"} <= set(args.servers) \
+                and "json" in args.forms:
+            log(f"\n{bm.key}: prediction log cost, interleaved ({args.log_rounds} rounds of "
+                f"{args.log_seconds:g}s each way)")
+            bench.log_costs[bm.key] = measure_log_cost(bench, bm)
+            log(f"  {bench.log_costs[bm.key].summary()}")
 
     print(f"\nServing benchmark: single-row requests, {args.duration:g}s measured after "
           f"{args.warmup:g}s warm-up per form, {args.rows} distinct rows, "
@@ -599,7 +614,7 @@ def run(bench: Bench) -> int:
     for bm in models.values():
         mine = sorted((r for r in results if r.model == bm.key), key=lambda r: order[r.server])
         print_table(f"== {bm.label} (model '{bm.key}') ==", mine)
-        all_goals[bm.key] = goals(bm.key, by_key)
+        all_goals[bm.key] = goals(bm.key, by_key, bench.log_costs.get(bm.key))
         print_goals(all_goals[bm.key])
     print_notes(notes(bench, results, args))
 
@@ -608,6 +623,7 @@ def run(bench: Bench) -> int:
             "settings": {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in vars(args).items()},
             "versions": bench.versions, "results": [asdict(r) for r in results],
+            "log_cost": {k: asdict(v) for k, v in bench.log_costs.items()},
             "goals": all_goals}, indent=2))
         print(f"\nwrote {args.json}")
     return 0
@@ -615,6 +631,7 @@ def run(bench: Bench) -> int:
 
 def notes(bench: Bench, results: list[Result], args: argparse.Namespace) -> list[str]:
     out = list(bench.notes)
+    out += [cost.summary() for cost in bench.log_costs.values()]
     cores = {kind: [r.extra["client_cores"] for r in results if "client_cores" in r.extra
                     and (r.form == "grpc") == (kind == "grpc")] for kind in ("grpc", "wrk")}
     if cores["grpc"]:

@@ -8,6 +8,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving_logcost import LogCost
 from serving_payloads import FORMS
 
 NAMES = {"mlserver": "MLServer", "mlflow": "mlflow models serve"}
@@ -98,8 +99,11 @@ def _p99_row(name: str, ours: Result | None, other: Result | None, why_na: str =
             "goal": "lower", "met": met, "verdict": verdict}
 
 
-def goals(model: str, by_key: dict[str, Result]) -> list[dict[str, Any]]:
-    """The goal lines of one model (rows of ``by_key`` are keyed MODEL/SERVER/FORM)."""
+def goals(model: str, by_key: dict[str, Result], log_cost: LogCost | None = None
+          ) -> list[dict[str, Any]]:
+    """The goal lines of one model (rows of ``by_key`` are keyed MODEL/SERVER/FORM). The
+    prediction log's goal is judged on the interleaved measurement when there is one; the
+    two single runs' ratio is then shown for information."""
     def get(server: str, form: str) -> Result | None:
         return _measured(by_key, f"{model}/{server}/{form}")
 
@@ -122,17 +126,18 @@ def goals(model: str, by_key: dict[str, Result]) -> list[dict[str, Any]]:
     rows.append(_ratio_row("/invocations: gateway / mlflow models serve req/s", gw, ml, 20.0,
                            na))
     rows.append(_p99_row("/invocations: p99 gateway vs mlflow models serve", gw, ml, na))
+    name = "prediction log cost 1 - log on / log off (JSON)"
+    interleaved = log_cost.cost if log_cost is not None else None
+    if interleaved is not None:
+        rows.append(_cost_row(f"{name}, interleaved medians", interleaved, True))
     on, off = get("gw", "json"), get("gw-nolog", "json")
     if on is not None and off is not None:
         cost = 1 - on.rps / off.rps  # type: ignore[operator]
-        met = cost <= 0.10
-        rows.append({"name": "prediction log cost 1 - log on / log off (JSON)", "value": cost,
-                     "shown": f"{cost:.1%}", "goal": "<= 10%", "met": met,
-                     "verdict": (f"met ({(0.10 - cost) * 100:.1f} points under)" if met
-                                 else f"MISSED by {(cost - 0.10) * 100:.1f} points")})
-    else:
-        rows.append({"name": "prediction log cost 1 - log on / log off (JSON)", "value": None,
-                     "shown": "-", "goal": "<= 10%", "met": None, "verdict": "n/a: not run"})
+        rows.append(_cost_row(name + (", single runs" if interleaved is not None else ""),
+                              cost, interleaved is None))
+    elif interleaved is None:
+        rows.append({"name": name, "value": None, "shown": "-", "goal": "<= 10%", "met": None,
+                     "verdict": "n/a: not run"})
     rows.append(_ratio_row("2 workers / 1 worker req/s (JSON)", get("gw-w2", "json"),
                            get("gw", "json"), None, why("gw-w2", "json")))
     if f"{model}/floor/json" in by_key:
@@ -155,6 +160,17 @@ def goals(model: str, by_key: dict[str, Result]) -> list[dict[str, Any]]:
                                    get("gw-onnx", form), get("gw", form), None,
                                    why("gw-onnx", form)))
     return rows
+
+
+def _cost_row(name: str, cost: float, judged: bool) -> dict[str, Any]:
+    """A log-cost line: judged against the 10% goal, or shown for information only."""
+    if not judged:
+        return {"name": name, "value": cost, "shown": f"{cost:.1%}", "goal": "info",
+                "met": None, "verdict": "info (one run each, a minute apart)"}
+    met = cost <= 0.10
+    return {"name": name, "value": cost, "shown": f"{cost:.1%}", "goal": "<= 10%", "met": met,
+            "verdict": (f"met ({(0.10 - cost) * 100:.1f} points under)" if met
+                        else f"MISSED by {(cost - 0.10) * 100:.1f} points")}
 
 
 def print_goals(rows: list[dict[str, Any]]) -> None:

@@ -47,12 +47,18 @@ from mlops.serving.datatypes import v2_output_type, v2_type_name
 from mlops.serving.responses import error_response, json_response, loads_json, request_id_for
 from mlops.serving.routing import RouteTable, ServedModel, ServingRoute
 from mlops.store.context import Context
-from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
+from mlops.store.predlog import PREDICTION_FIELDS, FeedbackRecord, PredictionLog
 
 __all__ = ["UNIT_HEADER", "Answer", "Call", "Decode", "Gateway", "GatewayConfig", "caller_of",
            "propensity"]
 
 log = logging.getLogger("mlops.serving")
+
+# Gateway._log builds prediction rows as plain tuples in this order (no object per row)
+if PREDICTION_FIELDS != ("request_id", "ts", "model", "version", "environment", "route",
+                         "unit_hash", "row", "inputs", "prediction", "prediction_num", "proba",
+                         "latency_ms", "status", "propensity", "caller", "cpu_ms"):
+    raise ImportError("PredictionRecord's fields changed: update Gateway._log's rows")
 UNIT_HEADER = "x-mlops-unit"
 #: body, model -> validated columns and what the encoder needs to know about the request
 Decode = Callable[[Any, ServedModel], tuple[Columns, Any]]
@@ -449,22 +455,22 @@ class Gateway:
         unit_hash = None if unit is None else hashlib.sha256(unit.encode()).hexdigest()[:16]
         values = prediction.values.tolist()
         probas = prediction.proba.tolist() if prediction.proba is not None else None
-        rows = columns.row_dicts()
+        inputs = columns.row_dicts()
         cpu_ms = None if prediction.cpu_seconds is None \
             else prediction.cpu_seconds * 1000.0 / max(columns.n, 1)
-        records = []
+        env, name, version = self.config.environment, served.name, served.version
+        latency_ms = latency * 1000.0
+        rows = []
         for i in range(columns.n):
             value = values[i]
-            records.append(PredictionRecord(
-                request_id=request_id, ts=now, model=served.name, version=served.version,
-                environment=self.config.environment, route=route, unit_hash=unit_hash, row=i,
-                inputs=orjson.dumps(rows[i], option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-                prediction=orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-                prediction_num=float(value) if isinstance(value, int | float) else None,
-                proba=probas[i] if probas is not None else None,
-                latency_ms=latency * 1000.0, status=status, propensity=propensity,
-                caller=caller, cpu_ms=cpu_ms))
-        self.predlog.log(records)
+            rows.append((  # a PredictionRecord's fields, in order (checked at import)
+                request_id, now, name, version, env, route, unit_hash, i,
+                orjson.dumps(inputs[i], option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                float(value) if isinstance(value, int | float) else None,
+                probas[i] if probas is not None else None,
+                latency_ms, status, propensity, caller, cpu_ms))
+        self.predlog.log_rows(rows)
 
     def _log_failure(self, request_id: str, served: ServedModel, route: str,
                      unit: str | None, columns: Columns, latency: float, status: int,

@@ -22,6 +22,7 @@ import pytest
 from mlops.errors import ArtifactError
 from mlops.store.predlog import (
     FEEDBACK_SCHEMA,
+    PREDICTION_FIELDS,
     PREDICTION_SCHEMA,
     FeedbackRecord,
     PredictionLog,
@@ -373,3 +374,28 @@ def test_bad_settings_are_rejected(tmp_path: Path) -> None:
         PredictionLog(str(tmp_path), flush_rows=0)
     with pytest.raises(ArtifactError):
         PredictionLog("nosuchproto-xyz://bucket/logs")
+
+
+def test_rows_logged_as_tuples_read_back_as_the_same_records(tmp_path: Path) -> None:
+    """The gateway logs rows (a record's fields in order, no object per row): they are
+    written exactly as the same records logged through ``log``."""
+    as_records, as_tuples = tmp_path / "records", tmp_path / "tuples"
+    records = [rec(i) for i in range(12)]
+    first = PredictionLog(str(as_records))
+    assert first.log(records) == 12
+    first.close()
+    second = PredictionLog(str(as_tuples))
+    rows = [tuple(getattr(r, name) for name in PREDICTION_FIELDS) for r in records]
+    assert second.log_rows(rows) == 12
+    second.close()
+    assert as_rows(read_predictions(str(as_tuples))) == \
+        as_rows(read_predictions(str(as_records)))
+
+
+def test_what_is_not_a_record_is_dropped_and_counted(tmp_path: Path) -> None:
+    drops: list[int] = []
+    log = PredictionLog(str(tmp_path), on_drop=drops.append)
+    assert log.log([rec(0), "not a record", rec(1)]) == 2  # type: ignore[list-item]
+    assert (log.dropped, drops) == (1, [1])
+    log.close()
+    assert read_predictions(str(tmp_path)).num_rows == 2

@@ -63,16 +63,24 @@ from mlops.store.predlog.queries import (
     read_predictions,
 )
 from mlops.store.predlog.reader import LogReader, Scan, bind, feedback_scan, prediction_scan
-from mlops.store.predlog.records import FeedbackRecord, PredictionRecord
+from mlops.store.predlog.records import (
+    FEEDBACK_FIELDS,
+    PREDICTION_FIELDS,
+    FeedbackRecord,
+    PredictionRecord,
+    Row,
+)
 from mlops.store.predlog.writer import PredictionLog, default_spool_dir
 
 __all__ = [
     "COMPACT_MIN_AGE",
     "FEEDBACK",
+    "FEEDBACK_FIELDS",
     "FEEDBACK_FILE_SCHEMA",
     "FEEDBACK_SCHEMA",
     "LATE",
     "PREDICTIONS",
+    "PREDICTION_FIELDS",
     "PREDICTION_FILE_SCHEMA",
     "PREDICTION_SCHEMA",
     "SETTLE",
@@ -89,6 +97,7 @@ __all__ = [
     "PredictionLog",
     "PredictionRecord",
     "PurgeJournal",
+    "Row",
     "Scan",
     "bind",
     "compact_log",

@@ -1,9 +1,11 @@
 """The records the log holds, and their two encodings: Arrow (files) and compact rows (spool).
 
 A :class:`PredictionRecord` is one predicted row of one request; a :class:`FeedbackRecord`
-the observed label of one. The spool keeps each record as a plain tuple of its fields in
-declaration order (JSON), non-finite floats of the scalar float fields as strings so that
-they come back as they were.
+the observed label of one. The writer's buffer holds each as a plain tuple of its fields in
+declaration order (a *row*: :data:`PREDICTION_FIELDS`, :data:`FEEDBACK_FIELDS`), which the
+gateway builds directly: no object per row on the request path, and the Arrow columns are
+the rows transposed. The spool keeps the same rows as JSON, non-finite floats of the scalar
+float fields as strings so that they come back as they were.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ from mlops.store.predlog.layout import (
 )
 
 __all__ = [
+    "FEEDBACK_FIELDS",
+    "PREDICTION_FIELDS",
     "FeedbackRecord",
     "PredictionRecord",
     "Record",
+    "Row",
     "convert",
+    "feedback_rows_table",
     "feedback_table",
     "from_row",
+    "prediction_rows_table",
     "prediction_table",
+    "row_of",
+    "spool_rows",
     "to_row",
 ]
 
@@ -74,28 +83,29 @@ class FeedbackRecord:
 
 
 Record = TypeVar("Record", PredictionRecord, FeedbackRecord)
+#: a record's field values in declaration order (see the module docstring)
+Row = tuple[Any, ...]
 
-_PRED_FIELDS = tuple(f.name for f in fields(PredictionRecord))
-_FB_FIELDS = tuple(f.name for f in fields(FeedbackRecord))
-_PRED_FLOATS = tuple(_PRED_FIELDS.index(n) for n in ("ts", "prediction_num", "latency_ms",
-                                                     "propensity", "cpu_ms"))
-_FB_FLOATS = tuple(_FB_FIELDS.index(n) for n in ("actual_num", "ts"))
-
-
-# ---------------------------------------------------------------------------- spool rows
-
-
-_PRED_GET = operator.attrgetter(*_PRED_FIELDS)
-_FB_GET = operator.attrgetter(*_FB_FIELDS)
+PREDICTION_FIELDS = tuple(f.name for f in fields(PredictionRecord))
+FEEDBACK_FIELDS = tuple(f.name for f in fields(FeedbackRecord))
+_PRED_FLOATS = tuple(PREDICTION_FIELDS.index(n) for n in ("ts", "prediction_num",
+                                                          "latency_ms", "propensity", "cpu_ms"))
+_FB_FLOATS = tuple(FEEDBACK_FIELDS.index(n) for n in ("actual_num", "ts"))
 
 
-def to_row(record: PredictionRecord | FeedbackRecord) -> tuple[Any, ...] | list[Any]:
-    """The record's field values in declaration order (the spool's encoding); non-finite
-    floats as the strings ``'nan'``, ``'inf'``, ``'-inf'`` (JSON has no such numbers)."""
-    if isinstance(record, PredictionRecord):
-        values, floats = _PRED_GET(record), _PRED_FLOATS
-    else:
-        values, floats = _FB_GET(record), _FB_FLOATS
+# ---------------------------------------------------------------------------- rows
+
+
+_PRED_GET = operator.attrgetter(*PREDICTION_FIELDS)
+_FB_GET = operator.attrgetter(*FEEDBACK_FIELDS)
+
+
+def row_of(record: PredictionRecord | FeedbackRecord) -> Row:
+    """The record as a row: its field values in declaration order."""
+    return _PRED_GET(record) if isinstance(record, PredictionRecord) else _FB_GET(record)
+
+
+def _spool_row(values: Sequence[Any], floats: tuple[int, ...]) -> Sequence[Any]:
     for i in floats:
         v = values[i]
         if isinstance(v, float) and not math.isfinite(v):
@@ -105,6 +115,25 @@ def to_row(record: PredictionRecord | FeedbackRecord) -> tuple[Any, ...] | list[
                     out[j] = repr(out[j])
             return out
     return values
+
+
+def spool_rows(rows: Sequence[Row], feedback: bool) -> Sequence[Sequence[Any]]:
+    """Rows as the spool encodes them: non-finite floats as the strings ``'nan'``,
+    ``'inf'``, ``'-inf'`` (JSON has no such numbers); the rows themselves when none has one."""
+    floats = _FB_FLOATS if feedback else _PRED_FLOATS
+    for row in rows:
+        for i in floats:
+            v = row[i]
+            if isinstance(v, float) and not math.isfinite(v):
+                return [_spool_row(r, floats) for r in rows]
+    return rows
+
+
+def to_row(record: PredictionRecord | FeedbackRecord) -> Sequence[Any]:
+    """The record's row as the spool encodes it (see :func:`spool_rows`)."""
+    if isinstance(record, PredictionRecord):
+        return _spool_row(_PRED_GET(record), _PRED_FLOATS)
+    return _spool_row(_FB_GET(record), _FB_FLOATS)
 
 
 def from_row(cls: type[Record], values: Sequence[Any]) -> Record:
@@ -120,51 +149,71 @@ def from_row(cls: type[Record], values: Sequence[Any]) -> Record:
 # ---------------------------------------------------------------------------- Arrow
 
 
-def _ts_array(recs: Sequence[PredictionRecord | FeedbackRecord]) -> pa.Array:
-    secs = np.fromiter((r.ts for r in recs), dtype=np.float64, count=len(recs))
-    return pa.array(np.rint(secs * 1e6).astype(np.int64), type=_TS)
+def _ts_array(secs: Sequence[Any]) -> pa.Array:
+    values = np.fromiter(secs, dtype=np.float64, count=len(secs))
+    return pa.array(np.rint(values * 1e6).astype(np.int64), type=_TS)
 
 
-def prediction_table(recs: Sequence[PredictionRecord]) -> pa.Table:
-    """The records as a table of :data:`~mlops.store.predlog.layout.PREDICTION_FILE_SCHEMA`.
+_P = {name: i for i, name in enumerate(PREDICTION_FIELDS)}
+_F = {name: i for i, name in enumerate(FEEDBACK_FIELDS)}
 
-    One list per column (no tuple per row: fewer objects for the garbage collector)."""
+
+def prediction_rows_table(rows: Sequence[Row]) -> pa.Table:
+    """Prediction rows as a table of
+    :data:`~mlops.store.predlog.layout.PREDICTION_FILE_SCHEMA` (the rows transposed: one
+    tuple per column; the model and version are the partition's, not columns)."""
+    c = list(zip(*rows, strict=True))
     arrays = [
-        pa.array([r.request_id for r in recs], _STR),
-        _ts_array(recs),
-        pa.array([r.environment for r in recs], _STR),
-        pa.array([r.route for r in recs], _STR),
-        pa.array([r.unit_hash for r in recs], _STR),
-        pa.array([r.row for r in recs], pa.int64()),
-        pa.array([r.inputs for r in recs], _STR),
-        pa.array([r.prediction for r in recs], _STR),
-        pa.array([r.prediction_num for r in recs], _F64),
-        pa.array([r.proba for r in recs], pa.list_(_F64)),
-        pa.array([r.latency_ms for r in recs], _F64),
-        pa.array([r.status for r in recs], pa.int32()),
-        pa.array([r.propensity for r in recs], _F64),
-        pa.array([r.caller for r in recs], _STR),
-        pa.array([r.cpu_ms for r in recs], _F64),
+        pa.array(c[_P["request_id"]], _STR),
+        _ts_array(c[_P["ts"]]),
+        pa.array(c[_P["environment"]], _STR),
+        pa.array(c[_P["route"]], _STR),
+        pa.array(c[_P["unit_hash"]], _STR),
+        pa.array(c[_P["row"]], pa.int64()),
+        pa.array(c[_P["inputs"]], _STR),
+        pa.array(c[_P["prediction"]], _STR),
+        pa.array(c[_P["prediction_num"]], _F64),
+        pa.array(c[_P["proba"]], pa.list_(_F64)),
+        pa.array(c[_P["latency_ms"]], _F64),
+        pa.array(c[_P["status"]], pa.int32()),
+        pa.array(c[_P["propensity"]], _F64),
+        pa.array(c[_P["caller"]], _STR),
+        pa.array(c[_P["cpu_ms"]], _F64),
     ]
     return pa.Table.from_arrays(arrays, schema=PREDICTION_FILE_SCHEMA)
 
 
-def feedback_table(recs: Sequence[FeedbackRecord]) -> pa.Table:
-    """The records as a table of :data:`~mlops.store.predlog.layout.FEEDBACK_FILE_SCHEMA`."""
+def feedback_rows_table(rows: Sequence[Row]) -> pa.Table:
+    """Feedback rows as a table of :data:`~mlops.store.predlog.layout.FEEDBACK_FILE_SCHEMA`."""
+    c = list(zip(*rows, strict=True))
     arrays = [
-        pa.array([r.request_id for r in recs], _STR),
-        pa.array([r.row for r in recs], pa.int64()),
-        pa.array([r.actual for r in recs], _STR),
-        pa.array([r.actual_num for r in recs], _F64),
-        _ts_array(recs),
+        pa.array(c[_F["request_id"]], _STR),
+        pa.array(c[_F["row"]], pa.int64()),
+        pa.array(c[_F["actual"]], _STR),
+        pa.array(c[_F["actual_num"]], _F64),
+        _ts_array(c[_F["ts"]]),
     ]
     return pa.Table.from_arrays(arrays, schema=FEEDBACK_FILE_SCHEMA)
 
 
-def convert(group: list[Record], build: Callable[[Sequence[Record]], pa.Table]
-            ) -> tuple[pa.Table | None, list[Record], int]:
-    """Arrow table of a group; malformed records are filtered out (and counted) if needed.
-    Returns (table or None when nothing is left, the records kept, how many were dropped)."""
+def prediction_table(recs: Sequence[PredictionRecord]) -> pa.Table:
+    """The records as a table of :data:`~mlops.store.predlog.layout.PREDICTION_FILE_SCHEMA`."""
+    return prediction_rows_table([_PRED_GET(r) for r in recs])
+
+
+def feedback_table(recs: Sequence[FeedbackRecord]) -> pa.Table:
+    """The records as a table of :data:`~mlops.store.predlog.layout.FEEDBACK_FILE_SCHEMA`."""
+    return feedback_rows_table([_FB_GET(r) for r in recs])
+
+
+T = TypeVar("T")
+
+
+def convert(group: list[T], build: Callable[[Sequence[T]], pa.Table]
+            ) -> tuple[pa.Table | None, list[T], int]:
+    """Arrow table of a group (rows or records); malformed ones are filtered out (and
+    counted) if needed. Returns (table or None when nothing is left, those kept, how many
+    were dropped)."""
     try:
         return build(group), group, 0
     except Exception:

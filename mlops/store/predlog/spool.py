@@ -20,7 +20,7 @@ File format: ``MAGIC``, then frames of ``<u32 little-endian payload length><u8 k
 <payload>``, then zeros up to the reserved size. The first frame is the JSON header
 (kind 0: format version, store URI, pid, creation time), the others JSON arrays of record
 rows (kind 1 predictions, kind 2 feedback, see
-:func:`~mlops.store.predlog.records.to_row`). A frame's payload is copied before its length,
+:func:`~mlops.store.predlog.records.spool_rows`). A frame's payload is copied before its length,
 so a frame cut short by a kill reads as the end of the segment: its request was never
 answered.
 
@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from mlops.store.predlog.records import FeedbackRecord, PredictionRecord, from_row, to_row
+from mlops.store.predlog.records import FeedbackRecord, PredictionRecord, from_row
 
 try:  # POSIX
     import fcntl
@@ -54,7 +54,6 @@ __all__ = [
     "ClaimedSegment",
     "SpoolSegment",
     "claim_orphans",
-    "encode_records",
     "read_segment",
 ]
 
@@ -68,11 +67,6 @@ INITIAL_SIZE = 8 << 20
 _HEADER, _PREDICTIONS, _FEEDBACK = 0, 1, 2
 _FRAME = struct.Struct("<IB")
 _FORMAT = 2
-
-
-def encode_records(records: list[PredictionRecord] | list[FeedbackRecord]) -> bytes:
-    """The payload of one frame holding ``records`` (raises for values JSON cannot hold)."""
-    return orjson.dumps([to_row(r) for r in records], option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _lock(fd: int) -> bool:

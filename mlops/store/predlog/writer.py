@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -61,18 +62,21 @@ from mlops.store.predlog.layout import (
 )
 from mlops.store.predlog.maintenance import compacted_file_ids
 from mlops.store.predlog.records import (
+    FEEDBACK_FIELDS,
+    PREDICTION_FIELDS,
     FeedbackRecord,
     PredictionRecord,
-    Record,
+    Row,
     convert,
-    feedback_table,
-    prediction_table,
+    feedback_rows_table,
+    prediction_rows_table,
+    row_of,
+    spool_rows,
 )
 from mlops.store.predlog.spool import (
     SPOOL_SUPPORTED,
     SpoolSegment,
     claim_orphans,
-    encode_records,
 )
 
 __all__ = ["CLAIM_SECONDS", "PredictionLog", "default_spool_dir"]
@@ -95,14 +99,19 @@ def default_spool_dir(artifacts_uri: str) -> Path:
     return cache / "mlops" / "spool" / hashlib.sha256(artifacts_uri.encode()).hexdigest()[:16]
 
 
+#: where a row's partition key is: (model, version or None, ts) field positions
+_PRED_KEY = tuple(PREDICTION_FIELDS.index(n) for n in ("model", "version", "ts"))
+_FB_KEY = (FEEDBACK_FIELDS.index("model"), None, FEEDBACK_FIELDS.index("ts"))
+
+
 @dataclass(eq=False)
 class _Batch:
-    """Records of one spool segment (or of one flush, without a spool)."""
+    """Rows of one spool segment (or of one flush, without a spool)."""
 
     id: str
     segment: SpoolSegment | None = None
-    preds: list[PredictionRecord] = field(default_factory=list)
-    feedback: list[FeedbackRecord] = field(default_factory=list)
+    preds: list[Row] = field(default_factory=list)
+    feedback: list[Row] = field(default_factory=list)
     check_written: bool = False  # files of this batch may exist already: look before writing
     spool_failed: bool = False   # its segment could not be made: not retried per request
 
@@ -185,18 +194,42 @@ class PredictionLog:
 
     def log(self, records: Sequence[PredictionRecord]) -> int:
         """Buffer (and spool) prediction records; return how many were accepted."""
-        return self._append(records, False)
+        return self._append(self._rows_of(records), False)
+
+    def log_rows(self, rows: list[Row]) -> int:
+        """Buffer (and spool) prediction rows: :class:`PredictionRecord` field values in
+        declaration order (the request path's form: no object per row)."""
+        return self._append(rows, False)
 
     def log_feedback(self, records: Sequence[FeedbackRecord]) -> int:
         """Buffer (and spool) feedback records; return how many were accepted."""
-        return self._append(records, True)
+        return self._append(self._rows_of(records), True)
 
-    def _append(self, records: Sequence[Any], feedback: bool) -> int:
+    def _rows_of(self, records: Sequence[Any]) -> list[Row]:
+        """The records' rows; what is not a record is dropped and counted (never raises)."""
+        try:
+            return [row_of(r) for r in records]
+        except Exception:
+            pass
+        rows: list[Row] = []
+        try:
+            for r in records:
+                try:
+                    rows.append(row_of(r))
+                except Exception:
+                    with self._lock:
+                        self._dropped += 1
+                    self._notify_drop(1)
+        except Exception:  # not even a sequence
+            logger.debug("Prediction log rejected a batch.", exc_info=True)
+        return rows
+
+    def _append(self, records: list[Row], feedback: bool) -> int:
         try:
             n = len(records)
             if n == 0:
                 return 0
-            frame = self._payload(records) if self.spool_dir is not None else None
+            frame = self._payload(records, feedback) if self.spool_dir is not None else None
             with self._lock:
                 free = 0 if self._closed else self._max_buffer - self._pending
                 accepted = min(n, max(free, 0))
@@ -205,7 +238,7 @@ class PredictionLog:
                     batch = self._open
                     if frame is not None:
                         if accepted < n:
-                            frame = self._payload(chunk)
+                            frame = self._payload(chunk, feedback)
                         if frame is not None:
                             self._spool(batch, frame, feedback)
                     (batch.feedback if feedback else batch.preds).extend(chunk)
@@ -223,9 +256,10 @@ class PredictionLog:
             return 0
 
     @staticmethod
-    def _payload(records: Sequence[Any]) -> bytes | None:
+    def _payload(rows: list[Row], feedback: bool) -> bytes | None:
+        """One spool frame's payload: the rows as JSON."""
         try:
-            return encode_records(list(records))
+            return orjson.dumps(spool_rows(rows, feedback), option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception:  # values JSON cannot hold: logged, just not crash-proof
             logger.debug("Prediction log records could not be spooled.", exc_info=True)
             return None
@@ -313,8 +347,8 @@ class PredictionLog:
             claimed = claim_orphans(self.spool_dir, self.uri)
             rows = 0
             for c in claimed:
-                batch = _Batch(c.segment.id, c.segment, c.predictions, c.feedback,
-                               check_written=True)
+                batch = _Batch(c.segment.id, c.segment, [row_of(r) for r in c.predictions],
+                               [row_of(r) for r in c.feedback], check_written=True)
                 if not batch.rows:
                     c.segment.discard()
                     continue
@@ -451,24 +485,24 @@ class PredictionLog:
             return written, error
 
     def _write_batch(self, batch: _Batch) -> tuple[int, int, BaseException | None]:
-        w1, b1, e1 = self._write_kind(batch, PREDICTIONS, batch.preds, prediction_table)
-        w2, b2, e2 = self._write_kind(batch, FEEDBACK, batch.feedback, feedback_table)
+        w1, b1, e1 = self._write_kind(batch, PREDICTIONS, batch.preds, prediction_rows_table)
+        w2, b2, e2 = self._write_kind(batch, FEEDBACK, batch.feedback, feedback_rows_table)
         return w1 + w2, b1 + b2, e1 or e2
 
-    def _write_kind(self, batch: _Batch, kind: Kind, recs: list[Record],
-                    build: Callable[[Sequence[Record]], pa.Table],
+    def _write_kind(self, batch: _Batch, kind: Kind, recs: list[Row],
+                    build: Callable[[Sequence[Row]], pa.Table],
                     ) -> tuple[int, int, BaseException | None]:
-        """Write one kind of a batch's records, one file per partition; the records left in
-        the batch are those to retry. Returns (written, dropped as malformed, last error)."""
+        """Write one kind of a batch's rows, one file per partition; the rows left in the
+        batch are those to retry. Returns (written, dropped as malformed, last error)."""
         if not recs:
             return 0, 0, None
-        groups: dict[tuple[str, str | None, int], list[Record]] = {}
+        groups: dict[tuple[str, str | None, int], list[Row]] = {}
         bad = 0
-        predictions = kind == PREDICTIONS
+        at_model, at_version, at_ts = _PRED_KEY if kind == PREDICTIONS else _FB_KEY
         for r in recs:
             try:  # model, version (predictions), UTC day: the partition
-                version = getattr(r, "version") if predictions else None  # noqa: B009
-                key = (r.model, version, int(r.ts // _DAY))
+                version = None if at_version is None else r[at_version]
+                key = (r[at_model], version, int(r[at_ts] // _DAY))
             except Exception:
                 bad += 1
                 continue
@@ -479,7 +513,7 @@ class PredictionLog:
                 group.append(r)
         written = 0
         error: BaseException | None = None
-        retry: list[Record] = []
+        retry: list[Row] = []
         for (model, version, day), group in groups.items():
             try:
                 folder = partition_path(kind, model, version, day_name(day))
