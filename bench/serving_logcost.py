@@ -5,8 +5,9 @@ show a 10% effect on a machine whose speed drifts by more than that between two 
 both gateways (``gw`` and ``gw-nolog``, the same model and store) run at once, each idle
 while the other is loaded, and are measured alternately on the V2 JSON form for
 ``--log-rounds`` rounds of ``--log-seconds`` each, in ABBA order (on, off, off, on, ...)
-so that a steady drift weighs on both sides alike. The cost is ``1 - median(on) /
-median(off)``; each round's own ratio is kept, and their spread is printed beside it, with
+so that a steady drift weighs on both sides alike. The cost is the median of the rounds'
+own ``1 - on / off`` (paired: the drift between rounds cancels); the rounds' costs are
+printed beside it, with
 the server's CPU time per request on each side (less sensitive to the machine's drift than
 throughput, though not to its clock speed).
 """
@@ -42,10 +43,11 @@ class LogCost:
 
     @property
     def cost(self) -> float | None:
-        """``1 - median(on) / median(off)``: the share of throughput the log costs."""
-        if not self.on or not self.off:
-            return None
-        return 1 - statistics.median(self.on) / statistics.median(self.off)
+        """The share of throughput the log costs: the median of the rounds' own ``1 - on /
+        off`` (a paired estimate: each round measures both sides back to back, so the
+        machine's drift between rounds cancels)."""
+        costs = self.round_costs
+        return statistics.median(costs) if costs else None
 
     @property
     def round_costs(self) -> list[float]:

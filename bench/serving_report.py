@@ -129,12 +129,13 @@ def goals(model: str, by_key: dict[str, Result], log_cost: LogCost | None = None
     name = "prediction log cost 1 - log on / log off (JSON)"
     interleaved = log_cost.cost if log_cost is not None else None
     if interleaved is not None:
-        rows.append(_cost_row(f"{name}, interleaved medians", interleaved, True))
+        rows.append(_cost_row("log cost 1 - on/off (JSON), interleaved, median round",
+                              interleaved, True))
     on, off = get("gw", "json"), get("gw-nolog", "json")
     if on is not None and off is not None:
         cost = 1 - on.rps / off.rps  # type: ignore[operator]
-        rows.append(_cost_row(name + (", single runs" if interleaved is not None else ""),
-                              cost, interleaved is None))
+        rows.append(_cost_row("log cost 1 - on/off (JSON), the two single runs"
+                              if interleaved is not None else name, cost, interleaved is None))
     elif interleaved is None:
         rows.append({"name": name, "value": None, "shown": "-", "goal": "<= 10%", "met": None,
                      "verdict": "n/a: not run"})

@@ -123,7 +123,7 @@ class _Batch:
 class PredictionLog:
     """Buffer (and spool) prediction/feedback records; write them as Parquet in the background.
 
-    ``log()``/``log_feedback()`` never raise and do no I/O: the spool append is a copy into a
+    ``log()``/``log_rows()``/``log_feedback()`` never raise and do no I/O: the spool append is a copy into a
     memory-mapped file. ``start()``
     claims what dead writers left in the spool folder and runs the daemon flush thread
     (every ``flush_rows`` buffered rows or ``flush_seconds``); ``close()`` writes what is
