@@ -454,6 +454,7 @@ class Bench:
             client = stats.get("client_cores") or (
                 (children_cpu() - cpu0) / stats["seconds"] if stats["seconds"] else None)
             cores = monitor.cores() if monitor is not None else None
+            steal = monitor.steal() if monitor is not None else None
         except Refused as exc:
             if form not in t.optional:
                 result.skipped = f"failed: {exc}"
@@ -475,6 +476,8 @@ class Bench:
             batch = (batches1[1] - batches0[1]) / (batches1[0] - batches0[0])
             result.extra["rows_per_batch"] = round(batch, 2)
         server = None
+        if steal is not None:
+            result.extra["steal_cores"] = round(steal, 3)
         if cores is not None:
             foreign, server_cpu = cores
             server = server_cpu / stats["seconds"] if stats["seconds"] else None
@@ -673,6 +676,14 @@ def notes(bench: Bench, results: list[Result], args: argparse.Namespace) -> list
         out.append(f"no measurement shared the machine: other processes used at most "
                    f"{max((r.extra.get('foreign_cores', 0.0) for r in measured), default=0):.2f}"
                    " cores during each")
+    stolen = [r.extra["steal_cores"] for r in measured if "steal_cores" in r.extra]
+    if stolen:
+        worst = [f"{r.key} {r.extra['steal_cores']:.2f}" for r in measured
+                 if r.extra.get("steal_cores", 0.0) > FOREIGN_LIMIT]
+        out.append(f"the hypervisor gave other guests {min(stolen):.2f}-{max(stolen):.2f} "
+                   "cores (steal time) during the measurements"
+                   + (f"; above {FOREIGN_LIMIT}: {', '.join(worst)} (their numbers are "
+                      "suspect)" if worst else ""))
     before = [f"{r.key} {r.extra['busy_before']:.0%}" for r in measured
               if r.extra.get("busy_before")
               and r.extra.get("foreign_cores", 0.0) <= FOREIGN_LIMIT]

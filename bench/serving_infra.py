@@ -95,11 +95,17 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 # ----------------------------------------------------------------------------- CPU
+def _cpu_fields() -> list[int]:
+    """The first line of /proc/stat: user nice system idle iowait irq softirq steal ..."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
 def _cpu_jiffies() -> tuple[int, int]:
-    """All CPUs since boot, in clock ticks: (busy, total), from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    """All CPUs since boot, in clock ticks: (busy, total), from /proc/stat. Busy is what
+    this machine's processes ran: not the time the hypervisor gave to other guests (steal)."""
+    fields = _cpu_fields()
     total = sum(fields[:8])  # guest time is already inside user/nice
-    return total - fields[3] - fields[4], total  # minus idle and iowait
+    return total - fields[3] - fields[4] - fields[7], total  # minus idle, iowait and steal
 
 
 def cpu_busy(seconds: float = 1.0) -> float | None:
@@ -132,12 +138,26 @@ def _group_jiffies(pgid: int) -> int:
 class ForeignLoad:
     """CPU that processes other than the server's group, the load generator and this script
     used during a measurement, in cores: anything well above 0 means someone else shared
-    the machine."""
+    the machine. :meth:`steal` is the CPU the hypervisor gave other guests meanwhile (on a
+    virtual machine, a neighbour that slows every number without showing in any process)."""
 
     def __init__(self, server_pgid: int) -> None:
         self.pgid = server_pgid
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.steal0 = self._steal()
         self.start = self._sample()
+
+    @staticmethod
+    def _steal() -> int:
+        try:
+            return _cpu_fields()[7]
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def steal(self) -> float:
+        """Cores taken by the hypervisor since the start."""
+        seconds = time.monotonic() - self.start[0]
+        return (self._steal() - self.steal0) / self.tick / seconds if seconds > 0 else 0.0
 
     def _sample(self) -> tuple[float, float, float, float]:
         busy, _ = _cpu_jiffies()

@@ -37,6 +37,7 @@ class LogCost:
     on: list[float] = field(default_factory=list)
     off: list[float] = field(default_factory=list)
     foreign: list[float] = field(default_factory=list)  # cores other processes used
+    steal: list[float] = field(default_factory=list)  # cores the hypervisor took
     cpu_on: list[float] = field(default_factory=list)  # server CPU microseconds per request
     cpu_off: list[float] = field(default_factory=list)
     failed: str = ""
@@ -68,7 +69,8 @@ class LogCost:
                 f"log on {_list(self.on)} (median {statistics.median(self.on):,.0f}), log off "
                 f"{_list(self.off)} (median {statistics.median(self.off):,.0f}); per-round "
                 f"cost {_list_pct(costs)} (median {statistics.median(costs):.1%}){cpu}; other "
-                f"processes used at most {max(self.foreign, default=0.0):.2f} cores")
+                f"processes used at most {max(self.foreign, default=0.0):.2f} cores, the "
+                f"hypervisor took at most {max(self.steal, default=0.0):.2f} (steal)")
 
 
 def _list(values: list[float]) -> str:
@@ -115,6 +117,8 @@ def measure_log_cost(bench: Bench, bm: BenchModel) -> LogCost:
                                        f"({stats['error_detail']})")
                 (result.on if t is on else result.off).append(stats["rps"])
                 cores = monitor.cores() if monitor is not None else None
+                if monitor is not None:
+                    result.steal.append(monitor.steal())
                 if cores is not None:
                     result.foreign.append(cores[0])
                     if stats["rps"] and stats["seconds"]:
