@@ -518,7 +518,7 @@ class Gateway:
 class RecentIds:
     """The ids of the last ``generation`` to ``2 * generation`` logged requests (feedback
     for older ones is still logged, and counted as unmatched). Two generations of sets: O(1)
-    per request, never an eviction per request (an OrderedDict of 200,000 ids cost ~9 us
+    per request, never an eviction per request (an OrderedDict of 200,000 ids cost 10-20 us
     of CPU per request in its evictions and resizes)."""
 
     __slots__ = ("_current", "_generation", "_previous")
