@@ -449,7 +449,7 @@ class Gateway:
              propensity: float | None = None, caller: str | None = None) -> None:
         if self.predlog is None:
             return
-        self._remember(request_id)
+        self.recent_ids.add(request_id)
         now = time.time()
         unit_hash = None if unit is None else hashlib.sha256(unit.encode()).hexdigest()[:16]
         values = prediction.values.tolist()
@@ -479,9 +479,6 @@ class Gateway:
         empty = Prediction(np.full(columns.n, None, dtype=object), None)
         self._log(request_id, served, route, unit, columns, empty, latency, status,
                   caller=caller)
-
-    def _remember(self, request_id: str) -> None:
-        self.recent_ids.add(request_id)
 
     # -------------------------------------------------------------- feedback
     async def feedback(self, request: Request, name: str) -> Response:

@@ -39,7 +39,6 @@ __all__ = [
     "prediction_table",
     "row_of",
     "spool_rows",
-    "to_row",
 ]
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -129,15 +128,8 @@ def spool_rows(rows: Sequence[Row], feedback: bool) -> Sequence[Sequence[Any]]:
     return rows
 
 
-def to_row(record: PredictionRecord | FeedbackRecord) -> Sequence[Any]:
-    """The record's row as the spool encodes it (see :func:`spool_rows`)."""
-    if isinstance(record, PredictionRecord):
-        return _spool_row(_PRED_GET(record), _PRED_FLOATS)
-    return _spool_row(_FB_GET(record), _FB_FLOATS)
-
-
 def from_row(cls: type[Record], values: Sequence[Any]) -> Record:
-    """A record back from :func:`to_row`'s values."""
+    """A record back from a spooled row (see :func:`spool_rows`)."""
     floats = _PRED_FLOATS if cls is PredictionRecord else _FB_FLOATS
     items = list(values)
     for i in floats:

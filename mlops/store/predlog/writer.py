@@ -207,21 +207,20 @@ class PredictionLog:
 
     def _rows_of(self, records: Sequence[Any]) -> list[Row]:
         """The records' rows; what is not a record is dropped and counted (never raises)."""
-        try:
-            return [row_of(r) for r in records]
-        except Exception:
-            pass
         rows: list[Row] = []
+        bad = 0
         try:
             for r in records:
                 try:
                     rows.append(row_of(r))
                 except Exception:
-                    with self._lock:
-                        self._dropped += 1
-                    self._notify_drop(1)
+                    bad += 1
         except Exception:  # not even a sequence
             logger.debug("Prediction log rejected a batch.", exc_info=True)
+        if bad:
+            with self._lock:
+                self._dropped += bad
+            self._notify_drop(bad)
         return rows
 
     def _append(self, records: list[Row], feedback: bool) -> int:
