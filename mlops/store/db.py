@@ -161,9 +161,14 @@ class MetadataStore:
         """Bring the schema to the newest Alembic revision (once per process and URL)."""
         if self.url in _migrated:
             return
-        from mlops.store.migrate import upgrade_to_head
+        from mlops.store.migrate import is_current, upgrade_to_head
 
         try:
+            with self.engine.connect() as conn:
+                current = is_current(conn)
+            if current:
+                _migrated.add(self.url)
+                return
             with self._write_bind.connect() as conn, conn.begin():
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})

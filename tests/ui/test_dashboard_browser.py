@@ -3,7 +3,9 @@
 failed request and nothing fetched from another host; the numbers match the API and the
 application layer; the login flow; a viewer sees no approve/reject buttons and a forged
 form post from a viewer gets 403; an approver approves from the page; an unknown version is
-a 404 page. Screenshots of each page go to ``docs/screenshots/``.
+a 404 page. Each page is screenshotted into a temporary folder, or into
+``$MLOPS_SCREENSHOTS`` when set (``MLOPS_SCREENSHOTS=docs/screenshots`` refreshes the
+README's pictures): a test run leaves the clone's files as they were.
 
 Without ``/usr/bin/chromium`` the tests are skipped, unless ``MLOPS_TEST_REQUIRE_BROWSER=1``
 (set by the CI script, which installs it) makes that a failure. Playwright never downloads
@@ -13,6 +15,7 @@ a browser here.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ from mlops.ci.runs import RunStore
 from mlops.config import Settings
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
-from tests.serving.conftest import REPO, Server, start_server
+from tests.serving.conftest import Server, start_server
 from tests.ui.conftest import XSS, Demo, build_demo, role_tokens
 
 if TYPE_CHECKING:
@@ -43,7 +46,8 @@ if TYPE_CHECKING:
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE = os.environ.get("MLOPS_TEST_REQUIRE_BROWSER") == "1"
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("MLOPS_SCREENSHOTS")
+             or Path(tempfile.gettempdir()) / "mlops-screenshots")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

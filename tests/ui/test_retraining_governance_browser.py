@@ -2,7 +2,7 @@
 Playwright) against ``mlops serve --auth``: they load with no console error, no failed
 request and nothing from another host; their numbers match the API; "retrain now" queues
 a job (checked through the API); a viewer sees no mutating button and a forged form post
-from a viewer gets 403. Screenshots go to ``docs/screenshots/``."""
+from a viewer gets 403. Screenshots go where ``test_dashboard_browser.SHOTS`` says."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 Playwright) against ``mlops serve --auth``: the pages load with no console error, failed or
 foreign request; their numbers match the API; the charts are drawn; a change made through
 the API shows up without a reload (and the page is not reloaded); a viewer sees no
-mutating button and a forged post gets 403; the rollback button rolls back. Screenshots go
-to ``docs/screenshots/rollout.png`` and ``monitoring.png``. Skipped without
-``/usr/bin/chromium`` unless ``MLOPS_TEST_REQUIRE_BROWSER=1``."""
+mutating button and a forged post gets 403; the rollback button rolls back. Screenshots
+(``rollout.png``, ``monitoring.png``) go where ``test_dashboard_browser.SHOTS`` says.
+Skipped without ``/usr/bin/chromium`` unless ``MLOPS_TEST_REQUIRE_BROWSER=1``."""
 
 from __future__ import annotations
 
