@@ -1,19 +1,22 @@
 """The one exception tree of mlops.
 
-Every error a user can cause names the thing it is about and how to fix it::
+Every error a user can cause names the thing it is about and how to fix it. Each class's
+``status`` is the HTTP status the API, the dashboard and the gateway answer it with (400
+unless drawn otherwise below)::
 
     MlopsError                      base; ``.fix`` holds the remedy, ``.context`` the subject
     ├── ConfigError                 bad MLOPS_* setting or mlops.toml
-    │   └── TokenNotFound           no API token with that id
+    │   └── TokenNotFound           404: no API token with that id
     ├── StoreError                  metadata store unreachable, migration failed
-    │   ├── ConcurrencyError        a write lost a race too many times
+    │   ├── ConcurrencyError        503: a write lost a race too many times (sent with
+    │   │   │                       Retry-After: nothing was written, a retry may pass)
     │   │   └── LeaseLost           a leader's lease went to another process mid-pass
-    ├── ArtifactError               artifact store problems
+    ├── ArtifactError               500: artifact store problems
     │   ├── ArtifactNotFound        no artifact with that digest
     │   └── ArtifactCorrupted       bytes on disk do not match their SHA-256
     ├── RegistryError               registry rules
-    │   ├── ModelNotFound           unknown registered model
-    │   ├── VersionNotFound         unknown version, stage or alias of a model
+    │   ├── ModelNotFound           404: unknown registered model
+    │   ├── VersionNotFound         404: unknown version, stage or alias of a model
     │   ├── InvalidVersion          malformed semantic version or bump
     │   ├── DuplicateVersion        version already registered
     │   ├── InvalidStage            stage name not in None/Staging/Production/Archived
@@ -27,10 +30,11 @@ Every error a user can cause names the thing it is about and how to fix it::
     │                               cannot be made); nothing was stored
     ├── SignatureError              input does not fit the model signature
     ├── DeploymentError             invalid routing or deployment change
-    │   └── MaterializeError        served files could not be written (STAGING_MODEL_PATH, ...)
+    │   ├── MaterializeError        served files could not be written (STAGING_MODEL_PATH, ...)
+    │   └── PromotionRefused        409: the promotion policy refused (mlops.registry.promotion)
     ├── StatsError                  invalid input to a statistical test (too short, NaN, ...)
     ├── MonitoringError             no reference profile, bad alert rule, unreadable window
-    │   └── AlertNotFound           unknown alert id or rule name
+    │   └── AlertNotFound           404: unknown alert id or rule name
     ├── CIError                     quality-gate pipeline problems
     │   └── PolicyError             invalid policy file (names the line and the key)
     ├── ServingError                a request the gateway refuses; ``.status`` is the HTTP code
@@ -101,8 +105,11 @@ class MlopsError(Exception):
     """Base of every mlops error.
 
     ``message`` says what went wrong, ``fix`` what to do about it, and ``context``
-    carries the subject (``model``, ``version``, ``path`` ...) for programs.
+    carries the subject (``model``, ``version``, ``path`` ...) for programs. ``status`` is
+    the HTTP status to answer with.
     """
+
+    status = 400
 
     def __init__(self, message: str, *, fix: str | None = None, **context: Any) -> None:
         self.message = message
@@ -134,6 +141,8 @@ class ConfigError(MlopsError):
 class TokenNotFound(ConfigError):
     """No API token has that id."""
 
+    status = 404
+
 
 class StoreError(MlopsError):
     """The metadata store failed (unreachable database, migration error)."""
@@ -142,6 +151,8 @@ class StoreError(MlopsError):
 class ConcurrencyError(StoreError):
     """A write kept losing a race with other writers and gave up."""
 
+    status = 503
+
 
 class LeaseLost(ConcurrencyError):
     """This process no longer holds the lease its pass runs under; the pass must stop."""
@@ -149,6 +160,8 @@ class LeaseLost(ConcurrencyError):
 
 class ArtifactError(MlopsError):
     """The artifact store failed."""
+
+    status = 500
 
 
 class ArtifactNotFound(ArtifactError):
@@ -166,9 +179,13 @@ class RegistryError(MlopsError):
 class ModelNotFound(RegistryError):
     """No registered model has that name."""
 
+    status = 404
+
 
 class VersionNotFound(RegistryError):
     """The model has no version matching that version, stage or alias."""
+
+    status = 404
 
 
 class InvalidVersion(RegistryError):
@@ -250,6 +267,8 @@ class MonitoringError(MlopsError):
 
 class AlertNotFound(MonitoringError):
     """No alert with that id, or no rule with that name."""
+
+    status = 404
 
 
 class CIError(MlopsError):

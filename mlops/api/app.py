@@ -29,19 +29,10 @@ from mlops.api.monitoring import add_monitoring_routes
 from mlops.api.retrain import add_retrain_routes
 from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RouteSpec, RoutingService
-from mlops.errors import (
-    AlertNotFound,
-    ArtifactError,
-    AuthError,
-    MlopsError,
-    ModelNotFound,
-    TokenNotFound,
-    VersionNotFound,
-)
+from mlops.errors import AuthError, ConcurrencyError, MlopsError
 from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.monitoring.monitor import ModelMonitor
-from mlops.registry.promotion import PromotionRefused
 from mlops.registry.service import ModelRegistry
 from mlops.store.tokens import parse_duration
 
@@ -138,22 +129,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _status(exc: MlopsError) -> int:
-    if isinstance(exc, ModelNotFound | VersionNotFound | AlertNotFound | TokenNotFound):
-        return 404
-    if isinstance(exc, PromotionRefused):
-        return 409
-    if isinstance(exc, ArtifactError):
-        return 500
-    return 400
-
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in (
         (400, "Invalid request"), (401, "No valid token (team mode)"),
         (403, "Role too low, or a cross-site or non-JSON state change"),
         (404, "Unknown model, version, rollout or alert"),
-        (409, "Refused by the promotion policy"), (429, "Too many failed authentications"))}
+        (409, "Refused by the promotion policy"), (429, "Too many failed authentications"),
+        (503, "The write kept losing a race with other writers; nothing was written, retry "
+              "(Retry-After)"))}
 
 
 def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
@@ -189,7 +172,8 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
         body: dict[str, Any] = {"error": exc.message}
         if exc.fix:
             body["fix"] = exc.fix
-        return JSONResponse(body, status_code=_status(exc))
+        headers = {"Retry-After": "1"} if isinstance(exc, ConcurrencyError) else None
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     def op(method: str, path: str, role: Role) -> Callable[[Any], Any]:
         """Declare an operation with the least role it needs."""

@@ -66,6 +66,8 @@ __all__ = [
 class PromotionRefused(DeploymentError):
     """The promotion policy refuses a version for an environment (``problems`` say why)."""
 
+    status = 409
+
 
 def is_protected(settings: Settings, environment: str) -> bool:
     """The last environment of the promotion order is the protected one."""

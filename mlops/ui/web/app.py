@@ -40,15 +40,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops.ci.approvals import approve, reject
 from mlops.errors import (
-    AlertNotFound,
-    ArtifactError,
-    AuthError,
     InvalidQuery,
     MlopsError,
-    ModelNotFound,
     RateLimited,
     Unauthenticated,
-    VersionNotFound,
 )
 from mlops.identity import Principal, Role
 from mlops.monitoring.monitor import ModelMonitor
@@ -171,16 +166,6 @@ def _as_json(value: Any) -> str:
 def _columns(rows: Any) -> list[str]:
     """The keys of a list of mappings, in first-seen order (a table's columns)."""
     return list(dict.fromkeys(k for r in rows if isinstance(r, dict) for k in r))
-
-
-def _status(exc: MlopsError) -> int:
-    if isinstance(exc, AuthError):
-        return exc.status
-    if isinstance(exc, ModelNotFound | VersionNotFound | AlertNotFound):
-        return 404
-    if isinstance(exc, ArtifactError):
-        return 500
-    return 400
 
 
 def _environment() -> Environment:
@@ -355,7 +340,7 @@ def create_dashboard(registry: ModelRegistry, auth: WebAuth) -> Starlette:
 
     async def on_mlops_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MlopsError)
-        return error_page(request, _status(exc), exc.message, exc.fix)
+        return error_page(request, exc.status, exc.message, exc.fix)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
