@@ -1,5 +1,6 @@
 """Rollouts end to end over real HTTP: the controller inside `mlops serve` rolls back a
-broken canary, survives kill -9, and a rollback under load fails no request."""
+broken canary, survives kill -9, and a rollback under load fails no request. Each test ships
+versions, so each gets a store of its own (none depends on what another left behind)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,23 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
+import pytest
 
 from mlops.deployment.rollouts import RolloutManager
 from mlops.registry.service import ModelRegistry
-from tests.serving.conftest import start_server
+from tests.serving.conftest import make_served_store, start_server
 from tests.serving.fixtures import Exploding
 
 ROW = {"instances": [[0.1, 0.2, 0.3, 0.4, 0.5]]}
+
+
+@pytest.fixture
+def served_store(tmp_path: Path, data: tuple[pd.DataFrame, np.ndarray]
+                 ) -> tuple[Path, ModelRegistry]:
+    """The serving tests' store, one per test here."""
+    return make_served_store(tmp_path, data)
 
 
 def _broken(registry: ModelRegistry, root: Path) -> str:

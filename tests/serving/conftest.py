@@ -89,7 +89,12 @@ def data() -> tuple[pd.DataFrame, np.ndarray]:
 def served_store(tmp_path_factory: pytest.TempPathFactory,
                  data: tuple[pd.DataFrame, np.ndarray]) -> tuple[Path, ModelRegistry]:
     """A store with 'clf' 1.0.0 (Production) and 1.1.0 (a second, different model)."""
-    root = tmp_path_factory.mktemp("gw")
+    return make_served_store(tmp_path_factory.mktemp("gw"), data)
+
+
+def make_served_store(root: Path, data: tuple[pd.DataFrame, np.ndarray]
+                      ) -> tuple[Path, ModelRegistry]:
+    """:func:`served_store`'s store, built in ``root``."""
     home = root / ".mlops"
     registry = ModelRegistry(Settings(home=home, actor="tester"))
     x, y = data
