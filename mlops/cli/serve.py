@@ -22,6 +22,9 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     env: Annotated[str, typer.Option(help="Environment whose routes to serve.")] = "production",
     model: Annotated[str | None, typer.Option(help="Model that /invocations serves.")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        help="Serve only this model (repeatable); requests for others answer 404. Default: "
+             "every model the environment deploys.")] = None,
     log_predictions: Annotated[bool, typer.Option(help="Write the prediction log.")] = True,
     log_proba: Annotated[bool, typer.Option(
         help="Compute and log class probabilities on every request (one more model call "
@@ -50,6 +53,7 @@ def serve(
     from mlops.api.server import ROLES
     from mlops.api.server import serve as run
     from mlops.errors import ConfigError
+    from mlops.registry.registration import check_name
     from mlops.serving import GatewayConfig
 
     if role not in ROLES:
@@ -58,17 +62,28 @@ def serve(
         raise ConfigError("--max-body-mb and --controller-interval must be finite numbers.",
                           fix="Pass e.g. --max-body-mb 8 --controller-interval 5.")
 
+    served = tuple(dict.fromkeys(only or ()))
+    for name in served:
+        check_name(name)
+    if model is not None and served and model not in served:
+        raise ConfigError(f"--model {model} is not among --only {', '.join(served)}: "
+                          "/invocations would answer 404.",
+                          fix=f"Add --only {model}, or leave --model out.")
+    if model is None and len(served) == 1:
+        model = served[0]  # one model served: /invocations serves it, as MLflow's does
     config = GatewayConfig(environment=env, default_model=model, log_predictions=log_predictions,
                            max_batch=max_batch, max_wait_us=max_wait_us,
                            max_inflight=max_inflight,
                            max_body_bytes=int(max_body_mb * 1024 * 1024),
                            controller_interval=controller_interval, log_proba=log_proba,
-                           grpc_port=grpc_port)
+                           grpc_port=grpc_port, only=served)
     what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",
             "gateway": f"gateway for [bold]{env}[/]", "control": "control API (/api)"}[role]
     mode = "team mode (tokens required)" if auth or (auth is None and _auth_setting()) \
         else "single-user mode"
     grpc = f" and gRPC on {host}:{grpc_port}" if grpc_port is not None else ""
+    if served and role != "control":
+        what += f" (only {', '.join(served)})"
     console.print(f"mlops {what} on http://{host}:{port}{grpc} "
                   f"({workers} worker{'s' if workers > 1 else ''}, {mode}); Ctrl-C stops it")
     run(config, role=role, host=host, port=port, workers=workers, auth=auth,

@@ -33,8 +33,8 @@ def gateway_args(spec: ClusterSpec, *, port: int = HTTP_PORT, model: str | None 
             "--env", spec.environment, "--auth"]
     if grpc:
         args += ["--grpc-port", str(GRPC_PORT)]
-    if model is not None:
-        args += ["--model", model]
+    if model is not None:  # one model's server (KServe): it loads that model alone
+        args += ["--model", model, "--only", model]
     return args
 
 

@@ -111,6 +111,7 @@ class GatewayConfig:
     grpc_port: int | None = None  # also serve the Open Inference Protocol over gRPC here
     grpc_host: str = "127.0.0.1"
     grpc_reuse_port: bool = False  # SO_REUSEPORT: several workers share the gRPC port
+    only: tuple[str, ...] = ()  # serve only these models (one KServe InferenceService each)
 
 
 def _settle_heap() -> None:
@@ -134,7 +135,8 @@ class Gateway:
         self.context = Context.open(settings)
         self.table = RouteTable(self.context, config.environment,
                                 breaker_threshold=config.breaker_threshold,
-                                breaker_cooldown=config.breaker_cooldown)
+                                breaker_cooldown=config.breaker_cooldown,
+                                only=frozenset(config.only) if config.only else None)
         self.batcher = Batcher(config.max_batch, config.max_wait_us, on_batch=self._on_batch)
         # every answered request is spooled locally first: a killed worker loses none, the
         # next start writes them (the spool folder is shared by workers and restarts)

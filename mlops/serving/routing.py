@@ -141,9 +141,12 @@ class RouteTable:
 
     def __init__(self, context: Context, environment: str, *,
                  breaker_threshold: int = 5, breaker_cooldown: float = 30.0,
-                 direct_cache: int = 8, changes: ChangeFeed | None = None) -> None:
+                 direct_cache: int = 8, changes: ChangeFeed | None = None,
+                 only: frozenset[str] | None = None) -> None:
         self.context = context
         self.environment = environment
+        #: the models this table serves (``mlops serve --only``); None: every deployed one
+        self.only = only
         self.routes: dict[str, ServingRoute] = {}
         #: tells the table that routes may have changed (LISTEN/NOTIFY or counter poll)
         feed = context.settings.change_feed
@@ -188,9 +191,10 @@ class RouteTable:
 
     def specs(self) -> list[RouteSpec]:
         """What this environment serves, one route per model (see
-        :func:`~mlops.store.routes.served_routes`)."""
+        :func:`~mlops.store.routes.served_routes`), of :attr:`only` when set."""
         with self.context.store.read() as s:
-            return list(served_routes(s, self.environment).values())
+            return [spec for spec in served_routes(s, self.environment).values()
+                    if self.only is None or spec.model in self.only]
 
     @property
     def stale(self) -> bool:
@@ -221,7 +225,8 @@ class RouteTable:
                 return False
             with self.context.store.read() as s:
                 servable = {name: frozenset(found) for name, found in
-                            servable_versions(s, self.environment).items()}
+                            servable_versions(s, self.environment).items()
+                            if self.only is None or name in self.only}
                 current = runtime_digests(s, [*self._models, *self._direct])
             self._drop_outdated(current)
             models: dict[tuple[str, str], ServedModel] = {}
@@ -282,6 +287,12 @@ class RouteTable:
     def route(self, name: str) -> ServingRoute:
         route = self.routes.get(name)
         if route is None:
+            if self.only is not None and name not in self.only:
+                raise ModelUnavailable(
+                    f"Model {name!r} is not served here: this gateway serves only "
+                    f"{', '.join(sorted(self.only))}.",
+                    fix="Send the request to the gateway that serves it (mlops serve --only).",
+                    model=name)
             raise ModelUnavailable(
                 f"Model {name!r} is not deployed in environment {self.environment!r}.",
                 fix=f"Deploy it, or promote a version to {stage_for_environment(self.environment) or 'a stage'}"
@@ -297,6 +308,8 @@ class RouteTable:
     def _servable(self, name: str, ref: str) -> str:
         """The version number ``ref`` names, when this environment serves it: explicit
         URLs reach only deployed or staged versions, never any registered one."""
+        if self.only is not None and name not in self.only:
+            self.route(name)  # raises: not served by this gateway
         allowed = self.servable.get(name, frozenset())
         version = ref
         if ref not in allowed:

@@ -205,6 +205,7 @@ def test_kserve_renders_one_v2_predictor_per_served_model(registry: ModelRegistr
     box = services[1]["spec"]["predictor"]["containers"][0]
     assert box["name"] == "kserve-container" and box["ports"][0]["containerPort"] == 8080
     assert box["args"][box["args"].index("--model") + 1] == "churn"
+    assert box["args"][box["args"].index("--only") + 1] == "churn"  # loads churn alone
 
 
 def test_argo_steps_and_analysis_use_the_gateways_metrics(registry: ModelRegistry) -> None:
