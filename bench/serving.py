@@ -16,8 +16,8 @@ is measured on each request form it takes:
   servers:
     gw        ``mlops serve --workers 1 --grpc-port P``, prediction log on: every form;
     gw-nolog  the same with ``--no-log-predictions``: json (the log's cost; it is judged on
-              a separate interleaved measurement, ``bench/serving_logcost.py``: both up at
-              once, loaded alternately, ``--log-rounds`` rounds in ABBA order, medians);
+              a separate interleaved measurement, ``bench/serving_paired.py``: both up at
+              once, loaded alternately, ``--rounds`` rounds in ABBA order, medians);
     gw-w2     ``--workers 2``, log on: json (1 vs 2 workers);
     gw-onnx   forest only: the same forest version compiled to ONNX
               (``ModelRegistry.compile``, checked equal on the benchmark's rows) and served
@@ -29,8 +29,10 @@ is measured on each request form it takes:
               ``.venv-bench`` (``make bench-env``): json, cols (with the request parameter
               ``content_type: pd``, which MLServer needs to read several inputs as one
               DataFrame; the gateway's exact per-column body is sent once and MLServer's
-              answer noted), grpc on its grpc_port, and binary probed (MLServer 1.7 does not
-              implement the binary extension over HTTP: reported with its answer);
+              answer noted), grpc on its grpc_port (the 2x goal judged on an interleaved
+              measurement beside the gateway, as the log's cost is), and binary probed
+              (MLServer 1.7 does not implement the binary extension over HTTP: reported
+              with its answer);
     mlflow    ``mlflow models serve --env-manager local --workers 1``: invocations.
 
 Load: HTTP forms are driven by ``wrk`` (16 connections, a generated Lua script cycling
@@ -97,7 +99,7 @@ from serving_infra import (
     write_lua,
     wrk_version,
 )
-from serving_logcost import LogCost, measure_log_cost
+from serving_paired import Paired, measure_paired
 from serving_payloads import (
     FORMS,
     MLSERVER_MODEL_HELPER,
@@ -106,7 +108,16 @@ from serving_payloads import (
     load_for,
     make_models,
 )
-from serving_report import Result, fmt, goals, print_goals, print_notes, print_table
+from serving_report import (
+    GRPC_PAIR,
+    LOG_COST,
+    Result,
+    fmt,
+    goals,
+    print_goals,
+    print_notes,
+    print_table,
+)
 
 _NO_NAMES = "X does not have valid feature names"
 FOREIGN_LIMIT = 0.15  # cores used by other processes during a measurement before we flag it
@@ -126,9 +137,9 @@ SERVERS = {
 RUN_ORDER = ["mlflow", "gw", "gw-nolog", "gw-w2", "floor", "floor-np", "floor-grpc", "mlserver",
              "gw-onnx"]
 QUICK = {"models": "lr,forest", "servers": "gw,gw-onnx,mlserver", "forms": "json,binary,grpc",
-         "duration": 3.0, "warmup": 1.0, "rows": 20, "log_rounds": 2, "log_seconds": 3.0}
+         "duration": 3.0, "warmup": 1.0, "rows": 20, "rounds": 2, "round_seconds": 3.0}
 DEFAULTS = {"models": ",".join(MODELS), "servers": ",".join(SERVERS), "forms": ",".join(FORMS),
-            "duration": 20.0, "warmup": 5.0, "rows": 100, "log_rounds": 10, "log_seconds": 10.0}
+            "duration": 20.0, "warmup": 5.0, "rows": 100, "rounds": 10, "round_seconds": 10.0}
 
 
 @dataclass
@@ -160,7 +171,8 @@ class Bench:
         self.versions: dict[str, str] = {"python": sys.version.split()[0]}
         self.homes: dict[str, Path] = {}
         self.notes: list[str] = []
-        self.log_costs: dict[str, LogCost] = {}
+        self.log_costs: dict[str, Paired] = {}  # gw vs gw-nolog, JSON, interleaved
+        self.grpc_pairs: dict[str, Paired] = {}  # gw vs mlserver, gRPC, interleaved
 
     # ------------------------------------------------------------------ targets
     def targets(self, bm: BenchModel) -> list[Target]:
@@ -532,11 +544,12 @@ def main() -> int:
     parser.add_argument("--models", help=f"comma-separated subset of {', '.join(MODELS)}")
     parser.add_argument("--servers", help=f"comma-separated subset of {', '.join(SERVERS)}")
     parser.add_argument("--forms", help=f"comma-separated subset of {', '.join(FORMS)}")
-    parser.add_argument("--log-rounds", type=int,
-                        help="rounds of the interleaved log-cost measurement, gw and gw-nolog "
-                             "up at once and loaded alternately (default 10; 0: skip it)")
-    parser.add_argument("--log-seconds", type=float,
-                        help="measured seconds of each side of a log-cost round (default 10)")
+    parser.add_argument("--rounds", type=int,
+                        help="rounds of the interleaved measurements (the log's cost: gw and "
+                             "gw-nolog on JSON; gRPC: gw and mlserver), both servers up at "
+                             "once and loaded alternately (default 10; 0: skip them)")
+    parser.add_argument("--round-seconds", type=float,
+                        help="measured seconds of each side of a round (default 10)")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--bench-venv", type=Path, default=ROOT / ".venv-bench",
                         help="venv with mlserver + mlserver-sklearn (make bench-env)")
@@ -598,12 +611,19 @@ def run(bench: Bench) -> int:
         for target in bench.targets(bm):
             if target.server in args.servers:
                 results += bench.run_target(target, args.forms)
-        if args.log_rounds > 0 and {"gw", "gw-nolog"} <= set(args.servers) \
+        if args.rounds > 0 and {"gw", "gw-nolog"} <= set(args.servers) \
                 and "json" in args.forms:
-            log(f"\n{bm.key}: prediction log cost, interleaved ({args.log_rounds} rounds of "
-                f"{args.log_seconds:g}s each way)")
-            bench.log_costs[bm.key] = measure_log_cost(bench, bm)
-            log(f"  {bench.log_costs[bm.key].summary()}")
+            log(f"\n{bm.key}: prediction log cost, interleaved ({args.rounds} rounds of "
+                f"{args.round_seconds:g}s each way)")
+            bench.log_costs[bm.key] = measure_paired(bench, bm, "gw", "gw-nolog", "json")
+            log("  " + bench.log_costs[bm.key].summary(LOG_COST, "log on", "log off",
+                                                       as_cost=True))
+        if args.rounds > 0 and {"gw", "mlserver"} <= set(args.servers) \
+                and "grpc" in args.forms:
+            log(f"\n{bm.key}: gRPC, gateway vs MLServer, interleaved ({args.rounds} rounds "
+                f"of {args.round_seconds:g}s each way)")
+            bench.grpc_pairs[bm.key] = measure_paired(bench, bm, "gw", "mlserver", "grpc")
+            log("  " + bench.grpc_pairs[bm.key].summary(GRPC_PAIR, "gateway", "MLServer"))
 
     print(f"\nServing benchmark: single-row requests, {args.duration:g}s measured after "
           f"{args.warmup:g}s warm-up per form, {args.rows} distinct rows, "
@@ -617,7 +637,8 @@ def run(bench: Bench) -> int:
     for bm in models.values():
         mine = sorted((r for r in results if r.model == bm.key), key=lambda r: order[r.server])
         print_table(f"== {bm.label} (model '{bm.key}') ==", mine)
-        all_goals[bm.key] = goals(bm.key, by_key, bench.log_costs.get(bm.key))
+        all_goals[bm.key] = goals(bm.key, by_key, bench.log_costs.get(bm.key),
+                                  bench.grpc_pairs.get(bm.key))
         print_goals(all_goals[bm.key])
     print_notes(notes(bench, results, args))
 
@@ -627,6 +648,7 @@ def run(bench: Bench) -> int:
                          for k, v in vars(args).items()},
             "versions": bench.versions, "results": [asdict(r) for r in results],
             "log_cost": {k: asdict(v) for k, v in bench.log_costs.items()},
+            "grpc_paired": {k: asdict(v) for k, v in bench.grpc_pairs.items()},
             "goals": all_goals}, indent=2))
         print(f"\nwrote {args.json}")
     return 0
@@ -634,7 +656,9 @@ def run(bench: Bench) -> int:
 
 def notes(bench: Bench, results: list[Result], args: argparse.Namespace) -> list[str]:
     out = list(bench.notes)
-    out += [cost.summary() for cost in bench.log_costs.values()]
+    out += [cost.summary(LOG_COST, "log on", "log off", as_cost=True)
+            for cost in bench.log_costs.values()]
+    out += [pair.summary(GRPC_PAIR, "gateway", "MLServer") for pair in bench.grpc_pairs.values()]
     cores = {kind: [r.extra["client_cores"] for r in results if "client_cores" in r.extra
                     and (r.form == "grpc") == (kind == "grpc")] for kind in ("grpc", "wrk")}
     if cores["grpc"]:

@@ -8,12 +8,14 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving_logcost import LogCost
+from serving_paired import Paired
 from serving_payloads import FORMS
 
 NAMES = {"mlserver": "MLServer", "mlflow": "mlflow models serve"}
 SHORT = {"json": "V2 JSON tensor", "cols": "V2 JSON per column", "binary": "V2 binary",
          "grpc": "gRPC", "invocations": "/invocations"}
+LOG_COST = "prediction log cost"
+GRPC_PAIR = "gRPC, gateway vs MLServer"
 
 
 @dataclass
@@ -86,12 +88,19 @@ def _goal_text(goal: float | None) -> str:
     return "info" if goal is None else f">= {goal:g}x"
 
 
-def _p99_row(name: str, ours: Result | None, other: Result | None, why_na: str = ""
-             ) -> dict[str, Any]:
+def _p99_row(name: str, ours: Result | None, other: Result | None, why_na: str = "",
+             judged: bool = True) -> dict[str, Any]:
     if ours is None or other is None or ours.p99_ms is None or other.p99_ms is None:
         return {"name": name, "value": None, "shown": "-", "goal": "lower", "met": None,
                 "verdict": "n/a" + (f": {why_na}" if why_na else "")}
     a, b = ours.p99_ms, other.p99_ms
+    if not judged:
+        return {"name": name, "value": a, "other": b, "shown": f"{a:.2f} vs {b:.2f} ms",
+                "goal": "info", "met": None, "verdict": "info"}
+    return _p99_verdict(name, a, b)
+
+
+def _p99_verdict(name: str, a: float, b: float) -> dict[str, Any]:
     met = a < b
     verdict = (f"met ({a / b - 1:+.0%})" if met
                else f"MISSED by {a - b:.2f} ms ({a / b - 1:+.0%})")
@@ -99,11 +108,11 @@ def _p99_row(name: str, ours: Result | None, other: Result | None, why_na: str =
             "goal": "lower", "met": met, "verdict": verdict}
 
 
-def goals(model: str, by_key: dict[str, Result], log_cost: LogCost | None = None
-          ) -> list[dict[str, Any]]:
+def goals(model: str, by_key: dict[str, Result], log_cost: Paired | None = None,
+          grpc_pair: Paired | None = None) -> list[dict[str, Any]]:
     """The goal lines of one model (rows of ``by_key`` are keyed MODEL/SERVER/FORM). The
-    prediction log's goal is judged on the interleaved measurement when there is one; the
-    two single runs' ratio is then shown for information."""
+    prediction log's goal and gRPC's are judged on their interleaved measurements when there
+    are some; the single runs' figures are then shown for information."""
     def get(server: str, form: str) -> Result | None:
         return _measured(by_key, f"{model}/{server}/{form}")
 
@@ -119,8 +128,17 @@ def goals(model: str, by_key: dict[str, Result], log_cost: LogCost | None = None
     for form in ("json", "cols", "binary", "grpc"):
         gw, ms = get("gw", form), get("mlserver", form)
         na = why("mlserver", form) or why("gw", form)
-        rows.append(_ratio_row(f"{SHORT[form]}: gateway / MLServer req/s", gw, ms, 2.0, na))
-        rows.append(_p99_row(f"{SHORT[form]}: p99 gateway vs MLServer", gw, ms, na))
+        paired = grpc_pair if form == "grpc" and grpc_pair is not None \
+            and grpc_pair.ratio is not None else None
+        if paired is not None:
+            rows += _paired_rows(f"{SHORT[form]}: gateway / MLServer req/s, interleaved",
+                                 f"{SHORT[form]}: p99 gateway vs MLServer, interleaved",
+                                 paired)
+        single = " (one run each)" if paired is not None else ""
+        rows.append(_ratio_row(f"{SHORT[form]}: gateway / MLServer req/s{single}", gw, ms,
+                               None if paired else 2.0, na))
+        rows.append(_p99_row(f"{SHORT[form]}: p99 gateway vs MLServer{single}", gw, ms, na,
+                             judged=paired is None))
     gw, ml = get("gw", "invocations"), get("mlflow", "invocations")
     na = why("mlflow", "invocations") or why("gw", "invocations")
     rows.append(_ratio_row("/invocations: gateway / mlflow models serve req/s", gw, ml, 20.0,
@@ -160,6 +178,21 @@ def goals(model: str, by_key: dict[str, Result], log_cost: LogCost | None = None
             rows.append(_ratio_row(f"{SHORT[form]}: compiled / sklearn runtime (gateway)",
                                    get("gw-onnx", form), get("gw", form), None,
                                    why("gw-onnx", form)))
+    return rows
+
+
+def _paired_rows(name: str, p99_name: str, pair: Paired) -> list[dict[str, Any]]:
+    """The 2x goal on the median of interleaved rounds' ratios, and the p99 goal on each
+    side's median p99."""
+    ratio = pair.ratio
+    assert ratio is not None
+    met = ratio >= 2.0
+    rows = [{"name": name, "value": ratio, "shown": f"{ratio:.2f}x", "goal": ">= 2x",
+             "met": met, "verdict": (f"met ({ratio / 2.0 - 1:+.0%} over)" if met else
+                                     f"MISSED by {1 - ratio / 2.0:.0%} ({ratio:.2f}x of 2x)")}]
+    p99 = pair.p99
+    if p99 is not None:
+        rows.append(_p99_verdict(p99_name, *p99))
     return rows
 
 
