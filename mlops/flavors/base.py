@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from mlops.errors import FlavorError, SignatureError
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is made: CLI commands start sooner
 
 __all__ = ["LoadedModel", "to_frame"]
 
@@ -19,6 +21,8 @@ def to_frame(data: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
 
     With ``columns`` the frame is returned with exactly those columns, in that order.
     """
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         frame = data
     elif isinstance(data, pd.Series):

@@ -39,14 +39,16 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from mlops.errors import CompileRefused, MissingDependency
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.onnx import load_onnx
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is made: CLI commands start sooner
 
 __all__ = [
     "MIN_ROWS",
@@ -270,6 +272,8 @@ def check_rows(frames: dict[str, pd.DataFrame], columns: list[str] | None, what:
                fix: str | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """The rows to check on: each frame's input columns, stacked; at least
     :data:`MIN_ROWS`, all numeric (the compiled graph takes one numeric tensor)."""
+    import pandas as pd
+
     parts: list[pd.DataFrame] = []
     sources: dict[str, int] = {}
     for source, frame in frames.items():

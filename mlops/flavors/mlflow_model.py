@@ -19,14 +19,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from mlops.errors import FlavorError, UnknownFlavor, UnsafeModel
 from mlops.flavors.signature import ColumnSpec, Signature
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is made: CLI commands start sooner
 
 __all__ = [
     "MLMODEL",
@@ -281,6 +283,8 @@ def _tensor_dtype(name: str) -> str:
 def _input_example(root: Path, where: str, info: Any, signature: Signature | None) -> Any:
     """The saved input example as a DataFrame or 2-D array; None when there is none, or it
     is a kind mlops cannot use (JSON objects, sparse matrices, named tensors)."""
+    import pandas as pd
+
     if not isinstance(info, dict) or not isinstance(info.get("artifact_path"), str):
         return None
     file = _inside(root, where, info["artifact_path"], "input example")
@@ -316,6 +320,8 @@ def _input_example(root: Path, where: str, info: Any, signature: Signature | Non
 
 def _frame(data: Any, names: list[str] | None) -> pd.DataFrame | None:
     """A ``dataframe`` example in any of the orients MLflow has written."""
+    import pandas as pd
+
     if isinstance(data, dict) and "data" in data:  # "split" (MLflow 2.x and later)
         columns, rows = data.get("columns") or names, data["data"]
     elif isinstance(data, list) and data and isinstance(data[0], dict):  # "records"

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from mlops.flavors.base import LoadedModel, to_frame
 
@@ -46,6 +45,8 @@ class Signature:
 
 
 def _dtype_name(dtype: Any) -> str:
+    import pandas as pd
+
     if isinstance(dtype, pd.CategoricalDtype):
         return "category"
     if pd.api.types.is_bool_dtype(dtype):
@@ -72,6 +73,8 @@ def _array_dtype(arr: np.ndarray) -> str:
 def infer_signature(example: Any, model: LoadedModel | None = None) -> Signature:
     """Input columns from ``example`` (DataFrame, records or 2-D array); outputs by
     running ``model`` on a few of its rows when a model is given."""
+    import pandas as pd
+
     named = isinstance(example, pd.DataFrame | dict) or (
         isinstance(example, list) and bool(example) and isinstance(example[0], dict))
     if model is not None and model.input_columns and not named:

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy.orm import Session
 
 from mlops.errors import CompileRefused
@@ -58,6 +57,9 @@ from mlops.store.catalog import audit_subject, load_version, model_row, version_
 from mlops.store.context import Context
 from mlops.store.counters import ROUTING, bump_counter
 from mlops.store.schema import ModelRow, VersionRow, utcnow
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is made: CLI commands start sooner
 
 __all__ = ["PreparedRuntime", "compile_version", "prepare_runtime", "record_runtime",
            "runtime_summary"]
@@ -110,6 +112,8 @@ def _columns(model: LoadedModel, signature: Signature | None) -> list[str] | Non
 def _as_frame(data: Any, columns: list[str] | None, positional: bool) -> pd.DataFrame:
     """Held-out rows as a frame with the model's columns: an unnamed array is taken by
     position, and so is a frame of the right width for a model without column names."""
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         if not positional or columns is None or all(c in data.columns for c in columns) \
                 or data.shape[1] != len(columns):
@@ -192,6 +196,8 @@ def compile_version(ctx: Context, name: str, version: str, *, to: str = "onnx",
     Raises :class:`CompileRefused` (nothing stored) when the rows are too few, the
     converter cannot handle the model, or the outputs differ beyond the tolerance.
     """
+    import pandas as pd
+
     _check_runtime(to)
     with ctx.store.read() as s:
         mrow = model_row(s, name)

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -59,6 +58,8 @@ class ProfileInfo:
 def compute_profiles(data: Any, model: LoadedModel | None, *, model_name: str,
                      sample_cap: int = 100_000) -> dict[str, ReferenceProfile]:
     """Profiles of ``data`` (features) and, when ``model`` is given, of its predictions."""
+    import pandas as pd
+
     try:
         frame = to_frame(data)
     except (TypeError, ValueError, SignatureError) as exc:

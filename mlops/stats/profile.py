@@ -33,13 +33,15 @@ import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from mlops.stats._checks import fail
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is made: CLI commands start sooner
 
 __all__ = [
     "FORMAT",
@@ -270,6 +272,8 @@ def numeric_values(values: Any, name: str) -> FloatArray:
 
 
 def _as_series(values: Any, name: str) -> pd.Series:
+    import pandas as pd
+
     if isinstance(values, pd.Series):
         return values
     arr = values if isinstance(values, np.ndarray) else None
@@ -284,6 +288,8 @@ def _as_series(values: Any, name: str) -> pd.Series:
 
 
 def _kind(series: pd.Series, name: str, categorical: set[str]) -> str:
+    import pandas as pd
+
     dtype = series.dtype
     if name in categorical or pd.api.types.is_bool_dtype(dtype):
         return "categorical"
@@ -301,6 +307,8 @@ def _kind(series: pd.Series, name: str, categorical: set[str]) -> str:
 
 
 def as_columns(data: Any, what: str) -> dict[str, pd.Series]:
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         names = [str(c) for c in data.columns]
         items = [(n, data.iloc[:, i]) for i, n in enumerate(names)]
@@ -389,6 +397,8 @@ def build_profile(data: pd.DataFrame | Mapping[str, Any], *, sample_cap: int = 1
     ``outputs`` (optional) profiles the model's outputs the same way; a bare 1-D array
     becomes the column ``prediction``. All-missing columns are kept with ``n == 0``.
     """
+    import pandas as pd
+
     if isinstance(sample_cap, bool) or not isinstance(sample_cap, int | np.integer) \
             or sample_cap < 1:
         fail(f"sample_cap={sample_cap!r} must be a whole number >= 1.",

@@ -19,9 +19,8 @@ import hashlib
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
 from sqlalchemy import update
 
 from mlops.config import Settings
@@ -31,6 +30,9 @@ from mlops.store.audit import append_event
 from mlops.store.db import MetadataStore
 from mlops.store.schema import TokenRow, utcnow
 from mlops.store.tokens import TOKEN_PREFIX, check_token
+
+if TYPE_CHECKING:
+    import jwt
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "Authenticator", "JwtVerifier", "principal_from_settings"]
 
@@ -46,6 +48,8 @@ class JwtVerifier:
     """Offline JWT verification against a PEM public key or a JWKS file."""
 
     def __init__(self, settings: Settings) -> None:
+        import jwt  # here: only a server configured for JWTs pays its import (~50 ms)
+
         bad = sorted(set(settings.jwt_algorithms) - ASYMMETRIC_ALGORITHMS)
         if bad or not settings.jwt_algorithms:
             raise ConfigError(f"jwt_algorithms {bad or '[]'} are not allowed.",
@@ -80,6 +84,8 @@ class JwtVerifier:
         return bool(settings.jwt_public_key_file or settings.jwt_jwks_file)
 
     def _key(self, token: str) -> Any:
+        import jwt
+
         if self._jwks is None:
             return self._pem
         try:
@@ -100,6 +106,8 @@ class JwtVerifier:
                               fix="Refresh the JWKS file from the identity provider.")
 
     def principal(self, token: str) -> Principal:
+        import jwt
+
         try:
             claims = jwt.decode(token, self._key(token), algorithms=self.algorithms,
                                 audience=self.audience, issuer=self.issuer,

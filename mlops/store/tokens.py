@@ -10,6 +10,7 @@ next request.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -44,7 +45,13 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 # OWASP's argon2id minimum: the secret is 256 random bits, so the hash only has to make a
 # stolen table useless, not slow down guessing of a human password.
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-_DUMMY_HASH = _HASHER.hash("mlops_" + "0" * 12 + "_" + "0" * 43)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify unknown token ids against (made on first use: ~30 ms of argon2
+    that every process importing this module would otherwise pay)."""
+    return _HASHER.hash("mlops_" + "0" * 12 + "_" + "0" * 43)
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,7 @@ def check_token(session: Session, token: str, *, verified: bool = False) -> Toke
     row = session.scalar(select(TokenRow).where(TokenRow.token_id == parts[0])) \
         if parts is not None else None
     if row is None:
-        verify_secret(_DUMMY_HASH, token)  # the same work whether the id exists or not
+        verify_secret(_dummy_hash(), token)  # the same work whether the id exists or not
         raise Unauthenticated("The token is not valid.",
                               fix="Check it was copied whole; an admin can list tokens with "
                                   "mlops tokens list.")
