@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from argon2 import extract_parameters
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
@@ -24,7 +25,7 @@ from mlops.identity import Principal, Role
 from mlops.registry.service import ModelRegistry
 from mlops.store.credentials import Authenticator
 from mlops.store.schema import TokenRow
-from mlops.store.tokens import parse_duration
+from mlops.store.tokens import DUMMY_HASH, parse_duration, verify_secret
 
 
 @pytest.fixture
@@ -49,6 +50,21 @@ def test_only_a_hash_is_stored_and_the_token_authenticates(team: Settings) -> No
     events = registry.audit_log(action="token.create")
     assert events[0].payload == {"name": "ana", "role": "developer", "expires_at": None}
     assert secret not in json.dumps([e.payload for e in registry.audit_log()])
+
+
+def test_an_unknown_token_id_costs_the_same_argon2_work_as_a_known_one(team: Settings
+                                                                       ) -> None:
+    """Unknown ids are verified against DUMMY_HASH: a fixed hash whose argon2 parameters must
+    be those real tokens get, or a miss would answer faster than a wrong secret."""
+    info, secret = TokenService(_admin(team)).create("ana", Role.DEVELOPER)
+    with _admin(team).store.read() as s:
+        row = s.scalar(select(TokenRow).where(TokenRow.token_id == info.token_id))
+        assert row is not None
+        assert extract_parameters(DUMMY_HASH) == extract_parameters(row.secret_hash)
+    assert not verify_secret(DUMMY_HASH, secret)
+    unknown = "mlops_" + "z" * 12 + secret[18:]
+    with pytest.raises(Unauthenticated):
+        Authenticator(team).authenticate(unknown)
 
 
 def test_revocation_takes_effect_on_the_next_call(team: Settings) -> None:
