@@ -106,10 +106,12 @@ class MlopsError(Exception):
 
     ``message`` says what went wrong, ``fix`` what to do about it, and ``context``
     carries the subject (``model``, ``version``, ``path`` ...) for programs. ``status`` is
-    the HTTP status to answer with.
+    the HTTP status to answer with, and ``retry_after`` (seconds) the ``Retry-After`` to
+    send with it when a retry may pass.
     """
 
     status = 400
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, fix: str | None = None, **context: Any) -> None:
         self.message = message
@@ -152,6 +154,7 @@ class ConcurrencyError(StoreError):
     """A write kept losing a race with other writers and gave up."""
 
     status = 503
+    retry_after = 1.0
 
 
 class LeaseLost(ConcurrencyError):
@@ -303,6 +306,7 @@ class UnsupportedMediaType(ServingError):
 
 class Overloaded(ServingError):
     status = 503
+    retry_after = 1.0
 
 
 class AuditError(MlopsError):

@@ -29,7 +29,7 @@ from mlops.api.monitoring import add_monitoring_routes
 from mlops.api.retrain import add_retrain_routes
 from mlops.deployment.rollouts import RolloutManager
 from mlops.deployment.routes import RouteSpec, RoutingService
-from mlops.errors import AuthError, ConcurrencyError, MlopsError
+from mlops.errors import AuthError, MlopsError
 from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.monitoring.monitor import ModelMonitor
@@ -172,7 +172,8 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
         body: dict[str, Any] = {"error": exc.message}
         if exc.fix:
             body["fix"] = exc.fix
-        headers = {"Retry-After": "1"} if isinstance(exc, ConcurrencyError) else None
+        headers = None if exc.retry_after is None \
+            else {"Retry-After": str(round(exc.retry_after))}
         return JSONResponse(body, status_code=exc.status, headers=headers)
 
     def op(method: str, path: str, role: Role) -> Callable[[Any], Any]:

@@ -201,7 +201,7 @@ def auth_error_response(exc: AuthError) -> tuple[int, dict[str, Any], dict[str, 
     if "required" in exc.context:
         body["required_role"] = exc.context["required"]
     headers = {}
-    if isinstance(exc, RateLimited):
+    if exc.retry_after is not None:
         headers["retry-after"] = str(round(exc.retry_after))
     elif exc.status == 401:
         headers["www-authenticate"] = 'Bearer realm="mlops"'

@@ -40,8 +40,8 @@ def error_response(exc: ServingError | SignatureError, request_id: str | None = 
     if exc.fix:
         body["fix"] = exc.fix
     headers = {"x-request-id": request_id} if request_id else {}
-    if status == 503:
-        headers["retry-after"] = "1"
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(round(exc.retry_after))
     return json_response(body, status, headers)
 
 

@@ -287,17 +287,21 @@ class RouteTable:
     def route(self, name: str) -> ServingRoute:
         route = self.routes.get(name)
         if route is None:
-            if self.only is not None and name not in self.only:
-                raise ModelUnavailable(
-                    f"Model {name!r} is not served here: this gateway serves only "
-                    f"{', '.join(sorted(self.only))}.",
-                    fix="Send the request to the gateway that serves it (mlops serve --only).",
-                    model=name)
+            self._refuse_unless_served(name)
             raise ModelUnavailable(
                 f"Model {name!r} is not deployed in environment {self.environment!r}.",
                 fix=f"Deploy it, or promote a version to {stage_for_environment(self.environment) or 'a stage'}"
                     " (`mlops models promote`).", model=name)
         return route
+
+    def _refuse_unless_served(self, name: str) -> None:
+        """404 for a model outside :attr:`only` (``mlops serve --only``)."""
+        if self.only is not None and name not in self.only:
+            raise ModelUnavailable(
+                f"Model {name!r} is not served here: this gateway serves only "
+                f"{', '.join(sorted(self.only))}.",
+                fix="Send the request to the gateway that serves it (mlops serve --only).",
+                model=name)
 
     def cached(self, name: str, version: str) -> ServedModel | None:
         """A loaded version this environment serves, without loading anything."""
@@ -308,8 +312,7 @@ class RouteTable:
     def _servable(self, name: str, ref: str) -> str:
         """The version number ``ref`` names, when this environment serves it: explicit
         URLs reach only deployed or staged versions, never any registered one."""
-        if self.only is not None and name not in self.only:
-            self.route(name)  # raises: not served by this gateway
+        self._refuse_unless_served(name)
         allowed = self.servable.get(name, frozenset())
         version = ref
         if ref not in allowed:

@@ -33,6 +33,8 @@ from tests.conftest import PG_URL, pg_database
     (AlertNotFound, 404), (TokenNotFound, 404), (PromotionRefused, 409)])
 def test_each_error_class_carries_its_status(error: type[MlopsError], status: int) -> None:
     assert error("x").status == status
+    # Retry-After goes with the errors a retry may pass, and only those
+    assert error("x").retry_after == (1.0 if error in (ConcurrencyError, LeaseLost) else None)
 
 
 @pytest.mark.skipif(PG_URL is None, reason="MLOPS_TEST_POSTGRES_URL not set (.ci/run sets it)")

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import grpc
 
 import mlops
-from mlops.errors import AuthError, MlopsError, RateLimited, ServingError
+from mlops.errors import AuthError, MlopsError, ServingError
 from mlops.serving.gateway import UNIT_HEADER, Call, Gateway, caller_of
 from mlops.serving.grpc import codec
 from mlops.serving.grpc.proto import grpc_predict_v2_pb2 as pb
@@ -114,8 +114,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             trailing.append(("x-model-version", answer.version))
         if answer.runtime is not None:
             trailing.append(("x-model-runtime", answer.runtime))
-        if answer.status == 503:
-            trailing.append(("retry-after", "1"))  # as HTTP's Retry-After
+        if answer.error is not None and answer.error.retry_after is not None:
+            trailing.append(("retry-after", str(round(answer.error.retry_after))))  # as HTTP
         context.set_trailing_metadata(tuple(trailing))
         if answer.status == 200:
             if answer.after is not None:
@@ -160,7 +160,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             return await self.authorize(_metadata(context).get("authorization"),
                                         peer_host(context.peer()))
         except AuthError as exc:
-            if isinstance(exc, RateLimited):
+            if exc.retry_after is not None:
                 context.set_trailing_metadata(
                     (("retry-after", str(round(exc.retry_after))),))
             await _abort(context, exc.status, exc)

@@ -199,16 +199,21 @@ def create_dashboard(registry: ModelRegistry, auth: WebAuth) -> Starlette:
             set_cookie(response, request, SEED_COOKIE, visit.seed)
         return response
 
-    def error_page(request: Request, status: int, message: str, fix: str | None
-                   ) -> Response:
+    def error_page(request: Request, status: int, message: str, fix: str | None,
+                   retry_after: float | None = None) -> Response:
+        response: Response
         if not _wants_html(request):  # a program (the dashboard is mounted at /)
             if status == 404:
                 fix = ("Check the address: inference is under /v1, /v2 and /invocations, "
                        "the control API under /api, the dashboard at /.")
-            return JSONResponse({"error": message, "fix": fix}, status_code=status)
-        visit = getattr(request.state, "visit", None)
-        return page(request, visit, "error.html", status, status=status, message=message,
-                    fix=fix)
+            response = JSONResponse({"error": message, "fix": fix}, status_code=status)
+        else:
+            visit = getattr(request.state, "visit", None)
+            response = page(request, visit, "error.html", status, status=status,
+                            message=message, fix=fix)
+        if retry_after is not None:
+            response.headers["retry-after"] = str(round(retry_after))
+        return response
 
     def seed_of(request: Request) -> tuple[str, bool]:
         seed = request.cookies.get(SEED_COOKIE)
@@ -340,7 +345,7 @@ def create_dashboard(registry: ModelRegistry, auth: WebAuth) -> Starlette:
 
     async def on_mlops_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MlopsError)
-        return error_page(request, exc.status, exc.message, exc.fix)
+        return error_page(request, exc.status, exc.message, exc.fix, exc.retry_after)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
