@@ -214,6 +214,7 @@ class Bench:
 
     # ------------------------------------------------------------------ preparing servers
     def prepare_mlflow(self, t: Target) -> tuple[list[str], dict[str, str], Path]:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no calls home from here
         import mlflow
         import mlflow.sklearn
 
@@ -234,7 +235,7 @@ class Bench:
         # `mlflow models serve` execs `uvicorn` from PATH; its access log is on by default and
         # has no CLI switch there, uvicorn's own environment variable turns it off.
         env = child_env(self.bin_dir, MLFLOW_TRACKING_URI=(self.tmp / "mlruns").as_uri(),
-                        UVICORN_ACCESS_LOG="false")
+                        UVICORN_ACCESS_LOG="false", MLFLOW_DISABLE_TELEMETRY="true")
         return argv, env, self.tmp
 
     def _mlops_env(self, home: Path) -> dict[str, str]:

@@ -34,6 +34,10 @@ from sklearn.linear_model import LogisticRegression
 from mlops.config import Settings
 from mlops.registry.service import ModelRegistry
 
+# MLflow's telemetry thread calls its servers from any process that imports mlflow (the
+# test helpers do): off, as mlops itself turns it off (a DNS lookup in that thread crashed a
+# worker once)
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 PG_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL")
 STORE = os.environ.get("MLOPS_TEST_STORE") or ("postgresql" if PG_URL else "sqlite")
 if STORE not in ("sqlite", "postgresql"):

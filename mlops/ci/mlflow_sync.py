@@ -18,6 +18,7 @@ import pandas as pd
 
 from mlops.errors import CIError
 from mlops.flavors.base import LoadedModel
+from mlops.registry.mlflow_source import require_mlflow
 
 __all__ = ["MlflowRegistration", "register_in_mlflow"]
 
@@ -33,12 +34,9 @@ class MlflowRegistration:
 def register_in_mlflow(tracking_uri: str, model_name: str, artifact_path: Path,
                        model: LoadedModel, X: pd.DataFrame, metrics: Mapping[str, float],
                        params: Mapping[str, Any]) -> MlflowRegistration:
-    try:
-        import mlflow
-        from mlflow.models import infer_signature
-    except ImportError as exc:
-        raise CIError("MLFLOW_TRACKING_URI is set but mlflow is not installed.",
-                      fix="pip install mlflow, or unset MLFLOW_TRACKING_URI.") from exc
+    mlflow = require_mlflow(CIError, "MLFLOW_TRACKING_URI is set but mlflow is not installed.",
+                            "pip install mlflow, or unset MLFLOW_TRACKING_URI.")
+    from mlflow.models import infer_signature
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(f"mlops-ci/{model_name}")
     sample = X.head(200)

@@ -40,7 +40,10 @@ def is_mlflow_uri(path: Any) -> bool:
 def require_mlflow(error: type[MlopsError] = RegistryError,
                    message: str = "Reading an MLflow registry needs the mlflow package.",
                    fix: str = "pip install mlflow") -> ModuleType:
-    """The mlflow module, or ``error`` with the fix when it is not installed."""
+    """The mlflow module, or ``error`` with the fix when it is not installed. MLflow's
+    telemetry (a thread that calls its servers from this process) stays off unless the
+    user turned it on: mlops only reads and writes an MLflow store through it."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         import mlflow
     except ImportError as exc:

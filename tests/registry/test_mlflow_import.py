@@ -3,6 +3,9 @@ against a real MLflow SQLite tracking store created here."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 import warnings
 from collections.abc import Callable
@@ -291,3 +294,22 @@ def test_an_imported_model_answers_through_the_gateway(store: MlflowStore,
             assert r.json()["outputs"][0]["data"] == expected
     finally:
         server.stop()
+
+
+def test_reading_mlflow_turns_its_telemetry_off_unless_the_user_set_it() -> None:
+    """mlops imports mlflow only through require_mlflow, which keeps MLflow's telemetry
+    thread (calls to its servers from this process) off; an explicit choice is kept."""
+    code = ("from mlops.registry.mlflow_source import require_mlflow; require_mlflow(); "
+            "from mlflow.telemetry.utils import is_telemetry_disabled; "
+            "import os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'], "
+            "is_telemetry_disabled())")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "CI")
+           and not k.startswith("PYTEST")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out == ["true", "True"]
+    env["MLFLOW_DISABLE_TELEMETRY"] = "false"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out[0] == "false"
