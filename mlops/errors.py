@@ -40,8 +40,10 @@ unless drawn otherwise below)::
     ├── ServingError                a request the gateway refuses; ``.status`` is the HTTP code
     │   ├── BadRequest              400: malformed body, wrong shape/dtype, NaN, empty batch
     │   ├── ModelUnavailable        404: unknown model/version, nothing deployed
+    │   ├── RequestTimeout          408: the body did not arrive within the time limit
     │   ├── PayloadTooLarge         413: body over the size limit
     │   ├── UnsupportedMediaType    415: content type not accepted
+    │   ├── ClientClosed            499: the client closed the connection mid-request
     │   └── Overloaded              503: in-flight queue full (sent with Retry-After)
     ├── AuditError                  audit chain broken (tampered, deleted, reordered)
     ├── GovernanceError             a governance report cannot be made (unknown framework)
@@ -64,6 +66,7 @@ __all__ = [
     "AuthError",
     "BadRequest",
     "CIError",
+    "ClientClosed",
     "CompileRefused",
     "ConcurrencyError",
     "ConfigError",
@@ -88,6 +91,7 @@ __all__ = [
     "PolicyError",
     "RateLimited",
     "RegistryError",
+    "RequestTimeout",
     "ServingError",
     "SignatureError",
     "StatsError",
@@ -98,7 +102,26 @@ __all__ = [
     "UnsafeModel",
     "UnsupportedMediaType",
     "VersionNotFound",
+    "clipped",
+    "shown",
 ]
+
+#: The longest message an error answer carries (a hostile request must not make it huge;
+#: gRPC clients refuse status details over 8-16 KB).
+MAX_MESSAGE = 2_000
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value a user sent, as an error message quotes it: its ``repr``, cut at ``limit``
+    characters (with the full length said)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def clipped(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut at ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else \
+        f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class MlopsError(Exception):
@@ -296,12 +319,23 @@ class ModelUnavailable(ServingError):
     status = 404
 
 
+class RequestTimeout(ServingError):
+    status = 408
+
+
 class PayloadTooLarge(ServingError):
     status = 413
 
 
 class UnsupportedMediaType(ServingError):
     status = 415
+
+
+class ClientClosed(ServingError):
+    """The client went away before its request was read: nobody gets the answer (499, as
+    nginx counts it), and it is the client's doing, never the model's."""
+
+    status = 499
 
 
 class Overloaded(ServingError):

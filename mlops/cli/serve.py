@@ -37,6 +37,9 @@ def serve(
                                               help="Past this, answer 503.")] = 512,
     max_body_mb: Annotated[float, typer.Option(min=0.001, max=4096.0,
                                                help="Request body limit.")] = 8.0,
+    body_timeout: Annotated[float, typer.Option(
+        min=0.1, max=3600.0,
+        help="Seconds a client has to send its whole request body; after that, 408.")] = 30.0,
     controller_interval: Annotated[float, typer.Option(
         min=0.05, max=86_400.0,
         help="Seconds between rollout analyses (roles all and control).")] = 5.0,
@@ -58,9 +61,11 @@ def serve(
 
     if role not in ROLES:
         raise ConfigError(f"Unknown role {role!r}.", fix=f"Use one of {', '.join(ROLES)}.")
-    if not math.isfinite(max_body_mb) or not math.isfinite(controller_interval):
-        raise ConfigError("--max-body-mb and --controller-interval must be finite numbers.",
-                          fix="Pass e.g. --max-body-mb 8 --controller-interval 5.")
+    if not all(math.isfinite(v) for v in (max_body_mb, controller_interval, body_timeout)):
+        raise ConfigError("--max-body-mb, --controller-interval and --body-timeout must be "
+                          "finite numbers.",
+                          fix="Pass e.g. --max-body-mb 8 --controller-interval 5 "
+                              "--body-timeout 30.")
 
     served = tuple(dict.fromkeys(only or ()))
     for name in served:
@@ -75,6 +80,7 @@ def serve(
                            max_batch=max_batch, max_wait_us=max_wait_us,
                            max_inflight=max_inflight,
                            max_body_bytes=int(max_body_mb * 1024 * 1024),
+                           body_timeout=body_timeout,
                            controller_interval=controller_interval, log_proba=log_proba,
                            grpc_port=grpc_port, only=served)
     what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LoadedModel", "to_frame"]
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def to_frame(data: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Turn a DataFrame, dict of columns, list of records or 2-D array into a DataFrame.
@@ -103,8 +105,31 @@ class LoadedModel:
         else:
             arr = to_frame(data, self.input_columns).to_numpy()
         if self.input_dtype is not None and arr.dtype != self.input_dtype:
+            if np.dtype(self.input_dtype) == np.float32:
+                self._refuse_beyond_float32(arr)  # the cast would make them infinite
             arr = arr.astype(self.input_dtype)
         return arr
+
+    def _refuse_beyond_float32(self, x: Any, cause: BaseException | None = None) -> None:
+        """A :class:`SignatureError` when ``x`` holds finite numbers beyond float32's range
+        (what tree models and float32 graphs compute in): the caller's input, not the
+        model, is at fault."""
+        try:
+            arr = np.asarray(x) if isinstance(x, np.ndarray) \
+                else x.select_dtypes("number").to_numpy(np.float64)
+            if arr.dtype.kind != "f" or not arr.size:
+                return
+            with np.errstate(invalid="ignore"):
+                big = np.abs(arr[np.isfinite(arr)])
+            worst = float(big.max()) if big.size else 0.0
+        except (AttributeError, TypeError, ValueError):
+            return
+        if worst > _FLOAT32_MAX:
+            raise SignatureError(
+                f"{self._label()} computes in float32, whose largest value is 3.4e38; the "
+                f"input holds {worst:.4g}.",
+                fix="Send values within ±3.4e38 (scale the feature if it is that large).",
+                model=self.name, version=self.version) from cause
 
     def predict(self, data: Any) -> np.ndarray:
         """Predictions for each row of ``data`` as a 1-D (or 2-D multi-output) array."""
@@ -114,6 +139,8 @@ class LoadedModel:
         except (SignatureError, FlavorError):
             raise
         except Exception as exc:
+            if isinstance(exc, ValueError):
+                self._refuse_beyond_float32(x, exc)
             raise FlavorError(
                 f"{self._label()} failed to predict: {type(exc).__name__}: {exc}.",
                 fix="Check that the input has the model's columns and dtypes.",
@@ -134,6 +161,8 @@ class LoadedModel:
         except (SignatureError, FlavorError):
             raise
         except Exception as exc:
+            if isinstance(exc, ValueError):
+                self._refuse_beyond_float32(x, exc)
             raise FlavorError(
                 f"{self._label()} failed in predict_proba: {type(exc).__name__}: {exc}.",
                 fix="Check that the input has the model's columns and dtypes.",

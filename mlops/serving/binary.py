@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops.errors import BadRequest
+from mlops.errors import BadRequest, shown
 from mlops.serving.datatypes import numpy_dtype
 
 __all__ = ["HEADER", "RawTensors", "binary_outputs", "read_tensor", "split_body",
@@ -41,7 +41,7 @@ class RawTensors:
     def take(self, where: str, size: Any) -> memoryview:
         """The next ``size`` bytes, for the input described by ``where``."""
         if type(size) is not int or size < 0:
-            raise BadRequest(f"{where} has binary_data_size {size!r}; it must be a "
+            raise BadRequest(f"{where} has binary_data_size {shown(size)}; it must be a "
                              "non-negative integer (bytes).", fix=self.fix)
         end = self.offset + size
         if end > len(self.tail):
@@ -162,6 +162,6 @@ def binary_outputs(doc: Any, default: list[str]) -> frozenset[str]:
 def _flag(params: dict[str, Any], key: str, where: str) -> bool:
     value = params.get(key, False)
     if not isinstance(value, bool):
-        raise BadRequest(f"{where}.{key} is {value!r}; it must be true or false.",
+        raise BadRequest(f"{where}.{key} is {shown(value)}; it must be true or false.",
                          fix=f"Send \"{key}\": true or false.")
     return value

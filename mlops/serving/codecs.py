@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops.errors import BadRequest, UnsupportedMediaType
+from mlops.errors import BadRequest, UnsupportedMediaType, shown
 from mlops.flavors.signature import ColumnSpec
 from mlops.serving.binary import RawTensors, tensor_bytes
 from mlops.serving.datatypes import v2_datatype
@@ -119,8 +120,7 @@ class Columns:
 # ---------------------------------------------------------------------- column coercion
 def _coerce(name: str, values: Sequence[Any] | np.ndarray, spec: ColumnSpec | None) -> np.ndarray:
     """One column's values to the dtype its spec wants, or a BadRequest naming the problem."""
-    arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object) \
-        if _has_none(values) else _asarray(name, values)
+    arr = values if isinstance(values, np.ndarray) else _column_array(name, values)
     dtype = spec.dtype if spec is not None else None
     nullable = spec.nullable if spec is not None else False
     if dtype in {"float64", "float32", "int64"}:
@@ -128,8 +128,11 @@ def _coerce(name: str, values: Sequence[Any] | np.ndarray, spec: ColumnSpec | No
             raise BadRequest(f"Input {name!r} expects numbers ({dtype}), got booleans.",
                              fix=f"Send numbers for {name!r}.")
         if arr.dtype.kind in "US":
+            bad = next(((i, v) for i, v in enumerate(values) if isinstance(v, str)),
+                       (0, str(arr.flat[0])))
             raise BadRequest(f"Input {name!r} expects numbers ({dtype}), got text "
-                             f"{str(arr.flat[0])!r}.", fix=f"Send numbers for {name!r}.")
+                             f"{shown(bad[1])} in row {bad[0]}.",
+                             fix=f"Send numbers for {name!r}.")
         if arr.dtype.kind == "O":
             arr = _numeric_object(name, arr, dtype)
         out = arr.astype(np.float64, copy=False)
@@ -181,8 +184,14 @@ def _coerce(name: str, values: Sequence[Any] | np.ndarray, spec: ColumnSpec | No
     return arr.astype(object) if arr.dtype.kind in "US" else arr
 
 
-def _has_none(values: Sequence[Any]) -> bool:
-    return any(v is None for v in values)
+def _column_array(name: str, values: Sequence[Any]) -> np.ndarray:
+    """A column's values as an array: as objects when some are null, or booleans among
+    other values (numpy would read ``[true, 0.5]`` as ``[1.0, 0.5]``), so that each value
+    is checked; else as numpy reads them."""
+    kinds = set(map(type, values))
+    if type(None) in kinds or (bool in kinds and len(kinds) > 1):
+        return np.asarray(values, dtype=object)
+    return _asarray(name, values)
 
 
 def _asarray(name: str, values: Sequence[Any]) -> np.ndarray:
@@ -203,7 +212,8 @@ def _numeric_object(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
         if v is None:
             out[i] = math.nan
         elif isinstance(v, bool) or not isinstance(v, int | float):
-            raise BadRequest(f"Input {name!r} expects numbers ({dtype}), got {v!r} in row {i}.",
+            raise BadRequest(f"Input {name!r} expects numbers ({dtype}), got {shown(v)} in "
+                             f"row {i}.",
                              fix=f"Send numbers for {name!r}.")
         else:
             out[i] = v
@@ -332,8 +342,13 @@ def decode_v2(body: Any, schema: Schema, raw: RawTensors | None = None
                          fix='Send {"inputs": [{"name", "shape", "datatype", "data"}]}.')
     outputs = body.get("outputs")
     requested = None
-    if isinstance(outputs, list):
-        requested = [str(o.get("name")) for o in outputs if isinstance(o, dict)]
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(
+                isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+            raise BadRequest("'outputs' must be a list of objects with a 'name'.",
+                             fix='Send "outputs": [{"name": "predict"}, '
+                                 '{"name": "predict_proba"}], or leave it out.')
+        requested = [o["name"] for o in outputs] or None
     if raw is None and len(body["inputs"]) > 1:
         quick = _json_columns(body["inputs"], schema)
         if quick is not None:
@@ -491,6 +506,8 @@ def decode_mlflow(body: bytes, content_type: str, schema: Schema,
                                  or not all(isinstance(c, str) for c in cols)):
             raise BadRequest("dataframe_split.columns must be a list of column names.",
                              fix='Send "columns": ["a", "b", ...].')
+        if cols is not None:
+            _refuse_duplicates(cols, "dataframe_split.columns")
         if cols is None:
             return _from_matrix(data, schema, "dataframe_split.data")
         quick = _dense_rows(data, schema, cols)
@@ -520,12 +537,17 @@ def _from_csv(body: bytes, schema: Schema) -> Columns:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest("The CSV body is not UTF-8.", fix="Encode the CSV as UTF-8.") from exc
-    reader = csv.reader(io.StringIO(text))
-    rows = [r for r in reader if r]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    except csv.Error as exc:
+        raise BadRequest(f"The CSV body cannot be read: {exc}.",
+                         fix="Send RFC 4180 CSV: quote fields that hold commas, quotes or "
+                             "line breaks, and keep each field under 128 KB.") from exc
     if len(rows) < 2:
         raise BadRequest("The CSV needs a header row and at least one data row.",
                          fix="Send 'col1,col2\\n1,2\\n'.")
     header, data = rows[0], rows[1:]
+    _refuse_duplicates(header, "The CSV header")
     if any(len(r) != len(header) for r in data):
         raise BadRequest("CSV rows have a different number of fields than the header.",
                          fix="Send one value per header column in every row.")
@@ -541,9 +563,21 @@ def _from_csv(body: bytes, schema: Schema) -> Columns:
     return _from_column_lists(columns, schema, "The CSV")
 
 
+def _refuse_duplicates(names: list[str], what: str) -> None:
+    if len(set(names)) != len(names):
+        twice = sorted(c for c, k in Counter(names).items() if k > 1)
+        raise BadRequest(f"{what} names {', '.join(shown(c) for c in twice[:5])} more than "
+                         "once.", fix="Name each column once.")
+
+
 def _csv_number(col: str, value: str) -> Any:
+    """A CSV field as a number when it is written as one in ASCII (no ``1_000``, no
+    non-Latin digits, which Python's ``int`` would take), as a boolean for true/false,
+    else as text (a numeric column then refuses it)."""
     if value == "":
         return None
+    if not value.isascii() or "_" in value:
+        return value
     try:
         number = int(value)
         return number if abs(number) < 2**63 else float(value)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops.errors import BadRequest
+from mlops.errors import BadRequest, shown
 
 __all__ = [
     "NUMERIC",
@@ -89,18 +89,18 @@ def _refuse(where: str, datatype: str, value: Any) -> None:
         raise BadRequest(f"{where} has nested data that does not match its shape.",
                          fix="Send data flat (row-major), or nested exactly as the shape says.")
     if datatype == "BYTES":
-        raise BadRequest(f"{where} is BYTES but holds {value!r}; BYTES takes only strings.",
+        raise BadRequest(f"{where} is BYTES but holds {shown(value)}; BYTES takes only strings.",
                          fix="Send text as strings, or numbers with a numeric datatype.")
     if datatype == "BOOL":
-        raise BadRequest(f"{where} is BOOL but holds {value!r}; BOOL takes only true and "
+        raise BadRequest(f"{where} is BOOL but holds {shown(value)}; BOOL takes only true and "
                          "false.", fix="Send true or false, or use a numeric datatype.")
     if isinstance(value, str):
-        raise BadRequest(f"{where} is {datatype} but holds text ({value!r}).",
+        raise BadRequest(f"{where} is {datatype} but holds text ({shown(value)}).",
                          fix="Use datatype BYTES for text, or send numbers.")
     if isinstance(value, bool):
         raise BadRequest(f"{where} is {datatype} but holds booleans.",
                          fix="Use datatype BOOL for true/false, or send numbers.")
-    raise BadRequest(f"{where} is {datatype} but holds {value!r}, which is not an integer.",
+    raise BadRequest(f"{where} is {datatype} but holds {shown(value)}, which is not an integer.",
                      fix=f"Send whole numbers for {datatype}, or use FP64.")
 
 

@@ -25,18 +25,22 @@ from typing import Any
 import numpy as np
 import orjson
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from mlops.config import Settings
 from mlops.errors import (
     BadRequest,
+    ClientClosed,
     FlavorError,
     MlopsError,
     Overloaded,
     PayloadTooLarge,
+    RequestTimeout,
     ServingError,
     SignatureError,
+    UnsupportedMediaType,
+    shown,
 )
 from mlops.identity import Principal
 from mlops.serving import metrics as m
@@ -59,6 +63,10 @@ if PREDICTION_FIELDS != ("request_id", "ts", "model", "version", "environment", 
                          "latency_ms", "status", "propensity", "caller", "cpu_ms"):
     raise ImportError("PredictionRecord's fields changed: update Gateway._log's rows")
 UNIT_HEADER = "x-mlops-unit"
+#: Bodies larger than this are decoded, and requests of more rows than this logged, in a
+#: thread: a large request must not stall the event loop (other requests, health checks).
+_LOOP_BODY_BYTES = 256 * 1024
+_LOOP_LOG_ROWS = 2_000
 #: body, model -> validated columns and what the encoder needs to know about the request
 Decode = Callable[[Any, ServedModel], tuple[Columns, Any]]
 
@@ -98,6 +106,7 @@ class Answer:
 class GatewayConfig:
     environment: str = "production"
     max_body_bytes: int = 8 * 1024 * 1024
+    body_timeout: float = 30.0  # seconds a client has to send its whole body (then 408)
     max_inflight: int = 512
     max_batch: int = 64
     max_wait_us: int = 500
@@ -258,14 +267,11 @@ class Gateway:
         label = name if name in self.table.routes else "_unknown"  # bounded label values
         if self.inflight >= self.config.max_inflight:
             self._observe(label, "", "none", 503, 0.0, protocol)
-            return Answer(503, request_id, error=Overloaded(
-                "The gateway is at its in-flight limit.",
-                fix="Retry after the Retry-After delay."))
-        self.inflight += 1
-        m.INFLIGHT.inc()
+            return Answer(503, request_id, error=_overloaded())
         route_name, served, route = "direct", None, None
         columns: Columns | None = None
         unit = call.unit
+        counted = False  # in flight from the moment its body has arrived
         try:
             if call.version is not None:
                 served = await self._direct(name, call.version)
@@ -275,8 +281,14 @@ class Gateway:
                 route_name, served = route.choose(unit)
             self.batcher.decoding(served, 1)  # requests still arriving may join its batch
             try:
+                # a slow sender holds no in-flight slot (the read is bounded in time)
                 body = await call.read()
-                columns, extra = _decode(decode, body, served)
+                if self.inflight >= self.config.max_inflight:
+                    raise _overloaded()
+                self.inflight += 1
+                m.INFLIGHT.inc()
+                counted = True
+                columns, extra = await _decode_body(decode, body, served)
             finally:
                 self.batcher.decoding(served, -1)
             if route is not None and route.spec.unit_field and unit is None:
@@ -313,8 +325,14 @@ class Gateway:
             payload = encode(served, prediction, request_id, extra)
             latency = time.perf_counter() - started
             self._observe(name, served.version, route_name, 200, latency, protocol)
-            self._log(request_id, served, route_name, unit, columns, prediction, latency, 200,
-                      propensity(route, route_name), caller)
+            if self.predlog is not None and columns.n > _LOOP_LOG_ROWS:
+                self.recent_ids.add(request_id)  # the rows are logged before the answer goes
+                await asyncio.to_thread(self._log_rows, request_id, served, route_name, unit,
+                                        columns, prediction, latency, 200,
+                                        propensity(route, route_name), caller)
+            else:
+                self._log(request_id, served, route_name, unit, columns, prediction, latency,
+                          200, propensity(route, route_name), caller)
             shadow = route.shadow_for(unit) if route is not None else None
             after = None
             if shadow is not None and route is not None:
@@ -347,8 +365,9 @@ class Gateway:
                           message=f"{kind} (error id {error_id}); the server log has the "
                                   "details.", error_id=error_id)
         finally:
-            self.inflight -= 1
-            m.INFLIGHT.dec()
+            if counted:
+                self.inflight -= 1
+                m.INFLIGHT.dec()
 
     async def served(self, name: str, version: str | None) -> ServedModel:
         """The version that answers ``name`` (the stable arm of its route), or the version
@@ -417,19 +436,39 @@ class Gateway:
                   None, caller)
 
     async def _body(self, request: Request) -> bytes:
+        """The request body: at most ``max_body_bytes``, all of it within ``body_timeout``
+        seconds (408 after), not compressed (415); a client that hangs up mid-body is a
+        :class:`ClientClosed` (499), not a failure of the model."""
+        headers = request.headers
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UnsupportedMediaType(
+                f"Content-Encoding {encoding[:40]!r} is not accepted.",
+                fix="Send the body uncompressed (no Content-Encoding header).")
         limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}.",
                                   fix="Send fewer rows per request.")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"The body is over the {limit}-byte limit.",
-                                      fix="Send fewer rows per request.")
-            chunks.append(chunk)
+        timeout = self.config.body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"The body is over the {limit}-byte limit.",
+                                              fix="Send fewer rows per request.")
+                    chunks.append(chunk)
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"The body did not arrive within {timeout:g} s ({size} bytes received).",
+                fix="Send the whole body at once, or fewer rows per request.") from exc
+        except ClientDisconnect as exc:
+            raise ClientClosed("The client closed the connection before sending its body.",
+                               fix="Keep the connection open until the answer arrives.") \
+                from exc
         return b"".join(chunks)
 
     def _observe(self, name: str, version: str, route: str, code: int, seconds: float,
@@ -452,6 +491,14 @@ class Gateway:
         if self.predlog is None:
             return
         self.recent_ids.add(request_id)
+        self._log_rows(request_id, served, route, unit, columns, prediction, latency, status,
+                       propensity, caller)
+
+    def _log_rows(self, request_id: str, served: ServedModel, route: str, unit: str | None,
+                  columns: Columns, prediction: Prediction, latency: float, status: int,
+                  propensity: float | None = None, caller: str | None = None) -> None:
+        """The rows of one request to the prediction log (thread-safe)."""
+        assert self.predlog is not None
         now = time.time()
         unit_hash = None if unit is None else hashlib.sha256(unit.encode()).hexdigest()[:16]
         values = prediction.values.tolist()
@@ -496,11 +543,19 @@ class Gateway:
                                      fix='Send {"request_id": "...", "actual": label}.')
                 actual = item["actual"]
                 row = item.get("row", 0)
-                if not isinstance(row, int) or row < 0:
-                    raise BadRequest(f"Feedback item {i}: 'row' must be a non-negative integer.",
+                if type(row) is not int or not 0 <= row < 2**31:
+                    raise BadRequest(f"Feedback item {i}: 'row' must be a row number (an "
+                                     f"integer from 0), got {shown(row)}.",
                                      fix="Leave 'row' out for single-row requests.")
+                request_id = item["request_id"]
+                if not isinstance(request_id, str) or not request_id_for(request_id) \
+                        == request_id:
+                    raise BadRequest(f"Feedback item {i}: 'request_id' must be the id an "
+                                     f"answer carried, got {shown(request_id)}.",
+                                     fix="Send the x-request-id of the answer (a string of "
+                                         "at most 128 printable ASCII characters).")
                 records.append(FeedbackRecord(
-                    request_id=str(item["request_id"]), row=row, model=name,
+                    request_id=request_id, row=row, model=name,
                     actual=orjson.dumps(actual).decode(),
                     actual_num=float(actual) if isinstance(actual, int | float) else None,
                     ts=time.time()))
@@ -512,6 +567,11 @@ class Gateway:
         m.FEEDBACK.labels(name, "true").inc(len(records) - unmatched)
         m.FEEDBACK.labels(name, "false").inc(unmatched)
         return json_response({"accepted": len(records), "unmatched": unmatched})
+
+
+def _overloaded() -> Overloaded:
+    return Overloaded("The gateway is at its in-flight limit.",
+                      fix="Retry after the Retry-After delay.")
 
 
 class RecentIds:
@@ -559,6 +619,13 @@ def propensity(route: ServingRoute | None, name: str) -> float | None:
         return 1.0 if route is not None and name == "stable" else None
     share = route.spec.weight / 100.0
     return {"candidate": share, "stable": 1.0 - share, "fallback": share}.get(name)
+
+
+async def _decode_body(decode: Decode, body: Any, served: ServedModel) -> tuple[Columns, Any]:
+    """:func:`_decode`, in a thread for a large body."""
+    if isinstance(body, bytes) and len(body) > _LOOP_BODY_BYTES:
+        return await asyncio.to_thread(_decode, decode, body, served)
+    return _decode(decode, body, served)
 
 
 def _decode(decode: Decode, body: Any, served: ServedModel) -> tuple[Columns, Any]:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import mlops
-from mlops.errors import BadRequest, ModelUnavailable, ServingError
+from mlops.errors import BadRequest, ModelUnavailable, ServingError, shown
 from mlops.serving import metrics as m
 from mlops.serving.batching import Prediction
 from mlops.serving.binary import HEADER, RawTensors, binary_outputs, split_body
@@ -122,7 +122,7 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
         target: str = request.path_params["target"]
         if request.method == "POST":
             if not target.endswith(":predict"):
-                return error_response(ModelUnavailable(f"Unknown V1 verb in {target!r}.",
+                return error_response(ModelUnavailable(f"Unknown V1 verb in {shown(target)}.",
                                                fix="POST /v1/models/NAME:predict"))
             return await v1_hot(request, target[: -len(":predict")], None)
         try:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from mlops.errors import BadRequest, ServingError, SignatureError
+from mlops.errors import BadRequest, ServingError, SignatureError, clipped
 from mlops.serving.binary import HEADER
 
 __all__ = ["error_response", "framed_response", "json_response", "loads_json", "request_id_for"]
@@ -36,9 +36,9 @@ def error_response(exc: ServingError | SignatureError, request_id: str | None = 
                    ) -> Response:
     """The error's status (400 for a signature mismatch) with ``{"error", "fix"}``."""
     status = exc.status if isinstance(exc, ServingError) else 400
-    body: dict[str, Any] = {"error": exc.message}
+    body: dict[str, Any] = {"error": clipped(exc.message)}
     if exc.fix:
-        body["fix"] = exc.fix
+        body["fix"] = clipped(exc.fix)
     headers = {"x-request-id": request_id} if request_id else {}
     if exc.retry_after is not None:
         headers["retry-after"] = str(round(exc.retry_after))
@@ -50,6 +50,11 @@ def loads_json(body: bytes | memoryview) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "surrogates not allowed" in str(exc) or "not valid UTF-8" in str(exc):
+            raise BadRequest(
+                "The body is not valid JSON: it holds bytes that are not UTF-8 text.",
+                fix="Send JSON as UTF-8; binary tensor data goes after the JSON header, whose "
+                    "length the Inference-Header-Content-Length header gives.") from exc
         raise BadRequest(f"The body is not valid JSON: {exc}.",
                          fix="Send a JSON document (NaN and Infinity are not JSON).") from exc
 

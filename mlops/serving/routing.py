@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from mlops.errors import MlopsError, ModelUnavailable
+from mlops.errors import MlopsError, ModelUnavailable, shown
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.signature import ColumnSpec, Signature
 from mlops.serving.codecs import Schema
@@ -289,7 +289,7 @@ class RouteTable:
         if route is None:
             self._refuse_unless_served(name)
             raise ModelUnavailable(
-                f"Model {name!r} is not deployed in environment {self.environment!r}.",
+                f"Model {shown(name)} is not deployed in environment {self.environment!r}.",
                 fix=f"Deploy it, or promote a version to {stage_for_environment(self.environment) or 'a stage'}"
                     " (`mlops models promote`).", model=name)
         return route
@@ -298,7 +298,7 @@ class RouteTable:
         """404 for a model outside :attr:`only` (``mlops serve --only``)."""
         if self.only is not None and name not in self.only:
             raise ModelUnavailable(
-                f"Model {name!r} is not served here: this gateway serves only "
+                f"Model {shown(name)} is not served here: this gateway serves only "
                 f"{', '.join(sorted(self.only))}.",
                 fix="Send the request to the gateway that serves it (mlops serve --only).",
                 model=name)
@@ -315,6 +315,11 @@ class RouteTable:
         self._refuse_unless_served(name)
         allowed = self.servable.get(name, frozenset())
         version = ref
+        if ref not in allowed and (len(ref) > 100 or not ref.isprintable()):
+            raise ModelUnavailable(
+                f"{shown(ref)} is not a version, stage or alias of {shown(name)}.",
+                fix="Name a version number, stage or alias (at most 100 printable "
+                    "characters).", model=name)
         if ref not in allowed:
             try:
                 with self.context.store.read() as s:

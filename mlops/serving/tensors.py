@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops.errors import BadRequest
+from mlops.errors import BadRequest, shown
 from mlops.serving.binary import RawTensors, read_tensor
 from mlops.serving.datatypes import NUMERIC, TYPES, check_json_values, json_array
 
@@ -58,18 +58,19 @@ def read_input(i: int, t: Any, raw: RawTensors | None) -> Tensor:
     if not isinstance(name, str) or not name:
         raise BadRequest(f"inputs[{i}].name must be a non-empty string.",
                          fix="Name each input tensor.")
+    label = name if len(name) <= 60 else f"{name[:60]}..."  # how messages name it
     if datatype not in TYPES:
-        raise BadRequest(f"inputs[{i}] ({name}) has unknown datatype {datatype!r}.",
+        raise BadRequest(f"inputs[{i}] ({label}) has unknown datatype {shown(datatype)}.",
                          fix=f"Use one of {', '.join(sorted(TYPES))}.")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape) \
             or not 1 <= len(shape) <= 2:
-        raise BadRequest(f"inputs[{i}] ({name}) has shape {shape!r}; expected [N] or [N, F].",
+        raise BadRequest(f"inputs[{i}] ({label}) has shape {shown(shape)}; expected [N] or [N, F].",
                          fix="Give the shape as a list of non-negative integers.")
     expected = math.prod(shape)
-    if expected > _MAX_VALUES:
-        raise BadRequest(f"inputs[{i}] ({name}) has shape {shape}: too many values.",
+    if expected > _MAX_VALUES or max(shape) > _MAX_VALUES:
+        raise BadRequest(f"inputs[{i}] ({label}) has shape {shape}: too many values.",
                          fix="Send fewer rows per request.")
-    where = f"inputs[{i}] ({name})"
+    where = f"inputs[{i}] ({label})"
     params = t.get("parameters")
     if isinstance(params, dict) and "binary_data_size" in params:
         if "data" in t:
@@ -88,7 +89,7 @@ def read_input(i: int, t: Any, raw: RawTensors | None) -> Tensor:
                          fix="Each input needs name, shape, datatype and data.")
     flat = _flat_data(where, t["data"], shape)
     if len(flat) != expected:
-        raise BadRequest(f"inputs[{i}] ({name}) has shape {shape} ({expected} values) but "
+        raise BadRequest(f"inputs[{i}] ({label}) has shape {shape} ({expected} values) but "
                          f"{len(flat)} values in data.", fix="Make shape and data agree.")
     return Tensor(name, shape, datatype, flat, check_json_values(where, datatype, flat))
 

@@ -4,6 +4,7 @@ compiled while it runs."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from mlops.config import Settings
+from mlops.errors import SignatureError
 from mlops.registry.service import ModelRegistry
 from tests.serving.conftest import FEATURES, Server, start_server
 
@@ -121,3 +123,23 @@ def test_a_version_compiled_while_served_switches_the_gateway(gateway: Server,
     tolerance = registry.get_version("later", "1.0.0").runtimes["onnx"]["tolerance"]
     np.testing.assert_allclose(after.json()["outputs"][1]["data"],
                                before.json()["outputs"][1]["data"], **tolerance)
+
+
+def test_values_beyond_float32_are_the_clients_error_on_either_runtime(
+        gateway: Server, store: Store) -> None:
+    """Trees compute in float32: 1e39 is refused by name (scikit-learn raised a ValueError,
+    a 500 counted against the version; the float32 graph would have read it as infinity)."""
+    _, registry, unseen = store
+    rows = unseen.head(2).copy()
+    rows.iloc[1, 2] = 1e39
+    for runtime in ("original", "onnx"):
+        model = registry.load_model("forest", "1.0.0", runtime=runtime)
+        with pytest.raises(SignatureError, match=re.escape(
+                "float32, whose largest value is 3.4e38; the input holds 1e+39")):
+            model.predict(rows)
+    with gateway.client() as c:
+        r = c.post("/v2/models/forest/infer", json=_v2(rows))
+        assert r.status_code == 400 and "computes in float32" in r.json()["error"], r.text
+        fine = c.post("/v2/models/forest/infer", json=_v2(unseen.head(2)))
+        assert fine.status_code == 200
+    assert "Traceback" not in gateway.log.read_text()

@@ -293,6 +293,15 @@ def test_unknown_model_is_not_found(server: Both) -> None:
         assert "Fix:" in refused.message()
 
 
+def test_a_huge_unknown_name_is_not_found_with_a_short_message(server: Both) -> None:
+    """The refusal quotes at most the name's start: status details over the client's
+    metadata limit would reach it as RESOURCE_EXHAUSTED "Stream removed" instead."""
+    refused = _refusal(lambda: server.client().infer("n" * 100_000,
+                                                     [_matrix(np.zeros((1, 20)))]))
+    assert refused.status() == "StatusCode.NOT_FOUND", refused
+    assert "(100002 characters)" in refused.message() and len(refused.message()) < 2_500
+
+
 def test_clients_cannot_load_or_unload_models(server: Both) -> None:
     """The repository RPCs are refused on purpose: routes decide what is loaded."""
     client = server.client()

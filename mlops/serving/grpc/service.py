@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import grpc
 
 import mlops
-from mlops.errors import AuthError, MlopsError, ServingError
+from mlops.errors import AuthError, MlopsError, ServingError, clipped
 from mlops.serving.gateway import UNIT_HEADER, Call, Gateway, caller_of
 from mlops.serving.grpc import codec
 from mlops.serving.grpc.proto import grpc_predict_v2_pb2 as pb
@@ -125,7 +125,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             return answer.payload
         if answer.error is not None:
             await _abort(context, answer.status, answer.error)
-        await context.abort(codec.status_code(answer.status), answer.message)
+        await context.abort(codec.status_code(answer.status), clipped(answer.message))
 
     # ------------------------------------------------------------------ model repository
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
@@ -174,5 +174,5 @@ def _metadata(context: Any) -> dict[str, str]:
 
 async def _abort(context: Any, status: int, exc: MlopsError) -> NoReturn:
     """End the call with the status's gRPC code; the details are the message and the fix."""
-    await context.abort(codec.status_code(status), str(exc))
+    await context.abort(codec.status_code(status), clipped(str(exc)))
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
