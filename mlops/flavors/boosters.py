@@ -9,6 +9,7 @@ import numpy as np
 
 from mlops.errors import FlavorError, MissingDependency
 from mlops.flavors.base import LoadedModel
+from mlops.flavors.booster_checks import check_lightgbm, xgboost_document
 
 __all__ = ["load_lightgbm", "load_xgboost"]
 
@@ -20,6 +21,7 @@ def load_xgboost(data: bytes) -> LoadedModel:
     except ImportError as exc:
         raise MissingDependency("This model is an XGBoost file but xgboost is not installed.",
                                 fix="pip install 'mlops[xgboost]'") from exc
+    xgboost_document(data)  # xgboost trusts its files: a malformed one crashes the process
     try:
         booster = xgb.Booster()
         booster.load_model(bytearray(data))
@@ -54,6 +56,7 @@ def load_lightgbm(data: bytes) -> LoadedModel:
     except ImportError as exc:
         raise MissingDependency("This model is a LightGBM file but lightgbm is not installed.",
                                 fix="pip install 'mlops[lightgbm]'") from exc
+    check_lightgbm(data)  # lightgbm trusts its files: a malformed one crashes the process
     try:
         booster = lgb.Booster(model_str=data.decode("utf-8"))
     except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:

@@ -9,7 +9,7 @@ import numpy as np
 from mlops.errors import FlavorError
 from mlops.flavors.base import LoadedModel
 
-__all__ = ["load_onnx"]
+__all__ = ["load_onnx", "refuse_external_data"]
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -23,6 +23,7 @@ def load_onnx(data: bytes) -> LoadedModel:
     """
     import onnxruntime as ort
 
+    refuse_external_data(data)
     try:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -70,3 +71,89 @@ def load_onnx(data: bytes) -> LoadedModel:
         input_dtype=np.dtype(dtype),
         info={"input_name": inp.name, "n_features": n_features, "outputs": outputs},
     )
+
+
+# -------------------------------------------------------------- external data
+# The fields of onnx.proto that lead to a TensorProto (field number -> message kind), and
+# TensorProto's own: external_data (13) and data_location (14, EXTERNAL = 1).
+_PATHS: dict[str, dict[int, str]] = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
+    "function": {7: "node", 11: "attribute"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse",
+                  23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "tensor": {},
+}
+_MAX_DEPTH = 64
+
+
+def refuse_external_data(data: bytes) -> None:
+    """Refuse a graph any of whose tensors keeps its data outside the file (``data_location``
+    EXTERNAL): onnxruntime would read it from a path relative to the loading process's
+    working directory (or from a memory address, with its in-memory tag), bytes no digest
+    covers. Every tensor is checked: initializers, sparse ones, node attributes, subgraphs,
+    functions and training graphs. The protobuf wire format is walked directly, so the
+    check needs no ``onnx`` package."""
+    try:
+        _walk(memoryview(data), "model", 0)
+    except _External:
+        raise FlavorError(
+            "The ONNX model keeps tensor data in external files; mlops stores and verifies "
+            "one self-contained file.",
+            fix="Save it with its data inside (onnx.save_model(model, path, "
+                "save_as_external_data=False)).") from None
+    except (IndexError, ValueError) as exc:
+        raise FlavorError(f"The ONNX file is not a valid protobuf message: {exc}.",
+                          fix="Check that the file is a valid ONNX model.") from exc
+
+
+class _External(Exception):
+    pass
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("a varint longer than 10 bytes")
+
+
+def _walk(buf: memoryview, kind: str, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"messages nested deeper than {_MAX_DEPTH}")
+    children = _PATHS[kind]
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            if kind == "tensor" and number == 14 and value == 1:
+                raise _External
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > end:
+                raise ValueError("a field runs past the end of its message")
+            if kind == "tensor" and number == 13:
+                raise _External
+            child = children.get(number)
+            if child is not None:
+                _walk(buf[pos:pos + size], child, depth + 1)
+            pos += size
+        else:
+            raise ValueError(f"wire type {wire} (groups are not used by ONNX)")
+        if pos > end:
+            raise ValueError("a field runs past the end of its message")
