@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 
 from mlops.cli.deploy import materialise_served
 from mlops.cli.output import (
@@ -97,9 +98,9 @@ def register(
 
 def _refused(exc: CompileRefused) -> NoReturn:
     """A compile that failed its check is a failed check: exit code 1."""
-    err_console.print(f"[bold red]refused:[/] {exc.message}", soft_wrap=True)
+    err_console.print(f"[bold red]refused:[/] {escape(exc.message)}", soft_wrap=True)
     if exc.fix:
-        err_console.print(f"[bold]fix:[/] {exc.fix}", soft_wrap=True)
+        err_console.print(f"[bold]fix:[/] {escape(exc.fix)}", soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -37,6 +37,7 @@ wider ``atol``; the tolerance used is recorded with the runtime.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -315,9 +316,9 @@ def check_equal(original: LoadedModel, compiled: LoadedModel, rows: pd.DataFrame
     (:data:`TOLERANCE` of the graph's ``precision`` unless given)."""
     rtol = TOLERANCE[precision][0] if rtol is None else float(rtol)
     atol = TOLERANCE[precision][1] if atol is None else float(atol)
-    if not (rtol >= 0 and atol >= 0):
-        raise CompileRefused(f"Tolerances must be >= 0, got rtol {rtol} and atol {atol}.",
-                             fix="Pass e.g. --rtol 1e-5 --atol 1e-6.")
+    if not (0 <= rtol < math.inf and 0 <= atol < math.inf):
+        raise CompileRefused(f"Tolerances must be finite numbers >= 0, got rtol {rtol} and "
+                             f"atol {atol}.", fix="Pass e.g. --rtol 1e-5 --atol 1e-6.")
     classifier = original.classes is not None or original.has_proba
     n = len(rows)
     base: dict[str, Any] = {"rows_checked": n, "rtol": rtol, "atol": atol,

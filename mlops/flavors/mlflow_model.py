@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 import yaml
 
-from mlops.errors import FlavorError, UnknownFlavor, UnsafeModel
+from mlops.errors import FlavorError, MlopsError, UnknownFlavor, UnsafeModel, shown
 from mlops.flavors.signature import ColumnSpec, Signature
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where a frame is made: CLI commands start sooner
 
 __all__ = [
+    "MAX_COLUMNS",
     "MLMODEL",
     "PYFUNC_FIX",
     "MlflowModel",
@@ -52,6 +53,10 @@ _FILE_KEYS = {"sklearn": ("pickled_model",), "xgboost": ("data", "xgb_model"),
 #: The file formats (:data:`mlops.flavors.files.FORMATS`) each flavor may hold.
 _FORMATS = {"sklearn": {"skops", "pickle", "joblib"}, "xgboost": {"xgboost"},
             "lightgbm": {"lightgbm", "skops", "pickle", "joblib"}, "onnx": {"onnx"}}
+#: what each ``serialization_format`` a sklearn flavor declares is, as mlops tells files
+#: apart
+_SERIALIZED = {"skops": {"skops"}, "pickle": {"pickle", "joblib"},
+               "cloudpickle": {"pickle", "joblib"}}
 
 _COLUMN_TYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int64",
                  "boolean": "bool", "string": "string", "binary": "string",
@@ -59,6 +64,8 @@ _COLUMN_TYPES = {"double": "float64", "float": "float32", "long": "int64", "inte
 
 _MAX_MLMODEL = 1 << 20          # an MLmodel file is a few KB
 _MAX_EXAMPLE = 32 << 20         # the input example is a handful of rows
+#: The most columns a signature may declare (beyond, it is not read: no table is that wide)
+MAX_COLUMNS = 100_000
 
 PYFUNC_FIX = (
     "A python_function model runs its own Python code when it is loaded (a cloudpickled "
@@ -107,6 +114,18 @@ def read_mlflow_model(path: str | os.PathLike[str], *, label: str | None = None
     """
     root = Path(path)
     where = label or str(root)
+    try:
+        return _read(root, where)
+    except MlopsError:
+        raise
+    except (RecursionError, MemoryError, AttributeError, TypeError, ValueError,
+            OSError) as exc:  # a shape of MLmodel no check foresaw: still the file's fault
+        raise FlavorError(f"The MLmodel of {where} is malformed: {type(exc).__name__}: "
+                          f"{str(exc)[:200]}.", fix="Save the model again with mlflow.",
+                          path=where) from exc
+
+
+def _read(root: Path, where: str) -> MlflowModel:
     spec = _read_mlmodel(root, where)
     flavors = spec.get("flavors")
     if not isinstance(flavors, dict) or not flavors:
@@ -131,10 +150,14 @@ def read_mlflow_model(path: str | os.PathLike[str], *, label: str | None = None
     info = {"flavor": flavor, "mlflow_version": spec.get("mlflow_version"),
             "model_uuid": spec.get("model_uuid"),
             "serialization_format": serialization if isinstance(serialization, str) else None,
-            "library_version": next((block[k] for k in block if k.endswith("_version")
+            "library_version": next((block[k] for k in block if isinstance(k, str)
+                                     and k.endswith("_version")
                                      and isinstance(block[k], str)), None),
             "model_class": block.get("model_class")}
     run_id = spec.get("run_id")
+    if run_id is not None and not isinstance(run_id, str | int):
+        raise FlavorError(f"The MLmodel of {where} has a run_id that is not text.",
+                          fix="Save the model again with mlflow.", path=where)
     return MlflowModel(
         root=root, file=file, label=where, flavor=flavor,
         serialization=serialization if isinstance(serialization, str) else None,
@@ -142,7 +165,7 @@ def read_mlflow_model(path: str | os.PathLike[str], *, label: str | None = None
         input_example=_input_example(root, where, spec.get("saved_input_example_info"),
                                      signature),
         run_id=str(run_id) if run_id else None,
-        info={k: str(v) for k, v in info.items() if v is not None},
+        info={k: str(v) for k, v in info.items() if isinstance(v, str | int | float)},
     )
 
 
@@ -152,6 +175,14 @@ def check_declared_format(model: MlflowModel, fmt: str) -> None:
         raise FlavorError(
             f"The MLmodel of {model.label} declares a {model.flavor} model, but "
             f"{model.file.name} is a {fmt} file.",
+            fix="Save the model again with mlflow; do not edit the directory by hand.",
+            path=str(model.file))
+    declared = _SERIALIZED.get(model.serialization or "") if model.flavor == "sklearn" \
+        else None  # mlflow.lightgbm writes one for its native files too
+    if declared is not None and fmt not in declared:
+        raise FlavorError(
+            f"The MLmodel of {model.label} declares serialization_format "
+            f"{model.serialization}, but {model.file.name} is a {fmt} file.",
             fix="Save the model again with mlflow; do not edit the directory by hand.",
             path=str(model.file))
 
@@ -183,14 +214,26 @@ def _read_mlmodel(root: Path, where: str) -> dict[str, Any]:
                           fix="An MLmodel file is a short YAML file; save the model again.",
                           path=str(mlmodel))
     try:
-        spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        spec = yaml.load(mlmodel.read_text(encoding="utf-8"), Loader=_MlmodelLoader)
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise FlavorError(f"The MLmodel of {where} is not valid YAML: {exc}.",
                           fix="Save the model again with mlflow.", path=str(mlmodel)) from exc
     if not isinstance(spec, dict):
         raise FlavorError(f"The MLmodel of {where} is not a YAML mapping.",
                           fix="Save the model again with mlflow.", path=str(mlmodel))
     return spec
+
+
+class _MlmodelLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``*name``): MLflow never writes them, and a few
+    nested ones expand a 1 KB file into gigabytes (the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted in an MLmodel file",
+                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
 
 def _refuse_custom_code(where: str, flavors: dict[str, Any]) -> NoReturn:
@@ -215,6 +258,10 @@ def _refuse_custom_code(where: str, flavors: dict[str, Any]) -> NoReturn:
 
 def _inside(root: Path, where: str, name: str, what: str) -> Path:
     """``root / name``, refused unless it stays inside ``root`` (symlinks resolved)."""
+    if "\x00" in name or len(name) > 1024:
+        raise FlavorError(f"The MLmodel of {where} names a {what} that is not a file name: "
+                          f"{shown(name)}.", fix="Save the model again with mlflow.",
+                          path=where)
     base = root.resolve()
     target = (root / name).resolve()
     if not target.is_relative_to(base):
@@ -233,7 +280,7 @@ def _signature(where: str, block: Any) -> Signature | None:
     try:
         inputs = json.loads(block["inputs"])
         outputs = json.loads(block["outputs"]) if block.get("outputs") else []
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise FlavorError(f"The signature in the MLmodel of {where} is not valid JSON: {exc}.",
                           fix="Log the model again with a signature (or without one).",
                           path=where) from exc
@@ -253,16 +300,19 @@ def _columns(specs: list[Any]) -> tuple[list[ColumnSpec], bool] | None:
     """Column specs (named or positional), or one ``[-1, N]`` tensor as N positional
     columns; None for anything that is not a flat table."""
     if len(specs) == 1 and isinstance(specs[0], dict) and specs[0].get("type") == "tensor":
-        tensor = specs[0].get("tensor-spec") or {}
+        tensor = specs[0].get("tensor-spec")
+        if not isinstance(tensor, dict):
+            return None
         shape = tensor.get("shape")
         if not isinstance(shape, list) or len(shape) != 2 or not isinstance(shape[1], int) \
-                or shape[1] <= 0:
+                or not 0 < shape[1] <= MAX_COLUMNS:
             return None
         dtype = _tensor_dtype(str(tensor.get("dtype", "")))
         return [ColumnSpec(f"f{i}", dtype) for i in range(shape[1])], True
     out: list[ColumnSpec] = []
     for i, spec in enumerate(specs):
-        if not isinstance(spec, dict) or spec.get("type") not in _COLUMN_TYPES:
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) \
+                or spec["type"] not in _COLUMN_TYPES or i >= MAX_COLUMNS:
             return None
         out.append(ColumnSpec(str(spec.get("name", f"f{i}")), _COLUMN_TYPES[spec["type"]],
                               nullable=spec.get("required") is False))
@@ -292,7 +342,7 @@ def _input_example(root: Path, where: str, info: Any, signature: Signature | Non
         return None
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise FlavorError(f"The input example {info['artifact_path']} of {where} is not valid "
                           f"JSON: {exc}.",
                           fix="Log the model again with an input example (or without one).",

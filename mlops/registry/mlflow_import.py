@@ -10,15 +10,16 @@ and the refusal is reported.
 
 Idempotent: each imported version carries the tags ``mlflow.source``
 (``models:/NAME/VERSION``), ``mlflow.version`` and ``mlflow.tracking_uri``; a re-run skips
-the versions whose source is already there. MLflow version N becomes version N.0.0 when
+the versions whose source (from the same tracking server) is already there. MLflow version N becomes version N.0.0 when
 that number is free, else the next major version.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mlops.errors import DuplicateVersion, MlopsError, ModelNotFound, RegistryError
@@ -37,6 +38,7 @@ __all__ = ["ImportReport", "ImportedVersion", "import_mlflow"]
 SOURCE_TAG, VERSION_TAG, URI_TAG = "mlflow.source", "mlflow.version", "mlflow.tracking_uri"
 
 _PAGE = 200
+log = logging.getLogger("mlops.registry")
 _TAG_LIMIT = 1024
 
 
@@ -109,8 +111,20 @@ def import_mlflow(registry: ModelRegistry, tracking_uri: str | None = None,
     client = open_client(uri)
     results: list[ImportedVersion] = []
     for model in _registered_models(client, names, uri):
-        results += _import_model(registry, client, model, uri)
+        try:
+            results += _import_model(registry, client, model, uri)
+        except Exception as exc:  # its versions could not even be listed: the next model
+            results.append(ImportedVersion(
+                str(model.name), "", "refused",
+                reason=f"its versions cannot be read: {_explain(exc)}",
+                fix="Check the model in MLflow; the other models were imported."))
     return ImportReport(redact_uri(uri), results)
+
+
+def _explain(exc: BaseException) -> str:
+    if isinstance(exc, MlopsError):
+        return exc.message
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 # ---------------------------------------------------------------------------- one model
@@ -118,7 +132,9 @@ def _import_model(registry: ModelRegistry, client: Any, model: Any, uri: str
                   ) -> list[ImportedVersion]:
     name = str(model.name)
     existing = _existing(registry, name)
-    done = {mv.tags[SOURCE_TAG]: mv for mv in existing if SOURCE_TAG in mv.tags}
+    here = redact_uri(uri)[:_TAG_LIMIT]  # a version of another server is another version
+    done = {mv.tags[SOURCE_TAG]: mv for mv in existing
+            if SOURCE_TAG in mv.tags and mv.tags.get(URI_TAG, here) == here}
     numbers = {mv.version for mv in existing}
     aliases: dict[str, list[str]] = {}
     for alias, version in sorted((getattr(model, "aliases", None) or {}).items()):
@@ -142,8 +158,14 @@ def _import_model(registry: ModelRegistry, client: Any, model: Any, uri: str
         if result.version:
             numbers.add(result.version)
         out.append(result)
-    if any(r.status == "imported" for r in out):
-        _copy_model_fields(registry, model)
+    imported = [i for i, r in enumerate(out) if r.status == "imported"]
+    if imported:
+        notes: list[str] = []
+        _copy_model_fields(registry, model, notes)
+        if notes:  # said on the model's first imported version
+            first = out[imported[0]]
+            out[imported[0]] = replace(first, notes=(*first.notes, *notes),
+                                       reason="; ".join(filter(None, (first.reason, *notes))))
     return out
 
 
@@ -166,6 +188,11 @@ def _import_version(registry: ModelRegistry, client: Any, uri: str, mv: Any,
             ours = registry.register(name, source, bump="major", **kwargs)
     except MlopsError as exc:
         return ImportedVersion(name, number, "refused", reason=exc.message, fix=exc.fix or "")
+    except Exception as exc:  # a file no check foresaw: this version only, never the run
+        log.exception("importing %s from MLflow failed", source)
+        return ImportedVersion(name, number, "refused", reason=f"unexpected {_explain(exc)}",
+                               fix="Check the version's files in MLflow; the other versions "
+                                   "were imported.")
     set_aliases = tuple(a for a in aliases if _try(notes, f"alias {a}",
                                                    registry.set_alias, name, a, ours.version))
     stage, refused = _stage(registry, ours, str(mv.current_stage or "None"), source, notes)
@@ -197,15 +224,17 @@ def _try(notes: list[str], what: str, fn: Any, *args: Any) -> bool:
     return True
 
 
-def _copy_model_fields(registry: ModelRegistry, model: Any) -> None:
-    """The registered model's description and tags, where ours has none yet."""
+def _copy_model_fields(registry: ModelRegistry, model: Any, notes: list[str]) -> None:
+    """The registered model's description and tags, where ours has none yet; one that
+    cannot be stored is a note, not the end of the import."""
     name = str(model.name)
     ours = registry.get_model(name)
     if model.description and not ours.description:
-        registry.set_description(name, str(model.description))
+        _try(notes, "the description", registry.set_description, name, str(model.description))
     for key, value in (model.tags or {}).items():
         if key not in ours.tags:
-            registry.set_tag(name, str(key)[:255], str(value)[:_TAG_LIMIT])
+            _try(notes, f"tag {str(key)[:60]!r}", registry.set_tag, name, str(key)[:255],
+                 str(value)[:_TAG_LIMIT])
 
 
 # ---------------------------------------------------------------------------- MLflow reads

@@ -96,7 +96,7 @@ def download_model(uri: str, tracking_uri: str, dst: Path) -> Path:
     registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
     dst.mkdir(parents=True, exist_ok=True)
     try:
-        source = _artifact_uri(open_client(tracking_uri), uri)
+        source = _files_uri(open_client(tracking_uri), uri)
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri,
             registry_uri=registry_uri)
@@ -109,6 +109,31 @@ def download_model(uri: str, tracking_uri: str, dst: Path) -> Path:
             fix="Check the model name and version or alias (the MLflow UI lists them), the "
                 "tracking URI and your credentials.") from exc
     return Path(local)
+
+
+#: How many ``models:/`` or ``runs:/`` references a download may follow (an MLflow 3
+#: version points at its logged model's ``models:/m-...``: one step).
+_MAX_HOPS = 3
+
+
+def _files_uri(client: Any, uri: str) -> str:
+    """Where the files of ``uri`` are: ``models:/`` and ``runs:/`` references (a version's
+    source may be one) are resolved with ``client``, bound to the tracking URI asked for,
+    never by mlflow's process-wide default (which would read another registry, or create
+    ``./mlflow.db``); a chain of more than :data:`_MAX_HOPS` is refused."""
+    source = uri
+    for _ in range(_MAX_HOPS + 1):
+        if source.startswith("models:/"):
+            source = _artifact_uri(client, source)
+        elif source.startswith("runs:/"):
+            run_id, _, sub = source[len("runs:/"):].strip("/").partition("/")
+            base = str(client.get_run(run_id).info.artifact_uri).rstrip("/")
+            source = f"{base}/{sub}" if sub else base
+        else:
+            return source
+    raise RegistryError(f"{uri} refers to other models or runs more than {_MAX_HOPS} times "
+                        f"(last: {source}).",
+                        fix="Point the version's source at the model's files.")
 
 
 def _artifact_uri(client: Any, uri: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,70 @@ def test_the_declared_flavor_must_match_the_file(tmp_path: Path) -> None:
     with pytest.raises(FlavorError, match=r"declares a sklearn model, but model\.pkl is a "
                                           r"xgboost file"):
         check_declared_format(model, "xgboost")
+
+
+# ---------------------------------------------------------------------------- hostile MLmodels
+def _raw(root: Path, text: str, files: dict[str, bytes] | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "MLmodel").write_text(text)
+    for name, content in (files or {"model.pkl": b"\x80\x04N."}).items():
+        (root / name).write_bytes(content)
+    return root
+
+
+BILLION_LAUGHS = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+       f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+       f"*{chr(97 + i)}]" for i in range(8)]
+    + ["run_id: *i",
+       "flavors: {sklearn: {pickled_model: model.pkl, serialization_format: pickle}}"])
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (BILLION_LAUGHS, "aliases (*name) are not accepted"),
+    ("flavors:\n  sklearn: {pickled_model: model.pkl, 1: x, sklearn_version: '1.5'}\n"
+     "run_id: [1, 2]\n", "run_id that is not text"),
+    ("flavors:\n  sklearn: {pickled_model: \"model\\0.pkl\"}\n", "not a file name"),
+    ("flavors:\n  sklearn: {pickled_model: " + "a" * 5000 + "}\n", "not a file name"),
+    ("flavors: " + "[" * 100_000 + "]" * 100_000 + "\n", "not valid YAML"),
+])
+def test_hostile_mlmodel_files_are_flavor_errors(tmp_path: Path, text: str,
+                                                 message: str) -> None:
+    with pytest.raises(FlavorError, match=re.escape(message)):
+        read_mlflow_model(_raw(tmp_path / "m", text))
+
+
+@pytest.mark.parametrize("inputs", [
+    [{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 300_000_000]}}],
+    [{"type": "tensor", "tensor-spec": "abc"}],
+    [{"type": ["double"], "name": "a"}],
+])
+def test_signatures_too_wide_or_malformed_are_not_read(tmp_path: Path,
+                                                       inputs: list[Any]) -> None:
+    root = write(tmp_path / "m", sklearn_spec(signature={"inputs": json.dumps(inputs)}))
+    assert read_mlflow_model(root).signature is None
+
+
+def test_deeply_nested_signature_or_example_is_a_flavor_error(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    root = write(tmp_path / "s", sklearn_spec(signature={"inputs": deep}))
+    with pytest.raises(FlavorError, match="not valid JSON"):
+        read_mlflow_model(root)
+    spec = sklearn_spec(saved_input_example_info={"artifact_path": "ex.json",
+                                                  "type": "ndarray"})
+    root = write(tmp_path / "e", spec, {"model.pkl": b"\x80\x04N.", "ex.json": deep})
+    with pytest.raises(FlavorError, match="not valid JSON"):
+        read_mlflow_model(root)
+
+
+def test_the_declared_serialization_must_match_the_file(tmp_path: Path) -> None:
+    """A skops-declared directory holding a pickle was registered as pickle, its record
+    still saying skops."""
+    spec = sklearn_spec()
+    spec["flavors"]["sklearn"]["serialization_format"] = "skops"
+    model = read_mlflow_model(write(tmp_path / "m", spec))
+    check_declared_format(model, "skops")
+    with pytest.raises(FlavorError, match="declares serialization_format skops, but "
+                                          r"model\.pkl is a pickle file"):
+        check_declared_format(model, "pickle")

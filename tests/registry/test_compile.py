@@ -7,6 +7,7 @@ the approver."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,23 @@ def test_without_enough_rows_it_asks_for_held_out_data(registry: ModelRegistry, 
         registry.compile("lr", version, data=data[1].rename(columns={"x0": "other"}))
     with pytest.raises(CompileRefused, match="Unknown compile target"):
         registry.compile("lr", version, to="tensorrt", data=data[1])
+
+
+@pytest.mark.parametrize("tolerance", [{"atol": math.inf}, {"rtol": math.nan},
+                                       {"atol": -1e-9}])
+def test_a_tolerance_that_is_not_a_finite_number_is_refused_before_anything_is_stored(
+        registry: ModelRegistry, data: Data, tmp_path: Path,
+        tolerance: dict[str, float]) -> None:
+    """An infinite atol passed the check, then failed the audit write (not JSON), leaving
+    the compiled file behind."""
+    version = _register(registry, "lr", _logistic(data, tmp_path), data)
+    blobs = sorted(p.name for p in Path(registry.settings.artifacts_uri).rglob("*")
+                   if p.is_file())
+    with pytest.raises(CompileRefused, match="must be finite numbers >= 0"):
+        registry.compile("lr", version, data=data[1], **tolerance)
+    assert registry.get_version("lr", version).runtimes == {}
+    assert sorted(p.name for p in Path(registry.settings.artifacts_uri).rglob("*")
+                  if p.is_file()) == blobs
 
 
 def test_compile_is_audited_with_both_digests_and_the_equality_result(

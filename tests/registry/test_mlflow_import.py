@@ -313,3 +313,73 @@ def test_reading_mlflow_turns_its_telemetry_off_unless_the_user_set_it() -> None
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=120, check=True).stdout.split()
     assert out[0] == "false"
+
+
+# ---------------------------------------------------------------------------- tampered stores
+def _copy(store: MlflowStore, where: Path, *statements: tuple[str, tuple[Any, ...]]) -> str:
+    """The tracking store's database copied to ``where`` (its artifacts stay where they
+    are), with ``statements`` run on the copy; its URI."""
+    import shutil
+    import sqlite3
+
+    where.mkdir(parents=True, exist_ok=True)
+    db = where / "mlflow.db"
+    shutil.copy(store.root / "mlflow.db", db)
+    with sqlite3.connect(db) as conn:
+        for sql, args in statements:
+            conn.execute(sql, args)
+    return f"sqlite:///{db}"
+
+
+def test_a_source_that_is_another_models_uri_is_resolved_by_the_same_server(
+        store: MlflowStore, registry: ModelRegistry, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlflow's own resolver read the process-wide registry (or created ./mlflow.db)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = _copy(store, tmp_path / "copy", (
+        "UPDATE model_versions SET storage_location = ? WHERE name = 'churn' AND version = 1",
+        ("models:/boost/1",)), (
+        "UPDATE model_versions SET storage_location = ? WHERE name = 'churn' AND version = 2",
+        ("models:/nowhere/1",)))
+    report = import_mlflow(registry, uri, ["churn"])
+    by = {r.mlflow_version: r for r in report.results}
+    assert by["1"].status == "imported" and registry.get_version("churn", "1.0.0").format \
+        == "xgboost"  # boost/1's files, as that server says
+    assert by["2"].status == "refused" and "nowhere" in by["2"].reason
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_one_failing_version_or_model_field_does_not_end_the_import(
+        store: MlflowStore, registry: ModelRegistry, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = _copy(store, tmp_path / "copy", (
+        "UPDATE registered_model_tags SET value = ? WHERE name = 'churn' AND key = 'owner'",
+        ("a\x00b",)))
+    register = registry.register
+
+    def flaky(name: str, path: Any, **kwargs: Any) -> Any:
+        if str(path) == "models:/churn/1":  # what no check foresaw (here: a bug)
+            raise RuntimeError("boom")
+        return register(name, path, **kwargs)
+
+    monkeypatch.setattr(registry, "register", flaky)
+    report = import_mlflow(registry, uri, ["churn", "boost"])
+    by = {(r.model, r.mlflow_version): r for r in report.results}
+    assert by["churn", "1"].status == "refused"
+    assert by["churn", "1"].reason == "unexpected RuntimeError: boom"
+    assert by["churn", "2"].status == "imported" and by["boost", "1"].status == "imported"
+    assert any("tag 'owner' not set" in n and "NUL" in n for n in by["churn", "2"].notes)
+    assert "owner" not in registry.get_model("churn").tags
+
+
+def test_the_same_name_on_another_server_is_not_taken_for_imported(
+        store: MlflowStore, registry: ModelRegistry, tmp_path: Path) -> None:
+    first = _copy(store, tmp_path / "a")
+    second = _copy(store, tmp_path / "b")
+    assert [r.status for r in import_mlflow(registry, first, ["boost"]).results] == \
+        ["imported"]
+    again = import_mlflow(registry, second, ["boost"])
+    assert [(r.status, r.version) for r in again.results] == [("imported", "2.0.0")]
+    assert [r.status for r in import_mlflow(registry, second, ["boost"]).results] == \
+        ["skipped"]
