@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -9,7 +11,10 @@ import numpy as np
 from mlops.errors import FlavorError
 from mlops.flavors.base import LoadedModel
 
-__all__ = ["load_onnx", "refuse_external_data"]
+__all__ = ["PROBE_SECONDS", "load_onnx", "refuse_external_data"]
+
+#: How long loading may run the graph on one row of zeros to read its class labels.
+PROBE_SECONDS = 10.0
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -58,12 +63,9 @@ def load_onnx(data: bytes) -> LoadedModel:
     classes = None
     if proba is not None:
         sample = np.zeros((1, inp.shape[1] if isinstance(inp.shape[1], int) else 1), dtype=dtype)
-        try:
-            out: Any = session.run([proba], {inp.name: sample})[0]
-            if isinstance(out, list) and out:
-                classes = sorted(out[0])
-        except Exception:
-            classes = None
+        out: Any = _probe(session, ort, proba, {inp.name: sample})
+        if isinstance(out, list) and out:
+            classes = sorted(out[0])
     n_features = inp.shape[1] if len(inp.shape) == 2 and isinstance(inp.shape[1], int) else None
     return LoadedModel(
         flavor="onnx", raw=session, predict_fn=predict,
@@ -71,6 +73,28 @@ def load_onnx(data: bytes) -> LoadedModel:
         input_dtype=np.dtype(dtype),
         info={"input_name": inp.name, "n_features": n_features, "outputs": outputs},
     )
+
+
+def _probe(session: Any, ort: Any, output: str, feed: dict[str, np.ndarray]) -> Any:
+    """``output`` for one row of zeros (the class labels of a ZipMap), or None when the
+    graph fails on it; a graph still running after :data:`PROBE_SECONDS` (a ``Loop`` of
+    10^15 turns) is stopped and refused: loading must not hang."""
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # its "terminate flag" error is ours to report
+    timer = threading.Timer(PROBE_SECONDS, lambda: setattr(options, "terminate", True))
+    timer.start()
+    started = time.monotonic()
+    try:
+        return session.run([output], feed, run_options=options)[0]
+    except Exception:
+        if time.monotonic() - started >= PROBE_SECONDS:
+            raise FlavorError(
+                f"The ONNX model did not predict one row within {PROBE_SECONDS:g} s.",
+                fix="Check the graph for loops that do not end (a Loop's trip count).") \
+                from None
+        return None
+    finally:
+        timer.cancel()
 
 
 # -------------------------------------------------------------- external data

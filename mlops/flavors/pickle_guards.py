@@ -54,6 +54,7 @@ __all__ = [
     "guarded_function",
     "is_array_type",
     "refuse",
+    "sized_problem",
     "static_problem",
 ]
 
@@ -429,6 +430,27 @@ GUARDS: dict[Pair, Guard] = {
 
 # Every guarded entry of the allow list has a guard, and nothing else does.
 assert set(GUARDS) == set(GUARDED_FUNCTIONS), set(GUARDS) ^ set(GUARDED_FUNCTIONS)
+
+
+#: Constructors whose integer argument is a size to allocate: ``bytes(3_500_000_000)`` is
+#: a 32-byte file that commits gigabytes (they are built from the file's own bytes only).
+SIZED = frozenset({("builtins", "bytes"), ("builtins", "bytearray")})
+
+
+#: what the scanner's stand-in for an integer the file computes is labelled
+_INTEGERS = frozenset({"builtins.int", "builtins.bool"})
+
+
+def sized_problem(module: str, name: str, args: Any) -> str | None:
+    """Why a call (or ``__new__``) of ``bytes``/``bytearray`` with ``args`` is refused: a
+    size instead of data (a literal integer, or one the file computes with ``int``); None:
+    fine. Works on real arguments and on the scanner's stand-ins alike."""
+    if canonical(module, name) not in SIZED or not isinstance(args, tuple) or not args:
+        return None
+    first = args[0]
+    if isinstance(first, int) or (isinstance(first, Obj) and first.label in _INTEGERS):
+        return "a size, not data (it would allocate memory the file does not hold)"
+    return None
 
 
 def static_problem(module: str, name: str, args: Any) -> str | None:

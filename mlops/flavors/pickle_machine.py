@@ -43,7 +43,7 @@ from mlops.flavors.pickle_findings import (
     Truncated,
     UnknownOpcode,
 )
-from mlops.flavors.pickle_guards import FROMBUFFER, static_problem
+from mlops.flavors.pickle_guards import FROMBUFFER, sized_problem, static_problem
 from mlops.flavors.pickle_policy import effective_global
 from mlops.flavors.pickle_values import (
     LITERALS,
@@ -247,6 +247,10 @@ class OpcodeMachine(DataOpcodes):
                 if problem:
                     self.findings.problem(
                         f"<{func.dotted} called with {problem} at byte {self.op_pos}>")
+            sized = sized_problem(func.module, func.name, args)
+            if sized:
+                self.findings.problem(f"<{func.dotted} called with {sized} at byte "
+                                      f"{self.op_pos}>")
             if no_call(func.module, func.name):
                 self.findings.problem(
                     f"<{func.dotted} is called (its constructor reads files) at byte "
@@ -288,6 +292,11 @@ class OpcodeMachine(DataOpcodes):
     def new(self, cls: Any, args: Any) -> Any:
         """Emulated ``cls.__new__(cls, *args)`` (no ``__init__``)."""
         self.no_array(cls, "cls.__new__")
+        if isinstance(cls, Global):
+            sized = sized_problem(cls.module, cls.name, args)
+            if sized:
+                self.findings.problem(f"<{cls.dotted}.__new__ called with {sized} at byte "
+                                      f"{self.op_pos}>")
         if isinstance(cls, Global) and cls.is_wrapper_class:
             return Wrapper()
         if isinstance(cls, Global) and cls.is_dtype:

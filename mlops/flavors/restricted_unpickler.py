@@ -74,6 +74,7 @@ from mlops.flavors.pickle_guards import (
     guarded_function,
     is_array_type,
     refuse,
+    sized_problem,
 )
 from mlops.flavors.pickle_policy import effective_global, is_denied
 from mlops.flavors.state_checks import validate, validate_graph
@@ -182,6 +183,7 @@ class _Restrictions:
 
     def _instantiate(self, klass: Any, args: list[Any]) -> Any:
         self._callable(klass)  # INST and OBJ
+        _refuse_sized(klass, tuple(args))
         return super()._instantiate(klass, args)  # type: ignore[misc]
 
     def _no_global(self, target: Any, opname: str) -> None:
@@ -196,6 +198,14 @@ class _Restrictions:
         if not (isinstance(target, base) and (type(target) is base or allowed_class(type(target)))):
             raise refuse(f"{opname} on a {type(target).__qualname__}",
                          "a target that is not a plain container")
+
+
+def _refuse_sized(func: Any, args: Any) -> None:
+    """bytes/bytearray built from a size (see :data:`~mlops.flavors.pickle_guards.SIZED`)."""
+    if func is bytes or func is bytearray:
+        problem = sized_problem("builtins", func.__name__, args)
+        if problem:
+            raise refuse(f"builtins.{func.__name__}", problem)
 
 
 def _raw_data(array: np.ndarray, state: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -231,6 +241,7 @@ def _checked_dispatch(base: dict[int, Callable[[Any], None]], joblib: bool
     def reduce(self: Any) -> None:
         func = self.stack[-2] if len(self.stack) >= 2 else None
         self._callable(func)
+        _refuse_sized(func, self.stack[-1] if self.stack else None)
         if func is frombuffer and isinstance(self.stack[-1], tuple) and self.stack[-1]:
             self._claim(self.stack[-1][0], ".".join(FROMBUFFER))
         reduce_then_check(self)
@@ -244,6 +255,7 @@ def _checked_dispatch(base: dict[int, Callable[[Any], None]], joblib: bool
         def run(self: Any) -> None:
             if len(self.stack) >= depth:
                 self._no_array(self.stack[-depth])
+                _refuse_sized(self.stack[-depth], self.stack[-depth + 1])
             original(self)
 
         table[op[0]] = run

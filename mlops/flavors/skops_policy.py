@@ -43,6 +43,7 @@ from typing import Any
 
 from mlops.errors import FlavorError, UnsafeModel
 from mlops.flavors.allowlist import CLASS, FUNCTION, array_class, canonical, kind_of, no_call
+from mlops.flavors.pickle_compression import MAX_DECOMPRESSED_BYTES
 from mlops.flavors.pickle_guards import BIT_GENERATOR_NAMES
 from mlops.flavors.pickle_values import EDict, Global, Obj
 from mlops.flavors.state_checks import validate_graph
@@ -198,8 +199,26 @@ def _state_problems(node: Any) -> list[str]:
     return []
 
 
+def _refuse_bomb(data: bytes) -> None:
+    """An archive whose members decompress past :data:`MAX_DECOMPRESSED_BYTES` (the cap
+    pickles have) is refused before any is read: 6 MB of deflated zeros is 6 GiB of
+    "array". ``zipfile`` never reads a member past its declared size."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            total = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise FlavorError(f"skops cannot read the archive: {exc}.",
+                          fix="Save it again with skops.io.dump().") from exc
+    if total > MAX_DECOMPRESSED_BYTES:
+        raise FlavorError(
+            f"The skops archive decompresses to {total:,} bytes; the limit is "
+            f"{MAX_DECOMPRESSED_BYTES:,}.",
+            fix="A model that large is not a model file; save it again with skops.io.dump().")
+
+
 def check_skops(data: bytes) -> SkopsReport:
     """Judge every node of a skops archive against the allow list (nothing is loaded)."""
+    _refuse_bomb(data)
     try:
         root = _tree(data)
         nodes, refs = _nodes(root)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib
 import pickle
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mlops.errors import FlavorError
 from mlops.flavors.allowlist import (
     CLASS,
     FUNCTION,
@@ -217,3 +219,22 @@ def test_the_allow_list_does_not_depend_on_what_else_was_imported() -> None:
                             check=True).stdout for arg in ("without", "with")]
     assert found[0] == found[1]
     assert "ml_dtypes" not in found[1]
+
+
+def test_a_skops_archive_that_decompresses_past_the_cap_is_refused_unread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """6 MB of deflated zeros was 6 GiB of "array" in memory before any check answered;
+    the declared sizes are judged first (the cap lowered here to keep the test small)."""
+    import skops.io as sio
+    from sklearn.linear_model import LinearRegression
+
+    import mlops.flavors.skops_policy as policy
+
+    model = LinearRegression().fit(np.zeros((50, 200)), np.arange(50))
+    data = sio.dumps(model)
+    policy.check_skops(data)  # under the real cap
+    monkeypatch.setattr(policy, "MAX_DECOMPRESSED_BYTES", 1_000)
+    with pytest.raises(FlavorError, match=r"decompresses to [0-9,]+ bytes; the limit is 1,000"):
+        policy.check_skops(data)
+    with pytest.raises(FlavorError, match="cannot read the archive"):
+        policy.check_skops(b"PK\x03\x04 not really a zip")

@@ -129,3 +129,39 @@ def test_a_registered_model_cannot_read_files_beside_the_process(
 def test_a_broken_message_is_a_flavor_error(garbage: bytes) -> None:
     with pytest.raises(FlavorError, match="not a valid protobuf message"):
         refuse_external_data(garbage)
+
+
+def _endless_probabilities() -> bytes:
+    """label = argmax(x); probabilities = x carried through a Loop of 10^15 turns."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Identity", ["v_in"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["M", "", "x"], ["probabilities"], body=body),
+         helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor("M", TensorProto.INT64, [], [10**15])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_loading_stops_a_graph_that_never_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading runs the graph on one row to read its class labels: a Loop of 10^15 turns
+    hung registration for good; it is stopped and refused."""
+    import time
+
+    import mlops.flavors.onnx as flavor
+
+    monkeypatch.setattr(flavor, "PROBE_SECONDS", 0.5)
+    started = time.monotonic()
+    with pytest.raises(FlavorError, match=r"did not predict one row within 0\.5 s"):
+        load_onnx(_endless_probabilities())
+    assert time.monotonic() - started < 10

@@ -525,3 +525,38 @@ def test_describe_is_empty_for_safe_and_names_problems_for_unsafe() -> None:
     assert scan_pickle_bytes(pickle.dumps({"a": 1})).describe() == ""
     text = scan_pickle_bytes(proto4(sg("mypkg", "X"))).describe()
     assert "not on the allow list: mypkg.X" in text
+
+
+def _sized(name: bytes, op: bytes, size: int = 3_500_000_000) -> bytes:
+    """``builtins.<name>`` called (REDUCE), or its ``__new__`` (NEWOBJ), with a size."""
+    head = b"\x80\x04\x8c\x08builtins\x8c" + bytes([len(name)]) + name + b"\x93"
+    return head + b"\x8a\x05" + size.to_bytes(5, "little") + b"\x85" + op + b"."
+
+
+@pytest.mark.parametrize("data", [
+    _sized(b"bytearray", b"R"), _sized(b"bytes", b"R"), _sized(b"bytes", b"\x81"),
+    b"cbuiltins\nbytearray\n(I3500000000\ntR.",  # protocol 0
+    b"(cbuiltins\nbytes\nI3500000000\no.",  # OBJ
+    b"cbuiltins\nbytearray\n(cbuiltins\nint\n(S'3500000000'\ntRtR.",  # a computed size
+], ids=["bytearray REDUCE", "bytes REDUCE", "bytes NEWOBJ", "bytearray protocol 0",
+        "bytes OBJ", "bytearray of int(text)"])
+def test_bytes_built_from_a_size_are_refused_before_anything_is_allocated(
+        data: bytes) -> None:
+    """A 32-byte pickle committed 3.6 GB (the red team's): the scan and the loader both say
+    so, and the loader refuses before the call."""
+    from mlops.errors import UnsafeModel
+    from mlops.flavors.restricted_unpickler import load_restricted
+
+    result = scan_pickle_bytes(data)
+    assert not result.safe and "a size, not data" in " ".join(result.offending)
+    with pytest.raises(UnsafeModel, match="a size, not data"):
+        load_restricted(data)
+
+
+def test_bytes_from_the_files_own_data_still_load() -> None:
+    from mlops.flavors.restricted_unpickler import load_restricted
+
+    for value in (bytearray(b"abc"), b"xyz" * 10):
+        data = pickle.dumps(value, protocol=4)
+        assert scan_pickle_bytes(data).safe and load_restricted(data) == value
+    assert scan_pickle_bytes(pickle.dumps(bytearray(b"abc"), protocol=2)).safe
