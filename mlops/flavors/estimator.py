@@ -23,10 +23,10 @@ def wrap_estimator(obj: Any, flavor: str | None = None) -> LoadedModel:
             f"The loaded object ({type(obj).__module__}.{type(obj).__qualname__}) has no predict().",
             fix="Register an estimator or any object with a predict(X) method.",
         )
-    names = getattr(obj, "feature_names_in_", None)
+    names = _listed(obj, "feature_names_in_")
     columns = [str(c) for c in names] if names is not None else None
     proba = getattr(obj, "predict_proba", None)
-    classes = getattr(obj, "classes_", None)
+    classes = _listed(obj, "classes_")
     return LoadedModel(
         flavor=flavor or flavor_of(obj),
         raw=obj,
@@ -38,6 +38,24 @@ def wrap_estimator(obj: Any, flavor: str | None = None) -> LoadedModel:
         wants_frame=columns is not None,
         array_ok=columns is not None and accepts_array(obj),
     )
+
+
+def _listed(obj: Any, attribute: str) -> list[Any] | None:
+    """``obj.attribute`` as a list (scikit-learn keeps a 1-D array there), None when it
+    has none; a :class:`FlavorError` for anything else (a number, a nested list)."""
+    value = getattr(obj, attribute, None)
+    if value is None:
+        return None
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None or any(isinstance(v, list | tuple | dict | set) for v in items):
+        raise FlavorError(
+            f"The model's {attribute} is not a flat list of values "
+            f"({type(value).__name__}).",
+            fix="Fit the estimator again and save it; do not edit its attributes.")
+    return items
 
 
 #: scikit-learn classes that read a frame's columns by name (or hand user code the frame)
@@ -74,16 +92,21 @@ def accepts_array(obj: Any) -> bool:
     return True
 
 
-def _nested(values: list[Any]) -> list[Any]:
+def _nested(values: list[Any], depth: int = 0) -> list[Any]:
     """The estimators among parameter values (bare, or in lists of them or of (name,
-    estimator) pairs, as Pipeline steps and voting ensembles hold them)."""
+    estimator) pairs, as Pipeline steps and voting ensembles hold them); lists nested
+    deeper than :data:`_MAX_NESTING` are not looked into (no estimator keeps them)."""
     found: list[Any] = []
     for value in values:
         if isinstance(value, list | tuple):
-            found.extend(_nested(list(value)))
+            if depth < _MAX_NESTING:
+                found.extend(_nested(list(value), depth + 1))
         elif hasattr(value, "fit") or hasattr(value, "predict") or hasattr(value, "transform"):
             found.append(value)
     return found
+
+
+_MAX_NESTING = 8
 
 
 def _proba_works(obj: Any) -> bool:

@@ -250,3 +250,32 @@ def test_array_input_example_keeps_dataframe_prediction_working(
     assert mv.signature is not None
     loaded = registry.load_model("m")
     np.testing.assert_array_equal(loaded.predict(x), logistic.predict(x))
+
+
+@pytest.mark.parametrize(("attribute", "value"), [("classes_", 5), ("feature_names_in_", 5),
+                                                  ("classes_", [[0], [1]])])
+def test_an_estimator_with_malformed_fitted_attributes_is_a_flavor_error(
+        registry: ModelRegistry, tmp_path: Path, attribute: str, value: object) -> None:
+    """They were a TypeError ("unexpected") from deep inside the wrapper."""
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    setattr(model, attribute, value)
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(pickle.dumps(model))
+    with pytest.raises(FlavorError, match=f"The model's {attribute} is not a flat list"):
+        registry.register("odd", path)
+
+
+def test_a_parameter_nested_200000_deep_is_not_walked_into(registry: ModelRegistry,
+                                                            tmp_path: Path) -> None:
+    """Looking for nested estimators recursed into every list (a RecursionError)."""
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    model.C = "SENTINEL_C"
+    data = pickle.dumps(model, protocol=4)
+    n = 200_000
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(data.replace(b"\x8c\x0aSENTINEL_C", b"]" * n + b"a" * (n - 1)))
+    version = registry.register("deep", path).version
+    assert registry.load_model("deep", version).predict(x[:3]).tolist() == \
+        model.predict(x[:3]).tolist()
