@@ -37,6 +37,9 @@ def serve(
                                               help="Past this, answer 503.")] = 512,
     max_body_mb: Annotated[float, typer.Option(min=0.001, max=4096.0,
                                                help="Request body limit.")] = 8.0,
+    max_rows: Annotated[int, typer.Option(
+        min=1, max=100_000_000,
+        help="Rows per inference request; past this, 413.")] = 100_000,
     body_timeout: Annotated[float, typer.Option(
         min=0.1, max=3600.0,
         help="Seconds a client has to send its whole request body; after that, 408.")] = 30.0,
@@ -80,7 +83,7 @@ def serve(
                            max_batch=max_batch, max_wait_us=max_wait_us,
                            max_inflight=max_inflight,
                            max_body_bytes=int(max_body_mb * 1024 * 1024),
-                           body_timeout=body_timeout,
+                           body_timeout=body_timeout, max_rows=max_rows,
                            controller_interval=controller_interval, log_proba=log_proba,
                            grpc_port=grpc_port, only=served)
     what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",

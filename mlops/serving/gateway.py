@@ -107,6 +107,7 @@ class GatewayConfig:
     environment: str = "production"
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout: float = 30.0  # seconds a client has to send its whole body (then 408)
+    max_rows: int = 100_000  # rows per request (then 413): bounds a request's memory and log
     max_inflight: int = 512
     max_batch: int = 64
     max_wait_us: int = 500
@@ -289,6 +290,7 @@ class Gateway:
                 m.INFLIGHT.inc()
                 counted = True
                 columns, extra = await _decode_body(decode, body, served)
+                self.refuse_rows(columns.n)
             finally:
                 self.batcher.decoding(served, -1)
             if route is not None and route.spec.unit_field and unit is None:
@@ -368,6 +370,13 @@ class Gateway:
             if counted:
                 self.inflight -= 1
                 m.INFLIGHT.dec()
+
+    def refuse_rows(self, n: int) -> None:
+        """413 for a request of more than ``max_rows`` rows."""
+        if n > self.config.max_rows:
+            raise PayloadTooLarge(
+                f"The request has {n:,} rows; the limit is {self.config.max_rows:,}.",
+                fix="Send fewer rows per request (or raise mlops serve --max-rows).")
 
     async def served(self, name: str, version: str | None) -> ServedModel:
         """The version that answers ``name`` (the stable arm of its route), or the version

@@ -138,6 +138,8 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
     # ------------------------------------------------------------------ MLflow
     def dec_mlflow_for(content_type: str) -> Callable[[bytes, ServedModel], tuple[Columns, Any]]:
         def dec(body: bytes, served: ServedModel) -> tuple[Columns, Any]:
+            if content_type.split(";")[0].strip().lower() == "text/csv":  # before parsing
+                gw.refuse_rows(body.count(b"\n") - 1)
             return decode_mlflow(body, content_type, served.schema, loads_json), None
         return dec
 

@@ -23,8 +23,9 @@ HEADER = ",".join(FEATURES)
 
 @pytest.fixture(scope="module")
 def strict(served_store: tuple[Path, ModelRegistry]) -> Iterator[Server]:
-    """The gateway with 4 in-flight slots and a 1 s body timeout."""
-    srv = start_server(served_store[0], "--max-inflight", "4", "--body-timeout", "1")
+    """The gateway with 4 in-flight slots, a 1 s body timeout and up to 10^6 rows."""
+    srv = start_server(served_store[0], "--max-inflight", "4", "--body-timeout", "1",
+                       "--max-rows", "1000000")
     yield srv
     srv.stop()
 
@@ -58,7 +59,11 @@ def test_slow_senders_hold_no_slot_and_get_408(strict: Server) -> None:
         ok = httpx.post(strict.url + "/v2/models/clf/infer", timeout=5, json={"inputs": [
             {"name": "x", "shape": [1, 5], "datatype": "FP64", "data": ROW}]})
         assert ok.status_code == 200, ok.text
-        answer = socks[0].recv(4096).decode()  # after the 1 s body timeout
+        answer = ""
+        while "received)" not in answer:  # after the 1 s body timeout; headers, then body
+            chunk = socks[0].recv(4096).decode()
+            assert chunk, answer
+            answer += chunk
         assert answer.startswith("HTTP/1.1 408"), answer
         assert "did not arrive within 1 s (10 bytes received)" in answer
     finally:
@@ -179,21 +184,36 @@ def test_errors_quote_at_most_the_start_of_what_was_sent(server: Server) -> None
     assert "not a version, stage or alias" in version.json()["error"]
 
 
-def test_a_large_request_does_not_stall_the_event_loop(server: Server) -> None:
+def test_a_large_request_does_not_stall_the_event_loop(strict: Server) -> None:
     """400,000 CSV rows are decoded, and their log rows made, off the event loop: health
     checks answer meanwhile (they waited for seconds when both ran on it)."""
     from concurrent.futures import ThreadPoolExecutor
 
     body = (HEADER + "\n" + "0.5,0,0,0,0\n" * 400_000).encode()
     with ThreadPoolExecutor(1) as pool:
-        big = pool.submit(httpx.post, server.url + "/invocations", content=body, timeout=60,
+        big = pool.submit(httpx.post, strict.url + "/invocations", content=body, timeout=60,
                           headers={"content-type": "text/csv", "x-mlops-model": "clf"})
         slowest = 0.0
         while not big.done():
             started = time.monotonic()
-            assert httpx.get(server.url + "/v2/health/live", timeout=10).status_code == 200
+            assert httpx.get(strict.url + "/v2/health/live", timeout=10).status_code == 200
             slowest = max(slowest, time.monotonic() - started)
             time.sleep(0.05)
         r = big.result()
     assert r.status_code == 200 and len(r.json()["predictions"]) == 400_000
     assert slowest < 1.0, f"a health check waited {slowest:.2f} s"
+
+
+def test_requests_over_the_row_limit_are_413(server: Server) -> None:
+    """100,000 rows by default: a CSV is counted before it is parsed, JSON once decoded."""
+    csv_body = (HEADER + "\n" + "0.5,0,0,0,0\n" * 100_001).encode()
+    r = httpx.post(server.url + "/invocations", content=csv_body, timeout=30,
+                   headers={"content-type": "text/csv", "x-mlops-model": "clf"})
+    assert r.status_code == 413 and "100,001 rows; the limit is 100,000" in r.json()["error"]
+    assert "--max-rows" in r.json()["fix"]
+    v1 = httpx.post(server.url + "/v1/models/clf:predict", timeout=30,
+                    json={"instances": [ROW] * 100_001})
+    assert v1.status_code == 413 and "100,001 rows" in v1.json()["error"]
+    fine = httpx.post(server.url + "/v1/models/clf:predict", timeout=30,
+                      json={"instances": [ROW] * 100_000})
+    assert fine.status_code == 200 and len(fine.json()["predictions"]) == 100_000
