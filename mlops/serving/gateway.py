@@ -156,6 +156,10 @@ class Gateway:
         self.inflight = 0
         self.recent_ids = RecentIds(100_000)
         self._poller: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        #: the tasks reading a request body, with their deadlines (see :meth:`_sweep`)
+        self._reading: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
         self._published: set[tuple[str, str]] = set()
         #: the labelled request metrics, by (model, version, route, status, protocol)
         self._children: dict[tuple[str, str, str, int, str], tuple[Any, Any]] = {}
@@ -171,12 +175,14 @@ class Gateway:
         if self.predlog is not None:
             self.predlog.start()
         self._poller = asyncio.create_task(self._poll())
+        self._sweeper = asyncio.create_task(self._sweep())
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        for task in (self._poller, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.batcher.close()
         self.table.close()
         if self.predlog is not None:
@@ -186,6 +192,18 @@ class Gateway:
                 log.exception("the prediction log could not write everything at shutdown; "
                               "%d rows stay in the spool %s for the next start",
                               self.predlog.pending, self.predlog.spool_dir)
+
+    async def _sweep(self) -> None:
+        """Once a second, cancel the body reads past their deadline (``_body`` turns that
+        into a 408): one timer for every request, not one per request (a per-request
+        ``asyncio.timeout`` cost ~5 us on a ~200 us request)."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for task, deadline in list(self._reading.items()):
+                if deadline <= now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
 
     async def _poll(self) -> None:
         """Reload the routes as soon as the change feed reports a change (LISTEN/NOTIFY
@@ -462,22 +480,30 @@ class Gateway:
         chunks: list[bytes] = []
         size = 0
         timeout = self.config.body_timeout
+        task = asyncio.current_task()
+        assert task is not None
+        self._reading[task] = time.monotonic() + timeout
         try:
-            async with asyncio.timeout(timeout):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise PayloadTooLarge(f"The body is over the {limit}-byte limit.",
-                                              fix="Send fewer rows per request.")
-                    chunks.append(chunk)
-        except TimeoutError as exc:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"The body is over the {limit}-byte limit.",
+                                          fix="Send fewer rows per request.")
+                chunks.append(chunk)
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            task.uncancel()
             raise RequestTimeout(
                 f"The body did not arrive within {timeout:g} s ({size} bytes received).",
-                fix="Send the whole body at once, or fewer rows per request.") from exc
+                fix="Send the whole body at once, or fewer rows per request.") from None
         except ClientDisconnect as exc:
             raise ClientClosed("The client closed the connection before sending its body.",
                                fix="Keep the connection open until the answer arrives.") \
                 from exc
+        finally:
+            self._reading.pop(task, None)
+            self._expired.discard(task)
         return b"".join(chunks)
 
     def _observe(self, name: str, version: str, route: str, code: int, seconds: float,
