@@ -11,7 +11,20 @@ from typing import Any
 
 import yaml
 
-__all__ = ["line_of"]
+__all__ = ["line_of", "safe_load"]
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load``, whose other failures are YAML errors too: a value its
+    constructors reject (``2019-02-30``, ``!!float abc``, ``!!int 0x``) raises ValueError,
+    and deep nesting RecursionError; both become a ``yaml.YAMLError`` the callers report
+    with the line, instead of an unexpected 500."""
+    try:
+        return yaml.safe_load(text)
+    except (ValueError, RecursionError) as exc:
+        what = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise yaml.constructor.ConstructorError(None, None, f"a value cannot be read: {what}",
+                                                None) from exc
 
 
 def line_of(text: str, path: Sequence[Any]) -> int | None:

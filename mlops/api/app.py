@@ -12,7 +12,9 @@ invalid requests, 422 for bodies that do not fit the schema.
 
 from __future__ import annotations
 
+import logging
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
@@ -37,6 +39,8 @@ from mlops.registry.service import ModelRegistry
 from mlops.store.tokens import parse_duration
 
 __all__ = ["DeployBody", "ErrorBody", "RollbackBody", "RouteBody", "create_api"]
+
+log = logging.getLogger("mlops.api")
 
 _STRICT = ConfigDict(extra="forbid")
 Name = Annotated[str, Path(min_length=1, max_length=255)]
@@ -175,6 +179,17 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
         headers = None if exc.retry_after is None \
             else {"Retry-After": str(round(exc.retry_after))}
         return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """A failure no check foresaw: JSON like every other answer, with an error id that
+        is in the server log next to the traceback (never the traceback itself)."""
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("error id %s: %s %s failed", error_id, request.method, request.url.path)
+        return JSONResponse({"error": f"Internal error (error id {error_id}); the server log "
+                                      "has the details.",
+                             "fix": "Report it with the error id; the request changed nothing "
+                                    "it could not finish."}, status_code=500)
 
     def op(method: str, path: str, role: Role) -> Callable[[Any], Any]:
         """Declare an operation with the least role it needs."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import threading
 import time
 from typing import Annotated, Any
@@ -36,6 +37,7 @@ from mlops.identity import Principal, Role, require
 from mlops.store.credentials import Authenticator
 
 __all__ = [
+    "API_BODY_LIMIT",
     "BEARER",
     "PUBLIC_PATHS",
     "ApiAuth",
@@ -43,6 +45,7 @@ __all__ = [
     "SecurityGuard",
     "auth_error_response",
     "is_loopback_host",
+    "sees_secrets",
 ]
 
 #: Paths that never need a token: probes, metrics and the API's own schema.
@@ -51,6 +54,10 @@ PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics", "/p
 #: the inference protocols' paths (V2, KServe V1 and its labels, MLflow's /invocations)
 INFERENCE_PREFIXES = ("/v1/", "/v2/", "/invocations")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: a webhook job's callback: authenticated with the job's own token, by its route
+_JOB_CALLBACK = re.compile(r"^/api/v1/retrain/jobs/[0-9]+/complete$")
+#: The largest request body /api reads (the biggest legitimate one is a job's log).
+API_BODY_LIMIT = 8 * 1024 * 1024
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
 _NON_SIMPLE_HEADERS = (b"x-requested-with", b"x-mlops-client")
 #: The OpenAPI security scheme of the control API (authentication itself is ApiAuth's).
@@ -247,7 +254,16 @@ class SecurityGuard:
             await send(start)
             await send(body)
             return
-        if self.settings.auth and self._needs_token(scope["path"]):
+        path = scope["path"]
+        if path.startswith("/api/") and path not in PUBLIC_PATHS:
+            early = self._api_refusal(scope, authorization, receive)
+            if isinstance(early, tuple):
+                start, body = early
+                await send(start)
+                await send(body)
+                return
+            receive = early
+        if self.settings.auth and self._needs_token(path):
             try:
                 principal = await self.auth.inference_caller(
                     authorization.decode("latin-1"), _client(scope),
@@ -272,6 +288,41 @@ class SecurityGuard:
             await self.app(scope, receive, named)
             return
         await self.app(scope, receive, send)
+
+    def _api_refusal(self, scope: Scope, authorization: bytes, receive: Receive
+                     ) -> tuple[dict[str, Any], dict[str, Any]] | Receive:
+        """Refused before the body is read (FastAPI reads and parses it before the route's
+        token check runs): in team mode a request with no bearer token (401), and any body
+        over :data:`API_BODY_LIMIT` (413). Otherwise the ``receive`` to use: one that stops
+        a body without Content-Length at the limit."""
+        if self.settings.auth and not authorization.lower().startswith(b"bearer ") \
+                and not _JOB_CALLBACK.match(scope["path"]):  # it says which token it wants
+            status, payload, extra = auth_error_response(Unauthenticated(
+                "This request needs an API token.",
+                fix="Send Authorization: Bearer <token> (mlops tokens create)."))
+            return _json_error(status, payload, [(k.encode(), v.encode())
+                                                 for k, v in extra.items()])
+        declared = None
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                declared = value
+        if declared is not None and declared.isdigit() and int(declared) > API_BODY_LIMIT:
+            return _json_error(413, {"error": f"The body is {int(declared):,} bytes; /api "
+                                              f"takes at most {API_BODY_LIMIT:,}.",
+                                     "fix": "Send a smaller request."})
+        if declared is not None:
+            return receive
+        seen = 0
+
+        async def bounded() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > API_BODY_LIMIT:  # the route then reads a cut body: a clean 4xx
+                return {"type": "http.disconnect"}
+            return message
+
+        return bounded
 
     def _needs_token(self, path: str) -> bool:
         """Team mode: labels always need a token (they steer rollout decisions); inference
@@ -336,3 +387,11 @@ def _same_origin(origin: str, host: str, scheme: str) -> bool:
     h_host, h_port = _split_host(host)
     return (o_host, o_port or defaults.get(o_scheme, "")) == \
         (h_host, h_port or defaults.get(scheme, ""))
+
+
+def sees_secrets(request: Request) -> bool:
+    """May the caller read the secrets kept in configuration (alert channel URLs, webhook
+    headers)? Admins only: everyone else gets :func:`~mlops.store.egress.redact_secrets`."""
+    principal = getattr(request.state, "principal", None)
+    return isinstance(principal, Principal) and principal.role is not None \
+        and principal.role.allows(Role.ADMIN)

@@ -9,10 +9,13 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlops.api.auth import sees_secrets
 from mlops.identity import Role
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.monitoring.rules import load_rules
 from mlops.monitoring.snapshots import snapshot_series
+from mlops.registry.promotion import check_environment
+from mlops.store.egress import redact_secrets
 
 __all__ = ["AckBody", "BaselineBody", "add_monitoring_routes"]
 
@@ -48,8 +51,15 @@ def add_monitoring_routes(monitor: ModelMonitor, op: Operation) -> None:
     def acting(request: Request) -> ModelMonitor:
         return monitor.acting_as(request.state.principal)
 
+    def known(environment: str | None) -> None:
+        """An environment named in a query must be one the store has (MLOPS_ENVIRONMENTS):
+        a made-up one was reported on as if it served the latest version."""
+        if environment is not None:
+            check_environment(registry.context.settings, environment)
+
     @op("GET", "/v1/monitor/{name}", Role.VIEWER)
     def status(name: Name, environment: EnvQuery = None) -> dict[str, Any]:
+        known(environment)
         return monitor.status(name, environment).to_dict()
 
     @op("GET", "/v1/monitor/{name}/series/{metric}", Role.VIEWER)
@@ -57,6 +67,7 @@ def add_monitoring_routes(monitor: ModelMonitor, op: Operation) -> None:
                environment: EnvQuery = None,
                limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict[str, Any]]:
         registry.get_model(name)
+        known(environment)
         points = snapshot_series(registry, name, metric, environment=environment, limit=limit)
         return [{**asdict(p), "window_start": p.window_start.isoformat(),
                  "window_end": p.window_end.isoformat()} for p in points]
@@ -65,6 +76,7 @@ def add_monitoring_routes(monitor: ModelMonitor, op: Operation) -> None:
     def evaluate(request: Request, name: Name,
                  environment: Annotated[str, Query(max_length=64)] = "production"
                  ) -> dict[str, Any]:
+        known(environment)
         return acting(request).evaluate(name, environment).to_dict()
 
     @op("PUT", "/v1/monitor/{name}/baseline", Role.DEVELOPER)
@@ -85,9 +97,11 @@ def add_monitoring_routes(monitor: ModelMonitor, op: Operation) -> None:
         return acting(request).alerts.ack(alert_id, note=body.note if body else "").to_dict()
 
     @op("GET", "/v1/alert-rules", Role.VIEWER)
-    def rules(model: Annotated[str | None, Query(max_length=255)] = None
+    def rules(request: Request, model: Annotated[str | None, Query(max_length=255)] = None
               ) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in monitor.alerts.rules(model)]
+        """Channel URLs and headers are secrets: shown whole to admins only."""
+        shown = [r.to_dict() for r in monitor.alerts.rules(model)]
+        return shown if sees_secrets(request) else [redact_secrets(r) for r in shown]
 
     @op("PUT", "/v1/alert-rules/{rule_name}", Role.DEVELOPER)
     def put_rule(request: Request, rule_name: Annotated[str, Path(max_length=128)],

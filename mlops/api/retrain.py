@@ -18,10 +18,12 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlops.api.auth import sees_secrets
 from mlops.errors import RegistryError, Unauthenticated
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from mlops.retraining.service import RetrainService
+from mlops.store.egress import redact_secrets
 
 __all__ = ["CompleteBody", "ConfigBody", "RunBody", "add_retrain_routes"]
 
@@ -63,12 +65,14 @@ def add_retrain_routes(api: FastAPI, registry: ModelRegistry, op: Operation) -> 
         return RetrainService(registry.acting_as(request.state.principal))
 
     @op("GET", "/v1/retrain/{name}/config", Role.VIEWER)
-    def get_config(name: Name) -> dict[str, Any]:
+    def get_config(request: Request, name: Name) -> dict[str, Any]:
+        """The webhook's URL and headers are secrets: shown whole to admins only."""
         record = service.config_record(name)
         if record is None:
             raise RegistryError(f"{name} has no retraining configuration.",
                                 fix="PUT /api/v1/retrain/NAME/config with its YAML.")
-        return {"model": name, "config": record.spec, "updated_by": record.updated_by,
+        spec = record.spec if sees_secrets(request) else redact_secrets(record.spec)
+        return {"model": name, "config": spec, "updated_by": record.updated_by,
                 "updated_at": record.updated_at.isoformat()}
 
     @op("PUT", "/v1/retrain/{name}/config", Role.ADMIN)

@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops._yaml import line_of
+from mlops._yaml import line_of, safe_load
 from mlops.errors import PolicyError
 
 __all__ = ["GATE_ORDER", "TIERS", "ModelPolicy", "Policy", "configured_policy", "gate_module"]
@@ -168,7 +168,7 @@ class Policy:
             raise PolicyError(f"Cannot read the policy file {file}: {exc}.",
                               fix="Check the path.", path=str(file)) from exc
         try:
-            data = yaml.safe_load(text)
+            data = safe_load(text)
         except yaml.YAMLError as exc:
             # the construct that is left open (context) is where people look, not the
             # end of the stream where the parser noticed

@@ -38,7 +38,7 @@ from mlops.monitoring.rules import DEFAULT_RULES, AlertRule
 from mlops.registry.service import ModelRegistry
 from mlops.store.audit import append_event
 from mlops.store.catalog import model_row
-from mlops.store.egress import EgressPolicy
+from mlops.store.egress import EgressPolicy, redact_secrets
 from mlops.store.schema import AlertRow, AlertRuleRow, ModelRow
 
 __all__ = ["Alert", "AlertManager", "AlertTransition", "Observation"]
@@ -159,7 +159,8 @@ class AlertManager:
             row.spec = rule.to_dict()
             row.enabled = True
             append_event(s, actor=self.registry.context.actor, action="alert.rule.put",
-                         subject=f"alert-rule/{rule.name}", payload=rule.to_dict())
+                         subject=f"alert-rule/{rule.name}",
+                         payload=redact_secrets(rule.to_dict()))  # the log is for everyone
         return rule
 
     def delete_rule(self, name: str) -> None:

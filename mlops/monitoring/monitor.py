@@ -19,6 +19,7 @@ import contextlib
 import copy
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -49,6 +50,10 @@ from mlops.store.catalog import model_row
 from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 from mlops.store.routes import served_routes
 from mlops.store.schema import BaselineRow, DeploymentRow, ModelRow, MonitorStateRow, utcnow
+
+#: what a baseline metric may be called, and how many a model may have
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$")
+_MAX_BASELINE = 100
 
 __all__ = ["SEED_METRIC_NAMES", "Evaluation", "ModelMonitor", "MonitorStatus", "PerformanceCheck"]
 
@@ -279,7 +284,16 @@ class ModelMonitor:
         """Baseline metrics the alerts and the health score compare against (audited)."""
         self.registry.require(Role.DEVELOPER, f"set the baseline of {model_name}")
         clean: dict[str, float] = {}
+        if len(metrics) > _MAX_BASELINE:
+            raise MonitoringError(f"{len(metrics)} baseline metrics for {model_name!r}; at most "
+                                  f"{_MAX_BASELINE}.", fix="Pass the metrics the alerts use.",
+                                  model=model_name)
         for key, value in dict(metrics).items():
+            if not isinstance(key, str) or not _METRIC_NAME.match(key):
+                raise MonitoringError(
+                    f"Baseline metric name {str(key)[:60]!r} of {model_name!r} is not a metric "
+                    "name.", fix="Use letters, digits and _ . : / - (at most 128 characters).",
+                    model=model_name)
             try:
                 number = float(value)
             except (TypeError, ValueError) as exc:

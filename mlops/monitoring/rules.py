@@ -31,7 +31,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlops._yaml import line_of
+from mlops._yaml import line_of, safe_load
 from mlops.errors import MonitoringError
 from mlops.monitoring.channels import channel_from_config
 from mlops.store.egress import EgressPolicy
@@ -202,7 +202,7 @@ def load_rules(source: str | Path | list[dict[str, Any]], *,
         else:
             text = str(source)
         try:
-            data = yaml.safe_load(text)
+            data = safe_load(text)
         except yaml.YAMLError as exc:
             raise MonitoringError(f"{where} is not valid YAML: {exc}",
                                   fix="Fix the syntax at the line shown.") from exc

@@ -48,9 +48,10 @@ from pydantic import (
     model_validator,
 )
 
-from mlops._yaml import line_of
+from mlops._yaml import line_of, safe_load
 from mlops.errors import ConfigError, MonitoringError
 from mlops.monitoring.rules import parse_duration as rules_duration
+from mlops.store.egress import redact_secrets
 
 __all__ = [
     "QUALITY_METRICS",
@@ -387,10 +388,12 @@ class RetrainConfig(_Strict):
                            for t in out["triggers"]]
         return out
 
-    def to_yaml(self) -> str:
-        """The configuration as YAML (what ``parse_config`` reads back equal)."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None,
-                              allow_unicode=True)
+    def to_yaml(self, *, redacted: bool = False) -> str:
+        """The configuration as YAML (what ``parse_config`` reads back equal); ``redacted``
+        hides the webhook's secrets (:func:`~mlops.store.egress.redact_secrets`), for pages."""
+        data = self.to_dict()
+        return yaml.safe_dump(redact_secrets(data) if redacted else data, sort_keys=False,
+                              default_flow_style=None, allow_unicode=True)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "retraining configuration"
@@ -402,7 +405,7 @@ class RetrainConfig(_Strict):
 def parse_config(text: str, source: str = "retrain.yaml") -> RetrainConfig:
     """Parse and validate YAML text; errors name ``source``, the line and the key."""
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -298,15 +298,16 @@ class Gateway:
             else:
                 route = self.table.route(name)
                 route_name, served = route.choose(unit)
-            self.batcher.decoding(served, 1)  # requests still arriving may join its batch
+            # a slow sender holds no in-flight slot, and no batch waits for it (the read is
+            # bounded in time)
+            body = await call.read()
+            if self.inflight >= self.config.max_inflight:
+                raise _overloaded()
+            self.inflight += 1
+            m.INFLIGHT.inc()
+            counted = True
+            self.batcher.decoding(served, 1)  # requests being decoded may join its batch
             try:
-                # a slow sender holds no in-flight slot (the read is bounded in time)
-                body = await call.read()
-                if self.inflight >= self.config.max_inflight:
-                    raise _overloaded()
-                self.inflight += 1
-                m.INFLIGHT.inc()
-                counted = True
                 columns, extra = await _decode_body(decode, body, served)
                 self.refuse_rows(columns.n)
             finally:

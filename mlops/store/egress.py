@@ -44,6 +44,8 @@ __all__ = [
     "PinnedRequest",
     "blocked_reason",
     "parse_ip_host",
+    "redact_secrets",
+    "redact_url",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -296,6 +298,42 @@ def _show(address: IPAddress) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return f"::ffff:{address.ipv4_mapped}"
     return str(address)
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown to anyone: its origin, and ``/...`` for the path and query
+    (a Slack or Teams webhook's path is its secret, a query holds tokens), never its
+    credentials."""
+    origin = _origin(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return origin
+    return origin + ("/..." if parts.path.strip("/") or parts.query else "")
+
+
+#: Keys whose values are secrets wherever they sit in a channel or webhook spec.
+_SECRET_KEYS = frozenset({"headers", "secret", "token", "password", "api_key", "routing_key"})
+
+
+def redact_secrets(value: Any) -> Any:
+    """A copy of an alert rule's or retraining webhook's spec with its secrets hidden:
+    every ``url`` by :func:`redact_url`, every value under ``headers``, ``token``,
+    ``secret``, ``password``, ``api_key`` or ``routing_key`` as ``***``. What the API shows
+    below admin, and what the audit log records."""
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if key == "url" and isinstance(item, str):
+                out[key] = redact_url(item)
+            elif key in _SECRET_KEYS and item:
+                out[key] = {k: "***" for k in item} if isinstance(item, dict) else "***"
+            else:
+                out[key] = redact_secrets(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact_secrets(v) for v in value]
+    return value
 
 
 def _origin(url: str) -> str:

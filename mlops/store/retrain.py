@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from mlops.errors import RegistryError
 from mlops.store.audit import append_event
 from mlops.store.catalog import audit_subject, model_row
+from mlops.store.egress import redact_secrets
 from mlops.store.schema import (
     ModelRow,
     RetrainConfigRow,
@@ -181,7 +182,7 @@ def put_config(session: Session, model: str, spec: Mapping[str, Any], source: st
     session.flush()
     append_event(session, actor=actor, action="retrain.config.set",
                  subject=f"{audit_subject(model)}/retrain",
-                 payload={"spec": dict(spec), "replaced": before is not None})
+                 payload={"spec": redact_secrets(dict(spec)), "replaced": before is not None})
     return ConfigRecord(model, dict(spec), source, actor, row.updated_at)
 
 

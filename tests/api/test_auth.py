@@ -266,3 +266,108 @@ def test_a_job_callback_needs_that_running_jobs_token(team: Team) -> None:
             assert "token of running job 1" in answer.json()["error"]
         bad = c.post("/api/v1/retrain/jobs/1/complete", json={"status": "maybe"})
         assert bad.status_code == 422
+
+
+# runs last in this module: it adds a rule and replaces clf's retraining configuration
+SECRETS = ("SLACKSECRET123", "PASSWORDSECRET", "QUERYSECRET", "HEADERSECRET",
+           "RTQUERYSECRET", "RTHEADERSECRET")
+
+
+def test_channel_and_webhook_secrets_are_shown_to_admins_only(team: Team) -> None:
+    """A viewer read Slack webhook URLs, URL credentials, query tokens and header values
+    from the rules, the retraining configuration, the audit log and the dashboard (the
+    red team's finding). The audit log never records them; the API shows them to admins."""
+    from mlops.ui.web.session import SESSION_COOKIE
+
+    spec = {"metric": "error_rate", "comparator": ">", "threshold": 0.5, "model": "clf",
+            "channels": [
+                {"type": "slack", "url": "https://hooks.slack.com/services/T0/B0/SLACKSECRET123"},
+                {"type": "webhook",
+                 "url": "https://user:PASSWORDSECRET@hooks.example.com/x?token=QUERYSECRET",
+                 "headers": {"Authorization": "Bearer HEADERSECRET"}}]}
+    webhook = ("webhook: {url: 'https://ci.example.com/hook?key=RTQUERYSECRET', "
+               "headers: {Authorization: 'Bearer RTHEADERSECRET'}}\n"
+               "triggers:\n  - {name: by-hand, kind: manual}\n")
+    with httpx.Client(base_url=team.server.url, timeout=30) as c:
+        put = c.put("/api/v1/alert-rules/leak", json={"spec": spec},
+                    headers=team.headers(Role.DEVELOPER))
+        assert put.status_code == 200, put.text
+        put = c.put("/api/v1/retrain/clf/config", json={"yaml": webhook},
+                    headers=team.headers(Role.ADMIN))
+        assert put.status_code == 200, put.text
+
+        def read(role: Role) -> dict[str, str]:
+            h = team.headers(role)
+            return {"rules": c.get("/api/v1/alert-rules", headers=h).text,
+                    "config": c.get("/api/v1/retrain/clf/config", headers=h).text,
+                    "audit": c.get("/api/v1/audit", headers=h, params={"limit": 500}).text,
+                    "page": c.get("/models/clf/retraining",
+                                  cookies={SESSION_COOKIE: team.tokens[role]}).text}
+
+        for role in (Role.VIEWER, Role.DEVELOPER, Role.APPROVER):
+            seen = read(role)
+            for where, text in seen.items():
+                assert not [s for s in SECRETS if s in text], (role, where, [text[max(0, text.find(s) - 300):text.find(s) + 50] for s in SECRETS if s in text][:1])
+            assert "https://hooks.slack.com/..." in seen["rules"]
+            assert "https://hooks.example.com/..." in seen["rules"]
+            assert "https://ci.example.com/..." in seen["config"]
+            assert "https://ci.example.com/..." in seen["page"]
+        admin = read(Role.ADMIN)
+        assert "SLACKSECRET123" in admin["rules"] and "HEADERSECRET" in admin["rules"]
+        assert "RTHEADERSECRET" in admin["config"]
+        assert not [s for s in SECRETS if s in admin["audit"] or s in admin["page"]]
+
+
+def _raw_request(team: Team, head: bytes, body: bytes = b"") -> bytes:
+    import socket
+
+    host, port = team.server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
+def test_api_bodies_are_refused_before_they_are_read(team: Team) -> None:
+    """FastAPI reads and parses a body before the route's token check: 150 MB without a
+    token took 12 s and 600 MB of memory to get its 401 (the red team's)."""
+    no_token = _raw_request(team, b"POST /api/v1/rollouts/clf/dev HTTP/1.1\r\nHost: 127.0.0.1"
+                                  b"\r\nContent-Type: application/json\r\nContent-Length: "
+                                  b"150000000\r\n\r\n")
+    assert no_token.startswith(b"HTTP/1.1 401") and b"needs an API token" in no_token
+    token = team.tokens[Role.ADMIN].encode()
+    too_big = _raw_request(team, b"POST /api/v1/rollouts/clf/dev HTTP/1.1\r\nHost: 127.0.0.1"
+                                 b"\r\nAuthorization: Bearer " + token +
+                                 b"\r\nContent-Type: application/json\r\nContent-Length: "
+                                 b"150000000\r\n\r\n")
+    assert too_big.startswith(b"HTTP/1.1 413") and b"at most 8,388,608" in too_big
+    with httpx.Client(base_url=team.server.url, timeout=60) as c:
+        chunked = c.post("/api/v1/rollouts/clf/dev", headers=team.headers(Role.ADMIN),
+                         content=iter([b'{"version": "1.1.0", "x": "' + b"a" * 4_000_000,
+                                       b"a" * 4_000_000, b"a" * 1_000_000 + b'"}']))
+        assert 400 <= chunked.status_code < 500, chunked.text
+        assert c.get("/api/v1/whoami", headers=team.headers(Role.VIEWER)).status_code == 200
+
+
+def test_monitoring_refuses_unknown_environments_and_odd_metric_names(team: Team) -> None:
+    with httpx.Client(base_url=team.server.url, timeout=30) as c:
+        for path, method, role in (("/api/v1/monitor/clf", "GET", Role.VIEWER),
+                                   ("/api/v1/monitor/clf/series/accuracy", "GET", Role.VIEWER),
+                                   ("/api/v1/monitor/clf/evaluate", "POST", Role.DEVELOPER)):
+            r = c.request(method, path, params={"environment": "../../x"},
+                          headers=team.headers(role))
+            assert r.status_code == 400 and "Unknown environment" in r.json()["error"], r.text
+        ok = c.get("/api/v1/monitor/clf", params={"environment": "production"},
+                   headers=team.headers(Role.VIEWER))
+        assert ok.status_code == 200
+        for name in ("a\u0000b", "", "k" * 1000, "has space"):
+            r = c.put("/api/v1/monitor/clf/baseline", json={"metrics": {name: 1.0}},
+                      headers=team.headers(Role.DEVELOPER))
+            assert r.status_code == 400 and "is not a metric name" in r.json()["error"], r.text
+        assert c.put("/api/v1/monitor/clf/baseline", json={"metrics": {"accuracy": 0.9}},
+                     headers=team.headers(Role.DEVELOPER)).status_code == 200

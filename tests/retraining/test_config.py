@@ -4,6 +4,7 @@ and every mistake is refused with the file, the line, the key and a fix."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +178,23 @@ def test_durations() -> None:
     for bad in ("6 hours", "-1", True, None, "400d", -3):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+@pytest.mark.parametrize("text", ["data_window: 2019-02-30\n", "x: !!float abc\n",
+                                  "x: !!int 0x\n", "[" * 2000 + "]" * 2000 + "\n"])
+def test_values_yaml_cannot_construct_are_config_errors_in_every_loader(
+        text: str, tmp_path: Path) -> None:
+    """PyYAML raises ValueError (or RecursionError) for these, not a YAMLError: they were
+    500s with a traceback from the API (the red team's), and unexpected errors elsewhere."""
+    from mlops.ci.policy import Policy
+    from mlops.errors import MonitoringError, PolicyError
+    from mlops.monitoring.rules import load_rules
+
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config(text)
+    with pytest.raises(MonitoringError, match="not valid YAML"):
+        load_rules(text)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        Policy.load(policy)

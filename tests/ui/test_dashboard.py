@@ -330,3 +330,13 @@ def test_templates_and_stylesheet_ship_in_the_package() -> None:
     for path in (root / "templates").glob("*.html"):
         text = path.read_text()
         assert "style=" not in text and "<script" not in text, path.name  # CSP: nothing inline
+
+
+def test_a_login_lockout_says_when_to_retry(team: TestClient) -> None:
+    """The API sent Retry-After with its 429; the login page did not."""
+    form = team.get("/login")
+    statuses = [team.post("/login", data={"token": f"mlops_wrong{i}",
+                                          "csrf": csrf_of(form.text)}) for i in range(12)]
+    locked = statuses[-1]
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) >= 1
+    assert statuses[0].status_code == 401 and "Retry-After" not in statuses[0].headers

@@ -324,8 +324,11 @@ def create_dashboard(registry: ModelRegistry, auth: WebAuth) -> Starlette:
                 raise Unauthenticated("That token has no role.",
                                       fix="Ask an admin for a token with a role.")
         except (Unauthenticated, RateLimited) as exc:
-            return page(request, visit, "login.html", exc.status, next=target,
-                        error=exc.message, fix=exc.fix, anonymous=True)
+            refused = page(request, visit, "login.html", exc.status, next=target,
+                           error=exc.message, fix=exc.fix, anonymous=True)
+            if exc.retry_after is not None:  # the lockout, as the API says it
+                refused.headers["Retry-After"] = str(round(exc.retry_after))
+            return refused
         response = RedirectResponse(target, status_code=303)
         set_cookie(response, request, SESSION_COOKIE, token)
         return response

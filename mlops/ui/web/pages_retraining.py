@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from mlops.errors import ConfigError, MlopsError, RegistryError
 from mlops.registry.service import ModelRegistry
 from mlops.retraining.service import RetrainService
+from mlops.store.egress import redact_secrets
 from mlops.store.retrain import PRIORITIES, ConfigRecord, RetrainDecision, RetrainJob
 from mlops.ui.web.kit import MAX_REASON, PageKit, Visit, signed_in
 from mlops.ui.web.session import CSRF_FIELD, verify_csrf
@@ -96,11 +97,11 @@ def _triggers(spec: dict[str, Any]) -> list[TriggerRow]:
 
 def _model(service: RetrainService, name: str, *, history: bool) -> ModelRetraining:
     record = service.config_record(name)
-    spec = record.spec if record is not None else {}
+    spec = redact_secrets(record.spec) if record is not None else {}  # pages show no secrets
     yaml = ""
     if record is not None:
         config = service.config(name)
-        yaml = config.to_yaml() if config is not None else ""
+        yaml = config.to_yaml(redacted=True) if config is not None else ""
     return ModelRetraining(
         name, record, {k: spec[k] for k in _SETTINGS if k in spec}, _triggers(spec), yaml,
         service.jobs(name, limit=JOBS_SHOWN) if history else [],
