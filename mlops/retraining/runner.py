@@ -27,7 +27,7 @@ stopped the same way, so no job leaves anything running.
      the kernel's exact high-water mark of that process, or of the largest of the
      descendants it waited for itself - a maximum, not a sum, over the tree. It counts the
      parent's pages the child held between ``fork`` and ``exec`` too, so a figure that is
-     not below the server's own size at launch is left out (the samples stand alone).
+     not above this process's own peak size is left out (the samples stand alone).
 
   Processes that leave the group (``setsid``, ``setpgid``: daemons) escape both the
   measurement and the kill; only a cgroup (a container, ``systemd-run --scope``) contains
@@ -51,6 +51,7 @@ import errno
 import logging
 import math
 import os
+import resource
 import select
 import shutil
 import signal
@@ -288,10 +289,6 @@ class _Job:
         self.maxrss_bytes = 0
         self.sampled_peak = 0
         self.sampled = False
-        #: this process's own resident size when it forked the job: the kernel's high-water
-        #: mark of the job starts from the parent's pages until ``exec``, so a figure at or
-        #: above this one may be the parent's, not the job's
-        self.parent_rss = _own_rss()
         self._pidfd: int | None = None
         with contextlib.suppress(AttributeError, OSError):
             self._pidfd = os.pidfd_open(self.pid)
@@ -367,7 +364,9 @@ class _Job:
         return True
 
     def peak_mb(self) -> float | None:
-        kernel = self.maxrss_bytes if self.maxrss_bytes < self.parent_rss else 0
+        # the job's high-water mark starts from this process's pages until ``exec`` (a
+        # vfork shares them): a figure not above this process's own peak may be ours
+        kernel = self.maxrss_bytes if self.maxrss_bytes > _own_peak() else 0
         if not self.sampled and not kernel:
             return None
         return max(self.sampled_peak, kernel) / 2**20
@@ -513,10 +512,7 @@ def run_command(
                      buffer.total_bytes, error)
 
 
-def _own_rss() -> int:
-    """This process's resident set size in bytes (0 when /proc cannot tell)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+def _own_peak() -> int:
+    """This process's peak resident set size in bytes, which bounds what a job's
+    ``ru_maxrss`` inherits from it between ``fork`` and ``exec``."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
