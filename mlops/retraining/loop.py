@@ -176,7 +176,7 @@ def _webhook(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
 
     import httpx
 
-    from mlops.store.egress import EgressPolicy
+    from mlops.store.egress import EgressPolicy, redact_url
     from mlops.store.retrain import callback_of
 
     assert config.webhook is not None
@@ -189,7 +189,7 @@ def _webhook(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
             "production_version": production.get("version"), "data": data,
             "callback": {"url": f"{base}/api/v1/retrain/jobs/{job.id}/complete",
                          "authorization": f"Bearer {token}"}}
-    outcome: dict[str, Any] = {"data": data, "webhook": hook.url}
+    outcome: dict[str, Any] = {"data": data, "webhook": redact_url(hook.url)}  # viewers read it
     started = time.monotonic()
     try:
         target = EgressPolicy.from_settings(registry.settings).resolve_url(

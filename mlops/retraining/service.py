@@ -31,6 +31,7 @@ from mlops.retraining.config import RetrainConfig, parse_config
 from mlops.retraining.loop import JobReport, execute_job
 from mlops.retraining.triggers import Signal, TriggerHistory, evaluate_triggers
 from mlops.store import retrain as rows
+from mlops.store.egress import EgressPolicy
 from mlops.store.retrain import (
     ConfigRecord,
     JobState,
@@ -82,6 +83,9 @@ class RetrainService:
         self.registry.require(Role.ADMIN, f"configure retraining of {model} (its command "
                                           "runs on the server)")
         config = parse_config(text, source=source)
+        if config.webhook is not None:  # refused now, as alert channels are, not at the call
+            EgressPolicy.from_settings(self.registry.settings).check_url(
+                config.webhook.url, key="webhook.url", error=ConfigError)
         with self.store.write() as s:
             return rows.put_config(s, model, config.to_dict(), text,
                                    actor=self.registry.actor)

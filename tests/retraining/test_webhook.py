@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from mlops.deployment.routes import RoutingService
+from mlops.errors import ConfigError
 from mlops.registry.service import ModelRegistry
 from mlops.retraining.service import RetrainService
 from mlops.store.retrain import JobState
@@ -42,11 +43,14 @@ def test_a_webhook_job_completes_by_callback(store: ModelRegistry,  # noqa: F811
                                              tmp_path: Path) -> None:
     hook = HTTPServer(("127.0.0.1", 0), _Orchestrator)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{hook.server_address[1]}/hooks/retrain"
-    service = RetrainService(store)
-    service.set_config("churn", f"webhook: {{url: '{url}', headers: {{X-Team: ml}}}}\n"
-                                "timeout: 2m\nauto_deploy: true\n"
-                                "triggers:\n  - {name: by-hand, kind: manual}\n")
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hooks/retrain?key=SECRET"
+    config = (f"webhook: {{url: '{url}', headers: {{X-Team: ml}}}}\n"
+              "timeout: 2m\nauto_deploy: true\ntriggers:\n  - {name: by-hand, kind: manual}\n")
+    with pytest.raises(ConfigError, match=r"Outbound requests to http://127\.0\.0\.1:[0-9]+ are refused"):  # loopback: refused when stored
+        RetrainService(store).set_config("churn", config)
+    service = RetrainService(ModelRegistry(store.settings.model_copy(
+        update={"egress_allow": ["127.0.0.1"]})))
+    service.set_config("churn", config)
     job = service.run("churn", "an orchestrator retrains it")
     srv = start_server(store.settings.home, "--controller-interval", "3600", env_extra={
         "MLOPS_RETRAIN_INTERVAL": "0.5", "MLOPS_EGRESS_ALLOW": '["127.0.0.1"]',
@@ -85,6 +89,7 @@ def test_a_webhook_job_completes_by_callback(store: ModelRegistry,  # noqa: F811
         hook.shutdown()
     done, _ = service.job(job.id)
     assert done.state is JobState.SUCCEEDED, done.outcome
+    assert done.outcome["webhook"] == f"http://127.0.0.1:{hook.server_address[1]}/..."
     assert RoutingService(store).served("churn", "production").stable == done.outcome["version"]
     assert store.get_version("churn", done.outcome["version"]).metrics["orchestrator_score"] == 0.9
     assert any(e.action == "retrain.job.callback" for e in store.audit_log(
