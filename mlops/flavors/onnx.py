@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -81,13 +80,18 @@ def _probe(session: Any, ort: Any, output: str, feed: dict[str, np.ndarray]) -> 
     10^15 turns) is stopped and refused: loading must not hang."""
     options = ort.RunOptions()
     options.log_severity_level = 4  # its "terminate flag" error is ours to report
-    timer = threading.Timer(PROBE_SECONDS, lambda: setattr(options, "terminate", True))
+    stopped = threading.Event()  # the timer's own flag: a clock read here could be early
+
+    def stop() -> None:
+        stopped.set()
+        options.terminate = True
+
+    timer = threading.Timer(PROBE_SECONDS, stop)
     timer.start()
-    started = time.monotonic()
     try:
         return session.run([output], feed, run_options=options)[0]
     except Exception:
-        if time.monotonic() - started >= PROBE_SECONDS:
+        if stopped.is_set():
             raise FlavorError(
                 f"The ONNX model did not predict one row within {PROBE_SECONDS:g} s.",
                 fix="Check the graph for loops that do not end (a Loop's trip count).") \
