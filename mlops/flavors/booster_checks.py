@@ -35,7 +35,7 @@ MAX_DEPTH = 64
 
 
 class _Bad(ValueError):
-    pass
+    """A structural problem found in a booster file (reported as a FlavorError)."""
 
 
 # ---------------------------------------------------------------------- XGBoost

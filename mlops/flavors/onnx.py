@@ -139,7 +139,7 @@ def refuse_external_data(data: bytes) -> None:
 
 
 class _External(Exception):
-    pass
+    """A tensor with external data was found (ends the walk at once)."""
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
