@@ -24,6 +24,7 @@ from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from mlops.retraining.service import RetrainService
 from mlops.store.egress import redact_secrets
+from mlops.store.retrain import RetrainJob
 
 __all__ = ["CompleteBody", "ConfigBody", "RunBody", "add_retrain_routes"]
 
@@ -55,6 +56,15 @@ class CompleteBody(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     log: str = Field("", max_length=1_000_000)
     error: str = Field("", max_length=10_000)
+
+
+def shown(request: Request, job: RetrainJob) -> dict[str, Any]:
+    """A job as the caller may read it: below admin, its outcome without secrets (outcomes
+    recorded before webhook URLs were cut to their origin still hold them)."""
+    data = job.to_dict()
+    if not sees_secrets(request):
+        data["outcome"] = redact_secrets(data["outcome"])
+    return data
 
 
 def add_retrain_routes(api: FastAPI, registry: ModelRegistry, op: Operation) -> None:
@@ -90,14 +100,14 @@ def add_retrain_routes(api: FastAPI, registry: ModelRegistry, op: Operation) -> 
         return acting(request).run(name, body.reason, body.priority).to_dict()
 
     @op("GET", "/v1/retrain/jobs", Role.VIEWER)
-    def jobs(model: Annotated[str | None, Query(max_length=255)] = None,
+    def jobs(request: Request, model: Annotated[str | None, Query(max_length=255)] = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
-        return [j.to_dict() for j in service.jobs(model, limit=limit)]
+        return [shown(request, j) for j in service.jobs(model, limit=limit)]
 
     @op("GET", "/v1/retrain/jobs/{job_id}", Role.VIEWER)
-    def job(job_id: JobId) -> dict[str, Any]:
+    def job(request: Request, job_id: JobId) -> dict[str, Any]:
         found, log = service.job(job_id)
-        return {**found.to_dict(), "log": log}
+        return {**shown(request, found), "log": log}
 
     @op("POST", "/v1/retrain/jobs/{job_id}/cancel", Role.DEVELOPER)
     def cancel(request: Request, job_id: JobId) -> dict[str, Any]:

@@ -312,19 +312,24 @@ def redact_url(url: str) -> str:
     return origin + ("/..." if parts.path.strip("/") or parts.query else "")
 
 
+#: Keys whose string values are URLs (so are those of keys ending in ``_url``).
+_URL_KEYS = frozenset({"url", "webhook"})
 #: Keys whose values are secrets wherever they sit in a channel or webhook spec.
 _SECRET_KEYS = frozenset({"headers", "secret", "token", "password", "api_key", "routing_key"})
 
 
 def redact_secrets(value: Any) -> Any:
     """A copy of an alert rule's or retraining webhook's spec with its secrets hidden:
-    every ``url`` by :func:`redact_url`, every value under ``headers``, ``token``,
+    every ``url``, ``*_url`` (Slack's ``webhook_url``) or ``webhook`` string (a job's
+    outcome) by :func:`redact_url`, every value
+    under ``headers``, ``token``,
     ``secret``, ``password``, ``api_key`` or ``routing_key`` as ``***``. What the API shows
     below admin, and what the audit log records."""
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for key, item in value.items():
-            if key == "url" and isinstance(item, str):
+            if isinstance(key, str) and isinstance(item, str) \
+                    and (key in _URL_KEYS or key.endswith("_url")):
                 out[key] = redact_url(item)
             elif key in _SECRET_KEYS and item:
                 out[key] = {k: "***" for k in item} if isinstance(item, dict) else "***"

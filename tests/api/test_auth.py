@@ -37,6 +37,7 @@ class Team:
     server: Server
     tokens: dict[Role, str]
     alert_id: int
+    home: Path
 
     def headers(self, role: Role | None) -> dict[str, str]:
         return {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -65,7 +66,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
                     lambda rule: Observation(0.5, 10) if rule.name == "acc-low" else None)
     alert_id = alerts.alerts("clf")[0].id
     srv = start_server(home, "--auth", "--controller-interval", "3600")
-    yield Team(srv, tokens, alert_id)
+    yield Team(srv, tokens, alert_id, home)
     srv.stop()
 
 
@@ -270,7 +271,7 @@ def test_a_job_callback_needs_that_running_jobs_token(team: Team) -> None:
 
 # runs last in this module: it adds a rule and replaces clf's retraining configuration
 SECRETS = ("SLACKSECRET123", "PASSWORDSECRET", "QUERYSECRET", "HEADERSECRET",
-           "RTQUERYSECRET", "RTHEADERSECRET")
+           "RTQUERYSECRET", "RTHEADERSECRET", "SLACKALIASSECRET")
 
 
 def test_channel_and_webhook_secrets_are_shown_to_admins_only(team: Team) -> None:
@@ -282,6 +283,8 @@ def test_channel_and_webhook_secrets_are_shown_to_admins_only(team: Team) -> Non
     spec = {"metric": "error_rate", "comparator": ">", "threshold": 0.5, "model": "clf",
             "channels": [
                 {"type": "slack", "url": "https://hooks.slack.com/services/T0/B0/SLACKSECRET123"},
+                {"type": "slack",  # the key Slack's own docs use: it was shown whole
+                 "webhook_url": "https://hooks.slack.com/services/T1/B1/SLACKALIASSECRET"},
                 {"type": "webhook",
                  "url": "https://user:PASSWORDSECRET@hooks.example.com/x?token=QUERYSECRET",
                  "headers": {"Authorization": "Bearer HEADERSECRET"}}]}
@@ -314,8 +317,56 @@ def test_channel_and_webhook_secrets_are_shown_to_admins_only(team: Team) -> Non
             assert "https://ci.example.com/..." in seen["page"]
         admin = read(Role.ADMIN)
         assert "SLACKSECRET123" in admin["rules"] and "HEADERSECRET" in admin["rules"]
+        assert "SLACKALIASSECRET" in admin["rules"]
         assert "RTHEADERSECRET" in admin["config"]
         assert not [s for s in SECRETS if s in admin["audit"] or s in admin["page"]]
+
+
+def test_secrets_that_older_versions_logged_are_hidden_when_read(team: Team) -> None:
+    """Audit events and job outcomes written before secrets were kept out of them still
+    hold them (the hash chain cannot be rewritten): they are hidden when read below admin,
+    and on every page."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from mlops.retraining.service import RetrainService
+    from mlops.store.audit import append_event
+    from mlops.store.schema import RetrainJobRow
+    from mlops.ui.web.session import SESSION_COOKIE
+
+    local = ModelRegistry(Settings(home=team.home, actor="old-version"))
+    legacy = {"name": "old", "channels": [
+        {"type": "slack", "webhook_url": "https://hooks.slack.com/services/T/B/OLDSLACK"},
+        {"type": "webhook", "url": "https://h.example.com/x?token=OLDQUERY",
+         "headers": {"X-Key": "OLDHEADER"}}]}
+    with local.context.store.write() as s:  # as the rule was logged before the fix
+        append_event(s, actor="old-version", action="alert.rule.put", subject="alert:old",
+                     payload=legacy)
+    job = RetrainService(local).run("clf", "by hand")
+    with local.context.store.write() as s:  # as a webhook job's outcome was kept before
+        s.execute(update(RetrainJobRow).where(RetrainJobRow.id == job.id).values(
+            state="failed", finished_at=datetime.now(UTC),  # not picked up by the server
+            outcome={"webhook": "https://ci.example.com/hook?key=OLDJOBQUERY"}))
+    old = ("OLDSLACK", "OLDQUERY", "OLDHEADER", "OLDJOBQUERY")
+    with httpx.Client(base_url=team.server.url, timeout=30) as c:
+        for role in ORDER:
+            h = team.headers(role)
+            api = (c.get("/api/v1/audit", headers=h, params={"subject": "alert:old"}).text
+                   + c.get("/api/v1/retrain/jobs", headers=h).text
+                   + c.get(f"/api/v1/retrain/jobs/{job.id}", headers=h).text)
+            pages = (c.get("/governance", cookies={SESSION_COOKIE: team.tokens[role]}).text
+                     + c.get(f"/retraining/jobs/{job.id}",
+                             cookies={SESSION_COOKIE: team.tokens[role]}).text)
+            assert not [s for s in old if s in pages], role
+            if role is Role.ADMIN:
+                assert all(s in api for s in old)
+            else:
+                assert not [s for s in old if s in api], role
+                assert "https://hooks.slack.com/..." in api
+                assert "https://ci.example.com/..." in api
+        verified = c.get("/api/v1/audit/verify", headers=team.headers(Role.VIEWER)).json()
+        assert verified["ok"], verified  # hidden when shown, never changed in the chain
 
 
 def _raw_request(team: Team, head: bytes, body: bytes = b"") -> bytes:

@@ -15,7 +15,7 @@ Replaying the chain reads every event, so each page replays it once: the audit p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +33,7 @@ from mlops.governance.usage import UsageAudit, audit_model_usage, parse_when
 from mlops.registry.service import ModelRegistry
 from mlops.registry.types import ModelVersion
 from mlops.store.audit import AuditEvent, Checkpoint, VerifyResult, checkpoint
+from mlops.store.egress import redact_secrets
 from mlops.ui.web.kit import PageKit
 
 __all__ = ["AUDIT_LIMIT", "FRAMEWORKS_SHOWN", "USAGE_DAYS", "AuditFilter", "AuditPage",
@@ -91,8 +92,10 @@ def audit_page(registry: ModelRegistry, wanted: AuditFilter) -> AuditPage:
     raises :class:`~mlops.errors.GovernanceError` with its fix."""
     since = parse_when(wanted.since) if wanted.since else None
     until = parse_when(wanted.until) if wanted.until else None
-    events = registry.audit_log(subject=wanted.subject or None, action=wanted.action or None,
-                                limit=wanted.limit, since=since, until=until)
+    events = [replace(e, payload=redact_secrets(e.payload))  # pages show no secrets
+              for e in registry.audit_log(subject=wanted.subject or None,
+                                          action=wanted.action or None, limit=wanted.limit,
+                                          since=since, until=until)]
     verified = registry.verify_audit()
     with registry.store.read() as s:
         head = checkpoint(s)

@@ -13,7 +13,7 @@ refuses a model without a configuration (shown with its fix) and writes the audi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -126,9 +126,11 @@ def model_retraining(registry: ModelRegistry, name: str) -> ModelRetraining:
 
 
 def job_detail(registry: ModelRegistry, job_id: int) -> JobDetail:
-    """A job and its log (``RegistryError`` if there is none)."""
+    """A job and its log (``RegistryError`` if there is none); its outcome without secrets
+    (pages show none, and outcomes recorded before webhook URLs were cut to their origin
+    still hold them)."""
     job, log = RetrainService(registry).job(job_id)
-    return JobDetail(job, log)
+    return JobDetail(replace(job, outcome=redact_secrets(job.outcome)), log)
 
 
 def outcome_summary(job: RetrainJob) -> str:
