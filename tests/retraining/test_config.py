@@ -198,3 +198,41 @@ def test_values_yaml_cannot_construct_are_config_errors_in_every_loader(
     policy.write_text(text)
     with pytest.raises(PolicyError, match="not valid YAML"):
         Policy.load(policy)
+
+
+def _laughs(levels: int) -> str:
+    """The "billion laughs": each level an anchor of ten aliases of the one before."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("text", [_laughs(9), "a: &a [1, *a]\n", "a: &a {b: [*a]}\n"])
+def test_alias_bombs_and_cycles_are_refused_in_every_loader(text: str, tmp_path: Path
+                                                            ) -> None:
+    """A 1 KB document of nested aliases is 10^9 values to whatever walks it (validators,
+    the audit payload's JSON); an alias inside its own anchor never ends. Both are refused
+    with the line, as YAML errors, by the loaders of configuration sent to the API."""
+    from mlops.ci.policy import Policy
+    from mlops.errors import MonitoringError, PolicyError
+    from mlops.monitoring.rules import load_rules
+
+    with pytest.raises(ConfigError, match=r"not valid YAML.*(aliases|own anchor)"):
+        parse_config(text)
+    with pytest.raises(MonitoringError, match="not valid YAML"):
+        load_rules(text)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        Policy.load(policy)
+
+
+def test_anchors_and_merge_keys_of_a_sensible_size_still_load() -> None:
+    from mlops._yaml import MAX_NODES, safe_load
+
+    doc = safe_load("base: &b {x: 1, y: [1, 2]}\nother:\n  <<: *b\n  z: 3\nboth: [*b, *b]\n")
+    assert doc["other"] == {"x": 1, "y": [1, 2], "z": 3} and doc["both"] == [doc["base"]] * 2
+    assert len(safe_load(_laughs(4))["a3"]) == 10  # 1,111 values expanded
+    wide = "a: &a [" + ", ".join(["1"] * 999) + "]\nb: [" + ", ".join(["*a"] * 90) + "]\n"
+    assert len(safe_load(wide)["b"]) == 90  # 91,000 values expanded: under the limit
+    assert MAX_NODES == 100_000
