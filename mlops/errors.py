@@ -44,7 +44,9 @@ unless drawn otherwise below)::
     │   ├── PayloadTooLarge         413: body over the size limit
     │   ├── UnsupportedMediaType    415: content type not accepted
     │   ├── ClientClosed            499: the client closed the connection mid-request
-    │   └── Overloaded              503: in-flight queue full (sent with Retry-After)
+    │   ├── Overloaded              503: in-flight queue full, or the version's prediction
+    │   │                           thread is stuck past its deadline (with Retry-After)
+    │   └── PredictTimeout          504: the model did not predict within the deadline
     ├── AuditError                  audit chain broken (tampered, deleted, reordered)
     ├── GovernanceError             a governance report cannot be made (unknown framework)
     └── AuthError                   identity and roles (team mode); ``.status`` is the HTTP code
@@ -89,6 +91,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "PolicyError",
+    "PredictTimeout",
     "RateLimited",
     "RegistryError",
     "RequestTimeout",
@@ -341,6 +344,13 @@ class ClientClosed(ServingError):
 class Overloaded(ServingError):
     status = 503
     retry_after = 1.0
+
+
+class PredictTimeout(ServingError):
+    """The model did not predict within ``mlops serve --predict-timeout``: the model's
+    doing, counted as its error (a canary's too)."""
+
+    status = 504
 
 
 class AuditError(MlopsError):

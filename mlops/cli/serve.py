@@ -43,6 +43,10 @@ def serve(
     body_timeout: Annotated[float, typer.Option(
         min=0.1, max=3600.0,
         help="Seconds a client has to send its whole request body; after that, 408.")] = 30.0,
+    predict_timeout: Annotated[float, typer.Option(
+        min=0.01, max=86_400.0,
+        help="Seconds a model has to predict a batch; after that, 504, and the version's "
+             "requests get 503 until its call returns.")] = 30.0,
     controller_interval: Annotated[float, typer.Option(
         min=0.05, max=86_400.0,
         help="Seconds between rollout analyses (roles all and control).")] = 5.0,
@@ -64,11 +68,12 @@ def serve(
 
     if role not in ROLES:
         raise ConfigError(f"Unknown role {role!r}.", fix=f"Use one of {', '.join(ROLES)}.")
-    if not all(math.isfinite(v) for v in (max_body_mb, controller_interval, body_timeout)):
-        raise ConfigError("--max-body-mb, --controller-interval and --body-timeout must be "
-                          "finite numbers.",
+    if not all(math.isfinite(v) for v in (max_body_mb, controller_interval, body_timeout,
+                                          predict_timeout)):
+        raise ConfigError("--max-body-mb, --controller-interval, --body-timeout and "
+                          "--predict-timeout must be finite numbers.",
                           fix="Pass e.g. --max-body-mb 8 --controller-interval 5 "
-                              "--body-timeout 30.")
+                              "--body-timeout 30 --predict-timeout 30.")
 
     served = tuple(dict.fromkeys(only or ()))
     for name in served:
@@ -84,6 +89,7 @@ def serve(
                            max_inflight=max_inflight,
                            max_body_bytes=int(max_body_mb * 1024 * 1024),
                            body_timeout=body_timeout, max_rows=max_rows,
+                           predict_timeout=predict_timeout,
                            controller_interval=controller_interval, log_proba=log_proba,
                            grpc_port=grpc_port, only=served)
     what = {"all": f"gateway for [bold]{env}[/] and control API (/api)",

@@ -10,10 +10,13 @@ import numpy as np
 from mlops.errors import FlavorError
 from mlops.flavors.base import LoadedModel
 
-__all__ = ["PROBE_SECONDS", "load_onnx", "refuse_external_data"]
+__all__ = ["PROBE_SECONDS", "UNBOUNDED_OPS", "load_onnx", "refuse_external_data"]
 
 #: How long loading may run the graph on one row of zeros to read its class labels.
 PROBE_SECONDS = 10.0
+#: Operators whose run time can depend on the input (a trip count read from it): a graph
+#: holding one never predicts on the gateway's event loop, where nothing could stop it.
+UNBOUNDED_OPS = frozenset({"Loop", "Scan"})
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -27,7 +30,7 @@ def load_onnx(data: bytes) -> LoadedModel:
     """
     import onnxruntime as ort
 
-    refuse_external_data(data)
+    ops = refuse_external_data(data)
     try:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -71,6 +74,7 @@ def load_onnx(data: bytes) -> LoadedModel:
         proba_fn=predict_proba if proba is not None else None, classes=classes,
         input_dtype=np.dtype(dtype),
         info={"input_name": inp.name, "n_features": n_features, "outputs": outputs},
+        bounded=not ops & UNBOUNDED_OPS,
     )
 
 
@@ -118,15 +122,17 @@ _PATHS: dict[str, dict[int, str]] = {
 _MAX_DEPTH = 64
 
 
-def refuse_external_data(data: bytes) -> None:
+def refuse_external_data(data: bytes) -> frozenset[str]:
     """Refuse a graph any of whose tensors keeps its data outside the file (``data_location``
     EXTERNAL): onnxruntime would read it from a path relative to the loading process's
     working directory (or from a memory address, with its in-memory tag), bytes no digest
     covers. Every tensor is checked: initializers, sparse ones, node attributes, subgraphs,
     functions and training graphs. The protobuf wire format is walked directly, so the
-    check needs no ``onnx`` package."""
+    check needs no ``onnx`` package. Returns the operator types of every node on the way
+    (subgraphs and functions included)."""
+    ops: set[str] = set()
     try:
-        _walk(memoryview(data), "model", 0)
+        _walk(memoryview(data), "model", 0, ops)
     except _External:
         raise FlavorError(
             "The ONNX model keeps tensor data in external files; mlops stores and verifies "
@@ -136,6 +142,7 @@ def refuse_external_data(data: bytes) -> None:
     except (IndexError, ValueError) as exc:
         raise FlavorError(f"The ONNX file is not a valid protobuf message: {exc}.",
                           fix="Check that the file is a valid ONNX model.") from exc
+    return frozenset(ops)
 
 
 class _External(Exception):
@@ -155,7 +162,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
             raise ValueError("a varint longer than 10 bytes")
 
 
-def _walk(buf: memoryview, kind: str, depth: int) -> None:
+def _walk(buf: memoryview, kind: str, depth: int, ops: set[str]) -> None:
     if depth > _MAX_DEPTH:
         raise ValueError(f"messages nested deeper than {_MAX_DEPTH}")
     children = _PATHS[kind]
@@ -177,9 +184,11 @@ def _walk(buf: memoryview, kind: str, depth: int) -> None:
                 raise ValueError("a field runs past the end of its message")
             if kind == "tensor" and number == 13:
                 raise _External
+            if kind == "node" and number == 4:  # NodeProto.op_type
+                ops.add(bytes(buf[pos:pos + size]).decode("utf-8", "replace"))
             child = children.get(number)
             if child is not None:
-                _walk(buf[pos:pos + size], child, depth + 1)
+                _walk(buf[pos:pos + size], child, depth + 1, ops)
             pos += size
         else:
             raise ValueError(f"wire type {wire} (groups are not used by ONNX)")

@@ -12,6 +12,12 @@ a slow model, the next one waits a moment (a tenth of the batch's predict time, 
 ``max_refill_ms``) so that the callers just answered can send their next rows into it: a
 forest that takes 20 ms a call then predicts twice the rows per call for 2 ms more latency.
 A lone request is predicted on the next turn of the event loop, without waiting.
+
+A prediction thread that has not answered within ``predict_timeout`` seconds answers its
+batch 504 (:class:`~mlops.errors.PredictTimeout`); until the call returns, the version's
+waiting and new requests get 503 at once instead of queueing behind it. A model whose
+predict time depends on its input (an ONNX graph with a ``Loop`` or ``Scan``) never
+predicts on the event loop, where nothing could stop it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.errors import FlavorError
+from mlops.errors import FlavorError, Overloaded, PredictTimeout
 from mlops.serving.codecs import Columns
 from mlops.serving.routing import ServedModel
 
@@ -90,6 +96,7 @@ class _Lane:
     """The batching state of one served version."""
 
     executor: ThreadPoolExecutor
+    bounded: bool = True  # predict time bounded by the model's size: may run inline
     items: list[_Pending] = field(default_factory=list)
     rows: int = 0
     started: float = 0.0
@@ -98,6 +105,8 @@ class _Lane:
     decoding: int = 0
     last_seconds: float = 0.0  # how long the last threaded batch took to predict
     per_row: float | None = None  # moving average of predict seconds per row; None: unknown
+    overdue: float | None = None  # when the thread's current call passed its deadline
+    deadline: asyncio.TimerHandle | None = None
 
     def record(self, seconds: float, rows: int) -> None:
         sample = seconds / max(rows, 1)
@@ -105,7 +114,7 @@ class _Lane:
 
     def inline(self, rows: int, limit: float) -> bool:
         """Predict on the event loop only when it is known to be quick for ``rows``."""
-        return self.per_row is not None and self.per_row * rows < limit
+        return self.bounded and self.per_row is not None and self.per_row * rows < limit
 
 
 class Batcher:
@@ -113,7 +122,9 @@ class Batcher:
 
     def __init__(self, max_batch: int = 64, max_wait_us: int = 500,
                  on_batch: Callable[[ServedModel, int], None] | None = None,
-                 inline_limit_ms: float = 2.0, max_refill_ms: float = 5.0) -> None:
+                 inline_limit_ms: float = 2.0, max_refill_ms: float = 5.0,
+                 predict_timeout: float = 30.0) -> None:
+        self.predict_timeout = predict_timeout
         self.inline_limit = inline_limit_ms / 1000.0
         self.max_refill = max_refill_ms / 1000.0
         self.max_batch = max(1, max_batch)
@@ -126,8 +137,59 @@ class Batcher:
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(ThreadPoolExecutor(
-                1, thread_name_prefix=f"predict-{served.name}-{served.version}"))
+                1, thread_name_prefix=f"predict-{served.name}-{served.version}"),
+                bounded=getattr(served.model, "bounded", True))
         return lane
+
+    def _busy_error(self, served: ServedModel, lane: _Lane) -> Overloaded:
+        assert lane.overdue is not None
+        return Overloaded(
+            f"Model {served.name!r} version {served.version} is still running a prediction "
+            f"that passed its {self.predict_timeout:g} s deadline "
+            f"{time.monotonic() - lane.overdue:.0f} s ago; its requests are refused until "
+            "it returns.",
+            fix="Check the model for inputs that make it run without end (a graph's loop "
+                "count taken from the input), or serve another version.",
+            model=served.name, version=served.version)
+
+    def _watch(self, served: ServedModel, lane: _Lane, taken: list[_Pending] | None,
+               loop: asyncio.AbstractEventLoop) -> None:
+        """Start the deadline of the thread's call (``taken``: the batch it answers)."""
+        lane.deadline = loop.call_later(self.predict_timeout, self._overdue, served, lane,
+                                        taken or [])
+
+    def _overdue(self, served: ServedModel, lane: _Lane, taken: list[_Pending]) -> None:
+        """The thread's call passed its deadline: its batch gets 504, the waiting 503."""
+        lane.deadline = None
+        lane.overdue = time.monotonic()
+        timeout = PredictTimeout(
+            f"Model {served.name!r} version {served.version} did not predict within "
+            f"{self.predict_timeout:g} s.",
+            fix="Check the model for inputs that make it run without end, or raise "
+                "`mlops serve --predict-timeout` for a model that is slow by design.",
+            model=served.name, version=served.version)
+        for p in taken:
+            if not p.future.done():
+                p.future.set_exception(timeout)
+        self._refuse_waiting(served, lane)
+
+    def _refuse_waiting(self, served: ServedModel, lane: _Lane) -> None:
+        if lane.handle is not None:
+            lane.handle.cancel()
+            lane.handle = None
+        waiting, lane.items, lane.rows = lane.items, [], 0
+        if waiting:
+            busy = self._busy_error(served, lane)
+            for p in waiting:
+                if not p.future.done():
+                    p.future.set_exception(busy)
+
+    def _returned(self, lane: _Lane) -> None:
+        """The thread's call returned: its deadline is off, the lane takes requests."""
+        if lane.deadline is not None:
+            lane.deadline.cancel()
+            lane.deadline = None
+        lane.overdue = None
 
     def decoding(self, served: ServedModel, delta: int) -> None:
         """Count requests for ``served`` that are being decoded (and may join a batch)."""
@@ -136,14 +198,15 @@ class Batcher:
     async def predict(self, served: ServedModel, columns: Columns, want_proba: bool
                       ) -> Prediction:
         lane = self._lane(served)
+        if lane.overdue is not None:
+            raise self._busy_error(served, lane)
         loop = asyncio.get_running_loop()
         if not served.batching or self.max_batch <= 1:
             started = time.perf_counter()
             if lane.inline(columns.n, self.inline_limit):
                 result = predict_columns(served, columns, want_proba)
             else:
-                result = await loop.run_in_executor(lane.executor, predict_columns, served,
-                                                    columns, want_proba)
+                result = await self._unbatched(served, lane, columns, want_proba, loop)
             lane.record(time.perf_counter() - started, columns.n)
             if self.on_batch:
                 self.on_batch(served, columns.n)
@@ -159,6 +222,25 @@ class Batcher:
             elif lane.handle is None:
                 lane.handle = loop.call_soon(self._maybe_run, served, lane)
         return await future
+
+    async def _unbatched(self, served: ServedModel, lane: _Lane, columns: Columns,
+                         want_proba: bool, loop: asyncio.AbstractEventLoop) -> Prediction:
+        """One request's call in the lane's thread, under the deadline (calls queue in the
+        thread's executor; each one's deadline starts when it is submitted)."""
+        call = loop.run_in_executor(lane.executor, predict_columns, served, columns,
+                                    want_proba)
+        call.add_done_callback(lambda _: self._returned(lane))
+        try:
+            return await asyncio.wait_for(asyncio.shield(call), self.predict_timeout)
+        except TimeoutError:
+            if lane.overdue is None:
+                lane.overdue = time.monotonic()
+            raise PredictTimeout(
+                f"Model {served.name!r} version {served.version} did not predict within "
+                f"{self.predict_timeout:g} s.",
+                fix="Check the model for inputs that make it run without end, or raise "
+                    "`mlops serve --predict-timeout` for a model that is slow by design.",
+                model=served.name, version=served.version) from None
 
     def _maybe_run(self, served: ServedModel, lane: _Lane) -> None:
         lane.handle = None
@@ -197,12 +279,14 @@ class Batcher:
             return
         loop = asyncio.get_running_loop()
         task = loop.run_in_executor(lane.executor, _timed_groups, served, taken)
+        self._watch(served, lane, taken, loop)
         task.add_done_callback(lambda f: self._threaded_done(served, lane, taken, f))
 
     def _threaded_done(self, served: ServedModel, lane: _Lane, taken: list[_Pending],
                        done: asyncio.Future[tuple[float, list[tuple[list[_Pending],
                                                                    Prediction | BaseException]]]]
                        ) -> None:
+        self._returned(lane)
         try:
             seconds, outcomes = done.result()
             lane.record(seconds, sum(p.columns.n for p in taken))

@@ -36,6 +36,7 @@ from mlops.errors import (
     MlopsError,
     Overloaded,
     PayloadTooLarge,
+    PredictTimeout,
     RequestTimeout,
     ServingError,
     SignatureError,
@@ -108,6 +109,7 @@ class GatewayConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout: float = 30.0  # seconds a client has to send its whole body (then 408)
     max_rows: int = 100_000  # rows per request (then 413): bounds a request's memory and log
+    predict_timeout: float = 30.0  # seconds a model has to predict a batch (then 504)
     max_inflight: int = 512
     max_batch: int = 64
     max_wait_us: int = 500
@@ -147,7 +149,8 @@ class Gateway:
                                 breaker_threshold=config.breaker_threshold,
                                 breaker_cooldown=config.breaker_cooldown,
                                 only=frozenset(config.only) if config.only else None)
-        self.batcher = Batcher(config.max_batch, config.max_wait_us, on_batch=self._on_batch)
+        self.batcher = Batcher(config.max_batch, config.max_wait_us, on_batch=self._on_batch,
+                               predict_timeout=config.predict_timeout)
         # every answered request is spooled locally first: a killed worker loses none, the
         # next start writes them (the spool folder is shared by workers and restarts)
         self.predlog = PredictionLog(settings.artifacts_uri, spool=settings.home / "spool",
@@ -363,6 +366,11 @@ class Gateway:
                           runtime=served.runtime or served.model.flavor)
         except (ServingError, SignatureError) as exc:
             status = exc.status if isinstance(exc, ServingError) else 400
+            if isinstance(exc, PredictTimeout) and served is not None and columns is not None:
+                m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
+                                           route_name).inc()  # the model's doing
+                self._log_failure(request_id, served, route_name, unit, columns,
+                                  time.perf_counter() - started, status, caller)
             self._observe(label, served.version if served else "", route_name, status,
                           time.perf_counter() - started, protocol)
             return Answer(status, request_id, served.version if served else None, error=exc,
