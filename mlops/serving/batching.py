@@ -191,6 +191,12 @@ class Batcher:
             lane.deadline = None
         lane.overdue = None
 
+    def stuck(self, served: ServedModel) -> bool:
+        """Is ``served``'s prediction thread still in a call past its deadline (its
+        requests are refused: the model is not ready)?"""
+        lane = self._lanes.get((served.name, served.version))
+        return lane is not None and lane.overdue is not None
+
     def decoding(self, served: ServedModel, delta: int) -> None:
         """Count requests for ``served`` that are being decoded (and may join a batch)."""
         self._lane(served).decoding += delta

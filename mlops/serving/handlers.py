@@ -105,8 +105,9 @@ def routes(gw: Gateway) -> tuple[list[tuple[str, Endpoint, list[str]]], dict[str
             served = _served(request)
         except ServingError as exc:
             return error_response(exc)
-        return json_response({"name": served.name, "ready": True},
-                     headers={"x-model-version": served.version})
+        ready = not gw.batcher.stuck(served)  # not while a call is past its deadline
+        return json_response({"name": served.name, "ready": ready}, 200 if ready else 503,
+                             headers={"x-model-version": served.version})
 
     # ------------------------------------------------------------------ V1
     def dec_v1(body: bytes, served: ServedModel) -> tuple[Columns, Any]:

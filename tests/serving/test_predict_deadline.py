@@ -20,7 +20,7 @@ import pytest
 from mlops.config import Settings
 from mlops.flavors.onnx import load_onnx
 from mlops.registry.service import ModelRegistry
-from tests.serving.conftest import start_server
+from tests.serving.conftest import free_port, start_server
 
 onnx = pytest.importorskip("onnx")
 helper, TensorProto = onnx.helper, onnx.TensorProto
@@ -84,7 +84,11 @@ def test_a_prediction_past_its_deadline_is_a_504_and_the_version_recovers(tmp_pa
     registry.register("looper", str(path), version="1.0.0", input_example=example)
     registry.promote("looper", "1.0.0", "production")
     turns = _turns_for(6.0, graph)  # runs on for about 6 s past a 1 s deadline
-    srv = start_server(home, "--role", "gateway", "--predict-timeout", "1")
+    grpc_port = free_port()
+    srv = start_server(home, "--role", "gateway", "--predict-timeout", "1",
+                       "--grpc-port", str(grpc_port))
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    triton = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
     try:
         with srv.client() as c:
             ok = c.post("/v2/models/looper/infer", json=_body(0.5))
@@ -111,6 +115,9 @@ def test_a_prediction_past_its_deadline_is_a_504_and_the_version_recovers(tmp_pa
             assert "passed its 1 s deadline" in busy.json()["error"]
             assert busy.headers.get("retry-after")
             assert c.get("/v2/health/live").status_code == 200  # the loop never stopped
+            not_ready = c.get("/v2/models/looper/ready")
+            assert not_ready.status_code == 503 and not_ready.json()["ready"] is False
+            assert triton.is_model_ready("looper") is False
             errors = [line for line in c.get("/metrics").text.splitlines()
                       if line.startswith("mlops_prediction_errors_total{")
                       and 'model_name="looper"' in line]
@@ -126,5 +133,8 @@ def test_a_prediction_past_its_deadline_is_a_504_and_the_version_recovers(tmp_pa
             assert again.status_code == 200, again.text
             outputs = {o["name"]: o for o in again.json()["outputs"]}
             assert outputs["predict"]["data"] == [0]  # argmax of [0.5, 0]
+            assert c.get("/v2/models/looper/ready").json()["ready"] is True
+            assert triton.is_model_ready("looper") is True
     finally:
+        triton.close()
         srv.stop(timeout=30)

@@ -74,10 +74,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request: Any, context: Any) -> Any:
         await self._check(context)
         try:
-            await self.gateway.served(request.name, request.version or None)
+            served = await self.gateway.served(request.name, request.version or None)
         except ServingError:
             return pb.ModelReadyResponse(ready=False)  # as HTTP's 404: not ready here
-        return pb.ModelReadyResponse(ready=True)
+        return pb.ModelReadyResponse(ready=not self.gateway.batcher.stuck(served))
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         await self._check(context)
