@@ -83,6 +83,14 @@ def add_monitoring_routes(monitor: ModelMonitor, op: Operation) -> None:
     def baseline(request: Request, name: Name, body: BaselineBody) -> dict[str, float]:
         return acting(request).set_baseline(name, body.metrics, body.version)
 
+    @op("DELETE", "/v1/monitor/{name}/baseline/{metric}", Role.DEVELOPER)
+    def remove_baseline(request: Request, name: Name,
+                        metric: Annotated[str, Path(max_length=128)],
+                        version: Annotated[str | None, Query(max_length=64)] = None
+                        ) -> dict[str, float]:
+        """Remove one baseline metric (PUT adds and replaces); returns those left."""
+        return acting(request).remove_baseline(name, [metric], version)
+
     @op("GET", "/v1/alerts", Role.VIEWER)
     def alerts(model: Annotated[str | None, Query(max_length=255)] = None,
                state: Literal["firing", "resolved"] | None = None,

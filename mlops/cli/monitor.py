@@ -195,10 +195,24 @@ def reference(model: str, version: str,
 
 
 @monitor_app.command("baseline")
-def baseline(model: str, metrics: Annotated[list[str], typer.Argument(
-        help="KEY=VALUE pairs, e.g. accuracy=0.91")],
-             version: Annotated[str | None, typer.Option()] = None) -> None:
-    """Set baseline metrics that alerts and the health score compare with."""
+def baseline(model: str, metrics: Annotated[list[str] | None, typer.Argument(
+        help="KEY=VALUE pairs, e.g. accuracy=0.91")] = None,
+             version: Annotated[str | None, typer.Option()] = None,
+             remove: Annotated[list[str] | None, typer.Option(
+                 "--remove", help="Remove this baseline metric (repeatable).")] = None,
+             ) -> None:
+    """Set (or --remove) baseline metrics that alerts and the health score compare with."""
+    if remove:
+        if metrics:
+            raise MonitoringError("Pass KEY=VALUE pairs or --remove, not both.",
+                                  fix="Run the command once for each.")
+        left = _monitor().remove_baseline(model, remove, version)
+        console.print(", ".join(f"{k}={v:g}" for k, v in sorted(left.items()))
+                      or "no baseline metrics left", markup=False)
+        return
+    if not metrics:
+        raise MonitoringError("Name the baseline metrics to set.",
+                              fix="e.g. mlops monitor baseline MODEL accuracy=0.91")
     values: dict[str, float] = {}
     for item in metrics:
         key, sep, value = item.partition("=")

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -313,11 +313,47 @@ class ModelMonitor:
             if row is None:
                 row = BaselineRow(model_id=mrow.id, version=version or "")
                 s.add(row)
-            row.metrics = {**dict(row.metrics or {}), **clean}
+            merged = {**dict(row.metrics or {}), **clean}
+            if len(merged) > _MAX_BASELINE:
+                raise MonitoringError(
+                    f"{model_name!r} would have {len(merged)} baseline metrics; at most "
+                    f"{_MAX_BASELINE}.", fix="Remove the ones no alert uses first (`mlops "
+                    "monitor baseline MODEL --remove NAME`, or DELETE "
+                    "/api/v1/monitor/MODEL/baseline/NAME).", model=model_name)
+            row.metrics = merged
             row.updated_at = utcnow()
             append_event(s, actor=self.registry.context.actor, action="monitor.baseline",
                          subject=f"model/{model_name}" + (f"/{version}" if version else ""),
                          payload={"metrics": clean})
+            return dict(row.metrics)
+
+    def remove_baseline(self, model_name: str, names: Sequence[str],
+                        version: str | None = None) -> dict[str, float]:
+        """Remove baseline metrics (audited); returns the metrics left. A name that is not
+        in the baseline is refused, naming those that are."""
+        self.registry.require(Role.DEVELOPER, f"change the baseline of {model_name}")
+        from mlops.store.audit import append_event
+
+        wanted = [SEED_METRIC_NAMES.get(n, n) for n in dict.fromkeys(names)]
+        with self.registry.context.store.write() as s:
+            mrow = model_row(s, model_name)
+            row = s.get(BaselineRow, (mrow.id, version or ""))
+            have = dict(row.metrics or {}) if row is not None else {}
+            missing = [n for n in wanted if n not in have]
+            if missing or not wanted:
+                where = f"{model_name!r}" + (f" version {version}" if version else "")
+                raise MonitoringError(
+                    f"No baseline metric {', '.join(repr(n[:60]) for n in missing[:5])} for "
+                    f"{where}." if missing else "Name the baseline metrics to remove.",
+                    fix=f"Its baseline has: {', '.join(sorted(have)) or 'nothing'}.",
+                    model=model_name)
+            assert row is not None
+            row.metrics = {k: v for k, v in have.items() if k not in wanted}
+            row.updated_at = utcnow()
+            append_event(s, actor=self.registry.context.actor,
+                         action="monitor.baseline.remove",
+                         subject=f"model/{model_name}" + (f"/{version}" if version else ""),
+                         payload={"removed": wanted})
             return dict(row.metrics)
 
     def baseline(self, model_name: str, version: str | None = None) -> dict[str, float]:

@@ -127,6 +127,8 @@ def _operations(team: Team) -> dict[tuple[str, str], tuple[Role, Call]]:
         ("PUT", "/v1/monitor/{name}/baseline"):
             (Role.DEVELOPER, send("PUT", "/v1/monitor/clf/baseline",
                                   {"metrics": {"accuracy": 0.9}})),
+        ("DELETE", "/v1/monitor/{name}/baseline/{metric}"):
+            (Role.DEVELOPER, send("DELETE", "/v1/monitor/clf/baseline/accuracy")),
         ("GET", "/v1/alerts"): (Role.VIEWER, get("/v1/alerts")),
         ("POST", "/v1/alerts/{alert_id}/ack"):
             (Role.DEVELOPER, send("POST", f"/v1/alerts/{team.alert_id}/ack", {"note": "on it"})),

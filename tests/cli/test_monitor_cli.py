@@ -110,3 +110,16 @@ def test_control_chart_over_the_stored_history(tmp_path: Path) -> None:
     assert signals[0]["at"] >= (start + timedelta(minutes=40)).isoformat()
     r = run("monitor", "chart", "churn", "latency_p99_ms", cwd=tmp_path)
     assert r.returncode == 2 and "0 stored point" in r.stderr
+
+
+def test_monitor_baseline_sets_and_removes_metrics(tmp_path: Path) -> None:
+    _setup(tmp_path)
+    r = run("monitor", "baseline", "churn", "accuracy=0.9", "f1=0.8", cwd=tmp_path)
+    assert r.returncode == 0 and "accuracy=0.9, f1=0.8" in r.stdout, r.stderr
+    r = run("monitor", "baseline", "churn", "--remove", "f1", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "accuracy=0.9", r.stderr
+    r = run("monitor", "baseline", "churn", "--remove", "f1", cwd=tmp_path)
+    assert r.returncode == 2 and "No baseline metric 'f1'" in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr
+    r = run("monitor", "baseline", "churn", "--remove", "accuracy", cwd=tmp_path)
+    assert r.returncode == 0 and "no baseline metrics left" in r.stdout

@@ -92,6 +92,29 @@ def test_performance_against_the_registered_baseline(deployed: tuple[ModelRegist
     monitor.close()
 
 
+def test_baseline_metrics_can_be_removed_and_are_capped(
+        deployed: tuple[ModelRegistry, LogisticRegression]) -> None:
+    """PUT merges, so a metric once set could never go (its alerts kept comparing with
+    it), and merges grew past the cap of one call."""
+    from mlops.errors import MonitoringError
+
+    registry, _ = deployed
+    monitor = ModelMonitor(registry)
+    monitor.set_baseline("churn", {"accuracy": 0.9, "f1": 0.8})
+    assert monitor.remove_baseline("churn", ["f1"]) == {"accuracy": 0.9}
+    assert "f1" not in monitor.baseline("churn", "1.0.0")
+    with pytest.raises(MonitoringError, match="No baseline metric 'recall'") as refused:
+        monitor.remove_baseline("churn", ["recall"])
+    assert "accuracy" in str(refused.value.fix)
+    events = registry.audit_log(action="monitor.baseline.remove")
+    assert events[0].payload == {"removed": ["f1"]}
+    monitor.set_baseline("churn", {f"m{i}": 1.0 for i in range(99)})  # 100 with accuracy
+    with pytest.raises(MonitoringError, match="would have 101 baseline metrics"):
+        monitor.set_baseline("churn", {"one_more": 1.0})
+    assert len(monitor.remove_baseline("churn", [f"m{i}" for i in range(99)])) == 1
+    monitor.close()
+
+
 def test_data_and_prediction_drift(deployed: tuple[ModelRegistry, LogisticRegression]) -> None:
     registry, clf = deployed
     monitor = ModelMonitor(registry)
