@@ -84,8 +84,9 @@ class LoadedModel:
     name: str | None = None
     version: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    #: predict time bounded by the model's size, whatever the input: the gateway may run
-    #: it on its event loop when it is quick (not an ONNX graph with a Loop or Scan)
+    #: predict time bounded by the model's size and the input's shape, whatever its values:
+    #: the gateway may run it on its event loop when it is quick (not an ONNX graph with an
+    #: operator outside :data:`~mlops.flavors.onnx.BOUNDED_OPS`, such as a Loop)
     bounded: bool = True
 
     @property

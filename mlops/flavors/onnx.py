@@ -10,13 +10,33 @@ import numpy as np
 from mlops.errors import FlavorError
 from mlops.flavors.base import LoadedModel
 
-__all__ = ["PROBE_SECONDS", "UNBOUNDED_OPS", "load_onnx", "refuse_external_data"]
+__all__ = ["BOUNDED_OPS", "PROBE_SECONDS", "load_onnx", "refuse_external_data"]
 
 #: How long loading may run the graph on one row of zeros to read its class labels.
 PROBE_SECONDS = 10.0
-#: Operators whose run time can depend on the input (a trip count read from it): a graph
-#: holding one never predicts on the gateway's event loop, where nothing could stop it.
-UNBOUNDED_OPS = frozenset({"Loop", "Scan"})
+#: Operators whose output size and run time follow from their inputs' shapes, not their
+#: values (what skl2onnx and onnxmltools write for linear, tree, SVM and MLP models). A graph
+#: with any other operator (``Loop``, ``Scan``, or ``Expand``, ``Tile``, ``Range``,
+#: ``ConstantOfShape``, ``OneHot``, ``Pad``, ``Resize``: sized by a value read from the
+#: input) never predicts on the gateway's event loop, where nothing could stop it.
+BOUNDED_OPS = frozenset({
+    # ai.onnx.ml
+    "TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble", "LinearClassifier",
+    "LinearRegressor", "SVMClassifier", "SVMRegressor", "Scaler", "Normalizer", "Binarizer",
+    "Imputer", "LabelEncoder", "ArrayFeatureExtractor", "FeatureVectorizer", "ZipMap",
+    # element-wise
+    "Identity", "Cast", "CastLike", "Abs", "Neg", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt",
+    "Exp", "Log", "Reciprocal", "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh",
+    "Softmax", "LogSoftmax", "Softplus", "Erf", "Floor", "Ceil", "Round", "Sign", "Clip",
+    "Max", "Min", "Sum", "Mean", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual",
+    "Not", "And", "Or", "Xor", "Where", "IsNaN", "IsInf",
+    # reductions, shapes and products sized by their inputs
+    "ArgMax", "ArgMin", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
+    "ReduceSumSquare", "ReduceLogSumExp", "ReduceL1", "ReduceL2", "Concat", "Flatten",
+    "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Shape", "Size", "Gather",
+    "GatherElements", "Slice", "Split", "TopK", "MatMul", "Gemm", "Constant", "Dropout",
+    "BatchNormalization",
+})
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -74,7 +94,7 @@ def load_onnx(data: bytes) -> LoadedModel:
         proba_fn=predict_proba if proba is not None else None, classes=classes,
         input_dtype=np.dtype(dtype),
         info={"input_name": inp.name, "n_features": n_features, "outputs": outputs},
-        bounded=not ops & UNBOUNDED_OPS,
+        bounded=ops <= BOUNDED_OPS,
     )
 
 

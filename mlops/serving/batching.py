@@ -16,8 +16,9 @@ A lone request is predicted on the next turn of the event loop, without waiting.
 A prediction thread that has not answered within ``predict_timeout`` seconds answers its
 batch 504 (:class:`~mlops.errors.PredictTimeout`); until the call returns, the version's
 waiting and new requests get 503 at once instead of queueing behind it. A model whose
-predict time depends on its input (an ONNX graph with a ``Loop`` or ``Scan``) never
-predicts on the event loop, where nothing could stop it.
+predict time can depend on its input's values (an ONNX graph with an operator outside
+:data:`~mlops.flavors.onnx.BOUNDED_OPS`, such as ``Loop``) never predicts on the event loop,
+where nothing could stop it, and neither does a call of more than :data:`INLINE_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ from mlops.errors import FlavorError, Overloaded, PredictTimeout
 from mlops.serving.codecs import Columns
 from mlops.serving.routing import ServedModel
 
-__all__ = ["Batcher", "Prediction", "predict_columns", "quiet_name_check"]
+__all__ = ["INLINE_ROWS", "Batcher", "Prediction", "predict_columns", "quiet_name_check"]
+
+#: The most rows predicted on the event loop in one call; larger calls get the thread.
+INLINE_ROWS = 64
 
 
 def quiet_name_check() -> None:
@@ -106,6 +110,7 @@ class _Lane:
     last_seconds: float = 0.0  # how long the last threaded batch took to predict
     per_row: float | None = None  # moving average of predict seconds per row; None: unknown
     overdue: float | None = None  # when the thread's current call passed its deadline
+    calls: int = 0  # unbatched calls submitted to the thread and not returned
     deadline: asyncio.TimerHandle | None = None
 
     def record(self, seconds: float, rows: int) -> None:
@@ -113,8 +118,11 @@ class _Lane:
         self.per_row = sample if self.per_row is None else 0.8 * self.per_row + 0.2 * sample
 
     def inline(self, rows: int, limit: float) -> bool:
-        """Predict on the event loop only when it is known to be quick for ``rows``."""
-        return self.bounded and self.per_row is not None and self.per_row * rows < limit
+        """Predict on the event loop only when it is known to be quick for ``rows`` (at
+        most :data:`INLINE_ROWS` of them: a cost that grows faster than the rows is not
+        extrapolated far)."""
+        return self.bounded and rows <= INLINE_ROWS and self.per_row is not None \
+            and self.per_row * rows < limit
 
 
 class Batcher:
@@ -235,7 +243,14 @@ class Batcher:
         thread's executor; each one's deadline starts when it is submitted)."""
         call = loop.run_in_executor(lane.executor, predict_columns, served, columns,
                                     want_proba)
-        call.add_done_callback(lambda _: self._returned(lane))
+        lane.calls += 1
+
+        def returned(_: object) -> None:
+            lane.calls -= 1
+            if not lane.calls:  # the lane takes requests once no call is left behind
+                self._returned(lane)
+
+        call.add_done_callback(returned)
         try:
             return await asyncio.wait_for(asyncio.shield(call), self.predict_timeout)
         except TimeoutError:

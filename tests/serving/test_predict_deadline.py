@@ -62,8 +62,31 @@ def _body(x0: float) -> dict[str, object]:
     return {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [x0, 0.0]}]}
 
 
+def _square_from_input() -> bytes:
+    """No loop: n = max(x); an n x n matrix of ones times itself (the red team's: n^3 work
+    and n^2 memory, sized by a value of the input)."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),
+         helper.make_node("Cast", ["top"], ["n"], to=TensorProto.INT64),
+         helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+         helper.make_node("Concat", ["n1", "n1"], ["shape"], axis=0),
+         helper.make_node("ConstantOfShape", ["shape"], ["ones"],
+                          value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])),
+         helper.make_node("MatMul", ["ones", "ones"], ["square"]),
+         helper.make_node("ReduceSum", ["square"], ["total"], keepdims=0),
+         helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+         helper.make_tensor_value_info("total", TensorProto.FLOAT, [])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def test_graphs_whose_run_time_depends_on_the_input_never_predict_on_the_event_loop() -> None:
     assert load_onnx(_loop_from_input()).bounded is False
+    assert load_onnx(_square_from_input()).bounded is False
     argmax = helper.make_graph(
         [helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)], "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
@@ -71,6 +94,22 @@ def test_graphs_whose_run_time_depends_on_the_input_never_predict_on_the_event_l
     plain = helper.make_model(argmax, opset_imports=[helper.make_opsetid("", 15)])
     plain.ir_version = 8
     assert load_onnx(plain.SerializeToString()).bounded is True
+
+
+def test_what_the_converters_write_may_predict_on_the_event_loop() -> None:
+    """The compiled runtimes (skl2onnx, onnxmltools) keep their fast path."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    for model in (LogisticRegression(), RandomForestClassifier(5, random_state=0),
+                  MLPClassifier((8,), max_iter=50, random_state=0)):
+        graph = to_onnx(model.fit(x, y), x[:1]).SerializeToString()
+        assert load_onnx(graph).bounded is True, type(model).__name__
 
 
 def test_a_prediction_past_its_deadline_is_a_504_and_the_version_recovers(tmp_path: Path
