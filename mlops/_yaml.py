@@ -65,6 +65,23 @@ class _BoundedLoader(yaml.SafeLoader):
         return size
 
 
+#: YAML 1.1 reads ``1:0:0:...`` as a base-60 integer, which PyYAML builds by repeated
+#: big-number multiplication: a 0.7 MB scalar took 12 s. Times of day need a few digits.
+MAX_SEXAGESIMAL = 32
+
+
+def _construct_int(loader: _BoundedLoader, node: Any) -> Any:
+    value = str(loader.construct_scalar(node))
+    if ":" in value and len(value) > MAX_SEXAGESIMAL:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a base-60 integer (digits separated by ':') of more than "
+            f"{MAX_SEXAGESIMAL} characters; quote it if it is text", node.start_mark)
+    return loader.construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def safe_load(text: str) -> Any:
     """``yaml.safe_load``, whose other failures are YAML errors too: a value its
     constructors reject (``2019-02-30``, ``!!float abc``, ``!!int 0x``) raises ValueError,

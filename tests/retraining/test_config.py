@@ -227,6 +227,20 @@ def test_alias_bombs_and_cycles_are_refused_in_every_loader(text: str, tmp_path:
         Policy.load(policy)
 
 
+def test_a_long_base_60_integer_is_refused_before_it_is_computed() -> None:
+    """YAML 1.1 reads ``1:0:0:...`` as a base-60 integer, built by big-number
+    multiplication: 0.7 MB took 12 s (the red team's). Times of day still read."""
+    import time
+
+    from mlops._yaml import safe_load
+
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="base-60 integer"):
+        parse_config("timeout: " + ":".join(["1"] + ["0"] * 300_000) + "\n")
+    assert time.monotonic() - started < 5
+    assert safe_load("t: 1:30:00\nq: '1:0:0'\n") == {"t": 5400, "q": "1:0:0"}
+
+
 def test_anchors_and_merge_keys_of_a_sensible_size_still_load() -> None:
     from mlops._yaml import MAX_NODES, safe_load
 
