@@ -164,6 +164,23 @@ def execute_job(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
     return report
 
 
+def _scrubbed(message: str, hook: Any) -> str:
+    """``message`` without the webhook's URL, header values or body values (an HTTP
+    library's error may quote them; viewers read job outcomes)."""
+    from mlops.store.egress import redact_url
+
+    values = [str(v) for v in (hook.headers or {}).values()]
+    values += [str(v) for v in (hook.body or {}).values() if isinstance(v, str | int | float)]
+    secrets = [(str(hook.url), redact_url(hook.url))]
+    for v in values:  # as given, and as quoted in a str or bytes repr (h11's errors)
+        secrets += [(v, "***"), (repr(v)[1:-1], "***"),
+                    (repr(v.encode("utf-8", "replace"))[2:-1], "***")]
+    for value, shown in sorted(secrets, key=lambda p: -len(p[0])):
+        if len(value) >= 4:
+            message = message.replace(value, shown)
+    return message
+
+
 def _webhook(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
              data: dict[str, Any], production: Mapping[str, Any], output: Path,
              window: Export, holdout: Export, *, cancel: threading.Event | None,
@@ -203,7 +220,7 @@ def _webhook(registry: ModelRegistry, job: RetrainJob, config: RetrainConfig,
             outcome["error"] = f"the webhook answered {answer.status_code}"
             return JobReport(JobState.FAILED, outcome)
     except (MlopsError, OSError, httpx.HTTPError) as exc:
-        outcome["error"] = f"the webhook could not be called: {exc}"
+        outcome["error"] = _scrubbed(f"the webhook could not be called: {exc}", hook)
         return JobReport(JobState.FAILED, outcome)
     while True:  # the runner's heartbeat thread sets cancel when a cancel is asked for
         with registry.store.read() as s:

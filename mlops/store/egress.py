@@ -314,15 +314,29 @@ def redact_url(url: str) -> str:
 
 #: Keys whose string values are URLs (so are those of keys ending in ``_url``).
 _URL_KEYS = frozenset({"url", "webhook"})
-#: Keys whose values are secrets wherever they sit in a channel or webhook spec.
-_SECRET_KEYS = frozenset({"headers", "secret", "token", "password", "api_key", "routing_key"})
+#: Keys whose values are secrets wherever they sit in a channel or webhook spec (compared
+#: lower-cased): ``headers`` and a webhook's free-form ``body`` are hidden value by value.
+_SECRET_KEYS = frozenset({"headers", "body", "secret", "token", "password", "api_key",
+                          "routing_key"})
+#: Parts of a key that make its value a secret (``access_token``, ``clientSecret``,
+#: ``X-Api-Key``, ``Authorization``), compared lower-cased.
+_SECRET_PARTS = ("token", "secret", "password", "passwd", "api_key", "apikey", "api-key",
+                 "authorization", "credential", "private_key")
+
+
+def _secret_key(key: Any) -> bool:
+    if not isinstance(key, str):
+        return False
+    lower = key.lower()
+    return lower in _SECRET_KEYS or any(part in lower for part in _SECRET_PARTS)
 
 
 def redact_secrets(value: Any) -> Any:
     """A copy of an alert rule's or retraining webhook's spec with its secrets hidden:
     every ``url``, ``*_url`` (Slack's ``webhook_url``) or ``webhook`` string (a job's
-    outcome) by :func:`redact_url`, every value
-    under ``headers``, ``token``,
+    outcome) by :func:`redact_url`, every value under ``headers``, a webhook's ``body``,
+    and any key naming a token, secret, password, API key or credential (any case:
+    ``access_token``, ``Authorization``),
     ``secret``, ``password``, ``api_key`` or ``routing_key`` as ``***``. What the API shows
     below admin, and what the audit log records."""
     if isinstance(value, dict):
@@ -331,7 +345,7 @@ def redact_secrets(value: Any) -> Any:
             if isinstance(key, str) and isinstance(item, str) \
                     and (key in _URL_KEYS or key.endswith("_url")):
                 out[key] = redact_url(item)
-            elif key in _SECRET_KEYS and item:
+            elif _secret_key(key) and item:
                 out[key] = {k: "***" for k in item} if isinstance(item, dict) else "***"
             else:
                 out[key] = redact_secrets(item)

@@ -133,3 +133,18 @@ def test_a_server_stop_interrupts_its_job_kills_the_process_and_requeues_it(
     [again] = [j for j in service.jobs("churn") if j.id != job.id]
     assert again.state is JobState.QUEUED
     assert any(r["trigger"] == "requeue" for r in again.reasons)
+
+
+def test_a_webhook_error_quotes_none_of_the_webhooks_secrets() -> None:
+    """An HTTP library's error may quote a header value (h11: ``Illegal header value
+    b'...'``) or the URL; job outcomes are read by viewers (the red team's)."""
+    from mlops.retraining.config import Webhook
+    from mlops.retraining.loop import _scrubbed
+
+    hook = Webhook(url="https://ci.example.com/hook?key=QSECRET",
+                   headers={"Authorization": "Bearer HSECRET\n"}, body={"token": "BSECRET"})
+    message = _scrubbed("the webhook could not be called: Illegal header value "
+                        "b'Bearer HSECRET\\n' for https://ci.example.com/hook?key=QSECRET "
+                        "(BSECRET)", hook)
+    assert not [s for s in ("QSECRET", "HSECRET", "BSECRET") if s in message], message
+    assert "https://ci.example.com/..." in message

@@ -190,3 +190,27 @@ def test_resolution_uses_getaddrinfo_for_every_address() -> None:
                 socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)}
     target = EgressPolicy.from_allow(["localhost"]).resolve_url("http://localhost/")
     assert set(target.addresses) == expected
+
+
+def test_redaction_hides_every_secret_a_channel_or_webhook_may_carry() -> None:
+    """The red team's: a webhook's free-form ``body`` (``access_token``, ``client_secret``)
+    and keys differing only in case (``Token``) were shown whole to viewers."""
+    from mlops.store.egress import redact_secrets
+
+    spec = {"webhook": {"url": "https://ci.example.com/hook?key=Q",
+                        "headers": {"Authorization": "Bearer H"},
+                        "body": {"access_token": "A", "variables": {"API_TOKEN": "V"},
+                                 "branch": "main"}},
+            "channels": [{"type": "slack", "webhook_url": "https://hooks.slack.com/T/B/S"}],
+            "Token": "T", "clientSecret": "C", "X-Api-Key": "K", "password": "",
+            "name": "nightly", "threshold": 0.5}
+    shown = redact_secrets(spec)
+    assert shown["webhook"] == {"url": "https://ci.example.com/...",
+                                "headers": {"Authorization": "***"},
+                                "body": {"access_token": "***", "variables": "***",
+                                         "branch": "***"}}
+    assert shown["channels"] == [{"type": "slack", "webhook_url": "https://hooks.slack.com/..."}]
+    assert (shown["Token"], shown["clientSecret"], shown["X-Api-Key"]) == ("***",) * 3
+    assert shown["password"] == "" and shown["name"] == "nightly"  # nothing to hide
+    assert shown["threshold"] == 0.5
+    assert spec["webhook"]["body"]["access_token"] == "A"  # a copy: the spec is unchanged
