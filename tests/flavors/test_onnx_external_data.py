@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -131,9 +132,9 @@ def test_a_broken_message_is_a_flavor_error(garbage: bytes) -> None:
         refuse_external_data(garbage)
 
 
-def _endless_probabilities() -> bytes:
-    """label = argmax(x); probabilities = x carried through a Loop of 10^15 turns."""
-    body = helper.make_graph(
+def loop_body() -> Any:
+    """A Loop body that carries its one float value through each turn unchanged."""
+    return helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
          helper.make_node("Identity", ["v_in"], ["v_out"])], "body",
         [helper.make_tensor_value_info("i", TensorProto.INT64, []),
@@ -141,8 +142,12 @@ def _endless_probabilities() -> bytes:
          helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
          helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+
+
+def _endless_probabilities() -> bytes:
+    """label = argmax(x); probabilities = x carried through a Loop of 10^15 turns."""
     graph = helper.make_graph(
-        [helper.make_node("Loop", ["M", "", "x"], ["probabilities"], body=body),
+        [helper.make_node("Loop", ["M", "", "x"], ["probabilities"], body=loop_body()),
          helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)], "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
         [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),

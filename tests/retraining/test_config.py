@@ -186,11 +186,17 @@ def test_values_yaml_cannot_construct_are_config_errors_in_every_loader(
         text: str, tmp_path: Path) -> None:
     """PyYAML raises ValueError (or RecursionError) for these, not a YAMLError: they were
     500s with a traceback from the API (the red team's), and unexpected errors elsewhere."""
+    _refused_by_every_loader(text, tmp_path, "not valid YAML")
+
+
+def _refused_by_every_loader(text: str, tmp_path: Path, match: str) -> None:
+    """The retraining configuration, alert rules and CI policy loaders all refuse ``text``
+    as YAML they cannot read (``match``: the retraining loader's message)."""
     from mlops.ci.policy import Policy
     from mlops.errors import MonitoringError, PolicyError
     from mlops.monitoring.rules import load_rules
 
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=match):
         parse_config(text)
     with pytest.raises(MonitoringError, match="not valid YAML"):
         load_rules(text)
@@ -213,18 +219,7 @@ def test_alias_bombs_and_cycles_are_refused_in_every_loader(text: str, tmp_path:
     """A 1 KB document of nested aliases is 10^9 values to whatever walks it (validators,
     the audit payload's JSON); an alias inside its own anchor never ends. Both are refused
     with the line, as YAML errors, by the loaders of configuration sent to the API."""
-    from mlops.ci.policy import Policy
-    from mlops.errors import MonitoringError, PolicyError
-    from mlops.monitoring.rules import load_rules
-
-    with pytest.raises(ConfigError, match=r"not valid YAML.*(aliases|own anchor)"):
-        parse_config(text)
-    with pytest.raises(MonitoringError, match="not valid YAML"):
-        load_rules(text)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(text)
-    with pytest.raises(PolicyError, match="not valid YAML"):
-        Policy.load(policy)
+    _refused_by_every_loader(text, tmp_path, r"not valid YAML.*(aliases|own anchor)")
 
 
 def test_a_long_base_60_integer_is_refused_before_it_is_computed() -> None:

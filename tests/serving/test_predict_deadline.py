@@ -20,6 +20,7 @@ import pytest
 from mlops.config import Settings
 from mlops.flavors.onnx import load_onnx
 from mlops.registry.service import ModelRegistry
+from tests.flavors.test_onnx_external_data import loop_body
 from tests.serving.conftest import free_port, start_server
 
 onnx = pytest.importorskip("onnx")
@@ -28,18 +29,10 @@ helper, TensorProto = onnx.helper, onnx.TensorProto
 
 def _loop_from_input() -> bytes:
     """label = argmax(x); probabilities = x carried through a Loop of max(x) turns."""
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-         helper.make_node("Identity", ["v_in"], ["v_out"])], "body",
-        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
     graph = helper.make_graph(
         [helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),
          helper.make_node("Cast", ["top"], ["M"], to=TensorProto.INT64),
-         helper.make_node("Loop", ["M", "", "x"], ["probabilities"], body=body),
+         helper.make_node("Loop", ["M", "", "x"], ["probabilities"], body=loop_body()),
          helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)], "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
         [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
