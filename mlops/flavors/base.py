@@ -88,6 +88,9 @@ class LoadedModel:
     #: the gateway may run it on its event loop when it is quick (not an ONNX graph with an
     #: operator outside :data:`~mlops.flavors.onnx.BOUNDED_OPS`, such as a Loop)
     bounded: bool = True
+    #: stops the calls in progress (they raise), returns how many: an ONNX graph that may
+    #: run on has one, which the gateway calls at the predict deadline; None: cannot stop
+    stop_fn: Callable[[], int] | None = None
 
     @property
     def has_proba(self) -> bool:

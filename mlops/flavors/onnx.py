@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,13 +73,18 @@ def load_onnx(data: bytes) -> LoadedModel:
     label = next((o for o in outputs if o in {"label", "output_label"}), outputs[0])
     proba = next((o for o in outputs if o in {"probabilities", "output_probability"}), None)
 
+    bounded = ops <= BOUNDED_OPS
+    runs = None if bounded else _Runs(ort)  # a graph that may run on can be stopped
+    run: Callable[..., Any] = session.run if runs is None \
+        else functools.partial(runs.run, session)
+
     def predict(x: np.ndarray) -> np.ndarray:
-        result = session.run([label], {inp.name: x})[0]
+        result = run([label], {inp.name: x})[0]
         arr = np.asarray(result)
         return arr.ravel() if arr.ndim == 2 and arr.shape[1] == 1 else arr
 
     def predict_proba(x: np.ndarray) -> np.ndarray:
-        result: Any = session.run([proba], {inp.name: x})[0]
+        result: Any = run([proba], {inp.name: x})[0]
         if isinstance(result, list):  # ZipMap output: list of {class: p}
             return np.array([[row[k] for k in sorted(row)] for row in result])
         return np.asarray(result)
@@ -94,8 +101,36 @@ def load_onnx(data: bytes) -> LoadedModel:
         proba_fn=predict_proba if proba is not None else None, classes=classes,
         input_dtype=np.dtype(dtype),
         info={"input_name": inp.name, "n_features": n_features, "outputs": outputs},
-        bounded=ops <= BOUNDED_OPS,
+        bounded=bounded, stop_fn=runs.stop if runs is not None else None,
     )
+
+
+class _Runs:
+    """The calls of a graph in progress, each with its own ``RunOptions``: :meth:`stop`
+    sets their ``terminate`` flag, and onnxruntime ends them between two operators (a
+    ``Loop`` between two turns) with an error."""
+
+    def __init__(self, ort: Any) -> None:
+        self._ort = ort
+        self._lock = threading.Lock()
+        self._active: list[Any] = []
+
+    def run(self, session: Any, outputs: list[str], feed: dict[str, np.ndarray]) -> Any:
+        options = self._ort.RunOptions()
+        with self._lock:
+            self._active.append(options)
+        try:
+            return session.run(outputs, feed, options)
+        finally:
+            with self._lock:
+                self._active.remove(options)
+
+    def stop(self) -> int:
+        """Stop every call in progress; returns how many there were."""
+        with self._lock:
+            for options in self._active:
+                options.terminate = True
+            return len(self._active)
 
 
 def _probe(session: Any, ort: Any, output: str, feed: dict[str, np.ndarray]) -> Any:

@@ -14,8 +14,9 @@ forest that takes 20 ms a call then predicts twice the rows per call for 2 ms mo
 A lone request is predicted on the next turn of the event loop, without waiting.
 
 A prediction thread that has not answered within ``predict_timeout`` seconds answers its
-batch 504 (:class:`~mlops.errors.PredictTimeout`); until the call returns, the version's
-waiting and new requests get 503 at once instead of queueing behind it. A model whose
+batch 504 (:class:`~mlops.errors.PredictTimeout`), and the call is stopped when the model
+can stop it (an ONNX graph); until the call returns, the version's waiting and new
+requests get 503 at once instead of queueing behind it. A model whose
 predict time can depend on its input's values (an ONNX graph with an operator outside
 :data:`~mlops.flavors.onnx.BOUNDED_OPS`, such as ``Loop``) never predicts on the event loop,
 where nothing could stop it, and neither does a call of more than :data:`INLINE_ROWS` rows.
@@ -170,6 +171,9 @@ class Batcher:
         """The thread's call passed its deadline: its batch gets 504, the waiting 503."""
         lane.deadline = None
         lane.overdue = time.monotonic()
+        stop = getattr(served.model, "stop_fn", None)
+        if stop is not None:  # an ONNX graph ends at its next operator; the lane recovers
+            stop()
         timeout = PredictTimeout(
             f"Model {served.name!r} version {served.version} did not predict within "
             f"{self.predict_timeout:g} s.",
@@ -256,6 +260,9 @@ class Batcher:
         except TimeoutError:
             if lane.overdue is None:
                 lane.overdue = time.monotonic()
+            stop = getattr(served.model, "stop_fn", None)
+            if stop is not None:
+                stop()
             raise PredictTimeout(
                 f"Model {served.name!r} version {served.version} did not predict within "
                 f"{self.predict_timeout:g} s.",

@@ -1,6 +1,7 @@
-"""A model that never answers: the gateway answers its batch 504 after ``--predict-timeout``,
-refuses the version's other requests with 503 while the call runs on, keeps serving
-everything else, and takes the version's requests again once the call returns.
+"""A model that never answers: the gateway answers its batch 504 after ``--predict-timeout``
+and stops the call when the model can be stopped (an ONNX graph); a call that cannot be
+stopped makes the version refuse its requests (503) until it returns, while everything
+else keeps answering.
 
 The model is a real ONNX graph whose loop count is read from its input (a Loop over
 ``max(x)`` turns): quick on ordinary rows and on the one-row probe of loading, and as long
@@ -9,17 +10,24 @@ as the sender likes on a crafted row.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlops.config import Settings
+from mlops.errors import Overloaded, PredictTimeout
+from mlops.flavors.base import LoadedModel
 from mlops.flavors.onnx import load_onnx
 from mlops.registry.service import ModelRegistry
+from mlops.serving.batching import Batcher
+from mlops.serving.codecs import Columns, Schema
+from mlops.serving.routing import ServedModel
 from tests.flavors.test_onnx_external_data import loop_body
 from tests.serving.conftest import free_port, start_server
 
@@ -40,15 +48,6 @@ def _loop_from_input() -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
     model.ir_version = 8
     return model.SerializeToString()
-
-
-def _turns_for(seconds: float, graph: bytes) -> int:
-    """Loop turns that take about ``seconds`` on this machine."""
-    model = load_onnx(graph)
-    turns = 200_000
-    started = time.perf_counter()
-    model.predict_fn(np.array([[turns, 0]], dtype=np.float32))
-    return int(turns * seconds / max(time.perf_counter() - started, 1e-6))
 
 
 def _body(x0: float) -> dict[str, object]:
@@ -105,17 +104,17 @@ def test_what_the_converters_write_may_predict_on_the_event_loop() -> None:
         assert load_onnx(graph).bounded is True, type(model).__name__
 
 
-def test_a_prediction_past_its_deadline_is_a_504_and_the_version_recovers(tmp_path: Path
-                                                                         ) -> None:
-    graph = _loop_from_input()
+def test_an_endless_graph_is_a_504_at_its_deadline_and_is_stopped(tmp_path: Path) -> None:
+    """A crafted row makes the graph loop 10^12 times: the gateway answers 504 after
+    ``--predict-timeout``, stops the graph (onnxruntime's terminate flag), counts the
+    model's error, and the version answers again at once."""
     path = tmp_path / "loop.onnx"
-    path.write_bytes(graph)
+    path.write_bytes(_loop_from_input())
     home = tmp_path / ".mlops"
     registry = ModelRegistry(Settings(home=home, actor="tester"))
     example = pd.DataFrame({"a": [0.1, 0.5], "b": [0.2, 0.3]}, dtype=np.float32)
     registry.register("looper", str(path), version="1.0.0", input_example=example)
     registry.promote("looper", "1.0.0", "production")
-    turns = _turns_for(6.0, graph)  # runs on for about 6 s past a 1 s deadline
     grpc_port = free_port()
     srv = start_server(home, "--role", "gateway", "--predict-timeout", "1",
                        "--grpc-port", str(grpc_port))
@@ -125,48 +124,96 @@ def test_a_prediction_past_its_deadline_is_a_504_and_the_version_recovers(tmp_pa
         with srv.client() as c:
             ok = c.post("/v2/models/looper/infer", json=_body(0.5))
             assert ok.status_code == 200, ok.text
-            answers: dict[str, object] = {}
-
-            def crafted() -> None:
-                started = time.monotonic()
-                with srv.client() as own:
-                    answers["crafted"] = own.post("/v2/models/looper/infer",
-                                                  json=_body(float(turns)), timeout=60)
-                answers["seconds"] = time.monotonic() - started
-
-            sender = threading.Thread(target=crafted)
-            sender.start()
-            sender.join(30)
-            late = answers["crafted"]
-            assert late.status_code == 504, late.text  # type: ignore[attr-defined]
-            assert "did not predict within 1 s" in late.text  # type: ignore[attr-defined]
-            assert 0.9 <= answers["seconds"] < 5  # type: ignore[operator]
-
-            busy = c.post("/v2/models/looper/infer", json=_body(0.5))
-            assert busy.status_code == 503, busy.text
-            assert "passed its 1 s deadline" in busy.json()["error"]
-            assert busy.headers.get("retry-after")
+            started = time.monotonic()
+            late = c.post("/v2/models/looper/infer", json=_body(1e12), timeout=60)
+            assert late.status_code == 504, late.text
+            assert "did not predict within 1 s" in late.json()["error"]
+            assert 0.9 <= time.monotonic() - started < 5
             assert c.get("/v2/health/live").status_code == 200  # the loop never stopped
-            not_ready = c.get("/v2/models/looper/ready")
-            assert not_ready.status_code == 503 and not_ready.json()["ready"] is False
-            assert triton.is_model_ready("looper") is False
-            errors = [line for line in c.get("/metrics").text.splitlines()
-                      if line.startswith("mlops_prediction_errors_total{")
-                      and 'model_name="looper"' in line]
-            assert errors and float(errors[0].rsplit(" ", 1)[1]) == 1.0, errors  # the model's
-
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # the call returns after about 6 s
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the stopped graph returns at its next turn
                 again = c.post("/v2/models/looper/infer", json=_body(0.5))
                 if again.status_code == 200:
                     break
                 assert again.status_code == 503, again.text
-                time.sleep(0.2)
+                time.sleep(0.05)
             assert again.status_code == 200, again.text
+            assert time.monotonic() - started < 5
             outputs = {o["name"]: o for o in again.json()["outputs"]}
             assert outputs["predict"]["data"] == [0]  # argmax of [0.5, 0]
+            errors = [line for line in c.get("/metrics").text.splitlines()
+                      if line.startswith("mlops_prediction_errors_total{")
+                      and 'model_name="looper"' in line]
+            assert errors and float(errors[0].rsplit(" ", 1)[1]) == 1.0, errors  # the model's
             assert c.get("/v2/models/looper/ready").json()["ready"] is True
             assert triton.is_model_ready("looper") is True
     finally:
         triton.close()
         srv.stop(timeout=30)
+
+
+def _waiting_model(release: threading.Event, stoppable: bool) -> ServedModel:
+    """A model whose predict waits for ``release`` (one that cannot be stopped, unless
+    ``stoppable``: then stopping it releases it, as onnxruntime's terminate flag does)."""
+    def predict(x: Any) -> np.ndarray:
+        if not release.wait(30):
+            raise RuntimeError("never released")
+        return np.zeros(len(x), dtype=np.int64)
+
+    def stop() -> int:
+        release.set()
+        return 1
+
+    model = LoadedModel(flavor="sklearn", raw=None, predict_fn=predict,
+                        stop_fn=stop if stoppable else None)
+    return ServedModel("waiter", "1.0.0", model, Schema(None))
+
+
+def _one_row() -> Columns:
+    return Columns.from_dense(["a"], np.zeros((1, 1)))
+
+
+def test_a_call_that_cannot_be_stopped_refuses_the_versions_requests_until_it_returns(
+        ) -> None:
+    release = threading.Event()
+    served = _waiting_model(release, stoppable=False)
+    batcher = Batcher(predict_timeout=0.3)
+
+    async def scenario() -> None:
+        started = time.monotonic()
+        with pytest.raises(PredictTimeout, match=r"did not predict within 0\.3 s"):
+            await batcher.predict(served, _one_row(), False)
+        assert 0.25 <= time.monotonic() - started < 2
+        assert batcher.stuck(served)
+        with pytest.raises(Overloaded, match=r"passed its 0\.3 s deadline") as busy:
+            await batcher.predict(served, _one_row(), False)  # refused at once
+        assert busy.value.retry_after
+        release.set()
+        for _ in range(100):  # the call returns: the lane takes requests again
+            await asyncio.sleep(0.01)
+            if not batcher.stuck(served):
+                break
+        assert not batcher.stuck(served)
+        assert (await batcher.predict(served, _one_row(), False)).values.tolist() == [0]
+
+    asyncio.run(scenario())
+    batcher.close()
+
+
+def test_a_call_that_can_be_stopped_is_stopped_at_its_deadline() -> None:
+    release = threading.Event()
+    served = _waiting_model(release, stoppable=True)
+    batcher = Batcher(predict_timeout=0.3)
+
+    async def scenario() -> None:
+        with pytest.raises(PredictTimeout):
+            await batcher.predict(served, _one_row(), False)
+        assert release.is_set()  # the deadline stopped it
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if not batcher.stuck(served):
+                break
+        assert (await batcher.predict(served, _one_row(), False)).values.tolist() == [0]
+
+    asyncio.run(scenario())
+    batcher.close()
