@@ -171,19 +171,24 @@ class Batcher:
         """The thread's call passed its deadline: its batch gets 504, the waiting 503."""
         lane.deadline = None
         lane.overdue = time.monotonic()
+        timeout = self._timed_out(served)
+        for p in taken:
+            if not p.future.done():
+                p.future.set_exception(timeout)
+        self._refuse_waiting(served, lane)
+
+    def _timed_out(self, served: ServedModel) -> PredictTimeout:
+        """Stop ``served``'s calls in progress when it can (an ONNX graph ends at its next
+        operator, and the lane recovers); the error its callers get."""
         stop = getattr(served.model, "stop_fn", None)
-        if stop is not None:  # an ONNX graph ends at its next operator; the lane recovers
+        if stop is not None:
             stop()
-        timeout = PredictTimeout(
+        return PredictTimeout(
             f"Model {served.name!r} version {served.version} did not predict within "
             f"{self.predict_timeout:g} s.",
             fix="Check the model for inputs that make it run without end, or raise "
                 "`mlops serve --predict-timeout` for a model that is slow by design.",
             model=served.name, version=served.version)
-        for p in taken:
-            if not p.future.done():
-                p.future.set_exception(timeout)
-        self._refuse_waiting(served, lane)
 
     def _refuse_waiting(self, served: ServedModel, lane: _Lane) -> None:
         if lane.handle is not None:
@@ -260,15 +265,7 @@ class Batcher:
         except TimeoutError:
             if lane.overdue is None:
                 lane.overdue = time.monotonic()
-            stop = getattr(served.model, "stop_fn", None)
-            if stop is not None:
-                stop()
-            raise PredictTimeout(
-                f"Model {served.name!r} version {served.version} did not predict within "
-                f"{self.predict_timeout:g} s.",
-                fix="Check the model for inputs that make it run without end, or raise "
-                    "`mlops serve --predict-timeout` for a model that is slow by design.",
-                model=served.name, version=served.version) from None
+            raise self._timed_out(served) from None
 
     def _maybe_run(self, served: ServedModel, lane: _Lane) -> None:
         lane.handle = None
