@@ -336,8 +336,11 @@ def test_secrets_that_older_versions_logged_are_hidden_when_read(team: Team) -> 
     from mlops.store.audit import append_event
     from mlops.store.schema import RetrainJobRow
     from mlops.ui.web.session import SESSION_COOKIE
+    from tests.conftest import home_database
 
-    local = ModelRegistry(Settings(home=team.home, actor="old-version"))
+    # the server's store (on PostgreSQL its database, not this test's empty one)
+    local = ModelRegistry(Settings(home=team.home, actor="old-version",
+                                   database_url=home_database(team.home) or ""))
     legacy = {"name": "old", "channels": [
         {"type": "slack", "webhook_url": "https://hooks.slack.com/services/T/B/OLDSLACK"},
         {"type": "webhook", "url": "https://h.example.com/x?token=OLDQUERY",
