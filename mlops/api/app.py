@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlops.api.auth import ApiAuth, auth_error_response, sees_secrets
+from mlops.api.auth import ApiAuth, auth_error_response, shown_to
 from mlops.api.monitoring import add_monitoring_routes
 from mlops.api.retrain import add_retrain_routes
 from mlops.deployment.rollouts import RolloutManager
@@ -36,7 +36,6 @@ from mlops.governance.tokens import TokenService
 from mlops.identity import Role
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.registry.service import ModelRegistry
-from mlops.store.egress import redact_secrets
 from mlops.store.tokens import parse_duration
 
 __all__ = ["DeployBody", "ErrorBody", "RollbackBody", "RouteBody", "create_api"]
@@ -310,12 +309,8 @@ def create_api(registry: ModelRegistry, auth: ApiAuth | None = None) -> FastAPI:
               limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:
         """The newest events; below admin, payloads with their secrets hidden (events
         written before secrets were kept out of the log still hold them)."""
-        events = [asdict(e) for e in registry.audit_log(subject=subject, action=action,
-                                                        limit=limit)]
-        if not sees_secrets(request):
-            for e in events:
-                e["payload"] = redact_secrets(e["payload"])
-        return events
+        return [{**asdict(e), "payload": shown_to(request, e.payload)}
+                for e in registry.audit_log(subject=subject, action=action, limit=limit)]
 
     @op("GET", "/v1/audit/verify", Role.VIEWER)
     def verify(checkpoint: Annotated[str | None, Query(max_length=200)] = None

@@ -35,6 +35,7 @@ from mlops.config import Settings
 from mlops.errors import AuthError, RateLimited, Unauthenticated
 from mlops.identity import Principal, Role, require
 from mlops.store.credentials import Authenticator
+from mlops.store.egress import redact_secrets
 
 __all__ = [
     "API_BODY_LIMIT",
@@ -45,7 +46,7 @@ __all__ = [
     "SecurityGuard",
     "auth_error_response",
     "is_loopback_host",
-    "sees_secrets",
+    "shown_to",
 ]
 
 #: Paths that never need a token: probes, metrics and the API's own schema.
@@ -389,9 +390,11 @@ def _same_origin(origin: str, host: str, scheme: str) -> bool:
         (h_host, h_port or defaults.get(scheme, ""))
 
 
-def sees_secrets(request: Request) -> bool:
-    """May the caller read the secrets kept in configuration (alert channel URLs, webhook
-    headers)? Admins only: everyone else gets :func:`~mlops.store.egress.redact_secrets`."""
+def shown_to(request: Request, value: Any) -> Any:
+    """``value`` (a spec, an audit payload, a job's outcome) as the caller may read it:
+    whole for admins, through :func:`~mlops.store.egress.redact_secrets` for everyone
+    else (channel URLs, webhook headers and bodies are secrets)."""
     principal = getattr(request.state, "principal", None)
-    return isinstance(principal, Principal) and principal.role is not None \
+    admin = isinstance(principal, Principal) and principal.role is not None \
         and principal.role.allows(Role.ADMIN)
+    return value if admin else redact_secrets(value)

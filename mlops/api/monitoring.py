@@ -9,13 +9,12 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.api.auth import sees_secrets
+from mlops.api.auth import shown_to
 from mlops.identity import Role
 from mlops.monitoring.monitor import ModelMonitor
 from mlops.monitoring.rules import load_rules
 from mlops.monitoring.snapshots import snapshot_series
 from mlops.registry.promotion import check_environment
-from mlops.store.egress import redact_secrets
 
 __all__ = ["AckBody", "BaselineBody", "add_monitoring_routes"]
 
@@ -109,7 +108,7 @@ def add_monitoring_routes(monitor: ModelMonitor, op: Operation) -> None:
               ) -> list[dict[str, Any]]:
         """Channel URLs and headers are secrets: shown whole to admins only."""
         shown = [r.to_dict() for r in monitor.alerts.rules(model)]
-        return shown if sees_secrets(request) else [redact_secrets(r) for r in shown]
+        return [shown_to(request, r) for r in shown]
 
     @op("PUT", "/v1/alert-rules/{rule_name}", Role.DEVELOPER)
     def put_rule(request: Request, rule_name: Annotated[str, Path(max_length=128)],

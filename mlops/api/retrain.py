@@ -18,12 +18,11 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.api.auth import sees_secrets
+from mlops.api.auth import shown_to
 from mlops.errors import RegistryError, Unauthenticated
 from mlops.identity import Role
 from mlops.registry.service import ModelRegistry
 from mlops.retraining.service import RetrainService
-from mlops.store.egress import redact_secrets
 from mlops.store.retrain import RetrainJob
 
 __all__ = ["CompleteBody", "ConfigBody", "RunBody", "add_retrain_routes"]
@@ -62,9 +61,7 @@ def shown(request: Request, job: RetrainJob) -> dict[str, Any]:
     """A job as the caller may read it: below admin, its outcome without secrets (outcomes
     recorded before webhook URLs were cut to their origin still hold them)."""
     data = job.to_dict()
-    if not sees_secrets(request):
-        data["outcome"] = redact_secrets(data["outcome"])
-    return data
+    return {**data, "outcome": shown_to(request, data["outcome"])}
 
 
 def add_retrain_routes(api: FastAPI, registry: ModelRegistry, op: Operation) -> None:
@@ -81,7 +78,7 @@ def add_retrain_routes(api: FastAPI, registry: ModelRegistry, op: Operation) -> 
         if record is None:
             raise RegistryError(f"{name} has no retraining configuration.",
                                 fix="PUT /api/v1/retrain/NAME/config with its YAML.")
-        spec = record.spec if sees_secrets(request) else redact_secrets(record.spec)
+        spec = shown_to(request, record.spec)
         return {"model": name, "config": spec, "updated_by": record.updated_by,
                 "updated_at": record.updated_at.isoformat()}
 

@@ -315,9 +315,9 @@ def redact_url(url: str) -> str:
 #: Keys whose string values are URLs (so are those of keys ending in ``_url``).
 _URL_KEYS = frozenset({"url", "webhook"})
 #: Keys whose values are secrets wherever they sit in a channel or webhook spec (compared
-#: lower-cased): ``headers`` and a webhook's free-form ``body`` are hidden value by value.
-_SECRET_KEYS = frozenset({"headers", "body", "secret", "token", "password", "api_key",
-                          "routing_key"})
+#: lower-cased; so are those naming one of :data:`_SECRET_PARTS`): ``headers`` and a
+#: webhook's free-form ``body`` are hidden value by value.
+_SECRET_KEYS = frozenset({"headers", "body", "routing_key"})
 #: Parts of a key that make its value a secret (``access_token``, ``clientSecret``,
 #: ``X-Api-Key``, ``Authorization``), compared lower-cased.
 _SECRET_PARTS = ("token", "secret", "password", "passwd", "api_key", "apikey", "api-key",
@@ -332,13 +332,12 @@ def _secret_key(key: Any) -> bool:
 
 
 def redact_secrets(value: Any) -> Any:
-    """A copy of an alert rule's or retraining webhook's spec with its secrets hidden:
-    every ``url``, ``*_url`` (Slack's ``webhook_url``) or ``webhook`` string (a job's
-    outcome) by :func:`redact_url`, every value under ``headers``, a webhook's ``body``,
-    and any key naming a token, secret, password, API key or credential (any case:
-    ``access_token``, ``Authorization``),
-    ``secret``, ``password``, ``api_key`` or ``routing_key`` as ``***``. What the API shows
-    below admin, and what the audit log records."""
+    """A copy of an alert rule's or retraining webhook's spec (or a job's outcome) with its
+    secrets hidden: every ``url``, ``*_url`` (Slack's ``webhook_url``) or ``webhook`` string
+    cut by :func:`redact_url`; as ``***`` every value under ``headers``, a webhook's
+    ``body``, ``routing_key``, and any key naming a token, secret, password, API key or
+    credential in any case (``access_token``, ``clientSecret``, ``Authorization``). What
+    the API shows below admin, what pages show, and what the audit log records."""
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for key, item in value.items():
