@@ -51,6 +51,12 @@ from mlops.store.predlog import FeedbackRecord, PredictionLog, PredictionRecord
 from mlops.store.routes import served_routes
 from mlops.store.schema import BaselineRow, DeploymentRow, ModelRow, MonitorStateRow, utcnow
 
+
+def _baseline_subject(model_name: str, version: str | None) -> str:
+    """The audit subject of a model's (or one version's) baseline."""
+    return f"model/{model_name}" + (f"/{version}" if version else "")
+
+
 #: what a baseline metric may be called, and how many a model may have
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$")
 _MAX_BASELINE = 100
@@ -323,7 +329,7 @@ class ModelMonitor:
             row.metrics = merged
             row.updated_at = utcnow()
             append_event(s, actor=self.registry.context.actor, action="monitor.baseline",
-                         subject=f"model/{model_name}" + (f"/{version}" if version else ""),
+                         subject=_baseline_subject(model_name, version),
                          payload={"metrics": clean})
             return dict(row.metrics)
 
@@ -352,7 +358,7 @@ class ModelMonitor:
             row.updated_at = utcnow()
             append_event(s, actor=self.registry.context.actor,
                          action="monitor.baseline.remove",
-                         subject=f"model/{model_name}" + (f"/{version}" if version else ""),
+                         subject=_baseline_subject(model_name, version),
                          payload={"removed": wanted})
             return dict(row.metrics)
 

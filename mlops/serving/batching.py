@@ -147,7 +147,7 @@ class Batcher:
         if lane is None:
             lane = self._lanes[key] = _Lane(ThreadPoolExecutor(
                 1, thread_name_prefix=f"predict-{served.name}-{served.version}"),
-                bounded=getattr(served.model, "bounded", True))
+                bounded=served.model.bounded)
         return lane
 
     def _busy_error(self, served: ServedModel, lane: _Lane) -> Overloaded:
@@ -180,9 +180,8 @@ class Batcher:
     def _timed_out(self, served: ServedModel) -> PredictTimeout:
         """Stop ``served``'s calls in progress when it can (an ONNX graph ends at its next
         operator, and the lane recovers); the error its callers get."""
-        stop = getattr(served.model, "stop_fn", None)
-        if stop is not None:
-            stop()
+        if served.model.stop_fn is not None:
+            served.model.stop_fn()
         return PredictTimeout(
             f"Model {served.name!r} version {served.version} did not predict within "
             f"{self.predict_timeout:g} s.",

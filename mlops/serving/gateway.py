@@ -333,15 +333,13 @@ class Gateway:
             except Exception as exc:
                 if route_name != "candidate" or route is None:
                     raise
-                m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
-                                           route_name).inc()
                 route.breaker.failure()
                 log.warning("candidate %s %s failed, answered by stable: %s", name,
                             served.version, exc)
                 self._observe(name, served.version, "candidate", 500,
                               time.perf_counter() - started, protocol)
-                self._log_failure(request_id, served, "candidate", unit, columns,
-                                  time.perf_counter() - started, 500, caller)
+                self._model_failed(request_id, served, "candidate", unit, columns,
+                                   time.perf_counter() - started, 500, caller)
                 # answered by stable, logged apart so that arms keep their assignment counts
                 route_name, served = "fallback", route.stable
                 columns, extra = _decode(decode, body, served)
@@ -366,11 +364,9 @@ class Gateway:
                           runtime=served.runtime or served.model.flavor)
         except (ServingError, SignatureError) as exc:
             status = exc.status if isinstance(exc, ServingError) else 400
-            if isinstance(exc, PredictTimeout) and served is not None and columns is not None:
-                m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
-                                           route_name).inc()  # the model's doing
-                self._log_failure(request_id, served, route_name, unit, columns,
-                                  time.perf_counter() - started, status, caller)
+            if isinstance(exc, PredictTimeout) and served is not None:  # the model's doing
+                self._model_failed(request_id, served, route_name, unit, columns,
+                                   time.perf_counter() - started, status, caller)
             self._observe(label, served.version if served else "", route_name, status,
                           time.perf_counter() - started, protocol)
             return Answer(status, request_id, served.version if served else None, error=exc,
@@ -380,11 +376,8 @@ class Gateway:
             log.exception("error id %s: model %s %s failed on request %s", error_id, name,
                           served.version if served else "?", request_id)
             if served is not None:
-                m.PREDICTION_ERRORS.labels(name, served.version, self.config.environment,
-                                           route_name).inc()
-                if columns is not None:
-                    self._log_failure(request_id, served, route_name, call.unit, columns,
-                                      time.perf_counter() - started, 500, caller)
+                self._model_failed(request_id, served, route_name, call.unit, columns,
+                                   time.perf_counter() - started, 500, caller)
             self._observe(label, served.version if served else "", route_name, 500,
                           time.perf_counter() - started, protocol)
             kind = "The model failed to predict" if isinstance(exc, FlavorError) else \
@@ -455,12 +448,10 @@ class Gateway:
             route.breaker.success()
         except Exception as exc:
             route.breaker.failure()
-            m.PREDICTION_ERRORS.labels(shadow.name, shadow.version, self.config.environment,
-                                       "shadow").inc()
             self._observe(shadow.name, shadow.version, "shadow", 500,
                           time.perf_counter() - started, protocol)
-            self._log_failure(request_id, shadow, "shadow", unit, columns,
-                              time.perf_counter() - started, 500, caller)
+            self._model_failed(request_id, shadow, "shadow", unit, columns,
+                               time.perf_counter() - started, 500, caller)
             log.warning("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
             return
         finally:
@@ -564,11 +555,16 @@ class Gateway:
                 latency_ms, status, propensity, caller, cpu_ms))
         self.predlog.log_rows(rows)
 
-    def _log_failure(self, request_id: str, served: ServedModel, route: str,
-                     unit: str | None, columns: Columns, latency: float, status: int,
-                     caller: str | None = None) -> None:
-        """Rows that a model failed on: logged with the status and no prediction, so that
-        error rates per version can be read from the log."""
+    def _model_failed(self, request_id: str, served: ServedModel, route: str,
+                      unit: str | None, columns: Columns | None, latency: float, status: int,
+                      caller: str | None = None) -> None:
+        """The model failed (raised, or passed its deadline): counted as its error, and
+        the rows it failed on logged with the status and no prediction, so that error
+        rates per version can be read from the log."""
+        m.PREDICTION_ERRORS.labels(served.name, served.version, self.config.environment,
+                                   route).inc()
+        if columns is None:
+            return
         empty = Prediction(np.full(columns.n, None, dtype=object), None)
         self._log(request_id, served, route, unit, columns, empty, latency, status,
                   caller=caller)
