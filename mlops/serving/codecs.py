@@ -101,11 +101,12 @@ class Columns:
                 if arrays else np.empty((self.n, 0))
         return np.column_stack([a.astype(object) for a in arrays])
 
-    def row_dicts(self) -> list[dict[str, Any]]:
+    def block(self) -> np.ndarray | dict[str, list[Any]]:
+        """The values as the prediction log takes them: the dense block (rows x names)
+        when there is one, else each column as a list."""
         if self.dense is not None:
-            return [dict(zip(self.names, row, strict=True)) for row in self.dense.tolist()]
-        lists = {c: self.data[c].tolist() for c in self.names}
-        return [{c: lists[c][i] for c in self.names} for i in range(self.n)]
+            return self.dense
+        return {c: self.data[c].tolist() for c in self.names}
 
     def value(self, column: str, row: int = 0) -> Any:
         if self.dense is not None:

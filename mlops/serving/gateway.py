@@ -51,23 +51,26 @@ from mlops.serving.datatypes import v2_output_type, v2_type_name
 from mlops.serving.responses import error_response, json_response, loads_json, request_id_for
 from mlops.serving.routing import RouteTable, ServedModel, ServingRoute
 from mlops.store.context import Context
-from mlops.store.predlog import PREDICTION_FIELDS, FeedbackRecord, PredictionLog
+from mlops.store.predlog import REQUEST_FIELDS, FeedbackRecord, PredictionLog
 
 __all__ = ["UNIT_HEADER", "Answer", "Call", "Decode", "Gateway", "GatewayConfig", "RecentIds",
            "caller_of", "propensity"]
 
 log = logging.getLogger("mlops.serving")
 
-# Gateway._log builds prediction rows as plain tuples in this order (no object per row)
-if PREDICTION_FIELDS != ("request_id", "ts", "model", "version", "environment", "route",
-                         "unit_hash", "row", "inputs", "prediction", "prediction_num", "proba",
-                         "latency_ms", "status", "propensity", "caller", "cpu_ms"):
-    raise ImportError("PredictionRecord's fields changed: update Gateway._log's rows")
+# Gateway._log_rows hands the log each request as a plain tuple in this order
+if REQUEST_FIELDS != ("request_id", "ts", "model", "version", "environment", "route",
+                      "unit_hash", "names", "inputs", "values", "proba", "latency_ms", "status",
+                      "propensity", "caller", "cpu_ms"):
+    raise ImportError("The log's request fields changed: update Gateway._log_rows")
 UNIT_HEADER = "x-mlops-unit"
 #: Bodies larger than this are decoded, and requests of more rows than this logged, in a
 #: thread: a large request must not stall the event loop (other requests, health checks).
 _LOOP_BODY_BYTES = 256 * 1024
 _LOOP_LOG_ROWS = 2_000
+#: A flush of this many rows starts the log's helper process, which writes the log's files
+#: from then on (a busy gateway then spends no GIL time on them; a quiet one needs no helper)
+_HELPER_ROWS = 1_000
 #: body, model -> validated columns and what the encoder needs to know about the request
 Decode = Callable[[Any, ServedModel], tuple[Columns, Any]]
 
@@ -154,7 +157,8 @@ class Gateway:
         # every answered request is spooled locally first: a killed worker loses none, the
         # next start writes them (the spool folder is shared by workers and restarts)
         self.predlog = PredictionLog(settings.artifacts_uri, spool=settings.home / "spool",
-                                     on_drop=lambda n: m.LOG_DROPPED.inc(n)) \
+                                     on_drop=lambda n: m.LOG_DROPPED.inc(n),
+                                     helper_rows=_HELPER_ROWS) \
             if config.log_predictions else None
         self.inflight = 0
         self.recent_ids = RecentIds(100_000)
@@ -532,28 +536,17 @@ class Gateway:
     def _log_rows(self, request_id: str, served: ServedModel, route: str, unit: str | None,
                   columns: Columns, prediction: Prediction, latency: float, status: int,
                   propensity: float | None = None, caller: str | None = None) -> None:
-        """The rows of one request to the prediction log (thread-safe)."""
+        """One request to the prediction log (thread-safe): handed over whole, with its
+        arrays, so that nothing here is done per row (the log makes the rows when it
+        writes them)."""
         assert self.predlog is not None
-        now = time.time()
         unit_hash = None if unit is None else hashlib.sha256(unit.encode()).hexdigest()[:16]
-        values = prediction.values.tolist()
-        probas = prediction.proba.tolist() if prediction.proba is not None else None
-        inputs = columns.row_dicts()
         cpu_ms = None if prediction.cpu_seconds is None \
             else prediction.cpu_seconds * 1000.0 / max(columns.n, 1)
-        env, name, version = self.config.environment, served.name, served.version
-        latency_ms = latency * 1000.0
-        rows = []
-        for i in range(columns.n):
-            value = values[i]
-            rows.append((  # a PredictionRecord's fields, in order (checked at import)
-                request_id, now, name, version, env, route, unit_hash, i,
-                orjson.dumps(inputs[i], option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-                orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-                float(value) if isinstance(value, int | float) else None,
-                probas[i] if probas is not None else None,
-                latency_ms, status, propensity, caller, cpu_ms))
-        self.predlog.log_rows(rows)
+        self.predlog.log_request((  # REQUEST_FIELDS, in order (checked at import)
+            request_id, time.time(), served.name, served.version, self.config.environment,
+            route, unit_hash, columns.names, columns.block(), prediction.values,
+            prediction.proba, latency * 1000.0, status, propensity, caller, cpu_ms))
 
     def _model_failed(self, request_id: str, served: ServedModel, route: str,
                       unit: str | None, columns: Columns | None, latency: float, status: int,

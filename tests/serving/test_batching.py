@@ -178,7 +178,9 @@ def test_dense_columns_make_their_views_on_demand() -> None:
     cols = Columns.from_dense(["x", "y"], block)
     assert cols.value("y", 1) == 4.0 and cols.value("z") is None and cols.value("x", 5) is None
     np.testing.assert_array_equal(cols.data["x"], [1.0, 3.0])
-    assert cols.row_dicts() == [{"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 4.0}]
+    assert cols.block() is block  # the log takes the block itself: no copy, no rows
+    mixed = Columns(["x", "s"], {"x": np.array([1, 2]), "s": np.array(["a", "b"])}, 2)
+    assert mixed.block() == {"x": [1, 2], "s": ["a", "b"]}
 
 
 def test_a_slow_model_waits_briefly_for_the_callers_it_just_answered() -> None:

@@ -56,6 +56,7 @@ def die(log: PredictionLog) -> None:
             batch.segment.release()
         batch.preds.clear()
         batch.feedback.clear()
+        batch.requests.clear()
     log._pending = 0
     atexit.unregister(log._atexit)
 
@@ -75,13 +76,19 @@ def kill_after_logging(root: Path, spool: Path, n: int, *, feedback: int = 0) ->
                                       "1", 1.0, None, 2.0, 200)])
         for i in range({feedback}):
             log.log_feedback([FeedbackRecord(f"req-{{i}}", 0, "churn", "1", 1.0, {TS} + i)])
-        print("acknowledged", flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
     """)
+    run_until_killed(code)
+
+
+def run_until_killed(code: str) -> str:
+    """Run ``code`` in a child process that says "acknowledged" and kills itself with
+    SIGKILL (no flush, no exit handler); returns what it printed."""
+    code += '\nprint("acknowledged", flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n'
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert "acknowledged" in done.stdout
+    return done.stdout
 
 
 def test_rows_of_a_killed_writer_are_written_by_the_next_start(tmp_path: Path) -> None:

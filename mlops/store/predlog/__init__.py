@@ -66,8 +66,10 @@ from mlops.store.predlog.reader import LogReader, Scan, bind, feedback_scan, pre
 from mlops.store.predlog.records import (
     FEEDBACK_FIELDS,
     PREDICTION_FIELDS,
+    REQUEST_FIELDS,
     FeedbackRecord,
     PredictionRecord,
+    Request,
     Row,
 )
 from mlops.store.predlog.writer import PredictionLog, default_spool_dir
@@ -83,6 +85,7 @@ __all__ = [
     "PREDICTION_FIELDS",
     "PREDICTION_FILE_SCHEMA",
     "PREDICTION_SCHEMA",
+    "REQUEST_FIELDS",
     "SETTLE",
     "CompactionOutcome",
     "FeedbackRecord",
@@ -97,6 +100,7 @@ __all__ = [
     "PredictionLog",
     "PredictionRecord",
     "PurgeJournal",
+    "Request",
     "Row",
     "Scan",
     "bind",

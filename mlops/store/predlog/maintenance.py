@@ -88,6 +88,7 @@ from mlops.store.predlog.layout import (
     LogStore,
     is_data_file,
     manifest_name,
+    parquet_bytes,
     parse_manifest,
     parse_part_name,
     part_name,
@@ -661,9 +662,7 @@ def _merge(store: LogStore, partition: Partition, names: list[str], folder: _Fol
     rows = merged.num_rows
     merged = merged.replace_schema_metadata(
         {COMPACTED_FROM_KEY: json.dumps(sorted(set(held))).encode()})
-    sink = pa.BufferOutputStream()
-    pq.write_table(merged, sink, compression="lz4")
-    data = sink.getvalue().to_pybytes()
+    data = parquet_bytes(merged).to_pybytes()
     manifest = f"{base}/{manifest_name(file_id)}"
     _put(store, manifest, CompactionManifest(target, tuple(names), now).to_json())
     try:

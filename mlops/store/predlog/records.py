@@ -2,10 +2,14 @@
 
 A :class:`PredictionRecord` is one predicted row of one request; a :class:`FeedbackRecord`
 the observed label of one. The writer's buffer holds each as a plain tuple of its fields in
-declaration order (a *row*: :data:`PREDICTION_FIELDS`, :data:`FEEDBACK_FIELDS`), which the
-gateway builds directly: no object per row on the request path, and the Arrow columns are
-the rows transposed. The spool keeps the same rows as JSON, non-finite floats of the scalar
-float fields as strings so that they come back as they were.
+declaration order (a *row*: :data:`PREDICTION_FIELDS`, :data:`FEEDBACK_FIELDS`); the Arrow
+columns are the rows transposed. The spool keeps the same rows as JSON, non-finite floats of
+the scalar float fields as strings so that they come back as they were.
+
+The gateway hands over a whole request instead (a *request*: :data:`REQUEST_FIELDS`, its
+inputs and outputs still arrays), so that the request path does no work per row: the spool
+keeps it as one JSON array (:func:`request_payload`, numpy arrays encoded in one call), and
+:func:`requests_table` makes its rows when they are written, in bulk and off the request path.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from mlops.store.predlog.layout import (
@@ -27,9 +32,11 @@ from mlops.store.predlog.layout import (
 __all__ = [
     "FEEDBACK_FIELDS",
     "PREDICTION_FIELDS",
+    "REQUEST_FIELDS",
     "FeedbackRecord",
     "PredictionRecord",
     "Record",
+    "Request",
     "Row",
     "convert",
     "feedback_rows_table",
@@ -37,6 +44,9 @@ __all__ = [
     "from_row",
     "prediction_rows_table",
     "prediction_table",
+    "request_from_payload",
+    "request_payload",
+    "requests_table",
     "row_of",
     "spool_rows",
 ]
@@ -84,6 +94,17 @@ class FeedbackRecord:
 Record = TypeVar("Record", PredictionRecord, FeedbackRecord)
 #: a record's field values in declaration order (see the module docstring)
 Row = tuple[Any, ...]
+#: one request's rows as the gateway hands them over (:data:`REQUEST_FIELDS`)
+Request = tuple[Any, ...]
+
+#: A request's fields. ``names`` are the input columns; ``inputs`` is either the dense block
+#: (rows x names, an array or a list of row lists) or a mapping of each name to its column
+#: as a list; ``values`` the predicted values (one per row) and ``proba`` their class
+#: probabilities (rows x classes) or None; ``cpu_ms`` the model's CPU per row. The other
+#: fields are a :class:`PredictionRecord`'s, the same for every row of the request.
+REQUEST_FIELDS = ("request_id", "ts", "model", "version", "environment", "route",
+                  "unit_hash", "names", "inputs", "values", "proba", "latency_ms", "status",
+                  "propensity", "caller", "cpu_ms")
 
 PREDICTION_FIELDS = tuple(f.name for f in fields(PredictionRecord))
 FEEDBACK_FIELDS = tuple(f.name for f in fields(FeedbackRecord))
@@ -136,6 +157,159 @@ def from_row(cls: type[Record], values: Sequence[Any]) -> Record:
         if i < len(items) and items[i] in ("nan", "inf", "-inf"):
             items[i] = float(items[i])
     return cls(*items)
+
+
+# ---------------------------------------------------------------------------- requests
+
+_R_INPUTS, _R_VALUES, _R_PROBA = (REQUEST_FIELDS.index(n) for n in ("inputs", "values", "proba"))
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+#: how a float prediction that JSON cannot hold (NaN, infinities) travels in the spool
+_NONFINITE = "nonfinite"
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def _mark(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {_NONFINITE: repr(value)}
+    return [_mark(v) for v in value] if isinstance(value, list) else value
+
+
+def _unmark(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1 and _NONFINITE in value:
+        return float(value[_NONFINITE])
+    return [_unmark(v) for v in value] if isinstance(value, list) else value
+
+
+def request_payload(request: Request) -> bytes:
+    """The request as the spool keeps it: one JSON array of its fields. Arrays orjson
+    encodes natively (numeric, C-ordered) go in one call. Predictions that JSON cannot hold
+    (NaN, infinities) travel marked and come back as they were; such inputs and
+    probabilities come back as nulls, as a row's inputs are logged anyway. Raises
+    ``TypeError``/``orjson.JSONEncodeError`` for values JSON cannot hold."""
+    values = request[_R_VALUES]
+    if not isinstance(values, np.ndarray) or values.dtype.kind == "O" or \
+            (values.dtype.kind == "f" and not np.isfinite(values).all()):
+        fields = list(request)
+        fields[_R_VALUES] = _mark(_plain(values))
+        request = tuple(fields)
+    try:
+        return orjson.dumps(request, option=_NUMPY)
+    except orjson.JSONEncodeError:  # str arrays, or not C-ordered: as lists
+        fields = list(request)
+        for i in (_R_INPUTS, _R_VALUES, _R_PROBA):
+            fields[i] = _plain(fields[i])
+        return orjson.dumps(fields, option=_NUMPY)
+
+
+def request_from_payload(doc: Any) -> Request:
+    """A request back from its spooled JSON array (:func:`request_payload`)."""
+    if not isinstance(doc, list) or len(doc) != len(REQUEST_FIELDS):
+        raise ValueError(f"a spooled request has {len(REQUEST_FIELDS)} fields")
+    values = doc[_R_VALUES] = _unmark(doc[_R_VALUES])
+    if not isinstance(values, list):
+        raise ValueError("a spooled request's predictions are a list")
+    return tuple(doc)
+
+
+def requests_table(requests: Sequence[Request]) -> pa.Table:
+    """The requests' rows as a table of
+    :data:`~mlops.store.predlog.layout.PREDICTION_FILE_SCHEMA` (what logging each row as a
+    record writes), built column by column: per row only its texts, no tuple or list that
+    the garbage collector would have to walk. Raises ``ValueError``/``TypeError`` (or
+    Arrow's errors) for a malformed request."""
+    n_rows: list[int] = []
+    ids, ts, envs, routes, units, latencies, statuses, propensities, callers, cpus = \
+        [], [], [], [], [], [], [], [], [], []
+    inputs: list[str] = []
+    texts: list[str] = []
+    numbers: list[float | None] = []
+    probas: list[Any] = []
+    dumps = orjson.dumps
+    for (request_id, t, _model, _version, environment, route, unit_hash, names, block, values,
+         proba, latency_ms, status, propensity, caller, cpu_ms) in requests:
+        values = _plain(values)
+        n = len(values)
+        rows_in = _input_texts(names, block, n)
+        if len(rows_in) != n or (proba is not None and len(proba) != n):
+            raise ValueError(f"{len(rows_in)} input rows for {n} predictions")
+        inputs += rows_in
+        texts += [dumps(v, option=_NUMPY).decode() for v in values]
+        numbers += [float(v) if isinstance(v, int | float) else None for v in values]
+        probas.append(proba)
+        n_rows.append(n)
+        ids.append(request_id)
+        ts.append(t)
+        envs.append(environment)
+        routes.append(route)
+        units.append(unit_hash)
+        latencies.append(latency_ms)
+        statuses.append(status)
+        propensities.append(propensity)
+        callers.append(caller)
+        cpus.append(cpu_ms)
+    counts = np.asarray(n_rows, dtype=np.int64)
+    total = int(counts.sum())
+    starts = np.cumsum(counts) - counts
+    each = None if bool((counts == 1).all()) else \
+        pa.array(np.repeat(np.arange(len(requests)), counts))  # each row's request
+
+    def per_request(values: Sequence[Any] | pa.Array, kind: pa.DataType) -> pa.Array:
+        array = values if isinstance(values, pa.Array) else pa.array(values, kind)
+        return array if each is None else array.take(each)
+
+    arrays = [
+        per_request(ids, _STR),
+        per_request(_ts_array(ts), _TS),
+        per_request(envs, _STR),
+        per_request(routes, _STR),
+        per_request(units, _STR),
+        pa.array(np.arange(total) - np.repeat(starts, counts), pa.int64()),
+        pa.array(inputs, _STR),
+        pa.array(texts, _STR),
+        pa.array(numbers, _F64),
+        _proba_array(probas, counts),
+        per_request(latencies, _F64),
+        per_request(statuses, pa.int32()),
+        per_request(propensities, _F64),
+        per_request(callers, _STR),
+        per_request(cpus, _F64),
+    ]
+    return pa.Table.from_arrays(arrays, schema=PREDICTION_FILE_SCHEMA)
+
+
+def _proba_array(probas: list[Any], counts: np.ndarray) -> pa.Array:
+    """Each request's probabilities (rows x classes, or None) as one list column."""
+    blocks, lengths, missing = [], [], []
+    for proba, n in zip(probas, counts.tolist(), strict=True):
+        if proba is None:
+            lengths += [0] * n
+            missing += [True] * n
+            continue
+        block = np.asarray(proba, dtype=np.float64)
+        if block.ndim != 2 or block.shape[0] != n:
+            raise ValueError(f"probabilities of shape {block.shape} for {n} rows")
+        blocks.append(block.ravel())
+        lengths += [block.shape[1]] * n
+        missing += [False] * n
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(blocks) if blocks else np.empty(0)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, _F64),
+                                    type=pa.list_(_F64),
+                                    mask=pa.array(missing, pa.bool_()) if any(missing) else None)
+
+
+def _input_texts(names: Sequence[str], inputs: Any, n: int) -> list[str]:
+    """Each of the ``n`` input rows as the JSON object of its columns."""
+    if not names:
+        return ["{}"] * n
+    rows = zip(*(_plain(inputs[c]) for c in names), strict=True) if isinstance(inputs, dict) \
+        else _plain(inputs)
+    dumps = orjson.dumps
+    return [dumps(dict(zip(names, row, strict=True)), option=_NUMPY).decode() for row in rows]
 
 
 # ---------------------------------------------------------------------------- Arrow

@@ -20,7 +20,8 @@ File format: ``MAGIC``, then frames of ``<u32 little-endian payload length><u8 k
 <payload>``, then zeros up to the reserved size. The first frame is the JSON header
 (kind 0: format version, store URI, pid, creation time), the others JSON arrays of record
 rows (kind 1 predictions, kind 2 feedback, see
-:func:`~mlops.store.predlog.records.spool_rows`). A frame's payload is copied before its length,
+:func:`~mlops.store.predlog.records.spool_rows`) or one request's predictions (kind 3, see
+:func:`~mlops.store.predlog.records.request_payload`; format 3, which reads format 2 too). A frame's payload is copied before its length,
 so a frame cut short by a kill reads as the end of the segment: its request was never
 answered.
 
@@ -34,15 +35,23 @@ import logging
 import mmap
 import os
 import struct
+import sys
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from mlops.store.predlog.records import FeedbackRecord, PredictionRecord, from_row
+from mlops.store.predlog.records import (
+    FeedbackRecord,
+    PredictionRecord,
+    Request,
+    from_row,
+    request_from_payload,
+)
 
 try:  # POSIX
     import fcntl
@@ -50,10 +59,15 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "FRAME_FEEDBACK",
+    "FRAME_PREDICTIONS",
+    "FRAME_REQUEST",
     "SPOOL_SUPPORTED",
     "ClaimedSegment",
+    "SegmentContent",
     "SpoolSegment",
     "claim_orphans",
+    "claim_segment",
     "read_segment",
 ]
 
@@ -64,9 +78,13 @@ MAGIC = b"MLOPSPL2"
 SUFFIX = ".spool"
 #: Space a new segment reserves; it doubles when full.
 INITIAL_SIZE = 8 << 20
-_HEADER, _PREDICTIONS, _FEEDBACK = 0, 1, 2
+_HEADER = 0
+#: the kinds of record frames (:meth:`SpoolSegment.append`)
+FRAME_PREDICTIONS, FRAME_FEEDBACK, FRAME_REQUEST = 1, 2, 3
 _FRAME = struct.Struct("<IB")
-_FORMAT = 2
+_FORMAT = 3
+_MADV_POPULATE_WRITE = 23  # Linux 5.14; Python 3.11's mmap module does not name it
+_READS = frozenset({2, _FORMAT})  # format 2 has no request frames
 
 
 def _lock(fd: int) -> bool:
@@ -91,10 +109,12 @@ class SpoolSegment:
         self._pos = pos
 
     @classmethod
-    def create(cls, directory: Path, uri: str, size: int | None = None) -> SpoolSegment:
+    def create(cls, directory: Path, uri: str, size: int | None = None, *,
+               prefault: bool = False) -> SpoolSegment:
         """A new, locked segment with its header and ``size`` bytes reserved (default
         :data:`INITIAL_SIZE`); raises ``OSError`` when it cannot be made (e.g. the folder
-        is not writable or the disk is full)."""
+        is not writable or the disk is full). ``prefault`` maps its pages writable now
+        (Linux 5.14+), so that appends into it take no page faults."""
         size = size or INITIAL_SIZE
         if fcntl is None:
             raise OSError("file locks (fcntl) are not available on this platform")
@@ -108,6 +128,9 @@ class SpoolSegment:
                 raise OSError(f"cannot lock {tmp}")
             os.posix_fallocate(fd, 0, size)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            if prefault and sys.platform == "linux":
+                with contextlib.suppress(OSError, ValueError):  # an older kernel: faults
+                    mm.madvise(_MADV_POPULATE_WRITE)
             mm[:len(MAGIC)] = MAGIC
             segment = cls(directory / f"{segment_id}{SUFFIX}", fd, segment_id, mm, len(MAGIC))
             segment._frame(orjson.dumps({"format": _FORMAT, "uri": uri, "pid": os.getpid(),
@@ -140,13 +163,13 @@ class SpoolSegment:
         os.posix_fallocate(self.fd, 0, size)  # reserve first: no SIGBUS on a full disk
         self._mm.resize(size)
 
-    def append(self, payload: bytes, feedback: bool) -> None:
-        """Append one frame of records (page cache, no system call but when the segment
-        grows); raises ``OSError`` (the segment is then ``broken``)."""
+    def append(self, payload: bytes, kind: int) -> None:
+        """Append one frame of records of a ``FRAME_*`` kind (page cache, no system call
+        but when the segment grows); raises ``OSError`` (the segment is then ``broken``)."""
         if self.broken or self._mm is None:
             raise OSError("the spool segment takes no more appends")
         try:
-            self._frame(payload, _FEEDBACK if feedback else _PREDICTIONS)
+            self._frame(payload, kind)
         except (OSError, ValueError) as exc:
             self.broken = True
             raise OSError(f"cannot append to the spool segment {self.path}: {exc}") from exc
@@ -177,43 +200,58 @@ class ClaimedSegment:
     predictions: list[PredictionRecord] = field(default_factory=list)
     feedback: list[FeedbackRecord] = field(default_factory=list)
     torn: bool = False  # it ended in a frame that cannot be read (a crash mid-append)
+    requests: list[Request] = field(default_factory=list)
 
 
-def read_segment(data: bytes | mmap.mmap) -> tuple[dict[str, Any] | None,
-                                                   list[PredictionRecord],
-                                                   list[FeedbackRecord], bool]:
-    """(header, prediction records, feedback records, torn) of a segment's bytes."""
-    preds: list[PredictionRecord] = []
-    feedback: list[FeedbackRecord] = []
-    if data[:len(MAGIC)] != MAGIC:
-        return None, preds, feedback, bool(len(data))
+@dataclass
+class SegmentContent:
+    """What a segment's bytes hold."""
+
     header: dict[str, Any] | None = None
+    predictions: list[PredictionRecord] = field(default_factory=list)
+    feedback: list[FeedbackRecord] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    torn: bool = False  # it ends in a frame that cannot be read (a crash mid-append)
+
+
+def read_segment(data: bytes | mmap.mmap) -> SegmentContent:
+    """What a segment's bytes hold: its header and records, and whether it is torn."""
+    out = SegmentContent()
+    preds, feedback = out.predictions, out.feedback
+    if data[:len(MAGIC)] != MAGIC:
+        out.torn = bool(len(data))
+        return out
     pos, end = len(MAGIC), len(data)
     while pos + _FRAME.size <= end:
         size, kind = _FRAME.unpack_from(data, pos)
         if size == 0:
-            return header, preds, feedback, False  # the end of what was written
+            return out  # the end of what was written
         body = data[pos + _FRAME.size:pos + _FRAME.size + size]
         if len(body) < size:
-            return header, preds, feedback, True
+            out.torn = True
+            return out
         pos += _FRAME.size + size
         try:
             doc = orjson.loads(body)
             if kind == _HEADER:
-                header = doc
-            elif kind == _PREDICTIONS:
+                out.header = doc
+            elif kind == FRAME_PREDICTIONS:
                 preds.extend(from_row(PredictionRecord, row) for row in doc)
-            elif kind == _FEEDBACK:
+            elif kind == FRAME_FEEDBACK:
                 feedback.extend(from_row(FeedbackRecord, row) for row in doc)
+            elif kind == FRAME_REQUEST:
+                out.requests.append(request_from_payload(doc))
             else:
-                return header, preds, feedback, True
-        except (orjson.JSONDecodeError, TypeError, ValueError):
-            return header, preds, feedback, True
-    return header, preds, feedback, pos < end
+                out.torn = True
+                return out
+        except (orjson.JSONDecodeError, TypeError, ValueError, RecursionError):
+            out.torn = True
+            return out
+    out.torn = pos < end
+    return out
 
 
-def _read(fd: int) -> tuple[dict[str, Any] | None, list[PredictionRecord],
-                            list[FeedbackRecord], bool]:
+def _read(fd: int) -> SegmentContent:
     size = os.fstat(fd).st_size
     if size == 0:
         return read_segment(b"")
@@ -221,38 +259,48 @@ def _read(fd: int) -> tuple[dict[str, Any] | None, list[PredictionRecord],
         return read_segment(mm)
 
 
-def claim_orphans(directory: Path, uri: str) -> list[ClaimedSegment]:
+def claim_segment(path: Path, uri: str) -> ClaimedSegment | None:
+    """Lock and read one segment of the store ``uri`` whose writer is gone (or that its
+    writer handed over); None when it is locked (a live writer), gone, or another store's
+    (or format's). An unreadable one is logged and left in place."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None  # claimed and finished by another process meanwhile
+    keep = False
+    try:
+        if not _lock(fd) or os.fstat(fd).st_nlink == 0:
+            return None  # a live writer, or deleted by the process that claimed it first
+        content = _read(fd)
+        header = content.header
+        if header is not None and (header.get("uri") != uri
+                                   or header.get("format") not in _READS):
+            return None  # another store's (or format's) segment: its own writer replays it
+        segment = SpoolSegment(path, fd, path.name[:-len(SUFFIX)])
+        segment.broken = True  # never appended to again
+        keep = True
+        return ClaimedSegment(segment, content.predictions, content.feedback, content.torn,
+                              content.requests)
+    except (OSError, ValueError) as exc:
+        logger.error("Cannot read the prediction log spool segment %s: %s", path, exc)
+        return None
+    finally:
+        if not keep:
+            os.close(fd)
+
+
+def claim_orphans(directory: Path, uri: str, skip: Collection[str] = ()
+                  ) -> list[ClaimedSegment]:
     """Lock and read every segment of ``directory`` whose writer is gone and that belongs
-    to the store ``uri``. Segments of live writers (locked) and of other stores or formats
-    are left alone; an unreadable one is logged and left in place."""
+    to the store ``uri`` (:func:`claim_segment`), but those whose paths are in ``skip``."""
     if fcntl is None:
         return []
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX))
     except FileNotFoundError:
         return []
-    claimed = []
-    for name in names:
-        path = directory / name
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue  # claimed and finished by another process meanwhile
-        keep = False
-        try:
-            if not _lock(fd) or os.fstat(fd).st_nlink == 0:
-                continue  # a live writer, or deleted by the process that claimed it first
-            header, preds, feedback, torn = _read(fd)
-            if header is not None and (header.get("uri") != uri
-                                       or header.get("format") != _FORMAT):
-                continue  # another store's (or format's) segment: its own writer replays it
-            segment = SpoolSegment(path, fd, name[:-len(SUFFIX)])
-            segment.broken = True  # never appended to again
-            claimed.append(ClaimedSegment(segment, preds, feedback, torn))
-            keep = True
-        except (OSError, ValueError) as exc:
-            logger.error("Cannot read the prediction log spool segment %s: %s", path, exc)
-        finally:
-            if not keep:
-                os.close(fd)
-    return claimed
+    claimed = (claim_segment(directory / name, uri) for name in names
+               if str(directory / name) not in skip)
+    return [c for c in claimed if c is not None]

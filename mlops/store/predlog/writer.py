@@ -1,7 +1,8 @@
 """The prediction log's writer: never blocks a response, survives a killed process.
 
-The request path (:meth:`PredictionLog.log`, :meth:`PredictionLog.log_feedback`) appends
-records to a bounded in-memory buffer and, when spooling is on, the same records to the
+The request path (:meth:`PredictionLog.log_request`, the gateway's: a whole request, its
+rows made when written; :meth:`PredictionLog.log`, :meth:`PredictionLog.log_feedback`)
+appends records to a bounded in-memory buffer and, when spooling is on, the same records to the
 local spool segment (:mod:`~mlops.store.predlog.spool`: a copy into a memory-mapped file,
 that is into the page cache, with no system call and no ``fsync``). Both happen under a
 lock held for that append alone; nothing raises. So when
@@ -32,6 +33,7 @@ logged, just not crash-proof.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import logging
 import os
@@ -47,15 +49,16 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mlops.errors import ArtifactError, ConfigError
+from mlops.store.predlog.helper import HelperProcess, Outcome
 from mlops.store.predlog.layout import (
     FEEDBACK,
     PREDICTIONS,
     Kind,
     day_name,
     open_store,
+    parquet_bytes,
     parse_part_name,
     part_name,
     partition_path,
@@ -64,19 +67,27 @@ from mlops.store.predlog.maintenance import compacted_file_ids
 from mlops.store.predlog.records import (
     FEEDBACK_FIELDS,
     PREDICTION_FIELDS,
+    REQUEST_FIELDS,
     FeedbackRecord,
     PredictionRecord,
+    Request,
     Row,
     convert,
     feedback_rows_table,
     prediction_rows_table,
+    request_payload,
+    requests_table,
     row_of,
     spool_rows,
 )
 from mlops.store.predlog.spool import (
+    FRAME_FEEDBACK,
+    FRAME_PREDICTIONS,
+    FRAME_REQUEST,
     SPOOL_SUPPORTED,
     SpoolSegment,
     claim_orphans,
+    claim_segment,
 )
 
 __all__ = ["CLAIM_SECONDS", "PredictionLog", "default_spool_dir"]
@@ -102,6 +113,18 @@ def default_spool_dir(artifacts_uri: str) -> Path:
 #: where a row's partition key is: (model, version or None, ts) field positions
 _PRED_KEY = tuple(PREDICTION_FIELDS.index(n) for n in ("model", "version", "ts"))
 _FB_KEY = (FEEDBACK_FIELDS.index("model"), None, FEEDBACK_FIELDS.index("ts"))
+_R_VALUES = REQUEST_FIELDS.index("values")
+if REQUEST_FIELDS.index("model") != _PRED_KEY[0] or REQUEST_FIELDS.index("version") != \
+        _PRED_KEY[1] or REQUEST_FIELDS.index("ts") != _PRED_KEY[2]:
+    raise ImportError("a request's partition key must sit where a prediction row's does")
+
+
+def _one(_row: Row) -> int:
+    return 1
+
+
+def _request_rows(request: Request) -> int:
+    return len(request[_R_VALUES])
 
 
 @dataclass(eq=False)
@@ -114,17 +137,20 @@ class _Batch:
     feedback: list[Row] = field(default_factory=list)
     check_written: bool = False  # files of this batch may exist already: look before writing
     spool_failed: bool = False   # its segment could not be made: not retried per request
+    requests: list[Request] = field(default_factory=list)  # the gateway's, rows made late
+    complete: bool = True  # every item is in its segment: the helper may write it from there
 
     @property
     def rows(self) -> int:
-        return len(self.preds) + len(self.feedback)
+        return len(self.preds) + len(self.feedback) + \
+            sum(len(r[_R_VALUES]) for r in self.requests)
 
 
 class PredictionLog:
     """Buffer (and spool) prediction/feedback records; write them as Parquet in the background.
 
-    ``log()``/``log_rows()``/``log_feedback()`` never raise and do no I/O: the spool append is a copy into a
-    memory-mapped file. ``start()``
+    ``log()``/``log_rows()``/``log_request()``/``log_feedback()`` never raise and do no
+    I/O: the spool append is a copy into a memory-mapped file. ``start()``
     claims what dead writers left in the spool folder and runs the daemon flush thread
     (every ``flush_rows`` buffered rows or ``flush_seconds``); ``close()`` writes what is
     left. ``on_drop(n)`` is called (from the calling or flush thread) whenever ``n``
@@ -132,14 +158,18 @@ class PredictionLog:
 
     ``spool``: ``True`` (default) spools to :func:`default_spool_dir`, a path spools there,
     ``False`` keeps records in memory only (lost if the process is killed).
-    ``storage_options`` go to fsspec for the store.
+    ``storage_options`` go to fsspec for the store. ``helper_rows``: once a flush holds
+    that many rows, a helper process (:mod:`~mlops.store.predlog.helper`) is started, and
+    from then on the batches whose records are all in their spool segment are written by
+    it, so that this process holds the GIL for none of that work (None: never).
     """
 
     def __init__(self, artifacts_uri: str, *, max_buffer: int = 200_000,
                  flush_rows: int = 20_000, flush_seconds: float = 2.0,
                  on_drop: Callable[[int], None] | None = None,
                  spool: bool | str | os.PathLike[str] = True,
-                 storage_options: Mapping[str, Any] | None = None) -> None:
+                 storage_options: Mapping[str, Any] | None = None,
+                 helper_rows: int | None = None) -> None:
         for name, value in (("max_buffer", max_buffer), ("flush_rows", flush_rows),
                             ("flush_seconds", flush_seconds)):
             if not isinstance(value, int | float) or not value > 0:
@@ -172,6 +202,10 @@ class PredictionLog:
         self._closed = False
 
         self._flush_lock = threading.Lock()   # one flush (I/O) at a time
+        self._helper = HelperProcess(artifacts_uri, self.spool_dir, storage_options) \
+            if helper_rows is not None and self.spool_dir is not None else None
+        self._helper_rows = helper_rows or 0
+        self._reclaim = False                 # claim at once: the helper lost segments
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -198,8 +232,39 @@ class PredictionLog:
 
     def log_rows(self, rows: list[Row]) -> int:
         """Buffer (and spool) prediction rows: :class:`PredictionRecord` field values in
-        declaration order (the request path's form: no object per row)."""
+        declaration order."""
         return self._append(rows, False)
+
+    def log_request(self, request: Request) -> int:
+        """Buffer (and spool) one request's predictions: a tuple of
+        :data:`~mlops.store.predlog.records.REQUEST_FIELDS` (the gateway's form: its rows
+        are made when written, so the request path does no work per row). All its rows are
+        accepted or none; returns how many were."""
+        try:
+            n = len(request[_R_VALUES])
+            frame = None
+            if self.spool_dir is not None:
+                try:
+                    frame = request_payload(request)
+                except Exception:  # values JSON cannot hold: logged, just not crash-proof
+                    logger.debug("A prediction log request could not be spooled.",
+                                 exc_info=True)
+            with self._lock:
+                accepted = n if not self._closed and self._max_buffer - self._pending >= n \
+                    else 0
+                if accepted:
+                    batch = self._open
+                    if self.spool_dir is not None:
+                        self._spool(batch, frame, FRAME_REQUEST)
+                    batch.requests.append(request)
+                    self._pending += n
+                    self._open_rows += n
+                self._dropped += n - accepted
+                full = self._open_rows >= self._flush_rows
+            return self._accepted(n, accepted, full)
+        except Exception:  # never fail a response because of logging
+            logger.debug("Prediction log rejected a request.", exc_info=True)
+            return 0
 
     def log_feedback(self, records: Sequence[FeedbackRecord]) -> int:
         """Buffer (and spool) feedback records; return how many were accepted."""
@@ -235,24 +300,28 @@ class PredictionLog:
                 if accepted:
                     chunk = records if accepted == n else records[:accepted]
                     batch = self._open
-                    if frame is not None:
-                        if accepted < n:
+                    if self.spool_dir is not None:
+                        if frame is not None and accepted < n:
                             frame = self._payload(chunk, feedback)
-                        if frame is not None:
-                            self._spool(batch, frame, feedback)
+                        self._spool(batch, frame, FRAME_FEEDBACK if feedback
+                                    else FRAME_PREDICTIONS)
                     (batch.feedback if feedback else batch.preds).extend(chunk)
                     self._pending += accepted
                     self._open_rows += accepted
                 self._dropped += n - accepted
                 full = self._open_rows >= self._flush_rows
-            if full and not self._wake.is_set():
-                self._wake.set()
-            if accepted < n:
-                self._notify_drop(n - accepted)
-            return accepted
+            return self._accepted(n, accepted, full)
         except Exception:  # never fail a response because of logging
             logger.debug("Prediction log rejected a batch.", exc_info=True)
             return 0
+
+    def _accepted(self, n: int, accepted: int, full: bool) -> int:
+        """After an append: wake the flush thread when full, report what was dropped."""
+        if full and not self._wake.is_set():
+            self._wake.set()
+        if accepted < n:
+            self._notify_drop(n - accepted)
+        return accepted
 
     @staticmethod
     def _payload(rows: list[Row], feedback: bool) -> bytes | None:
@@ -263,25 +332,33 @@ class PredictionLog:
             logger.debug("Prediction log records could not be spooled.", exc_info=True)
             return None
 
-    def _spool(self, batch: _Batch, payload: bytes, feedback: bool) -> None:
-        """Append records to the open batch's segment (lock held)."""
+    def _spool(self, batch: _Batch, payload: bytes | None, kind: int) -> None:
+        """Append records to the open batch's segment (lock held); a batch with records
+        that are not in its segment is marked incomplete."""
+        if payload is None:
+            batch.complete = False
+            return
         assert self.spool_dir is not None
         segment = batch.segment
         if segment is None:
             if batch.spool_failed:
+                batch.complete = False
                 return
             try:
                 segment = batch.segment = SpoolSegment.create(self.spool_dir, self.uri)
             except OSError as exc:
                 batch.spool_failed = True
+                batch.complete = False
                 self._spool_failed(exc)
                 return
             batch.id = segment.id  # file ids derive from it, whoever writes the rows
         if segment.broken:
+            batch.complete = False
             return
         try:
-            segment.append(payload, feedback)
+            segment.append(payload, kind)
         except OSError as exc:
+            batch.complete = False
             self._spool_failed(exc)
 
     def _spool_failed(self, exc: OSError) -> None:
@@ -343,11 +420,13 @@ class PredictionLog:
         if self.spool_dir is None:
             return 0
         with self._flush_lock:
-            claimed = claim_orphans(self.spool_dir, self.uri)
+            handed = self._helper.outstanding if self._helper is not None else {}
+            claimed = claim_orphans(self.spool_dir, self.uri, skip=handed)
             rows = 0
             for c in claimed:
                 batch = _Batch(c.segment.id, c.segment, [row_of(r) for r in c.predictions],
-                               [row_of(r) for r in c.feedback], check_written=True)
+                               [row_of(r) for r in c.feedback], check_written=True,
+                               requests=c.requests)
                 if not batch.rows:
                     c.segment.discard()
                     continue
@@ -361,12 +440,15 @@ class PredictionLog:
                            "are being written from the spool %s.", rows, self.spool_dir)
         return rows
 
-    def flush(self) -> int:
-        """Write everything buffered now; return rows written.
+    def flush(self, timeout: float = 30.0) -> int:
+        """Write everything buffered now, and wait up to ``timeout`` s for the helper to
+        write what it was handed; return rows written here.
 
         Raises :class:`ArtifactError` when a write fails; its rows stay buffered for a retry.
         """
-        written, error = self._flush_once()
+        written, error = self._flush_once(hand=False)
+        with self._flush_lock:  # the helper is only ever talked to under this lock
+            self._settle(wait=timeout)
         if error is not None:
             raise ArtifactError(
                 f"Could not write prediction log rows to {self.uri}: {error}",
@@ -377,7 +459,8 @@ class PredictionLog:
         return written
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting records, stop the thread and write what is left (idempotent).
+        """Stop accepting records, stop the thread (and the helper) and write what is left
+        (idempotent).
 
         Raises :class:`ArtifactError` if the final write fails (rows stay pending: calling
         ``close()`` again retries; the spool keeps them for the next start) or the thread
@@ -398,12 +481,106 @@ class PredictionLog:
                     path=self.uri,
                 )
         if self._pending:
-            self.flush()
+            self.flush(timeout)
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            for outcome in helper.stop(timeout):
+                self._settled(outcome)
+            lost = helper.forget()
+            if lost:  # in the spool still: written here
+                with self._lock:
+                    self._pending -= lost
+                self.recover()
+        if self._pending:
+            self.flush(timeout)
         with self._flush_lock, self._lock:
             if self._open.segment is not None and not self._open.rows:
                 self._open.segment.discard()
                 self._open.segment = None
         atexit.unregister(self._atexit)
+
+    def write_segment(self, path: Path, *, check_written: bool = True
+                      ) -> tuple[int, int, BaseException | None]:
+        """Claim one segment its writer handed over and write its rows (the helper's work).
+        Returns (rows written, rows dropped as malformed, the write's error); what is not
+        written stays in the spool, unlocked, for the next claim."""
+        claimed = claim_segment(path, self.uri)
+        if claimed is None:  # gone, or claimed by another writer meanwhile
+            return 0, 0, None
+        batch = _Batch(claimed.segment.id, claimed.segment,
+                       [row_of(r) for r in claimed.predictions],
+                       [row_of(r) for r in claimed.feedback], check_written=check_written,
+                       requests=claimed.requests)
+        with self._flush_lock:
+            written, bad, error = self._write_batch(batch)
+        if batch.rows:
+            claimed.segment.release()
+        else:
+            claimed.segment.discard()
+        return written, bad, error
+
+    # -- the helper -------------------------------------------------------------------------
+
+    def _hand(self, batch: _Batch) -> bool:
+        """Hand a sealed batch to the helper when all its records are in its segment."""
+        helper, segment = self._helper, batch.segment
+        if helper is None or segment is None or not batch.complete:
+            return False
+        rows = batch.rows
+        if not helper.started:
+            if rows < self._helper_rows:
+                return False
+            try:
+                helper.start()
+            except OSError as exc:
+                logger.error("Prediction log cannot start its helper process (%s); writing "
+                             "in this process.", exc)
+                self._helper = None
+                return False
+        if not helper.alive:
+            return False
+        segment.release()  # the helper claims it; so would any writer, were we killed now
+        if not helper.hand(segment.path, rows, check_written=batch.check_written):
+            with self._lock:  # an orphan in the spool now: claimed again
+                self._pending -= rows
+            self._reclaim = True
+        return True
+
+    def _settle(self, wait: float = 0.0) -> None:
+        """Count the helper's answers; wait up to ``wait`` s for the outstanding ones. A
+        helper that died leaves its segments to be claimed again, and this process writes
+        from then on."""
+        helper = self._helper
+        deadline = time.monotonic() + wait
+        while helper is not None and helper.started:
+            for outcome in helper.answers():
+                self._settled(outcome)
+            if not helper.alive:
+                lost = helper.forget()
+                with self._lock:
+                    self._pending -= lost
+                self._helper, self._reclaim = None, True
+                logger.error("Prediction log helper process stopped (%d rows it was handed "
+                             "are claimed again from the spool); writing in this process "
+                             "from now on.", lost)
+                return
+            if not helper.outstanding or time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
+
+    def _settled(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._pending -= outcome.rows
+            self._written += outcome.written
+            self._dropped += outcome.dropped
+        if outcome.dropped:
+            logger.error("Prediction log dropped %d malformed records.", outcome.dropped)
+            self._notify_drop(outcome.dropped)
+        if outcome.error is not None:
+            logger.error("Prediction log helper could not write %s (%d of %d rows written; "
+                         "the rest stays in the spool and is claimed again within %g s): %s",
+                         outcome.path, outcome.written, outcome.rows, CLAIM_SECONDS,
+                         outcome.error)
 
     def _claim(self) -> None:
         try:
@@ -417,7 +594,8 @@ class PredictionLog:
         self._claim()
         claimed_at = time.monotonic()
         while not self._stop.is_set():
-            if time.monotonic() - claimed_at >= CLAIM_SECONDS:
+            if self._reclaim or time.monotonic() - claimed_at >= CLAIM_SECONDS:
+                self._reclaim = False
                 self._claim()
                 claimed_at = time.monotonic()
             if failures:
@@ -448,22 +626,35 @@ class PredictionLog:
     # -- flushing ---------------------------------------------------------------------------
 
     def _seal(self) -> None:
-        """Move the open batch to the sealed ones; new records go to a fresh batch."""
+        """Move the open batch to the sealed ones; new records go to a fresh batch. A busy
+        log (``helper_rows``) makes the fresh batch's segment here, prefaulted, rather than
+        in the request that comes first."""
+        rows = self._open.rows  # a hint, read unlocked
+        if not rows:
+            return
+        segment = None
+        if self.spool_dir is not None and self._helper_rows and rows >= self._helper_rows:
+            with contextlib.suppress(OSError):  # the first request tries, and says why not
+                segment = SpoolSegment.create(self.spool_dir, self.uri, prefault=True)
         with self._lock:
-            if not self._open.rows:
-                return
             old = self._open
-            self._open = _Batch(uuid.uuid4().hex)
+            self._open = _Batch(uuid.uuid4().hex) if segment is None \
+                else _Batch(segment.id, segment)
             self._open_rows = 0
             self._sealed.append(old)
 
-    def _flush_once(self) -> tuple[int, BaseException | None]:
-        """Write every sealed batch; failed partitions stay in their batch for a retry."""
+    def _flush_once(self, hand: bool = True) -> tuple[int, BaseException | None]:
+        """Write every sealed batch (or ``hand`` it to the helper); failed partitions stay
+        in their batch for a retry."""
         with self._flush_lock:
             self._seal()
+            self._settle()
             written = bad = 0
             error: BaseException | None = None
             for batch in list(self._sealed):
+                if hand and self._hand(batch):
+                    self._sealed.remove(batch)
+                    continue
                 w, b, err = self._write_batch(batch)
                 written, bad, error = written + w, bad + b, error or err
                 if not batch.rows:
@@ -484,26 +675,34 @@ class PredictionLog:
             return written, error
 
     def _write_batch(self, batch: _Batch) -> tuple[int, int, BaseException | None]:
-        w1, b1, e1 = self._write_kind(batch, PREDICTIONS, batch.preds, prediction_rows_table)
-        w2, b2, e2 = self._write_kind(batch, FEEDBACK, batch.feedback, feedback_rows_table)
-        return w1 + w2, b1 + b2, e1 or e2
+        parts = ((PREDICTIONS, batch.preds, prediction_rows_table, _one, ""),
+                 (PREDICTIONS, batch.requests, requests_table, _request_rows, "requests"),
+                 (FEEDBACK, batch.feedback, feedback_rows_table, _one, ""))
+        written = bad = 0
+        error: BaseException | None = None
+        for kind, items, build, size, part in parts:
+            w, b, e = self._write_kind(batch, kind, items, build, size, part)
+            written, bad, error = written + w, bad + b, error or e
+        return written, bad, error
 
-    def _write_kind(self, batch: _Batch, kind: Kind, recs: list[Row],
-                    build: Callable[[Sequence[Row]], pa.Table],
-                    ) -> tuple[int, int, BaseException | None]:
-        """Write one kind of a batch's rows, one file per partition; the rows left in the
-        batch are those to retry. Returns (written, dropped as malformed, last error)."""
-        if not recs:
+    def _write_kind(self, batch: _Batch, kind: Kind, items: list[Any],
+                    build: Callable[[Sequence[Any]], pa.Table], size: Callable[[Any], int],
+                    part: str) -> tuple[int, int, BaseException | None]:
+        """Write one kind of a batch's items (rows, or requests of ``size`` rows each), one
+        file per partition (``part`` tells apart the files of the same partition that one
+        batch writes); the items left in ``items`` are those to retry. Returns (rows
+        written, rows dropped as malformed, last error)."""
+        if not items:
             return 0, 0, None
-        groups: dict[tuple[str, str | None, int], list[Row]] = {}
+        groups: dict[tuple[str, str | None, int], list[Any]] = {}
         bad = 0
         at_model, at_version, at_ts = _PRED_KEY if kind == PREDICTIONS else _FB_KEY
-        for r in recs:
+        for r in items:
             try:  # model, version (predictions), UTC day: the partition
                 version = None if at_version is None else r[at_version]
                 key = (r[at_model], version, int(r[at_ts] // _DAY))
             except Exception:
-                bad += 1
+                bad += size(r)
                 continue
             group = groups.get(key)
             if group is None:
@@ -512,18 +711,20 @@ class PredictionLog:
                 group.append(r)
         written = 0
         error: BaseException | None = None
-        retry: list[Row] = []
+        retry: list[Any] = []
         for (model, version, day), group in groups.items():
             try:
                 folder = partition_path(kind, model, version, day_name(day))
-                table, kept, n_bad = convert(group, build)
+                table, kept, _ = convert(group, build)
             except Exception:
-                bad += len(group)
+                bad += sum(map(size, group))
                 continue
-            bad += n_bad
+            kept_rows = sum(map(size, kept))
+            bad += sum(map(size, group)) - kept_rows
             if table is None:
                 continue
-            file_id = hashlib.sha256(f"{batch.id}\0{folder}".encode()).hexdigest()[:32]
+            name = f"{batch.id}\0{folder}" + (f"\0{part}" if part else "")
+            file_id = hashlib.sha256(name.encode()).hexdigest()[:32]
             try:
                 if not (batch.check_written and self._exists(folder, file_id)):
                     self._write_file(self._store.path(folder), file_id, table)
@@ -531,8 +732,8 @@ class PredictionLog:
                 retry.extend(kept)
                 error = exc
             else:
-                written += len(kept)
-        recs[:] = retry
+                written += kept_rows
+        items[:] = retry
         return written, bad, error
 
     def _exists(self, folder: str, file_id: str) -> bool:
@@ -545,7 +746,5 @@ class PredictionLog:
         return file_id in compacted_file_ids(self._store, folder)
 
     def _write_file(self, directory: str, file_id: str, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="lz4")
         self._store.put_file(directory, part_name(datetime.now(UTC), file_id),
-                             memoryview(sink.getvalue()))
+                             memoryview(parquet_bytes(table)))
