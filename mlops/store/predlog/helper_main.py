@@ -3,6 +3,7 @@ spool segments its writer hands over (protocol: :mod:`~mlops.store.predlog.helpe
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -23,6 +24,10 @@ def serve() -> int:
     store = orjson.loads(first)
     log = PredictionLog(store["uri"], spool=store["spool"],
                         storage_options=store.get("storage_options") or None)
+    # a segment makes tens of thousands of short-lived lists: collected once per segment
+    # instead of by generation thresholds that would walk them (and the imports) many times
+    gc.freeze()
+    gc.disable()
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         path = ""
@@ -33,6 +38,7 @@ def serve() -> int:
                                                         check_written=bool(doc["check"]))
         except Exception as exc:  # answer anyway: the writer counts on it
             written, dropped, error = 0, 0, exc
+        gc.collect()
         try:
             out.write(orjson.dumps({"path": path, "written": written, "dropped": dropped,
                                     "error": None if error is None
