@@ -68,9 +68,6 @@ UNIT_HEADER = "x-mlops-unit"
 #: thread: a large request must not stall the event loop (other requests, health checks).
 _LOOP_BODY_BYTES = 256 * 1024
 _LOOP_LOG_ROWS = 2_000
-#: A flush of this many rows starts the log's helper process, which writes the log's files
-#: from then on (a busy gateway then spends no GIL time on them; a quiet one needs no helper)
-_HELPER_ROWS = 1_000
 #: body, model -> validated columns and what the encoder needs to know about the request
 Decode = Callable[[Any, ServedModel], tuple[Columns, Any]]
 
@@ -157,8 +154,7 @@ class Gateway:
         # every answered request is spooled locally first: a killed worker loses none, the
         # next start writes them (the spool folder is shared by workers and restarts)
         self.predlog = PredictionLog(settings.artifacts_uri, spool=settings.home / "spool",
-                                     on_drop=lambda n: m.LOG_DROPPED.inc(n),
-                                     helper_rows=_HELPER_ROWS) \
+                                     on_drop=lambda n: m.LOG_DROPPED.inc(n)) \
             if config.log_predictions else None
         self.inflight = 0
         self.recent_ids = RecentIds(100_000)

@@ -8,6 +8,7 @@ is written from memory or replayed from the spool of a killed process.
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,8 @@ def oracle(req: tuple[Any, ...]) -> list[PredictionRecord]:
         unit_hash=fields["unit_hash"], row=i,
         inputs=orjson.dumps(rows[i], option=orjson.OPT_SERIALIZE_NUMPY).decode(),
         prediction=orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-        prediction_num=float(v) if isinstance(v, int | float) else None,
+        prediction_num=float(v) if isinstance(v, int | float | np.number | np.bool_)
+        else None,
         proba=proba[i] if proba is not None else None, latency_ms=fields["latency_ms"],
         status=fields["status"], propensity=fields["propensity"], caller=fields["caller"],
         cpu_ms=fields["cpu_ms"]) for i, v in enumerate(values)]
@@ -107,6 +109,14 @@ KINDS = [
     request("failed", np.array([[1.0, 2.0, 3.0]]), np.full(1, None, dtype=object)),
     request("strided", np.arange(12.0).reshape(3, 4)[:, :3], np.array([1, 2, 3]),
             np.arange(6.0).reshape(2, 3).T),
+    request("float32", np.array([[1.0, 2.0, 3.0]]), np.array([0.1], dtype=np.float32),
+            np.array([[0.3, 0.7]], dtype=np.float32)),
+    request("multi-output", np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]),
+            np.array([[1.5, np.nan], [-np.inf, 2.0]])),
+    request("dict-labels", np.array([[1.0, 2.0, 3.0]]),
+            np.array([{"nonfinite": "x"}], dtype=object)),
+    request("numpy-scalars", np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]),
+            np.array([np.int64(3), np.float32(0.5)], dtype=object)),
 ]
 
 
@@ -252,17 +262,71 @@ def test_log_files_are_zstd_without_statistics_for_the_inputs(tmp_path: Path) ->
     assert math.isclose(columns["latency_ms"].statistics.min, 1.5)
 
 
-def test_a_spooled_request_nested_too_deep_reads_as_a_torn_segment(tmp_path: Path) -> None:
-    """A frame no writer makes (predictions nested as deep as JSON allows) ends the
-    segment's reading like a torn frame, instead of failing every claim."""
+def test_a_spooled_request_nested_too_deep_is_read_and_dropped_when_written(
+        tmp_path: Path) -> None:
+    """Predictions nested as deep as JSON allows (no writer makes them): the frame reads,
+    the request is dropped and counted when its rows are made, the segment is consumed."""
+    root, spool = tmp_path / "artifacts", tmp_path / "spool"
+    deep = b"[" * 1000 + b"1" + b"]" * 1000
+    body = b'["deep",1.0,"m","1","p","s",null,["a"],[[1.0]],' + deep + \
+        b',null,1.0,200,null,null,null]'
+    write_segment_file(spool, str(root), [(3, body), (3, request_payload(KINDS[0]))])
+    log = PredictionLog(str(root), spool=spool)
+    assert log.recover() == 2
+    log.close()
+    assert read_predictions(str(root))["request_id"].to_pylist() == ["dense-one"]
+    assert log.dropped == 1 and log.pending == 0
+
+
+def write_segment_file(spool: Path, uri: str, frames: list[tuple[int, bytes]],
+                       fmt: Any = 3) -> Path:
     import struct
 
     from mlops.store.predlog.spool import MAGIC
 
     frame = struct.Struct("<IB")
-    header = orjson.dumps({"format": 3, "uri": "x", "pid": 1, "created": TS})
-    deep = b"[" * 1000 + b"1" + b"]" * 1000
-    body = b'["r",1.0,"m","1","p","s",null,[],[],' + deep + b',null,1.0,200,null,null,null]'
-    data = MAGIC + frame.pack(len(header), 0) + header + frame.pack(len(body), 3) + body
-    content = read_segment(data)
-    assert content.torn and content.requests == [] and content.header is not None
+    header = orjson.dumps({"format": fmt, "uri": uri, "pid": 1, "created": TS})
+    data = MAGIC + frame.pack(len(header), 0) + header
+    for kind, body in frames:
+        data += frame.pack(len(body), kind) + body
+    spool.mkdir(exist_ok=True)
+    path = spool / f"{os.urandom(16).hex()}{SUFFIX}"
+    path.write_bytes(data + bytes(64))
+    return path
+
+
+def test_hostile_spooled_frames_are_skipped_and_the_rest_written(tmp_path: Path) -> None:
+    """Frames no writer makes (a model name that is a list, a mark that points nowhere,
+    not JSON) are dropped and counted; the good frames around them are written."""
+    root, spool = tmp_path / "artifacts", tmp_path / "spool"
+    good = request_payload(KINDS[0])
+    unhashable = orjson.loads(request_payload(KINDS[0]))
+    unhashable[0], unhashable[2] = "bad-model", ["a", "list"]
+    bad_mark = orjson.loads(request_payload(KINDS[0]))
+    bad_mark[0], bad_mark[9] = "bad-mark", {"values": [1], "nonfinite": [[5, "nan"]]}
+    write_segment_file(spool, str(root), [
+        (3, good), (3, orjson.dumps(unhashable)), (3, orjson.dumps(bad_mark)),
+        (3, b"not json"), (1, b"[[1, 2]]"), (3, good.replace(b"dense-one", b"dense-two"))])
+    dropped: list[int] = []
+    log = PredictionLog(str(root), spool=spool, on_drop=dropped.append)
+    assert log.recover() == 3  # the two good requests and the unhashable one
+    log.close()
+    assert sorted(read_predictions(str(root))["request_id"].to_pylist()) == \
+        ["dense-one", "dense-two"]
+    assert log.dropped == 4 and sum(dropped) == 4 and log.pending == 0
+    assert not list(spool.glob(f"*{SUFFIX}"))
+
+
+def test_a_segment_whose_header_no_writer_makes_is_left_alone(tmp_path: Path) -> None:
+    root, spool = tmp_path / "artifacts", tmp_path / "spool"
+    odd = write_segment_file(spool, str(root), [(3, request_payload(KINDS[0]))],
+                             fmt=["a", "list"])
+    write_segment_file(spool, str(root), [(3, request_payload(KINDS[1]))])
+    log = PredictionLog(str(root), spool=spool)
+    assert log.recover() == 3
+    log.close()
+    assert set(read_predictions(str(root))["request_id"].to_pylist()) == {"dense-three"}
+    assert list(spool.glob(f"*{SUFFIX}")) == [odd]  # not ours to write, not locked either
+    again = PredictionLog(str(root), spool=spool)
+    assert again.recover() == 0
+    again.close()

@@ -163,37 +163,50 @@ def from_row(cls: type[Record], values: Sequence[Any]) -> Record:
 
 _R_INPUTS, _R_VALUES, _R_PROBA = (REQUEST_FIELDS.index(n) for n in ("inputs", "values", "proba"))
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
-#: how a float prediction that JSON cannot hold (NaN, infinities) travels in the spool
-_NONFINITE = "nonfinite"
+#: what counts as a number for ``prediction_num`` (numpy's scalars too: an object array of
+#: them is written the same from memory and from the spool)
+_NUMBERS = (int, float, np.number, np.bool_)
 
 
 def _plain(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def _mark(value: Any) -> Any:
+def _wide(value: Any) -> Any:
+    """Floats narrower than float64 widened, as ``tolist()`` gives them (orjson would
+    write float32 at its own shortest, another value)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype.itemsize < 8:
+        return value.astype(np.float64)
+    return value
+
+
+def _nonfinite(value: Any, path: list[int], out: list[list[Any]]) -> Any:
+    """``value`` with its non-finite floats as nulls, each recorded in ``out`` as its index
+    path and its repr."""
     if isinstance(value, float) and not math.isfinite(value):
-        return {_NONFINITE: repr(value)}
-    return [_mark(v) for v in value] if isinstance(value, list) else value
-
-
-def _unmark(value: Any) -> Any:
-    if isinstance(value, dict) and len(value) == 1 and _NONFINITE in value:
-        return float(value[_NONFINITE])
-    return [_unmark(v) for v in value] if isinstance(value, list) else value
+        out.append([*path, repr(value)])
+        return None
+    if isinstance(value, list):
+        return [_nonfinite(v, [*path, i], out) for i, v in enumerate(value)]
+    return value
 
 
 def request_payload(request: Request) -> bytes:
     """The request as the spool keeps it: one JSON array of its fields. Arrays orjson
     encodes natively (numeric, C-ordered) go in one call. Predictions that JSON cannot hold
-    (NaN, infinities) travel marked and come back as they were; such inputs and
-    probabilities come back as nulls, as a row's inputs are logged anyway. Raises
-    ``TypeError``/``orjson.JSONEncodeError`` for values JSON cannot hold."""
-    values = request[_R_VALUES]
+    (NaN, infinities) travel beside the values (``{"values": [...], "nonfinite": [[index
+    path..., repr], ...]}`` in place of the list) and come back as they were; non-finite
+    inputs come back as nulls (as a row's inputs are logged anyway), probabilities as NaN.
+    Raises ``TypeError``/``orjson.JSONEncodeError`` for values JSON cannot hold."""
+    values, proba = _wide(request[_R_VALUES]), _wide(request[_R_PROBA])
     if not isinstance(values, np.ndarray) or values.dtype.kind == "O" or \
             (values.dtype.kind == "f" and not np.isfinite(values).all()):
+        marks: list[list[Any]] = []
+        plain = _nonfinite(_plain(values), [], marks)
+        values = {"values": plain, "nonfinite": marks} if marks else plain
+    if values is not request[_R_VALUES] or proba is not request[_R_PROBA]:
         fields = list(request)
-        fields[_R_VALUES] = _mark(_plain(values))
+        fields[_R_VALUES], fields[_R_PROBA] = values, proba
         request = tuple(fields)
     try:
         return orjson.dumps(request, option=_NUMPY)
@@ -205,13 +218,37 @@ def request_payload(request: Request) -> bytes:
 
 
 def request_from_payload(doc: Any) -> Request:
-    """A request back from its spooled JSON array (:func:`request_payload`)."""
+    """A request back from its spooled JSON array (:func:`request_payload`); raises
+    ``ValueError`` for one that no writer makes."""
     if not isinstance(doc, list) or len(doc) != len(REQUEST_FIELDS):
         raise ValueError(f"a spooled request has {len(REQUEST_FIELDS)} fields")
-    values = doc[_R_VALUES] = _unmark(doc[_R_VALUES])
+    values = doc[_R_VALUES]
+    if isinstance(values, dict):
+        values = doc[_R_VALUES] = _with_nonfinite(values)
     if not isinstance(values, list):
         raise ValueError("a spooled request's predictions are a list")
     return tuple(doc)
+
+
+def _with_nonfinite(doc: dict[str, Any]) -> list[Any]:
+    values, marks = doc.get("values"), doc.get("nonfinite")
+    if not isinstance(values, list) or not isinstance(marks, list):
+        raise ValueError("a spooled request's marked predictions are malformed")
+    for mark in marks:
+        if not isinstance(mark, list) or len(mark) < 2 or \
+                mark[-1] not in ("nan", "inf", "-inf"):
+            raise ValueError("a spooled request's non-finite mark is malformed")
+        *path, text = mark
+        where: Any = values
+        try:
+            for i in path[:-1]:
+                where = where[i]
+            if where[path[-1]] is not None:
+                raise ValueError("a non-finite mark points at a value")
+            where[path[-1]] = float(text)
+        except (IndexError, TypeError, KeyError) as exc:
+            raise ValueError("a spooled request's non-finite mark points nowhere") from exc
+    return values
 
 
 def requests_table(requests: Sequence[Request]) -> pa.Table:
@@ -237,7 +274,7 @@ def requests_table(requests: Sequence[Request]) -> pa.Table:
             raise ValueError(f"{len(rows_in)} input rows for {n} predictions")
         inputs += rows_in
         texts += [dumps(v, option=_NUMPY).decode() for v in values]
-        numbers += [float(v) if isinstance(v, int | float) else None for v in values]
+        numbers += [float(v) if isinstance(v, _NUMBERS) else None for v in values]
         probas.append(proba)
         n_rows.append(n)
         ids.append(request_id)

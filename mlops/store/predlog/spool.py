@@ -35,10 +35,8 @@ import logging
 import mmap
 import os
 import struct
-import sys
 import time
 import uuid
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,9 +79,9 @@ INITIAL_SIZE = 8 << 20
 _HEADER = 0
 #: the kinds of record frames (:meth:`SpoolSegment.append`)
 FRAME_PREDICTIONS, FRAME_FEEDBACK, FRAME_REQUEST = 1, 2, 3
+_KINDS = frozenset({_HEADER, FRAME_PREDICTIONS, FRAME_FEEDBACK, FRAME_REQUEST})
 _FRAME = struct.Struct("<IB")
 _FORMAT = 3
-_MADV_POPULATE_WRITE = 23  # Linux 5.14; Python 3.11's mmap module does not name it
 _READS = frozenset({2, _FORMAT})  # format 2 has no request frames
 
 
@@ -109,12 +107,10 @@ class SpoolSegment:
         self._pos = pos
 
     @classmethod
-    def create(cls, directory: Path, uri: str, size: int | None = None, *,
-               prefault: bool = False) -> SpoolSegment:
+    def create(cls, directory: Path, uri: str, size: int | None = None) -> SpoolSegment:
         """A new, locked segment with its header and ``size`` bytes reserved (default
         :data:`INITIAL_SIZE`); raises ``OSError`` when it cannot be made (e.g. the folder
-        is not writable or the disk is full). ``prefault`` maps its pages writable now
-        (Linux 5.14+), so that appends into it take no page faults."""
+        is not writable or the disk is full)."""
         size = size or INITIAL_SIZE
         if fcntl is None:
             raise OSError("file locks (fcntl) are not available on this platform")
@@ -128,9 +124,6 @@ class SpoolSegment:
                 raise OSError(f"cannot lock {tmp}")
             os.posix_fallocate(fd, 0, size)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            if prefault and sys.platform == "linux":
-                with contextlib.suppress(OSError, ValueError):  # an older kernel: faults
-                    mm.madvise(_MADV_POPULATE_WRITE)
             mm[:len(MAGIC)] = MAGIC
             segment = cls(directory / f"{segment_id}{SUFFIX}", fd, segment_id, mm, len(MAGIC))
             segment._frame(orjson.dumps({"format": _FORMAT, "uri": uri, "pid": os.getpid(),
@@ -201,6 +194,7 @@ class ClaimedSegment:
     feedback: list[FeedbackRecord] = field(default_factory=list)
     torn: bool = False  # it ended in a frame that cannot be read (a crash mid-append)
     requests: list[Request] = field(default_factory=list)
+    bad: int = 0  # frames skipped: they hold no records a writer makes
 
 
 @dataclass
@@ -212,6 +206,7 @@ class SegmentContent:
     feedback: list[FeedbackRecord] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     torn: bool = False  # it ends in a frame that cannot be read (a crash mid-append)
+    bad: int = 0  # whole frames that hold no records a writer makes: skipped
 
 
 def read_segment(data: bytes | mmap.mmap) -> SegmentContent:
@@ -231,22 +226,21 @@ def read_segment(data: bytes | mmap.mmap) -> SegmentContent:
             out.torn = True
             return out
         pos += _FRAME.size + size
-        try:
+        if kind not in _KINDS:
+            out.torn = True  # not a frame: what follows cannot be trusted either
+            return out
+        try:  # a whole frame that does not read is skipped: the next one starts after it
             doc = orjson.loads(body)
             if kind == _HEADER:
-                out.header = doc
+                out.header = doc if isinstance(doc, dict) else None
             elif kind == FRAME_PREDICTIONS:
-                preds.extend(from_row(PredictionRecord, row) for row in doc)
+                preds.extend([from_row(PredictionRecord, row) for row in doc])
             elif kind == FRAME_FEEDBACK:
-                feedback.extend(from_row(FeedbackRecord, row) for row in doc)
-            elif kind == FRAME_REQUEST:
-                out.requests.append(request_from_payload(doc))
+                feedback.extend([from_row(FeedbackRecord, row) for row in doc])
             else:
-                out.torn = True
-                return out
+                out.requests.append(request_from_payload(doc))
         except (orjson.JSONDecodeError, TypeError, ValueError, RecursionError):
-            out.torn = True
-            return out
+            out.bad += 1
     out.torn = pos < end
     return out
 
@@ -260,8 +254,7 @@ def _read(fd: int) -> SegmentContent:
 
 
 def claim_segment(path: Path, uri: str) -> ClaimedSegment | None:
-    """Lock and read one segment of the store ``uri`` whose writer is gone (or that its
-    writer handed over); None when it is locked (a live writer), gone, or another store's
+    """Lock and read one segment of the store ``uri`` whose writer is gone; None when it is locked (a live writer), gone, or another store's
     (or format's). An unreadable one is logged and left in place."""
     if fcntl is None:
         return None
@@ -275,15 +268,16 @@ def claim_segment(path: Path, uri: str) -> ClaimedSegment | None:
             return None  # a live writer, or deleted by the process that claimed it first
         content = _read(fd)
         header = content.header
-        if header is not None and (header.get("uri") != uri
-                                   or header.get("format") not in _READS):
+        fmt = header.get("format") if header is not None else None
+        if header is not None and (header.get("uri") != uri or type(fmt) is not int
+                                   or fmt not in _READS):
             return None  # another store's (or format's) segment: its own writer replays it
         segment = SpoolSegment(path, fd, path.name[:-len(SUFFIX)])
         segment.broken = True  # never appended to again
         keep = True
         return ClaimedSegment(segment, content.predictions, content.feedback, content.torn,
-                              content.requests)
-    except (OSError, ValueError) as exc:
+                              content.requests, content.bad)
+    except Exception as exc:  # one unreadable segment must not stop the others' claim
         logger.error("Cannot read the prediction log spool segment %s: %s", path, exc)
         return None
     finally:
@@ -291,16 +285,14 @@ def claim_segment(path: Path, uri: str) -> ClaimedSegment | None:
             os.close(fd)
 
 
-def claim_orphans(directory: Path, uri: str, skip: Collection[str] = ()
-                  ) -> list[ClaimedSegment]:
+def claim_orphans(directory: Path, uri: str) -> list[ClaimedSegment]:
     """Lock and read every segment of ``directory`` whose writer is gone and that belongs
-    to the store ``uri`` (:func:`claim_segment`), but those whose paths are in ``skip``."""
+    to the store ``uri`` (:func:`claim_segment`)."""
     if fcntl is None:
         return []
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX))
     except FileNotFoundError:
         return []
-    claimed = (claim_segment(directory / name, uri) for name in names
-               if str(directory / name) not in skip)
+    claimed = (claim_segment(directory / name, uri) for name in names)
     return [c for c in claimed if c is not None]

@@ -33,7 +33,6 @@ logged, just not crash-proof.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hashlib
 import logging
 import os
@@ -51,7 +50,6 @@ import orjson
 import pyarrow as pa
 
 from mlops.errors import ArtifactError, ConfigError
-from mlops.store.predlog.helper import HelperProcess, Outcome
 from mlops.store.predlog.layout import (
     FEEDBACK,
     PREDICTIONS,
@@ -87,7 +85,6 @@ from mlops.store.predlog.spool import (
     SPOOL_SUPPORTED,
     SpoolSegment,
     claim_orphans,
-    claim_segment,
 )
 
 __all__ = ["CLAIM_SECONDS", "PredictionLog", "default_spool_dir"]
@@ -138,7 +135,6 @@ class _Batch:
     check_written: bool = False  # files of this batch may exist already: look before writing
     spool_failed: bool = False   # its segment could not be made: not retried per request
     requests: list[Request] = field(default_factory=list)  # the gateway's, rows made late
-    complete: bool = True  # every item is in its segment: the helper may write it from there
 
     @property
     def rows(self) -> int:
@@ -158,18 +154,14 @@ class PredictionLog:
 
     ``spool``: ``True`` (default) spools to :func:`default_spool_dir`, a path spools there,
     ``False`` keeps records in memory only (lost if the process is killed).
-    ``storage_options`` go to fsspec for the store. ``helper_rows``: once a flush holds
-    that many rows, a helper process (:mod:`~mlops.store.predlog.helper`) is started, and
-    from then on the batches whose records are all in their spool segment are written by
-    it, so that this process holds the GIL for none of that work (None: never).
+    ``storage_options`` go to fsspec for the store.
     """
 
     def __init__(self, artifacts_uri: str, *, max_buffer: int = 200_000,
                  flush_rows: int = 20_000, flush_seconds: float = 2.0,
                  on_drop: Callable[[int], None] | None = None,
                  spool: bool | str | os.PathLike[str] = True,
-                 storage_options: Mapping[str, Any] | None = None,
-                 helper_rows: int | None = None) -> None:
+                 storage_options: Mapping[str, Any] | None = None) -> None:
         for name, value in (("max_buffer", max_buffer), ("flush_rows", flush_rows),
                             ("flush_seconds", flush_seconds)):
             if not isinstance(value, int | float) or not value > 0:
@@ -202,10 +194,6 @@ class PredictionLog:
         self._closed = False
 
         self._flush_lock = threading.Lock()   # one flush (I/O) at a time
-        self._helper = HelperProcess(artifacts_uri, self.spool_dir, storage_options) \
-            if helper_rows is not None and self.spool_dir is not None else None
-        self._helper_rows = helper_rows or 0
-        self._reclaim = False                 # claim at once: the helper lost segments
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -333,32 +321,27 @@ class PredictionLog:
             return None
 
     def _spool(self, batch: _Batch, payload: bytes | None, kind: int) -> None:
-        """Append records to the open batch's segment (lock held); a batch with records
-        that are not in its segment is marked incomplete."""
+        """Append records to the open batch's segment (lock held); nothing when they have
+        no payload (values JSON cannot hold: logged, just not crash-proof)."""
         if payload is None:
-            batch.complete = False
             return
         assert self.spool_dir is not None
         segment = batch.segment
         if segment is None:
             if batch.spool_failed:
-                batch.complete = False
                 return
             try:
                 segment = batch.segment = SpoolSegment.create(self.spool_dir, self.uri)
             except OSError as exc:
                 batch.spool_failed = True
-                batch.complete = False
                 self._spool_failed(exc)
                 return
             batch.id = segment.id  # file ids derive from it, whoever writes the rows
         if segment.broken:
-            batch.complete = False
             return
         try:
             segment.append(payload, kind)
         except OSError as exc:
-            batch.complete = False
             self._spool_failed(exc)
 
     def _spool_failed(self, exc: OSError) -> None:
@@ -420,8 +403,7 @@ class PredictionLog:
         if self.spool_dir is None:
             return 0
         with self._flush_lock:
-            handed = self._helper.outstanding if self._helper is not None else {}
-            claimed = claim_orphans(self.spool_dir, self.uri, skip=handed)
+            claimed = claim_orphans(self.spool_dir, self.uri)
             rows = 0
             for c in claimed:
                 batch = _Batch(c.segment.id, c.segment, [row_of(r) for r in c.predictions],
@@ -432,23 +414,26 @@ class PredictionLog:
                     continue
                 self._sealed.append(batch)
                 rows += batch.rows
+            bad = sum(c.bad for c in claimed)
             with self._lock:
                 self._pending += rows
                 self._replayed += rows
+                self._dropped += bad
+        if bad:
+            logger.error("Prediction log: %d spooled frames in %s hold no records this "
+                         "version writes; they were skipped.", bad, self.spool_dir)
+            self._notify_drop(bad)
         if rows:
             logger.warning("Prediction log: %d rows that a killed process had acknowledged "
                            "are being written from the spool %s.", rows, self.spool_dir)
         return rows
 
-    def flush(self, timeout: float = 30.0) -> int:
-        """Write everything buffered now, and wait up to ``timeout`` s for the helper to
-        write what it was handed; return rows written here.
+    def flush(self) -> int:
+        """Write everything buffered now; return rows written.
 
         Raises :class:`ArtifactError` when a write fails; its rows stay buffered for a retry.
         """
-        written, error = self._flush_once(hand=False)
-        with self._flush_lock:  # the helper is only ever talked to under this lock
-            self._settle(wait=timeout)
+        written, error = self._flush_once()
         if error is not None:
             raise ArtifactError(
                 f"Could not write prediction log rows to {self.uri}: {error}",
@@ -459,8 +444,7 @@ class PredictionLog:
         return written
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting records, stop the thread (and the helper) and write what is left
-        (idempotent).
+        """Stop accepting records, stop the thread and write what is left (idempotent).
 
         Raises :class:`ArtifactError` if the final write fails (rows stay pending: calling
         ``close()`` again retries; the spool keeps them for the next start) or the thread
@@ -481,106 +465,12 @@ class PredictionLog:
                     path=self.uri,
                 )
         if self._pending:
-            self.flush(timeout)
-        helper, self._helper = self._helper, None
-        if helper is not None:
-            for outcome in helper.stop(timeout):
-                self._settled(outcome)
-            lost = helper.forget()
-            if lost:  # in the spool still: written here
-                with self._lock:
-                    self._pending -= lost
-                self.recover()
-        if self._pending:
-            self.flush(timeout)
+            self.flush()
         with self._flush_lock, self._lock:
             if self._open.segment is not None and not self._open.rows:
                 self._open.segment.discard()
                 self._open.segment = None
         atexit.unregister(self._atexit)
-
-    def write_segment(self, path: Path, *, check_written: bool = True
-                      ) -> tuple[int, int, BaseException | None]:
-        """Claim one segment its writer handed over and write its rows (the helper's work).
-        Returns (rows written, rows dropped as malformed, the write's error); what is not
-        written stays in the spool, unlocked, for the next claim."""
-        claimed = claim_segment(path, self.uri)
-        if claimed is None:  # gone, or claimed by another writer meanwhile
-            return 0, 0, None
-        batch = _Batch(claimed.segment.id, claimed.segment,
-                       [row_of(r) for r in claimed.predictions],
-                       [row_of(r) for r in claimed.feedback], check_written=check_written,
-                       requests=claimed.requests)
-        with self._flush_lock:
-            written, bad, error = self._write_batch(batch)
-        if batch.rows:
-            claimed.segment.release()
-        else:
-            claimed.segment.discard()
-        return written, bad, error
-
-    # -- the helper -------------------------------------------------------------------------
-
-    def _hand(self, batch: _Batch) -> bool:
-        """Hand a sealed batch to the helper when all its records are in its segment."""
-        helper, segment = self._helper, batch.segment
-        if helper is None or segment is None or not batch.complete:
-            return False
-        rows = batch.rows
-        if not helper.started:
-            if rows < self._helper_rows:
-                return False
-            try:
-                helper.start()
-            except OSError as exc:
-                logger.error("Prediction log cannot start its helper process (%s); writing "
-                             "in this process.", exc)
-                self._helper = None
-                return False
-        if not helper.alive:
-            return False
-        segment.release()  # the helper claims it; so would any writer, were we killed now
-        if not helper.hand(segment.path, rows, check_written=batch.check_written):
-            with self._lock:  # an orphan in the spool now: claimed again
-                self._pending -= rows
-            self._reclaim = True
-        return True
-
-    def _settle(self, wait: float = 0.0) -> None:
-        """Count the helper's answers; wait up to ``wait`` s for the outstanding ones. A
-        helper that died leaves its segments to be claimed again, and this process writes
-        from then on."""
-        helper = self._helper
-        deadline = time.monotonic() + wait
-        while helper is not None and helper.started:
-            for outcome in helper.answers():
-                self._settled(outcome)
-            if not helper.alive:
-                lost = helper.forget()
-                with self._lock:
-                    self._pending -= lost
-                self._helper, self._reclaim = None, True
-                logger.error("Prediction log helper process stopped (%d rows it was handed "
-                             "are claimed again from the spool); writing in this process "
-                             "from now on.", lost)
-                return
-            if not helper.outstanding or time.monotonic() >= deadline:
-                return
-            time.sleep(0.005)
-
-    def _settled(self, outcome: Outcome) -> None:
-        with self._lock:
-            self._pending -= outcome.rows
-            self._written += outcome.written
-            self._dropped += outcome.dropped
-        if outcome.dropped:
-            logger.error("Prediction log dropped %d malformed records.", outcome.dropped)
-            self._notify_drop(outcome.dropped)
-        if outcome.error is not None:
-            logger.error("Prediction log helper could not write %s (%d of %d rows written; "
-                         "the rest stays in the spool and is claimed again within %g s): %s",
-                         outcome.path, outcome.written, outcome.rows, CLAIM_SECONDS,
-                         outcome.error)
 
     def _claim(self) -> None:
         try:
@@ -594,8 +484,7 @@ class PredictionLog:
         self._claim()
         claimed_at = time.monotonic()
         while not self._stop.is_set():
-            if self._reclaim or time.monotonic() - claimed_at >= CLAIM_SECONDS:
-                self._reclaim = False
+            if time.monotonic() - claimed_at >= CLAIM_SECONDS:
                 self._claim()
                 claimed_at = time.monotonic()
             if failures:
@@ -626,35 +515,22 @@ class PredictionLog:
     # -- flushing ---------------------------------------------------------------------------
 
     def _seal(self) -> None:
-        """Move the open batch to the sealed ones; new records go to a fresh batch. A busy
-        log (``helper_rows``) makes the fresh batch's segment here, prefaulted, rather than
-        in the request that comes first."""
-        rows = self._open.rows  # a hint, read unlocked
-        if not rows:
-            return
-        segment = None
-        if self.spool_dir is not None and self._helper_rows and rows >= self._helper_rows:
-            with contextlib.suppress(OSError):  # the first request tries, and says why not
-                segment = SpoolSegment.create(self.spool_dir, self.uri, prefault=True)
+        """Move the open batch to the sealed ones; new records go to a fresh batch."""
         with self._lock:
+            if not self._open.rows:
+                return
             old = self._open
-            self._open = _Batch(uuid.uuid4().hex) if segment is None \
-                else _Batch(segment.id, segment)
+            self._open = _Batch(uuid.uuid4().hex)
             self._open_rows = 0
             self._sealed.append(old)
 
-    def _flush_once(self, hand: bool = True) -> tuple[int, BaseException | None]:
-        """Write every sealed batch (or ``hand`` it to the helper); failed partitions stay
-        in their batch for a retry."""
+    def _flush_once(self) -> tuple[int, BaseException | None]:
+        """Write every sealed batch; failed partitions stay in their batch for a retry."""
         with self._flush_lock:
             self._seal()
-            self._settle()
             written = bad = 0
             error: BaseException | None = None
             for batch in list(self._sealed):
-                if hand and self._hand(batch):
-                    self._sealed.remove(batch)
-                    continue
                 w, b, err = self._write_batch(batch)
                 written, bad, error = written + w, bad + b, error or err
                 if not batch.rows:
@@ -701,6 +577,7 @@ class PredictionLog:
             try:  # model, version (predictions), UTC day: the partition
                 version = None if at_version is None else r[at_version]
                 key = (r[at_model], version, int(r[at_ts] // _DAY))
+                hash(key)  # a replayed row may hold anything
             except Exception:
                 bad += size(r)
                 continue
