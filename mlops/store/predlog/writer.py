@@ -517,7 +517,7 @@ class PredictionLog:
     def _seal(self) -> None:
         """Move the open batch to the sealed ones; new records go to a fresh batch."""
         with self._lock:
-            if not self._open.rows:
+            if not self._open_rows:  # the open batch's rows, counted as they come
                 return
             old = self._open
             self._open = _Batch(uuid.uuid4().hex)
