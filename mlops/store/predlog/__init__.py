@@ -5,6 +5,7 @@
 - :mod:`~mlops.store.predlog.records` - the records and their Arrow / spool encodings
 - :mod:`~mlops.store.predlog.spool` - the local spool that survives a killed process
 - :mod:`~mlops.store.predlog.writer` - :class:`PredictionLog`, the non-blocking writer
+- :mod:`~mlops.store.predlog.gil` - short GIL turns while the writer builds its columns
 - :mod:`~mlops.store.predlog.reader` - the one DuckDB reader (bound parameters only)
 - :mod:`~mlops.store.predlog.queries` - typed queries (whole tables, logged rows of a window)
 - :mod:`~mlops.store.predlog.increments` - files completed since a cursor, for O(new rows)
@@ -19,6 +20,7 @@
 
 from __future__ import annotations
 
+from mlops.store.predlog.gil import SHORT_TURN, short_turns
 from mlops.store.predlog.increments import (
     LATE,
     SETTLE,
@@ -87,6 +89,7 @@ __all__ = [
     "PREDICTION_SCHEMA",
     "REQUEST_FIELDS",
     "SETTLE",
+    "SHORT_TURN",
     "CompactionOutcome",
     "FeedbackRecord",
     "Kind",
@@ -123,5 +126,6 @@ __all__ = [
     "read_log_files",
     "read_prediction_files",
     "read_predictions",
+    "short_turns",
     "start_purge",
 ]

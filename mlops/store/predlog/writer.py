@@ -50,6 +50,7 @@ import orjson
 import pyarrow as pa
 
 from mlops.errors import ArtifactError, ConfigError
+from mlops.store.predlog.gil import short_turns
 from mlops.store.predlog.layout import (
     FEEDBACK,
     PREDICTIONS,
@@ -592,7 +593,8 @@ class PredictionLog:
         for (model, version, day), group in groups.items():
             try:
                 folder = partition_path(kind, model, version, day_name(day))
-                table, kept, _ = convert(group, build)
+                with short_turns():  # requests waiting meanwhile get the GIL sooner
+                    table, kept, _ = convert(group, build)
             except Exception:
                 bad += sum(map(size, group))
                 continue
