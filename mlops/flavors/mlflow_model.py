@@ -108,7 +108,8 @@ def read_mlflow_model(path: str | os.PathLike[str], *, label: str | None = None
     """Read an MLflow model directory: which file to load, its signature and input example.
     ``label`` names it in messages (e.g. the ``models:/`` URI it was downloaded from).
 
-    Raises :class:`~mlops.errors.UnsafeModel` for a model that needs its own code,
+    Raises :class:`~mlops.errors.UnsafeModel` for a model that needs its own code (or an
+    ``MLmodel`` that links outside its directory),
     :class:`~mlops.errors.UnknownFlavor` for a flavor mlops does not read, and
     :class:`~mlops.errors.FlavorError` for a broken ``MLmodel``.
     """
@@ -209,6 +210,11 @@ def _read_mlmodel(root: Path, where: str) -> dict[str, Any]:
         raise FlavorError(f"{where} is not an MLflow model directory (no MLmodel file).",
                           fix="Point at the folder that holds MLmodel, e.g. the 'model' folder "
                               "of a run's artifacts.", path=where)
+    if not mlmodel.resolve().is_relative_to(root.resolve()):  # a link out of the directory
+        raise UnsafeModel(f"The MLmodel file of {where} is a link to a file outside the model "
+                          "directory; it was not read.", offending=["MLmodel link"],
+                          fix="Copy the model directory with its real files (not links to "
+                              "files elsewhere) and register the copy.", path=where)
     if mlmodel.stat().st_size > _MAX_MLMODEL:
         raise FlavorError(f"The MLmodel of {where} is larger than {_MAX_MLMODEL} bytes.",
                           fix="An MLmodel file is a short YAML file; save the model again.",

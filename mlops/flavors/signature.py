@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from mlops.errors import FlavorError
 from mlops.flavors.base import LoadedModel, to_frame
 
-__all__ = ["ColumnSpec", "Signature", "infer_signature"]
+__all__ = ["ColumnSpec", "Signature", "fit_signature", "infer_signature"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,53 @@ def infer_signature(example: Any, model: LoadedModel | None = None) -> Signature
             outputs.append(ColumnSpec("probabilities", "float64"))
             classes = model.classes
     return Signature(inputs, outputs, classes, positional=not named)
+
+
+_SIGNATURE_FIX = ("Log the model again with a signature inferred from its training data "
+                  "(mlflow.models.infer_signature) or with an input example, or register "
+                  "it with an input example (--input-example FILE).")
+
+
+def fit_signature(signature: Signature | None, model: LoadedModel, where: str
+                  ) -> Signature | None:
+    """``signature`` (declared, as in an MLflow ``MLmodel``) checked against the inputs
+    ``model`` was fitted on, so that no version is registered that no request can reach.
+    Positional columns (``f0..fN``) take the model's names when their count matches.
+    Raises :class:`~mlops.errors.FlavorError` for a column declared twice, and for
+    columns that are not the model's (by name, or by count for a model fitted on an
+    unnamed array)."""
+    if signature is None:
+        return None
+    names = signature.columns
+    twice = sorted(n for n, k in Counter(names).items() if k > 1)
+    if twice:
+        raise FlavorError(f"The signature of {where} declares the input column(s) "
+                          f"{', '.join(map(repr, twice[:10]))} more than once.",
+                          fix=_SIGNATURE_FIX)
+    wanted = model.input_columns
+    if wanted:
+        if signature.positional and len(names) == len(wanted):
+            return replace(signature, positional=False, inputs=[
+                ColumnSpec(w, c.dtype, c.nullable)
+                for c, w in zip(signature.inputs, wanted, strict=True)])
+        if set(names) != set(wanted):
+            declared = set(names)
+            missing = [c for c in wanted if c not in declared]
+            foreign = [c for c in names if c not in set(wanted)]
+            parts = [f"the model's column(s) {_few(missing)} are not declared"] if missing \
+                else []
+            parts += [f"{_few(foreign)} are not the model's"] if foreign else []
+            raise FlavorError(f"The signature of {where} does not match the columns the model "
+                              f"was fitted on: {'; '.join(parts)}.", fix=_SIGNATURE_FIX)
+        return signature
+    fitted = getattr(model.raw, "n_features_in_", None)
+    if isinstance(fitted, int | np.integer) and not isinstance(fitted, bool) \
+            and int(fitted) != len(names):
+        raise FlavorError(f"The signature of {where} declares {len(names)} input column(s); "
+                          f"the model was fitted on {int(fitted)}.", fix=_SIGNATURE_FIX)
+    return signature
+
+
+def _few(names: list[str]) -> str:
+    shown = ", ".join(map(repr, names[:10]))
+    return shown + (f" and {len(names) - 10} more" if len(names) > 10 else "")

@@ -28,7 +28,7 @@ from mlops.errors import DuplicateVersion, RegistryError, UnsafeModel, VersionNo
 from mlops.flavors.base import LoadedModel
 from mlops.flavors.files import detect_format, load_bytes, safety_check, unparseable
 from mlops.flavors.mlflow_model import check_declared_format, merge_signature
-from mlops.flavors.signature import infer_signature
+from mlops.flavors.signature import fit_signature, infer_signature
 from mlops.identity import Role
 from mlops.registry.compile import prepare_runtime, record_runtime
 from mlops.registry.lineage import Lineage
@@ -159,7 +159,8 @@ def register_version(
         example = input_example if input_example is not None else training_frame
         signature = infer_signature(example, loaded) if example is not None else None
         if mlf is not None:
-            signature = merge_signature(mlf.signature, signature)
+            signature = fit_signature(merge_signature(mlf.signature, signature), loaded,
+                                      mlf.label)
         sample = _example_rows(example, loaded) if example is not None else None
         ref_data = reference if reference is not None else training_frame
         profiles = put_profiles(ctx.artifacts, compute_profiles(

@@ -136,6 +136,21 @@ def test_files_outside_the_directory_are_refused(tmp_path: Path, name: str) -> N
         read_mlflow_model(root)
 
 
+def test_an_mlmodel_linked_from_outside_is_refused_unread(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET: [unclosed\n")
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "MLmodel").symlink_to(secret)
+    with pytest.raises(UnsafeModel, match="outside the model directory") as err:
+        read_mlflow_model(root)
+    assert "TOPSECRET" not in str(err.value)
+    inside = write(tmp_path / "ok", sklearn_spec())  # a link within the directory is fine
+    (inside / "MLmodel").rename(inside / "real-MLmodel")
+    (inside / "MLmodel").symlink_to(inside / "real-MLmodel")
+    assert read_mlflow_model(inside).flavor == "sklearn"
+
+
 def test_broken_mlmodel_files_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(FlavorError, match="no MLmodel file"):
         read_mlflow_model(tmp_path)

@@ -18,7 +18,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mlops.config import Settings
-from mlops.errors import PermissionDenied, RegistryError, UnsafeModel
+from mlops.errors import FlavorError, PermissionDenied, RegistryError, UnsafeModel
 from mlops.identity import Principal, Role
 from mlops.registry.mlflow_import import import_mlflow
 from mlops.registry.service import ModelRegistry
@@ -124,6 +124,56 @@ def test_an_mlflow_directory_registers_and_predicts_like_the_original(
         np.testing.assert_allclose(loaded.predict_proba(rows), original.predict_proba(rows))
     assert mv.signature is not None and mv.signature.columns == FEATURES
     assert mv.input_example is not None and len(mv.input_example) == 5
+
+
+def _declared(path: Path, inputs: Any, *, on_array: bool = False) -> Any:
+    """An MLflow directory of a skops model with the declared ``inputs`` and no example."""
+    from mlflow.models import ModelSignature
+
+    x, y = data()
+    model = LogisticRegression().fit(x.to_numpy() if on_array else x, y)
+    mlflow.sklearn.save_model(model, str(path), serialization_format="skops",
+                              signature=ModelSignature(inputs=inputs), pip_requirements=REQS)
+    return model
+
+
+def test_a_declared_signature_that_no_request_could_meet_is_refused(
+        tmp_path: Path, registry: ModelRegistry) -> None:
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    cases = [
+        ("subset", Schema([ColSpec("double", "a")]), False,
+         "the model's column(s) 'b', 'c', 'd' are not declared"),
+        ("twice", Schema([ColSpec("double", "a")] * 4), False, "'a' more than once"),
+        ("foreign", Schema([ColSpec("double", n) for n in ["a", "b", "c", "e"]]), False,
+         "'d' are not declared; 'e' are not the model's"),
+        ("narrow", Schema([TensorSpec(np.dtype("float64"), (-1, 3))]), True,
+         "declares 3 input column(s); the model was fitted on 4"),
+    ]
+    for label, inputs, on_array, message in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _declared(tmp_path / label, inputs, on_array=on_array)
+        with pytest.raises(FlavorError) as err:
+            registry.register("m", tmp_path / label)
+        assert message in err.value.message, (label, err.value.message)
+        assert "input example" in (err.value.fix or "")
+    assert registry.list_models() == []
+
+
+def test_positional_declared_columns_take_the_models_names(
+        tmp_path: Path, registry: ModelRegistry) -> None:
+    from mlflow.types import Schema, TensorSpec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _declared(tmp_path / "m", Schema([TensorSpec(np.dtype("float64"), (-1, 4))]))
+    mv = registry.register("m", tmp_path / "m")
+    assert mv.signature is not None and mv.signature.columns == FEATURES
+    assert not mv.signature.positional
+    x, _ = data()
+    np.testing.assert_array_equal(registry.load_model("m", mv.version).predict(x),
+                                  model.predict(x))
 
 
 def test_a_models_uri_registers_by_version_and_by_alias(store: MlflowStore,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import math
 import re
 import subprocess
 import sys
@@ -387,6 +388,12 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("FP16 typed", _raw(_input("FP16", int_contents=[0] * 20)), "FP16"),
     ("typed contents shorter than the shape", _raw(_input(fp64_contents=[0.0] * 19)),
      "20 values) but 19 values"),
+    ("a NaN in typed per-column contents",
+     _raw(*[_input(shape=[1], name=c, fp64_contents=[math.nan if c == "x3" else 1.0])
+            for c in WIDE]), "'x3'"),
+    ("an infinity in typed per-column contents",
+     _raw(*[_input(shape=[1], name=c, fp64_contents=[-math.inf if c == "x3" else 1.0])
+            for c in WIDE]), "'x3'"),
     ("typed BYTES not UTF-8", _raw(_input("BYTES", [1], name="x0", bytes_contents=[b"\xff"])),
      "not UTF-8"),
     ("no inputs", _raw(), "no inputs"),
