@@ -426,10 +426,9 @@ def _json_columns(inputs: list[Any], schema: Schema) -> Columns | None:
         dense = np.array(data, dtype=np.float64)
     except OverflowError:
         return None
-    if not np.isfinite(dense).all():
-        return None  # NaN or infinities (gRPC's typed contents): the checks name the column
-    if "FP32" in datatypes and not np.abs(dense).max() <= np.finfo(np.float32).max:
-        return None  # the per-input check names the value out of FP32's range
+    limit = np.finfo(np.float32 if "FP32" in datatypes else np.float64).max
+    if not np.abs(dense).max() <= limit:  # NaN (it propagates), infinities, FP32's range
+        return None  # (NaN and infinities from gRPC's typed contents): the checks name it
     return Columns.from_dense(list(names), np.ascontiguousarray(dense.T))
 
 

@@ -58,7 +58,7 @@ def test_overlapping_users_put_the_interval_back_once_the_last_leaves(
     thread.start()
     assert inside.wait(10)
     with short_turns():
-        pass
+        assert sys.getswitchinterval() == pytest.approx(SHORT_TURN, rel=0.02)
     assert sys.getswitchinterval() == pytest.approx(SHORT_TURN, rel=0.02)  # the other is still in
     leave.set()
     thread.join(10)

@@ -238,22 +238,16 @@ class PredictionLog:
                 except Exception:  # values JSON cannot hold: logged, just not crash-proof
                     logger.debug("A prediction log request could not be spooled.",
                                  exc_info=True)
-            with self._lock:
-                accepted = n if not self._closed and self._max_buffer - self._pending >= n \
-                    else 0
-                if accepted:
-                    batch = self._open
-                    if self.spool_dir is not None:
-                        self._spool(batch, frame, FRAME_REQUEST)
-                    batch.requests.append(request)
-                    self._pending += n
-                    self._open_rows += n
-                self._dropped += n - accepted
-                full = self._open_rows >= self._flush_rows
-            return self._accepted(n, accepted, full)
+            return self._admit(n, True, self._put_request, request, frame)
         except Exception:  # never fail a response because of logging
             logger.debug("Prediction log rejected a request.", exc_info=True)
             return 0
+
+    def _put_request(self, batch: _Batch, _accepted: int, request: Request,
+                     frame: bytes | None) -> None:
+        if self.spool_dir is not None:
+            self._spool(batch, frame, FRAME_REQUEST)
+        batch.requests.append(request)
 
     def log_feedback(self, records: Sequence[FeedbackRecord]) -> int:
         """Buffer (and spool) feedback records; return how many were accepted."""
@@ -283,29 +277,34 @@ class PredictionLog:
             if n == 0:
                 return 0
             frame = self._payload(records, feedback) if self.spool_dir is not None else None
-            with self._lock:
-                free = 0 if self._closed else self._max_buffer - self._pending
-                accepted = min(n, max(free, 0))
-                if accepted:
-                    chunk = records if accepted == n else records[:accepted]
-                    batch = self._open
-                    if self.spool_dir is not None:
-                        if frame is not None and accepted < n:
-                            frame = self._payload(chunk, feedback)
-                        self._spool(batch, frame, FRAME_FEEDBACK if feedback
-                                    else FRAME_PREDICTIONS)
-                    (batch.feedback if feedback else batch.preds).extend(chunk)
-                    self._pending += accepted
-                    self._open_rows += accepted
-                self._dropped += n - accepted
-                full = self._open_rows >= self._flush_rows
-            return self._accepted(n, accepted, full)
+            return self._admit(n, False, self._put_rows, records, frame, feedback)
         except Exception:  # never fail a response because of logging
             logger.debug("Prediction log rejected a batch.", exc_info=True)
             return 0
 
-    def _accepted(self, n: int, accepted: int, full: bool) -> int:
-        """After an append: wake the flush thread when full, report what was dropped."""
+    def _put_rows(self, batch: _Batch, accepted: int, records: list[Row],
+                  frame: bytes | None, feedback: bool) -> None:
+        chunk = records if accepted == len(records) else records[:accepted]
+        if self.spool_dir is not None:
+            if frame is not None and chunk is not records:
+                frame = self._payload(chunk, feedback)
+            self._spool(batch, frame, FRAME_FEEDBACK if feedback else FRAME_PREDICTIONS)
+        (batch.feedback if feedback else batch.preds).extend(chunk)
+
+    def _admit(self, n: int, whole: bool, put: Callable[..., None], *args: Any) -> int:
+        """Take ``n`` rows into the open batch (``whole``: all or none, else as many as the
+        buffer has room for): ``put(batch, accepted, *args)`` spools and buffers them under
+        the lock. Then wake the flush thread when the batch is full, and report what was
+        dropped; returns how many rows were taken."""
+        with self._lock:
+            free = 0 if self._closed else max(self._max_buffer - self._pending, 0)
+            accepted = (n if free >= n else 0) if whole else min(n, free)
+            if accepted:
+                put(self._open, accepted, *args)
+                self._pending += accepted
+                self._open_rows += accepted
+            self._dropped += n - accepted
+            full = self._open_rows >= self._flush_rows
         if full and not self._wake.is_set():
             self._wake.set()
         if accepted < n:
